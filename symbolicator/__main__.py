@@ -1,0 +1,3 @@
+from symbolicator.cli import main
+
+raise SystemExit(main())
