@@ -1,0 +1,20 @@
+"""The on-disk caches (downloads + derived, see `store`) and per-key coalescing (`coalesce`)."""
+
+from symbolicator.caching.coalesce import Coalescer, get_or_compute
+from symbolicator.caching.store import (
+    NEGATIVE_TTL,
+    CacheEntry,
+    Caches,
+    CacheStore,
+    EntryTooLarge,
+)
+
+__all__ = [
+    "NEGATIVE_TTL",
+    "CacheEntry",
+    "CacheStore",
+    "Caches",
+    "Coalescer",
+    "EntryTooLarge",
+    "get_or_compute",
+]

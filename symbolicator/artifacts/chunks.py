@@ -1,0 +1,129 @@
+"""Upload chunks: content-addressed by the SHA-1 of their raw bytes, shared by all scopes.
+
+A chunk is verified before it is stored (its name must be its SHA-1), so a
+stored chunk is always right and assembling never has to doubt it. Storing
+chunks in `Storage` rather than on a local disk lets any instance assemble what
+another received, and makes an interrupted upload resumable: the client is told
+only the chunks still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from symbolicator import keys
+from symbolicator.errors import BadRequest, ObjectNotFound
+from symbolicator.storage.base import Storage
+
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+
+
+class ChunkError(BadRequest):
+    """A chunk is refused: bad name, bad gzip, too large, or not the bytes its name says."""
+
+
+class MissingChunk(Exception):
+    """A chunk named by an assemble request is not in storage (any more)."""
+
+    def __init__(self, sha1: str) -> None:
+        super().__init__(f"chunk {sha1} is missing")
+        self.sha1 = sha1
+
+
+def check_sha1(name: str) -> str:
+    value = name.strip().lower()
+    if not _SHA1.match(value):
+        raise ChunkError(f"invalid chunk name {name!r}: expected the SHA-1 hex digest of the chunk")
+    return value
+
+
+def gunzip_capped(data: bytes, max_bytes: int) -> bytes:
+    """Decompress a (possibly multi-member) gzip chunk, refusing more than `max_bytes` of output."""
+    out = bytearray()
+    rest = data
+    while rest:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += d.decompress(rest, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise ChunkError(f"chunk is not valid gzip: {exc}") from exc
+        if len(out) > max_bytes or d.unconsumed_tail:
+            raise ChunkError(f"chunk size too large: more than {max_bytes} bytes uncompressed")
+        if not d.eof:
+            raise ChunkError("chunk is truncated gzip")
+        rest = d.unused_data
+    return bytes(out)
+
+
+Observe = Callable[[str, float, int], None]
+
+
+def _ignore(phase: str, seconds: float, size: int) -> None:
+    pass
+
+
+class ChunkStore:
+    """`observe(phase, seconds, bytes)` hears how long each step took (for metrics and benchmarks)."""
+
+    def __init__(self, storage: Storage, chunk_size: int, observe: Observe = _ignore) -> None:
+        self.storage = storage
+        self.chunk_size = chunk_size
+        self.observe = observe
+
+    def put(self, name: str, body: bytes, gzipped: bool) -> int:
+        """Verify and store one chunk; returns its uncompressed size."""
+        sha1 = check_sha1(name)
+        t0 = time.perf_counter()
+        data = gunzip_capped(body, self.chunk_size) if gzipped else body
+        t1 = time.perf_counter()
+        self.observe("chunk_gunzip", t1 - t0, len(data))
+        if len(data) > self.chunk_size:
+            raise ChunkError(f"chunk size too large: {len(data)} bytes, the limit is {self.chunk_size}")
+        actual = hashlib.sha1(data).hexdigest()
+        t2 = time.perf_counter()
+        self.observe("chunk_sha1", t2 - t1, len(data))
+        if actual != sha1:
+            raise ChunkError(f"chunk checksum mismatch: named {sha1}, content has SHA-1 {actual}")
+        if self.storage.head(keys.chunk(sha1)) is None:
+            self.storage.put_bytes(keys.chunk(sha1), data)
+        self.observe("chunk_put", time.perf_counter() - t2, len(data))
+        return len(data)
+
+    def missing(self, sha1s: Iterable[str]) -> list[str]:
+        """The chunks of `sha1s` not stored yet, in first-seen order, each once."""
+        wanted = list(dict.fromkeys(check_sha1(s) for s in sha1s))
+        if len(wanted) <= 4:
+            present = [self.storage.head(keys.chunk(s)) is not None for s in wanted]
+        else:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                present = list(pool.map(lambda s: self.storage.head(keys.chunk(s)) is not None, wanted))
+        return [s for s, ok in zip(wanted, present) if not ok]
+
+    def concatenate(self, sha1s: Sequence[str], dest: Path) -> tuple[str, int]:
+        """Write the chunks in order into `dest`; returns the SHA-1 and size of the whole.
+
+        Chunks are read one at a time (each at most `chunk_size`), so a file of
+        any size assembles in bounded memory.
+        """
+        digest = hashlib.sha1()
+        size = 0
+        with open(dest, "wb") as out:
+            for s in sha1s:
+                t0 = time.perf_counter()
+                try:
+                    data = self.storage.get_bytes(keys.chunk(check_sha1(s)), max_bytes=self.chunk_size)
+                except ObjectNotFound:
+                    raise MissingChunk(s) from None
+                t1 = time.perf_counter()
+                digest.update(data)
+                out.write(data)
+                self.observe("assemble_get", t1 - t0, len(data))
+                self.observe("assemble_hash_write", time.perf_counter() - t1, len(data))
+                size += len(data)
+        return digest.hexdigest(), size

@@ -1,0 +1,371 @@
+"""The on-disk caches: size-capped, LRU, values as files, negative entries that expire.
+
+Design
+------
+`CacheStore` is a thin layer over `diskcache.Cache` (SQLite index + one file per
+value), which is safe to share between threads and between processes: the service
+processes and their conversion workers all open the same directory.
+
+* **Values are files.** A cached value can be a 2 GB dSYM or a symcache that a lookup
+  memory-maps, so nothing ever goes through memory whole: `put_file` *moves* a
+  finished temp file into the cache (a rename; a streamed copy across file systems),
+  `put_bytes` streams, and `get` hands back the path of the stored file. The custom
+  `_FileDisk` makes every positive value a file regardless of diskcache's
+  `disk_min_file_size`, and returns paths instead of opening them. Temp files are
+  made with `temp_path()` inside the cache directory so the final move is a rename.
+* **Every file is checked on the way out.** The size written is kept in the entry's
+  tag; a file that vanished or whose size differs is removed and reads as a miss,
+  never served.
+* **Two budgets** (`Caches`): downloads are big and cheap to fetch again, derived
+  caches (symcaches, sourcemap caches) are small and expensive to rebuild. One
+  shared cap would let a burst of big downloads evict every derived cache. Each
+  store culls least-recently-used entries after every write until it is under its
+  own cap (diskcache alone culls at most ten entries per write).
+* **Negative entries expire.** "Not found" (1 h) and "malformed" (24 h) are worth
+  remembering: 50 events for a missing debug file should not cause 50 fetches. But
+  the answer changes (an upload arrives, a source recovers, a fix is deployed), so
+  they expire, and an upload clears the ones it answers (`clear_negative`).
+* **Internal errors are never cached**: a bug or a flaky disk must not poison a key
+  for an hour. `set_negative` takes an `Outcome`, and `Outcome` has no member for
+  them; anything else is a `TypeError`.
+* **Versions live in the keys** (`keys.cache_key`), so a format change never reads
+  an old entry; old entries age out through LRU.
+
+Races: a path returned by `get` may be evicted or replaced by another process before
+the caller opens it. Open it promptly (an open file or a mmap survives deletion on
+POSIX) and treat `FileNotFoundError` as a miss.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from diskcache.core import MODE_BINARY, UNKNOWN
+
+from symbolicator.errors import Outcome, SymbolicatorError
+
+log = logging.getLogger(__name__)
+
+HOUR = 3600.0
+NEGATIVE_TTL: dict[Outcome, float] = {Outcome.NOT_FOUND: HOUR, Outcome.MALFORMED: 24 * HOUR}
+DEFAULT_NEGATIVE_TTL = HOUR
+TEMP_MAX_AGE = 6 * HOUR
+_NEGATIVE_TAG = "negative"
+_DB_TIMEOUT = 60.0
+
+
+class EntryTooLarge(SymbolicatorError):
+    """A value does not fit in the cache's budget at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A positive entry has `path` (the stored file); a negative one `outcome`.
+
+    `expires_at` is in Unix seconds (None: never, the case of positive entries).
+    """
+
+    path: Path | None = None
+    outcome: Outcome | None = None
+    expires_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.outcome is None):
+            raise ValueError("a cache entry holds either a path or an outcome")
+
+    @property
+    def is_negative(self) -> bool:
+        return self.outcome is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    """A finished file to move into the cache (see `_FileDisk.store`)."""
+
+    path: Path
+    size: int
+
+
+class _FileDisk(diskcache.Disk):  # type: ignore[misc]
+    """Stores `_Incoming` files by renaming them in; fetches files as paths."""
+
+    def __init__(self, directory: str, **kwargs: Any) -> None:
+        super().__init__(directory, **kwargs)
+        self._root = directory
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
+        if not isinstance(value, _Incoming):
+            return super().store(value, read, key=key)  # type: ignore[no-any-return]
+        filename, full_path = self.filename(key, value)
+        for attempt in range(10):
+            os.makedirs(os.path.dirname(full_path), exist_ok=True)
+            try:
+                os.replace(value.path, full_path)
+                break
+            except FileNotFoundError:
+                # Another process may remove the (empty) directory between the two calls.
+                if attempt == 9 or not value.path.exists():
+                    raise
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                try:
+                    shutil.copyfile(value.path, full_path)
+                except BaseException:
+                    Path(full_path).unlink(missing_ok=True)
+                    raise
+                value.path.unlink()
+                break
+        return value.size, MODE_BINARY, filename, None
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == MODE_BINARY and read and filename is not None:
+            return Path(self._root, filename)
+        return super().fetch(mode, filename, value, read)
+
+
+class CacheStore:
+    """One size-capped cache directory; blocking (call it through `asyncio.to_thread`).
+
+    `max_bytes=None` keeps the cap stored in the directory by whoever opened it last
+    (diskcache's 1 GiB for a new one): what `symbolicator cache` uses without settings.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int | None, name: str) -> None:
+        self.directory = Path(directory)
+        self.name = name
+        self.temp_dir = self.directory / "tmp"
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        # cull_limit=0: diskcache would evict ten entries at a time on set; `_cull` evicts just enough.
+        settings: dict[str, Any] = {"eviction_policy": "least-recently-used", "cull_limit": 0}
+        if max_bytes is not None:
+            settings["size_limit"] = max_bytes
+        self._cache = diskcache.Cache(str(self.directory), timeout=_DB_TIMEOUT, disk=_FileDisk, **settings)
+        self.max_bytes: int = int(self._cache.size_limit)
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CacheStore, (self.directory, self.max_bytes, self.name))
+
+    def __repr__(self) -> str:
+        return f"CacheStore({str(self.directory)!r}, max_bytes={self.max_bytes}, name={self.name!r})"
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry at `key`, or None (missing, expired, or its file gone or damaged)."""
+        value, expire_time, tag = self._cache.get(key, read=True, expire_time=True, tag=True, retry=True)
+        entry: CacheEntry | None = None
+        if tag == _NEGATIVE_TAG and isinstance(value, str):
+            try:
+                entry = CacheEntry(outcome=Outcome(value), expires_at=expire_time)
+            except ValueError:
+                self._discard(key, None)
+        elif isinstance(value, Path):
+            if self._intact(value, tag):
+                entry = CacheEntry(path=value)
+            else:
+                log.warning("cache %s: dropping damaged entry %s (%s)", self.name, key, value)
+                self._discard(key, value)
+        elif value is not None:
+            self._discard(key, None)
+        with self._lock:
+            if entry is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        return entry
+
+    def put_file(self, key: str, src: Path) -> Path:
+        """Move the finished file `src` in as the value of `key`; the cached path.
+
+        `src` is consumed on success and left alone on failure. Best on the same
+        file system as the cache (see `temp_path`): then it is a rename.
+        """
+        src = Path(src)
+        size = src.stat().st_size
+        self._check_fits(size)
+        self._cache.set(key, _Incoming(src, size), tag=size, retry=True)
+        return self._stored(key)
+
+    def put_bytes(self, key: str, data: bytes) -> Path:
+        """Store `data` (a small value) as a file; the cached path."""
+        self._check_fits(len(data))
+        path = self.temp_path()
+        try:
+            path.write_bytes(data)
+            return self.put_file(key, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def set_negative(self, key: str, outcome: Outcome, expire: float | None = None) -> CacheEntry:
+        """Remember that `key` has no content, for `expire` seconds (default by outcome)."""
+        if not isinstance(outcome, Outcome):
+            raise TypeError(f"only an Outcome can be cached, not {outcome!r}")
+        ttl = NEGATIVE_TTL.get(outcome, DEFAULT_NEGATIVE_TTL) if expire is None else float(expire)
+        now = time.time()
+        self._cache.set(key, outcome.value, expire=ttl, tag=_NEGATIVE_TAG, retry=True)
+        return CacheEntry(outcome=outcome, expires_at=now + ttl)
+
+    def clear_negative(self, key: str) -> bool:
+        """Drop a negative entry at `key` (a positive one stays); True if one was dropped."""
+        with self._cache.transact(retry=True):
+            _, tag = self._cache.get(key, read=True, tag=True, retry=True)
+            if tag != _NEGATIVE_TAG:
+                return False
+            return bool(self._cache.delete(key, retry=True))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._cache.delete(key, retry=True))
+
+    def temp_path(self, suffix: str = "") -> Path:
+        """A new empty file beside the cache, for a value being produced.
+
+        Pass it to `put_file` when done (a rename) or delete it; `prune` removes
+        temp files older than `TEMP_MAX_AGE`.
+        """
+        fd, name = tempfile.mkstemp(prefix=f"{self.name}-", suffix=suffix, dir=self.temp_dir)
+        os.close(fd)
+        return Path(name)
+
+    def stats(self) -> dict[str, Any]:
+        """Live entries, bytes on disk (files + index, what the cap bounds), hits/misses of this process."""
+        # diskcache has no public count by tag; this read-only query uses its connection.
+        row = self._cache._sql(
+            "SELECT COUNT(*), COALESCE(SUM(tag = ?), 0) FROM Cache"
+            " WHERE expire_time IS NULL OR expire_time > ?",
+            (_NEGATIVE_TAG, time.time()),
+        ).fetchone()
+        with self._lock:
+            hits, misses = self._hits, self._misses
+        return {
+            "name": self.name,
+            "directory": str(self.directory),
+            "entries": int(row[0]),
+            "negative_entries": int(row[1]),
+            "bytes": int(self._cache.volume()),
+            "max_bytes": self.max_bytes,
+            "hits": hits,
+            "misses": misses,
+        }
+
+    def prune(self, everything: bool = False) -> dict[str, Any]:
+        """Drop expired entries and cull to the cap, or (`everything`) drop all entries.
+
+        Temp files older than `TEMP_MAX_AGE` go too (younger ones may be in use).
+        """
+        before = self.stats()
+        if everything:
+            removed = self._cache.clear(retry=True)
+        else:
+            removed = self._cull()
+        temp_removed = self._remove_old_temp_files()
+        after = self.stats()
+        return {
+            "name": self.name,
+            "removed_entries": int(removed),
+            "removed_temp_files": temp_removed,
+            "entries": after["entries"],
+            "bytes_before": before["bytes"],
+            "bytes": after["bytes"],
+            "max_bytes": self.max_bytes,
+        }
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def _check_fits(self, size: int) -> None:
+        index_bytes = int(self._cache.volume()) - int(self._cache.reset("size"))
+        if size > self.max_bytes - index_bytes:
+            raise EntryTooLarge(
+                f"{size} bytes do not fit in the {self.name} cache ({self.max_bytes} bytes); raise its size limit"
+            )
+
+    def _cull(self) -> int:
+        """Drop expired entries, then least-recently-used ones until under the cap."""
+        removed = int(self._cache.expire(retry=True))
+        while (excess := int(self._cache.volume()) - self.max_bytes) > 0:
+            # diskcache has no public "oldest keys" call; `key` is the plain str for str keys.
+            rows = self._cache._sql(
+                "SELECT key, size FROM Cache WHERE raw = 1 ORDER BY access_time LIMIT 100"
+            ).fetchall()
+            if not rows:
+                break
+            for lru_key, size in rows:
+                if self._cache.delete(lru_key, retry=True):
+                    removed += 1
+                excess -= size
+                if excess <= 0:
+                    break
+        return removed
+
+    def _stored(self, key: str) -> Path:
+        self._cull()
+        value = self._cache.get(key, read=True, retry=True)
+        if not isinstance(value, Path):
+            raise EntryTooLarge(f"{key!r} was evicted from the {self.name} cache as soon as it was stored")
+        return value
+
+    @staticmethod
+    def _intact(path: Path, tag: Any) -> bool:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return False
+        return not isinstance(tag, int) or size == tag
+
+    def _discard(self, key: str, path: Path | None) -> None:
+        """Delete `key` if it still holds `path` (another process may have replaced it)."""
+        with self._cache.transact(retry=True):
+            current = self._cache.get(key, read=True, retry=True)
+            if path is None or current == path:
+                self._cache.delete(key, retry=True)
+
+    def _remove_old_temp_files(self) -> int:
+        cutoff = time.time() - TEMP_MAX_AGE
+        removed = 0
+        for entry in os.scandir(self.temp_dir):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+@dataclass(frozen=True)
+class Caches:
+    """The two budgets under one root: `downloads/` and `derived/`."""
+
+    root: Path
+    downloads: CacheStore
+    derived: CacheStore
+
+    @classmethod
+    def open(
+        cls, cache_dir: Path, downloads_max_bytes: int | None, derived_max_bytes: int | None
+    ) -> "Caches":
+        root = Path(cache_dir)
+        return cls(
+            root=root,
+            downloads=CacheStore(root / "downloads", downloads_max_bytes, "downloads"),
+            derived=CacheStore(root / "derived", derived_max_bytes, "derived"),
+        )
+
+    def stores(self) -> tuple[CacheStore, CacheStore]:
+        return (self.downloads, self.derived)
+
+    def close(self) -> None:
+        for store in self.stores():
+            store.close()

@@ -1,0 +1,390 @@
+"""Settings: defaults → TOML file → `SYMBOLICATOR_*` environment → command-line flags.
+
+Settings are frozen dataclasses, built once at start and passed down; nothing
+reads the environment later. The schema *is* the dataclasses below: a key that
+is not a field is an error (a typo must not silently fall back to a default),
+and so is an empty file. Environment names are derived from the schema
+(`storage.s3.bucket` ↔ `SYMBOLICATOR_STORAGE_S3_BUCKET`), so every key can be
+set either way. `describe()` renders the effective settings with secrets masked
+for the startup log.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from symbolicator.errors import ConfigError, InvalidShape
+from symbolicator.types import Scope
+
+ENV_PREFIX = "SYMBOLICATOR_"
+CONFIG_ENV = "SYMBOLICATOR_CONFIG"
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+
+RIGHTS = ("upload", "symbolicate")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where `storage.backend = "s3"` keeps objects; credentials come from boto3's usual chain."""
+
+    bucket: str = ""
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path = Path("uploads")
+    s3: S3Settings = field(default_factory=S3Settings)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Two budgets: downloads are big and short-lived, derived caches small and long-lived."""
+
+    dir: Path = Path("cache")
+    downloads_max_bytes: int = 20 * GiB
+    derived_max_bytes: int = 10 * GiB
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """What one bearer token may do: `scopes` are scope names, `org/*` or `*`."""
+
+    scopes: tuple[str, ...] = ()
+    rights: tuple[str, ...] = RIGHTS
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    tokens: Mapping[str, TokenSettings] = field(default_factory=dict)
+    symbolicate: Literal["open", "token"] = "open"
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    max_body_bytes: int = 55 * MiB
+    max_download_bytes: int = 15 * GiB
+    max_concurrent_jobs: int = 200
+    job_timeout_s: float = 900.0
+    chunk_size: int = 8 * MiB
+    max_file_bytes: int = 4 * GiB
+    max_bundle_entries: int = 10_000
+    max_bundle_uncompressed_bytes: int = 2 * GiB
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    total_timeout_s: float = 300.0
+    max_redirects: int = 5
+    max_bytes: int = 64 * MiB
+    per_host_concurrency: int = 8
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
+class ScrapingSettings:
+    enabled: bool = True
+    allowed_origins: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class TestingSettings:
+    """Knobs for the test suite only; never set them in production."""
+
+    assemble_delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    bind: str = "127.0.0.1:3021"
+    log_level: str = "info"
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    scraping: ScrapingSettings = field(default_factory=ScrapingSettings)
+    scope_aliases: Mapping[str, str] = field(default_factory=dict)
+    sources: tuple[Mapping[str, Any], ...] = ()
+    allow_request_sources: bool = False
+    workers: int = max(1, os.cpu_count() or 1)
+    testing: TestingSettings = field(default_factory=TestingSettings)
+
+    @property
+    def host(self) -> str:
+        return self.bind.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rsplit(":", 1)[1])
+
+    @property
+    def bound_to_loopback(self) -> bool:
+        host = self.host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings; `overrides` are dotted keys from flags (`{"bind": "…"}`)."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = path or env.get(CONFIG_ENV) or None
+    if path is not None:
+        data = _read_toml(Path(path))
+    for dotted, value in _env_values(env).items():
+        _set_dotted(data, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    settings = _build(Settings, data, "")
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    if not text.strip():
+        raise ConfigError(f"config file {path} is empty")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    if not data:
+        raise ConfigError(f"config file {path} is empty: it sets nothing")
+    return data
+
+
+def _leaf_paths(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Every settable dotted key of the schema with its type."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out.update(_leaf_paths(hint, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+        else:
+            out[f"{prefix}{f.name}"] = hint
+    return out
+
+
+def env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    known = {env_name(k): k for k in _leaf_paths(Settings)}
+    values: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown setting in environment: {name}")
+        values[known[name]] = _parse_env(raw, name)
+    return values
+
+
+def _parse_env(raw: str, name: str) -> Any:
+    """Environment values are strings; JSON spells lists, tables and numbers."""
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{name}: not valid JSON: {exc}") from exc
+    return text
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part} is not a table")
+        node = child
+    node[leaf] = value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": KiB, "m": 1000**2, "mb": 1000**2, "mib": MiB,
+          "g": 1000**3, "gb": 1000**3, "gib": GiB, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_size(value: Any, where: str) -> int:
+    """Byte sizes as integers or strings such as `"64 MiB"` or `"10GB"`."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a size, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m and (m.group(2) or "").lower() in _UNITS:
+            return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    raise ConfigError(f"{where}: expected a size such as 1048576 or \"64 MiB\", got {value!r}")
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        return _build(hint, value, where + ".")  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value == "" and type(None) in args):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if where.endswith("_bytes"):
+            return parse_size(value, where)
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if hint is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        if args and args[1] is Any:
+            return dict(value)
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting: {', '.join(prefix + u for u in unknown)}")
+    return cls(**{k: _convert(hints[k], v, prefix + k) for k, v in data.items()})
+
+
+def _validate(s: Settings) -> None:
+    try:
+        if not 0 <= s.port < 65536:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ConfigError(f"bind: expected HOST:PORT, got {s.bind!r}") from None
+    if s.storage.backend == "s3" and not s.storage.s3.bucket:
+        raise ConfigError("storage.s3.bucket: required when storage.backend = \"s3\"")
+    chunk = s.limits.chunk_size
+    if chunk < 64 * KiB or chunk & (chunk - 1):
+        raise ConfigError("limits.chunk_size: must be a power of two of at least 65536 (sentry-cli requires it)")
+    for token, t in s.auth.tokens.items():
+        if not token:
+            raise ConfigError("auth.tokens: empty token")
+        for right in t.rights:
+            if right not in RIGHTS:
+                raise ConfigError(f"auth.tokens.<token>.rights: unknown right {right!r} (known: {', '.join(RIGHTS)})")
+        for pattern in t.scopes:
+            if pattern != "*":
+                _scope(pattern.removesuffix("/*"), "auth.tokens.<token>.scopes")
+    for alias, target in s.scope_aliases.items():
+        _scope(target, f"scope_aliases.{alias}")
+    for i, source in enumerate(s.sources):
+        if not isinstance(source, Mapping) or not isinstance(source.get("id"), str) or not source.get("type"):
+            raise ConfigError(f"sources[{i}]: each source needs an `id` and a `type`")
+    if s.workers < 1:
+        raise ConfigError("workers: must be at least 1")
+
+
+def _scope(text: str, where: str) -> None:
+    try:
+        Scope.parse(text)
+    except InvalidShape as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_serving(s: Settings) -> None:
+    """Refuse to serve uploads to the network with nobody to check tokens against."""
+    if not s.bound_to_loopback and not s.auth.tokens and not s.auth.disabled:
+        raise ConfigError(
+            f"bind {s.bind} is not loopback and auth.tokens is empty: configure tokens, "
+            "or set auth.disabled = true to run without authentication on purpose"
+        )
+
+
+_SECRET_NAMES = ("secret", "token", "password", "access_key", "authorization", "cookie")
+
+
+def describe(s: Settings) -> dict[str, Any]:
+    """The effective settings as plain data with every secret masked, for the startup log."""
+
+    def mask(value: Any, key: str = "") -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: mask(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+        if key == "tokens" and isinstance(value, Mapping):
+            return {f"{t[:4]}…({len(t)} chars)": mask(v) for t, v in value.items()}
+        if isinstance(value, Mapping):
+            return {k: ("***" if any(n in str(k).lower() for n in _SECRET_NAMES) else mask(v, str(k)))
+                    for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [mask(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return mask(s)  # type: ignore[no-any-return]

@@ -1,0 +1,139 @@
+"""Symbol-table fallback: a function name for addresses DWARF does not name.
+
+Stripped binaries, code without debug info (libc's start files, hand-written
+assembly) and dSYM-less Mach-O files still have a symbol table. A lookup takes
+the nearest function symbol at or below the address, bounded by its size (ELF
+`st_size`) or else by the next symbol or the end of its section, as
+llvm-symbolizer does. ELF uses `.symtab` and adds what only `.dynsym` knows;
+Mach-O names lose their one leading underscore (`_main` → `main`), the C
+convention every Apple tool undoes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from symbolicator.errors import MalformedObject
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A function symbol: [address, end) in file virtual addresses, `name` raw (mangled).
+
+    `file` is the name of the `STT_FILE` symbol that precedes a local ELF
+    symbol (a bare source file name, what llvm-symbolizer prints when there is
+    no DWARF line for the address).
+    """
+
+    address: int
+    end: int
+    name: str
+    file: str | None = None
+
+
+_BIND_RANK = {"STB_GLOBAL": 0, "STB_WEAK": 1, "STB_GNU_UNIQUE": 1, "STB_LOCAL": 2}
+
+
+def _bounded(raw: list[tuple[int, int, int, str, str | None]], sections: list[tuple[int, int]], clip: bool) -> list[Symbol]:
+    """Sort, keep one name per address and give size-less symbols an end.
+
+    At one address the symbol with the largest size wins (llvm-symbolizer's
+    rule, which skips size-less labels), then the better binding. A size-less
+    symbol ends at the next symbol, or at the end of its section when `clip`
+    (Mach-O). ELF's size-less symbols are not clipped to their section because
+    llvm-symbolizer does not clip them either: `.plt` stubs after a size-less
+    `_init` are reported as `_init`; the last one ends with the code sections.
+    """
+    raw.sort(key=lambda s: (s[0], -s[1], s[2]))
+    uniq: list[tuple[int, int, str, str | None]] = []
+    for addr, size, _rank, name, file in raw:
+        if uniq and uniq[-1][0] == addr:
+            continue
+        uniq.append((addr, size, name, file))
+    out = []
+    for i, (addr, size, name, file) in enumerate(uniq):
+        if size:
+            end = addr + size
+        else:
+            end = uniq[i + 1][0] if i + 1 < len(uniq) else 0
+            for lo, hi in sections:
+                if lo <= addr < hi and clip:
+                    end = min(end, hi) if end else hi
+                    break
+            if not end and sections:
+                end = max(hi for _, hi in sections)
+            if not end:
+                end = addr + 1
+        out.append(Symbol(addr, end, name, file))
+    return out
+
+
+def _in_sections(addr: int, sections: list[tuple[int, int]]) -> bool:
+    return any(lo <= addr < hi for lo, hi in sections)
+
+
+def elf_symbols(elf: Any) -> list[Symbol]:
+    """Code symbols of a pyelftools `ELFFile`: `.symtab`, or `.dynsym` when `.symtab` has none.
+
+    Like llvm-symbolizer, `STT_NOTYPE` labels count (assembly often has no
+    types), mapping symbols (`$x`, `$d`) do not.
+    """
+    raw: list[tuple[int, int, int, str, str | None]] = []
+    exec_sections = []
+    try:
+        for section in elf.iter_sections():
+            if section["sh_flags"] & 0x4:
+                exec_sections.append((section["sh_addr"], section["sh_addr"] + section["sh_size"]))
+        for table_name in (".symtab", ".dynsym"):
+            table = elf.get_section_by_name(table_name)
+            if table is None or not hasattr(table, "iter_symbols"):
+                continue
+            last_file: str | None = None
+            for sym in table.iter_symbols():
+                kind = sym["st_info"]["type"]
+                if kind == "STT_FILE":
+                    last_file = sym.name or None
+                    continue
+                if kind not in ("STT_FUNC", "STT_GNU_IFUNC", "STT_NOTYPE") or sym["st_shndx"] == "SHN_UNDEF":
+                    continue
+                addr = sym["st_value"]
+                name = sym.name
+                if not addr or not name or name.startswith("$") or not _in_sections(addr, exec_sections):
+                    continue
+                bind = sym["st_info"]["bind"]
+                raw.append((addr, sym["st_size"], _BIND_RANK.get(bind, 3), name,
+                            last_file if bind == "STB_LOCAL" else None))
+            if raw:
+                break
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise MalformedObject(f"malformed ELF symbol table: {exc}") from exc
+    except Exception as exc:
+        if type(exc).__name__ == "ELFError" or type(exc).__module__.startswith("elftools"):
+            raise MalformedObject(f"malformed ELF symbol table: {exc}") from exc
+        raise
+    return _bounded(raw, exec_sections, clip=False)
+
+
+def macho_symbols(binary: Any) -> list[Symbol]:
+    """Defined, non-debugging symbols of a lief Mach-O slice that point into an executable section."""
+    sections = []
+    for section in binary.sections:
+        flags = int(section.flags)
+        # S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS
+        if flags & 0x80000000 or flags & 0x400 or section.name == "__text":
+            sections.append((section.virtual_address, section.virtual_address + section.size))
+    raw: list[tuple[int, int, int, str, str | None]] = []
+    for sym in binary.symbols:
+        n_type = int(sym.raw_type) if hasattr(sym, "raw_type") else int(sym.type)
+        if n_type & 0xE0 or (n_type & 0x0E) != 0x0E:
+            continue
+        addr = int(sym.value)
+        if not _in_sections(addr, sections):
+            continue
+        name = sym.name
+        if name.startswith("_"):
+            name = name[1:]
+        if name:
+            raw.append((addr, 0, 0 if n_type & 0x01 else 2, name, None))
+    return _bounded(raw, sections, clip=True)

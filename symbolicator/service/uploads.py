@@ -1,0 +1,249 @@
+"""The chunked upload protocol of sentry-cli: chunks in, assemble, states out.
+
+States follow sentry-cli's reading: `not_found` + `missingChunks` (upload
+these), `created` / `assembling` (poll), `ok` (+ `dif`), `error` (+ `detail`).
+
+Only *terminal* states are persisted (`assemble/{scope}/{sha1}.json`), after
+the files and indexes they announce: a state read from storage is always true,
+on every instance and after a restart. Work in progress lives in this process
+only; if it dies (SIGKILL, deploy), nothing claims the file is done, and the
+client's retry assembles again from the stored chunks. Failures that are not the
+file's fault (storage down, a bug) are kept in memory briefly and never
+persisted, so a retry is not blocked by a stale "error".
+
+Assembling runs on a small dedicated thread pool: it is I/O and hashing (both
+release the GIL), and must not crowd the default pool symbolication uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from symbolicator import keys
+from symbolicator.artifacts import artifact_bundles, debug_files
+from symbolicator.artifacts.chunks import ChunkStore, MissingChunk, check_sha1
+from symbolicator.config import Settings
+from symbolicator.errors import AssembleState, FormatError, InvalidShape, ObjectNotFound, StorageError
+from symbolicator.metrics import Metrics
+from symbolicator.storage.base import Storage
+from symbolicator.types import Scope
+
+log = logging.getLogger(__name__)
+
+ACCEPT = ["debug_files", "release_files", "pdbs", "sources", "bcsymbolmaps", "il2cpp", "portablepdbs",
+          "artifact_bundles", "artifact_bundles_v2", "proguard"]
+CHUNKS_PER_REQUEST = 64
+TRANSIENT_TTL_S = 600.0
+
+
+@dataclass(frozen=True)
+class DifRequest:
+    sha1: str
+    name: str
+    chunks: tuple[str, ...]
+
+
+def parse_dif_assemble(body: Any, max_chunks: int) -> list[DifRequest]:
+    if not isinstance(body, dict):
+        raise InvalidShape("expected an object mapping file SHA-1 to {name, chunks}")
+    out = []
+    for sha1, entry in body.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("chunks", []), list):
+            raise InvalidShape(f"{sha1}: expected {{name, debug_id?, chunks: [sha1, …]}}")
+        chunks = tuple(check_sha1(str(c)) for c in entry.get("chunks", []))
+        if len(chunks) > max_chunks:
+            raise InvalidShape(f"{sha1}: {len(chunks)} chunks is more than the largest file allowed")
+        name = entry.get("name")
+        out.append(DifRequest(check_sha1(sha1), name if isinstance(name, str) and name else sha1, chunks))
+    return out
+
+
+def state_json(state: AssembleState, missing: list[str] | None = None, detail: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    return {"state": state.value, "missingChunks": missing or [], "detail": detail, **extra}
+
+
+class UploadService:
+    def __init__(self, settings: Settings, storage: Storage, metrics: Metrics, work_dir: Path) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.metrics = metrics
+        self.chunks = ChunkStore(storage, settings.limits.chunk_size, metrics.observe_phase)
+        self.work_dir = work_dir
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="assemble")
+        self._running: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._transient: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def max_chunks(self) -> int:
+        return self.settings.limits.max_file_bytes // self.settings.limits.chunk_size + 1
+
+    def options(self, url: str) -> dict[str, Any]:
+        size = self.settings.limits.chunk_size
+        return {
+            "url": url,
+            "chunkSize": size,
+            "chunksPerRequest": CHUNKS_PER_REQUEST,
+            "maxFileSize": self.settings.limits.max_file_bytes,
+            "maxRequestSize": max(4 * size, 32 * 1024 * 1024),
+            "concurrency": 4,
+            "hashAlgorithm": "sha1",
+            "compression": ["gzip"],
+            "accept": ACCEPT,
+        }
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def store_chunk(self, name: str, body: bytes, gzipped: bool) -> int:
+        size: int = await self._run(self.chunks.put, name, body, gzipped)
+        self.metrics.chunks_received.inc()
+        self.metrics.chunk_bytes_received.inc(size)
+        return size
+
+    async def assemble_difs(self, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
+        answers = await asyncio.gather(*(
+            self._assemble(f"dif:{scope}:{f.sha1}", [scope], f.sha1, f.chunks,
+                           lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name), "debug_file")
+            for f in files
+        ))
+        return {f.sha1: a for f, a in zip(files, answers)}
+
+    async def assemble_bundle(self, scopes: list[Scope], checksum: str, chunks: list[str],
+                              release: str | None, dist: str | None) -> dict[str, Any]:
+        sha1 = check_sha1(checksum)
+        chunk_ids = tuple(check_sha1(str(c)) for c in chunks)
+        key = f"bundle:{','.join(sorted(map(str, scopes)))}:{sha1}"
+        return await self._assemble(key, scopes, sha1, chunk_ids,
+                                    lambda path: self._publish_bundle(scopes, path, sha1, release, dist),
+                                    "artifact_bundle")
+
+    async def _assemble(self, task_key: str, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
+                        publish: Callable[[Path], dict[str, Any]], kind: str) -> dict[str, Any]:
+        done = await self._run(self._load_state, scopes, sha1)
+        if done is not None:
+            return done
+        running = self._running.get(task_key)
+        if running is not None:
+            return state_json(AssembleState.ASSEMBLING)
+        transient = self._transient.pop(task_key, None)
+        if transient is not None and transient[0] > time.monotonic():
+            return transient[1]
+        if not chunks:
+            return state_json(AssembleState.NOT_FOUND)
+        missing = await self._run(self.chunks.missing, chunks)
+        if missing:
+            return state_json(AssembleState.NOT_FOUND, missing)
+        future = asyncio.ensure_future(self._run(self._assemble_sync, scopes, sha1, chunks, publish, kind))
+        self._running[task_key] = future
+        self.metrics.assembling.inc()
+        future.add_done_callback(lambda fut: self._finished(task_key, fut))
+        return state_json(AssembleState.CREATED)
+
+    def _finished(self, task_key: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        self._running.pop(task_key, None)
+        self.metrics.assembling.dec()
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("assemble %s failed", task_key, exc_info=exc)
+            answer = state_json(AssembleState.ERROR, detail="internal error while assembling; retry the upload")
+            self._transient[task_key] = (time.monotonic() + TRANSIENT_TTL_S, answer)
+            return
+        answer = future.result()
+        if answer["state"] == AssembleState.ERROR.value and not answer.get("persisted"):
+            self._transient[task_key] = (time.monotonic() + TRANSIENT_TTL_S, answer)
+
+    def _load_state(self, scopes: list[Scope], sha1: str) -> dict[str, Any] | None:
+        states = []
+        for scope in scopes:
+            try:
+                states.append(json.loads(self.storage.get_bytes(keys.assemble_state(scope, sha1), 1 << 20)))
+            except ObjectNotFound:
+                return None
+        return states[0] if all(s.get("state") == states[0].get("state") for s in states) else None
+
+    def _assemble_sync(self, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
+                       publish: Callable[[Path], dict[str, Any]], kind: str) -> dict[str, Any]:
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            path = Path(tmp) / "file"
+            try:
+                actual, size = self.chunks.concatenate(chunks, path)
+                if actual != sha1:
+                    return state_json(AssembleState.ERROR, detail=(
+                        f"checksum mismatch: the chunks make a file with SHA-1 {actual}, not {sha1}"))
+                if self.settings.testing.assemble_delay_s:
+                    time.sleep(self.settings.testing.assemble_delay_s)
+                t0 = time.monotonic()
+                extra = publish(path)
+                self.metrics.observe_phase("publish", time.monotonic() - t0, size)
+                answer = state_json(AssembleState.OK, **extra)
+            except MissingChunk as exc:
+                return state_json(AssembleState.ERROR, detail=f"{exc}; upload it again")
+            except FormatError as exc:
+                answer = state_json(AssembleState.ERROR, detail=str(exc))
+            except StorageError as exc:
+                log.warning("assemble %s: storage failed: %s", sha1, exc)
+                self.metrics.uploads.labels(kind, "failed").inc()
+                return state_json(AssembleState.ERROR, detail=f"storage unavailable: {exc}; retry the upload")
+        for scope in scopes:
+            self.storage.put_bytes(keys.assemble_state(scope, sha1), json.dumps(answer).encode())
+        self.metrics.uploads.labels(kind, answer["state"]).inc()
+        if answer["state"] == "ok":
+            self.metrics.bytes_stored.labels(kind).inc(size)
+        log.info("assembled %s %s in %s: %s (%.2f s)", kind, sha1, ",".join(map(str, scopes)), answer["state"],
+                 time.monotonic() - started)
+        return {**answer, "persisted": True}
+
+    def _publish_dif(self, scope: Scope, path: Path, sha1: str, name: str) -> dict[str, Any]:
+        limits = self.settings.limits
+        published = debug_files.publish(self.storage, scope, path, sha1, name, self.work_dir,
+                                        limits.max_bundle_entries, limits.max_bundle_uncompressed_bytes)
+        return {"dif": debug_files.dif_json(published, sha1, name)}
+
+    def _publish_bundle(self, scopes: list[Scope], path: Path, sha1: str, release: str | None,
+                        dist: str | None) -> dict[str, Any]:
+        limits = self.settings.limits
+        summary = artifact_bundles.publish(self.storage, scopes, path, sha1, release, dist,
+                                           limits.max_bundle_entries, limits.max_bundle_uncompressed_bytes)
+        return {"bundle": {"files": summary.files, "debug_ids": summary.debug_ids,
+                           "release_urls": summary.release_urls, "debug_id": summary.bundle_debug_id}}
+
+    async def upload_file(self, scope: Scope, path: Path, name: str) -> dict[str, Any]:
+        """The single-request upload (`curl -F file=@…`): the file is already on disk."""
+
+        def work() -> dict[str, Any]:
+            digest = hashlib.sha1()
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+            sha1 = digest.hexdigest()
+            answer = self._publish_dif(scope, path, sha1, name)["dif"]
+            self.storage.put_bytes(keys.assemble_state(scope, sha1),
+                                   json.dumps(state_json(AssembleState.OK, dif=answer)).encode())
+            return answer
+
+        try:
+            result: dict[str, Any] = await self._run(work)
+        except FormatError:
+            self.metrics.uploads.labels("debug_file", "error").inc()
+            raise
+        self.metrics.uploads.labels("debug_file", "ok").inc()
+        return result

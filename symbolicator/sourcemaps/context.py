@@ -1,0 +1,114 @@
+"""Source context: the lines around a frame, original or minified.
+
+Lines are split on JavaScript's line terminators (`\\r\\n`, `\\n`, `\\r`, U+2028,
+U+2029), the ones engines count when they report a line number; Python's
+`str.splitlines` would also split on form feeds and other separators and shift
+every line after them.
+
+Columns are UTF-16 code units, as engines and source maps count them. A minified
+line is usually one enormous line, so it is cut to a window around the column
+the way Sentry does (`{snip}` marks a cut): about 140 units, the column 60 units
+in. The window is computed in UTF-16 units, then mapped back to Python string
+indices, so non-ASCII text and astral characters (emoji) land where the browser
+said.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_BREAK = re.compile("\r\n|[\n\r\u2028\u2029]")
+_MAX_LINE = 150
+_WINDOW = 140
+_LEAD = 60
+_SNIP = "{snip}"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """`pre_context` and `post_context` hold up to n lines each, nearest last/first."""
+
+    pre_context: list[str]
+    context_line: str
+    post_context: list[str]
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on JavaScript line terminators; a trailing terminator adds no line."""
+    if "\r" in text or "\u2028" in text or "\u2029" in text:
+        lines = _LINE_BREAK.split(text)
+    else:
+        lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def context_from_lines(lines: list[str], lineno: int, n: int = 5) -> Context | None:
+    """Context of 1-based `lineno`, or None when the line does not exist."""
+    if lineno < 1 or lineno > len(lines):
+        return None
+    i = lineno - 1
+    return Context(lines[max(0, i - n) : i], lines[i], lines[i + 1 : i + 1 + n])
+
+
+def utf16_length(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def utf16_to_index(text: str, col16: int) -> int:
+    """Python index of the character at UTF-16 offset `col16` (clamped to the end).
+
+    An offset inside a surrogate pair rounds up to the next character.
+    """
+    if text.isascii():
+        return min(max(col16, 0), len(text))
+    units = 0
+    for i, ch in enumerate(text):
+        if units >= col16:
+            return i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return len(text)
+
+
+def trim_line(line: str, column16: int) -> str:
+    """Cut a long line to a window around `column16` (UTF-16), Sentry's way."""
+    length = utf16_length(line)
+    if length <= _MAX_LINE:
+        return line
+    col = min(max(column16, 0), length)
+    start = max(col - _LEAD, 0)
+    if start < 5:
+        start = 0
+    end = min(start + _WINDOW, length)
+    if end > length - 5:
+        end = length
+    if end == length:
+        start = max(end - _WINDOW, 0)
+    text = line[utf16_to_index(line, start) : utf16_to_index(line, end)]
+    if end < length:
+        text = f"{text} {_SNIP}"
+    if start > 0:
+        text = f"{_SNIP} {text}"
+    return text
+
+
+def minified_context(source: str | list[str], lineno: int, colno: int, n: int = 5) -> Context | None:
+    """Context of a minified file at 1-based `lineno` / 1-based UTF-16 `colno`.
+
+    Every line is trimmed around the same column, so that neighbouring lines of a
+    one-line-per-module bundle stay readable.
+    """
+    lines = split_lines(source) if isinstance(source, str) else source
+    ctx = context_from_lines(lines, lineno, n)
+    if ctx is None:
+        return None
+    col = colno - 1
+    return Context(
+        [trim_line(x, col) for x in ctx.pre_context],
+        trim_line(ctx.context_line, col),
+        [trim_line(x, col) for x in ctx.post_context],
+    )

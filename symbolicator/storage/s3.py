@@ -1,0 +1,252 @@
+"""`S3Storage`: the `Storage` protocol on an S3-compatible bucket via boto3.
+
+Any S3 (AWS, SeaweedFS, MinIO, Ceph) is the shared store that lets N stateless
+service instances run side by side (ARCHITECTURE.md, "Scale beyond one machine").
+
+Why it is built this way:
+
+- **One client per instance, made once.** boto3 clients are thread-safe,
+  sessions are not; the service calls every method through `asyncio.to_thread`,
+  so many threads share this client. Its connection pool is sized for that.
+- **Atomic publication is S3's own:** a PUT, or a multipart upload's final
+  CompleteMultipartUpload, makes the whole object visible at once. `put_file`
+  streams through boto3's managed transfer (multipart above 8 MiB).
+- **Downloads are one GET streamed to a temp file beside the target**, then
+  renamed: one request reads one version of the object (ranged parallel parts
+  could mix two versions if the key is overwritten meanwhile), and a failed
+  download leaves nothing at the target.
+- **Failing fast:** a short connect timeout and few retries, so an unreachable
+  store becomes `StorageUnavailable` (HTTP 503) in seconds, not minutes.
+  Errors are mapped at this boundary, cause kept: 404/NoSuchKey → `ObjectNotFound`;
+  connection errors, timeouts and S3's own 503 (SlowDown) → `StorageUnavailable`;
+  any other failure → `StorageError`.
+- **`list` sorts.** AWS lists in byte order, but SeaweedFS walks its directory
+  tree (`a/b` before `a-c`), so keys are gathered and sorted: memory grows with
+  the number of keys under the prefix, which callers keep narrow.
+- **Checksums only when required**, as many S3-compatible stores reject the
+  CRC headers newer botocore sends by default; chunks are content-addressed
+  and verified by SHA-1 above this layer anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.exceptions import Boto3Error
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from symbolicator.errors import ObjectNotFound, StorageError, StorageUnavailable
+from symbolicator.storage.base import ObjectInfo, check_key
+
+READ_CHUNK = 1 << 20
+MULTIPART_BYTES = 8 << 20
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_UNAVAILABLE_CODES = frozenset({"503", "SlowDown", "ServiceUnavailable"})
+
+
+class S3Storage:
+    """Objects at `prefix + key` in `bucket`; credentials from boto3's chain unless given.
+
+    Timeouts are in seconds; `max_attempts` counts the first try. `prefix` gets a
+    trailing `/` if it lacks one, so `"tenant"` and `"tenant/"` mean the same.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+        max_pool_connections: int = 32,
+        list_page_size: int = 1000,
+    ) -> None:
+        if not bucket:
+            raise StorageError("S3 bucket name is empty")
+        if prefix:
+            prefix = prefix.rstrip("/") + "/"
+            check_key(prefix + "x")
+        if (access_key is None) != (secret_key is None):
+            raise StorageError("give both S3 access_key and secret_key, or neither")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint_url = endpoint_url
+        self.list_page_size = list_page_size
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=max_pool_connections,
+            s3={"addressing_style": "path"} if endpoint_url else None,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._client: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=config,
+        )
+        self._transfer = TransferConfig(
+            multipart_threshold=MULTIPART_BYTES,
+            multipart_chunksize=MULTIPART_BYTES,
+            max_concurrency=4,
+        )
+
+    def __repr__(self) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"S3Storage(s3://{self.bucket}/{self.prefix}{where})"
+
+    def check(self) -> None:
+        """Fail now if the bucket cannot be reached or does not exist (for start-up and health checks)."""
+        with self._errors(None):
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except ClientError as e:
+                if _code(e) in _NOT_FOUND_CODES:
+                    raise StorageError(f"S3 bucket {self.bucket!r} does not exist") from e
+                raise
+
+    def head(self, key: str) -> ObjectInfo | None:
+        full = self._full(key)
+        with self._errors(key):
+            try:
+                resp = self._client.head_object(Bucket=self.bucket, Key=full)
+            except ClientError as e:
+                if _code(e) in _NOT_FOUND_CODES:
+                    return None
+                raise
+        return ObjectInfo(key, int(resp["ContentLength"]))
+
+    def get_bytes(self, key: str, max_bytes: int | None = None) -> bytes:
+        full = self._full(key)
+        with self._errors(key):
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+            body = resp["Body"]
+            try:
+                size = int(resp["ContentLength"])
+                if max_bytes is not None and size > max_bytes:
+                    raise StorageError(
+                        f"object {key!r} is {size} bytes, over the limit of {max_bytes}", key
+                    )
+                data: bytes = body.read()
+            finally:
+                body.close()
+        return data
+
+    def get_to_path(self, key: str, path: Path) -> ObjectInfo:
+        full = self._full(key)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            with self._errors(key):
+                resp = self._client.get_object(Bucket=self.bucket, Key=full)
+                body = resp["Body"]
+                try:
+                    with open(tmp, "wb") as out:
+                        for chunk in body.iter_chunks(READ_CHUNK):
+                            out.write(chunk)
+                        size = out.tell()
+                finally:
+                    body.close()
+            if size != int(resp["ContentLength"]):
+                raise StorageError(f"short read of {key!r}: {size} of {resp['ContentLength']} bytes", key)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise StorageError(f"cannot write {key!r} to {path}: {e}", key) from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ObjectInfo(key, size)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        with self._errors(key):
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        full = self._full(key)
+        if not Path(path).is_file():
+            raise StorageError(f"cannot store {path} at {key!r}: not a file", key)
+        with self._errors(key):
+            self._client.upload_file(str(path), self.bucket, full, Config=self._transfer)
+
+    def delete(self, key: str) -> None:
+        full = self._full(key)
+        with self._errors(key):
+            self._client.delete_object(Bucket=self.bucket, Key=full)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        if prefix:
+            check_key(prefix + "x")
+        cut = len(self.prefix)
+        keys: list[str] = []
+        with self._errors(None):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=self.prefix + prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+            for page in pages:
+                keys.extend(obj["Key"][cut:] for obj in page.get("Contents", ()))
+        keys.sort()
+        return iter(keys)
+
+    def _full(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    @contextmanager
+    def _errors(self, key: str | None) -> Iterator[None]:
+        """Translate boto3's exceptions into ours, keeping the cause."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except (ClientError, BotoCoreError, Boto3Error, OSError) as e:
+            raise _translate(e, key, self) from e
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _translate(e: BaseException, key: str | None, storage: S3Storage) -> StorageError:
+    """Our exception for a boto3/s3transfer failure; walks the cause chain (s3transfer wraps)."""
+    what = f"{key!r}" if key is not None else "listing"
+    where = f"{storage!r}"
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ClientError):
+            code = _code(cause)
+            if code in _NOT_FOUND_CODES:
+                return ObjectNotFound(f"no object at {what} in {where}", key)
+            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _UNAVAILABLE_CODES or status == 503:
+                return StorageUnavailable(f"S3 unavailable for {what} ({code}) in {where}", key)
+            return StorageError(f"S3 error {code or status} for {what} in {where}: {cause}", key)
+        if isinstance(cause, (BotoConnectionError, HTTPClientError)):
+            return StorageUnavailable(f"S3 unreachable for {what} in {where}: {cause}", key)
+        if isinstance(cause, NoCredentialsError):
+            return StorageError(f"no S3 credentials for {where}: {cause}", key)
+        cause = cause.__cause__ or cause.__context__
+    return StorageError(f"S3 failure for {what} in {where}: {e!r}", key)

@@ -1,0 +1,62 @@
+"""`create_app(settings)`: the whole service as one aiohttp application.
+
+Resources (storage, caches, the upload service) are opened in a cleanup
+context, so tests and `serve` start and stop the same way, and two apps in one
+process share nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from symbolicator.caching import Caches
+from symbolicator.config import Settings
+from symbolicator.metrics import Metrics, cache_gauges
+from symbolicator.service.uploads import UploadService
+from symbolicator.storage.configured import open_storage
+from symbolicator.web import health, uploads
+from symbolicator.web.auth import Authenticator
+from symbolicator.web.errors import Handler, error_middleware
+from symbolicator.web.state import AUTH, CACHES, METRICS, SETTINGS, STORAGE, UPLOADS
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    response = await handler(request)
+    metrics = request.app[METRICS]
+    metrics.requests.labels(name, request.method, str(response.status)).inc()
+    metrics.latency.labels(name).observe(time.perf_counter() - started)
+    return response
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    storage = open_storage(settings.storage)
+    app[STORAGE] = storage
+    caches = Caches.open(settings.cache.dir, settings.cache.downloads_max_bytes, settings.cache.derived_max_bytes)
+    app[CACHES] = caches
+    app[METRICS].add_collector(lambda: cache_gauges(caches))
+    app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
+    yield
+    app[UPLOADS].close()
+    caches.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=settings.limits.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[AUTH] = Authenticator(settings)
+    app.cleanup_ctx.append(_resources)
+    app.add_routes(health.routes)
+    app.add_routes(uploads.routes)
+    return app

@@ -1,0 +1,19 @@
+"""Typed application state: what handlers may reach through `request.app[…]`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from symbolicator.caching import Caches
+from symbolicator.config import Settings
+from symbolicator.metrics import Metrics
+from symbolicator.service.uploads import UploadService
+from symbolicator.storage.base import Storage
+from symbolicator.web.auth import Authenticator
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+AUTH = web.AppKey("auth", Authenticator)
+STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+UPLOADS = web.AppKey("uploads", UploadService)
+CACHES = web.AppKey("caches", Caches)

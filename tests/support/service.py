@@ -1,0 +1,131 @@
+"""Run the real service as a subprocess (`python -m symbolicator serve`), as users do.
+
+Tests talk to it over loopback only. `kill()` sends SIGKILL, for the tests that
+check nothing half-done survives a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)
+
+
+def write_toml(path: Path, settings: dict[str, Any]) -> Path:
+    """Nested dicts become tables; everything else inline values."""
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], prefix: str) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) or k in ("tokens", "scope_aliases")}
+        if prefix and scalars:
+            lines.append(f"[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{toml_value(k) if not k.isidentifier() else k} = {toml_value(v)}")
+        for k, v in table.items():
+            if isinstance(v, dict) and k not in ("tokens", "scope_aliases"):
+                emit(v, f"{prefix}.{k}" if prefix else k)
+
+    emit(settings, "")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class ServiceProcess:
+    def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.settings = {"bind": f"127.0.0.1:{self.port}", **settings}
+        self.env = env or {}
+        self.config = write_toml(workdir / f"symbolicator-{self.port}.toml", self.settings)
+        self.log_path = workdir / f"service-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "ServiceProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYMBOLICATOR_")}
+        env.update(self.env)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "symbolicator", "serve", "--config", str(self.config)],
+            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthcheck", timeout=1) as r:
+                    if r.read() == b"ok":
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"service did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> "ServiceProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
+    started: list[ServiceProcess] = []
+
+    def make(settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+             start: bool = True) -> ServiceProcess:
+        svc = ServiceProcess(tmp_path, settings or {}, env)
+        started.append(svc)
+        return svc.start() if start else svc
+
+    yield make
+    for svc in started:
+        svc.stop()

@@ -1,0 +1,165 @@
+"""The real sentry-cli (npm `@sentry/cli` 3.x) uploads to the service, which stores on SeaweedFS.
+
+Then the objects are read back from S3 at their unified keys and JS indexes, and
+a second identical upload must send no chunk (counted by the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from symbolicator import keys
+from symbolicator.storage.s3 import S3Storage
+from symbolicator.types import CodeId, DebugId, ObjectKind, Scope
+from tests.support.service import ServiceProcess
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / "node_modules" / ".bin"
+NATIVE = REPO / "tests" / "fixtures" / "native"
+TOKEN = "sntryu_" + "ab" * 32
+SCOPE = Scope("acme/web")
+
+pytestmark = pytest.mark.s3
+
+
+def fixture_code_id(rel: str) -> str:
+    """The build-id as readelf read it when the fixtures were built."""
+    for entry in json.loads((NATIVE / "fixtures.json").read_text())["fixtures"]:
+        if entry["path"] == rel:
+            return str(entry["objects"][0]["code_id"])
+    raise KeyError(rel)
+
+
+def chunks_received(svc: ServiceProcess) -> float:
+    text = requests.get(svc.url + "/metrics", timeout=10).text
+    m = re.search(r"^symbolicator_chunks_received_total (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def sentry_cli(svc: ServiceProcess, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(cwd),
+        "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": TOKEN, "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web",
+        "SENTRY_DISABLE_UPDATE_CHECK": "true", "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0",
+    }
+    return subprocess.run([str(BIN / "sentry-cli"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture
+def s3_service(seaweed: Any, service_factory: Any, tmp_path: Path) -> tuple[ServiceProcess, S3Storage]:
+    bucket = f"up-{os.urandom(4).hex()}"
+    seaweed.make_bucket(bucket)
+    env = {"AWS_ACCESS_KEY_ID": seaweed.access_key, "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    svc = service_factory({
+        "storage": {"backend": "s3", "s3": {"bucket": bucket, "prefix": "sym/", "endpoint_url": seaweed.endpoint_url,
+                                            "region": "us-east-1"}},
+        "cache": {"dir": str(tmp_path / "cache")},
+        "auth": {"tokens": {TOKEN: {"scopes": ["acme/*"], "rights": ["upload", "symbolicate"]}}},
+    }, env=env)
+    reader = S3Storage(bucket=bucket, prefix="sym/", endpoint_url=seaweed.endpoint_url, region="us-east-1",
+                       access_key=seaweed.access_key, secret_key=seaweed.secret_key)
+    return svc, reader
+
+
+def test_debug_files_upload_lands_at_unified_keys(s3_service: tuple[ServiceProcess, S3Storage],
+                                                  tmp_path: Path) -> None:
+    svc, s3 = s3_service
+    elf = tmp_path / "hello"
+    shutil.copy(NATIVE / "out/elf/c_gcc_O2_dwarf5", elf)
+    code_id = fixture_code_id("out/elf/c_gcc_O2_dwarf5")
+    debug_id = DebugId.from_elf_build_id(bytes.fromhex(code_id))
+
+    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    assert f"OK {debug_id}" in out.stdout + out.stderr
+    assert chunks_received(svc) >= 1
+
+    stored = tmp_path / "stored"
+    s3.get_to_path(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.DEBUGINFO), stored)
+    assert stored.read_bytes() == elf.read_bytes()
+    index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, debug_id)))
+    assert index["code_id"] == code_id
+    assert [f["kind"] for f in index["files"]] == ["debuginfo"]
+    assert index["files"][0]["arch"] == "x86_64"
+
+    before = chunks_received(svc)
+    again = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert chunks_received(svc) == before
+    assert "Nothing to upload" in again.stdout + again.stderr
+
+
+def esbuild_app(dest: Path) -> Path:
+    src = dest / "src"
+    src.mkdir(parents=True)
+    (src / "app.js").write_text(
+        "export class Cart {\n  constructor() { this.items = []; }\n"
+        "  add(item) { if (!item.price) { throw new Error('no price: ' + item.name); } this.items.push(item); }\n}\n"
+        "export function checkout(items) { const c = new Cart(); items.forEach((i) => c.add(i)); return c; }\n"
+        "checkout([{ name: 'tea', price: 3 }, { name: 'cake' }]);\n"
+    )
+    dist = dest / "dist"
+    subprocess.run([str(BIN / "esbuild"), str(src / "app.js"), "--bundle", "--minify", "--sourcemap",
+                    "--format=esm", f"--outfile={dist / 'app.min.js'}"], check=True, capture_output=True)
+    return dist
+
+
+def test_sourcemaps_inject_and_upload_are_indexed(s3_service: tuple[ServiceProcess, S3Storage],
+                                                  tmp_path: Path) -> None:
+    svc, s3 = s3_service
+    dist = esbuild_app(tmp_path)
+    inject = sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path)
+    assert inject.returncode == 0, inject.stderr
+    m = re.search(r"//# debugId=([0-9a-f-]{36})", (dist / "app.min.js").read_text())
+    assert m, "sentry-cli did not inject a debug id"
+    debug_id = DebugId.parse(m.group(1))
+
+    out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+
+    by_id = json.loads(s3.get_bytes(keys.js_debug_id_index(SCOPE, debug_id)))
+    assert set(by_id["files"]) == {"minified_source", "source_map"}
+    bundle_key = by_id["files"]["source_map"]["bundle"]
+    assert bundle_key.startswith("bundles/acme/web/") and s3.head(bundle_key) is not None
+    by_url = json.loads(s3.get_bytes(keys.js_release_index(SCOPE, "1.0.0", None, "~/app.min.js")))
+    assert by_url["type"] == "minified_source" and by_url["bundle"] == bundle_key
+    assert by_url["headers"]["sourcemap"] == "app.min.js.map"
+
+    before = chunks_received(svc)
+    again = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert chunks_received(svc) == before
+
+
+def test_our_upload_command_speaks_the_same_protocol(s3_service: tuple[ServiceProcess, S3Storage],
+                                                     tmp_path: Path) -> None:
+    svc, s3 = s3_service
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy(NATIVE / "out/elf/cpp_clang_O2_dwarf5", build / "app")
+    dist = esbuild_app(tmp_path / "web")
+    shutil.copytree(dist, build / "static")
+    code_id = fixture_code_id("out/elf/cpp_clang_O2_dwarf5")
+    cmd = ["symbolicator", "upload", "--url", svc.url, "--token", TOKEN, "--scope", "acme/web",
+           "--release", "2.0.0", "--wait", "--no-progress", str(build)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "OK " in out.stdout and "artifact bundle" in out.stdout
+    assert s3.head(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.DEBUGINFO)) is not None
+    assert json.loads(s3.get_bytes(keys.js_release_index(SCOPE, "2.0.0", None, "~/static/app.min.js")))
+
+    before = chunks_received(svc)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert chunks_received(svc) == before
