@@ -237,7 +237,7 @@ class Client:
         async def send(batch: list[tuple[Prepared, int]]) -> None:
             async with limit:
                 raw = await asyncio.to_thread(lambda: [f.read_chunk(i, size) for f, i in batch])
-                parts = await asyncio.to_thread(lambda: [gzip.compress(r, 6) if gz else r for r in raw])
+                parts = await asyncio.to_thread(lambda: [gzip.compress(r, 1) if gz else r for r in raw])
                 form = aiohttp.FormData()
                 for (f, i), body in zip(batch, parts):
                     form.add_field("file_gzip" if gz else "file", body, filename=f.chunks[i],

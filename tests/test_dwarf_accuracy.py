@@ -40,8 +40,9 @@ def normalise(function: str | None, file: str | None, line: int | None) -> Key:
     return func, path, line or None
 
 
-def expected_chain(frames: list[dict[str, Any]]) -> list[Key]:
-    return [normalise(f["function"], f["file"], f["line"]) for f in frames]
+def expected_chain(frames: list[list[int]], strings: list[str]) -> list[Key]:
+    """Frames as recorded: `[function index, file index, line, column]` into the file's `strings`."""
+    return [normalise(strings[f[0]], strings[f[1]], f[2]) for f in frames]
 
 
 def our_chain(frames: list[Frame]) -> list[Key]:
@@ -67,7 +68,7 @@ def agreement(doc: dict[str, Any]) -> tuple[float, float, list[str]]:
     first_ok = chain_ok = 0
     mismatches = []
     for entry in lookups:
-        want = expected_chain(entry["frames"])
+        want = expected_chain(entry["frames"], doc["strings"])
         got = our_chain(cache.lookup(int(entry["address"], 16)))
         if want[:1] == got[:1]:
             first_ok += 1
@@ -97,3 +98,7 @@ def test_expectations_cover_the_fixtures() -> None:
     for path in EXPECTED:
         head = load(path)["header"]
         assert len(head["excluded"]) <= 0.01 * max(head["sampled"], 1)
+        # >= 1,000 addresses wherever the binary has that many instructions (else all of them)
+        assert head["sampled"] >= min(1000, head["instructions"])
+    big = [p for p in EXPECTED if load(p)["header"]["sampled"] >= 1000]
+    assert len(big) >= 10 and any("gcc_O3" in p.stem for p in big)

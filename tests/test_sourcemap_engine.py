@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from symbolicator.errors import MalformedSourceMap
 from symbolicator.sourcemaps import vlq
-from symbolicator.sourcemaps.context import context_from_lines, split_lines, trim_line, utf16_to_index
+from symbolicator.sourcemaps.context import LineIndex, context_from_lines, split_lines, trim_line, utf16_to_index
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
     CacheFormatError,
@@ -196,13 +196,21 @@ def test_index_map_offsets_and_cut_at_next_section() -> None:
         "version": 3,
         "sections": [{"offset": {"line": 0, "column": 0}, "map": a}, {"offset": {"line": 0, "column": 20}, "map": b}],
     }
-    cache = SmCache.from_bytes(build(orjson.dumps(index), map_url="https://x.test/js/app.js.map"))
+    cache = SmCache.from_bytes(build(orjson.dumps(index)), map_url="https://x.test/js/app.js.map")
     assert cache.sources == ("https://x.test/js/a.js", "https://x.test/js/lib/b.js")
     assert cache.lookup(1, 20).source.endswith("a.js")  # type: ignore[union-attr]
     first_b = cache.lookup(1, 21)
     assert first_b is not None and first_b.source.endswith("b.js") and first_b.name == "x"
     assert cache.lookup(1, 31).original_line == 2, "a's mapping at column 30 lies in b's section and is cut"  # type: ignore[union-attr]
     assert cache.lookup(2, 1) is None and cache.lookup(2, 3).original_line == 3  # type: ignore[union-attr]
+
+
+def test_one_cache_serves_a_map_found_at_several_urls() -> None:
+    data = build(make_map("AAAA", sourceRoot="src"))
+    assert SmCache.from_bytes(data, map_url="https://a.test/js/app.js.map").sources[0] == "https://a.test/js/src/s0.js"
+    assert SmCache.from_bytes(data, map_url="dist/app.js.map").sources[0] == "dist/src/s0.js"
+    assert SmCache.from_bytes(data).sources[0] == "src/s0.js"
+    assert SmCache.from_bytes(data).raw_sources[0] == "s0.js"
 
 
 def test_nested_index_maps_flatten_like_one_level() -> None:
@@ -272,9 +280,7 @@ def test_resolvers_for_the_scopes_module() -> None:
 
 def test_build_from_sources_names_functions_of_a_real_bundle() -> None:
     js = (OUT / "esbuild" / "app.js").read_text("utf-8")
-    cache = SmCache.from_bytes(
-        build_from_sources((OUT / "esbuild" / "app.js.map").read_bytes(), js, map_url="esbuild/app.js.map")
-    )
+    cache = SmCache.from_bytes(build_from_sources((OUT / "esbuild" / "app.js.map").read_bytes(), js))
     assert cache.lookup(1, 516).function == "Cart.checkout"  # type: ignore[union-attr]
     plain = SmCache.from_bytes(build_from_sources((OUT / "esbuild" / "app.js.map").read_bytes(), js, with_scopes=False))
     assert plain.lookup(1, 516).function is None  # type: ignore[union-attr]
@@ -326,6 +332,9 @@ def test_data_urls_and_source_mapping_url_discovery() -> None:
 def test_context_counts_utf16_and_js_line_breaks() -> None:
     assert split_lines("a\r\nb\rc\u2028d\ne\x0cf\n") == ["a", "b", "c", "d", "e\x0cf"]
     assert split_lines("a\nb\x0bc\x85\n\n") == ["a", "b\x0bc\x85", ""]
+    for text in ("a\r\nb\rc\u2028d\ne\x0cf\n", "a\nb\x0bc\x85\n\n", "", "\n", "x", "\r\n\r\n"):
+        assert list(LineIndex(text)) == split_lines(text), repr(text)
+        assert LineIndex(text)[1:3] == split_lines(text)[1:3]
     line = "é🎉x"
     assert [utf16_to_index(line, c) for c in range(5)] == [0, 1, 2, 2, 3]
     assert utf16_to_index(line, 2) == 2, "inside the surrogate pair rounds up"

@@ -46,7 +46,7 @@ def load_fixture(name: str) -> tuple[SourceMap, SmCache, dict[str, Any]]:
     else:
         data = (OUT / exp["map_url"]).read_bytes()
     sm = parse(data, exp["map_url"])
-    return sm, SmCache.from_bytes(build_from_map(sm)), exp
+    return sm, SmCache.from_bytes(build_from_map(sm), map_url=exp["map_url"]), exp
 
 
 def test_every_bundler_is_covered() -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -71,13 +72,16 @@ def test_file_roundtrip(storage: Storage, tmp_path: Path) -> None:
 
 
 def test_missing_key(storage: Storage, tmp_path: Path) -> None:
+    """Absent keys, including the "folders" above a stored key, which are not objects."""
+    storage.put_bytes("chunks/ab/present", b"x")
     target = tmp_path / "out.bin"
 
-    assert storage.head("chunks/ab/missing") is None
-    with pytest.raises(ObjectNotFound):
-        storage.get_bytes("chunks/ab/missing")
-    with pytest.raises(ObjectNotFound):
-        storage.get_to_path("chunks/ab/missing", target)
+    for key in ["chunks/ab/missing", "chunks/ab", "chunks"]:
+        assert storage.head(key) is None
+        with pytest.raises(ObjectNotFound):
+            storage.get_bytes(key)
+        with pytest.raises(ObjectNotFound):
+            storage.get_to_path(key, target)
     assert not target.exists()
     assert leftovers(tmp_path) == []
 
@@ -121,8 +125,10 @@ def test_list_is_lexicographic_and_prefix_exact(storage: Storage) -> None:
 
 
 def test_list_many_keys_complete(storage: Storage) -> None:
-    """More keys than one S3 page (1000) holds."""
-    keys = [f"chunks/{i % 7:02x}/{i:06d}" for i in range(1100)]
+    """Keys over several S3 pages (pages shrunk from 1000 to 100 to keep the test quick)."""
+    if isinstance(storage, S3Storage):
+        storage.list_page_size = 100
+    keys = [f"chunks/{i % 7:02x}/{i:06d}" for i in range(350)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: storage.put_bytes(k, b""), keys))
 
@@ -149,12 +155,12 @@ def test_invalid_keys_rejected(storage: Storage, tmp_path: Path) -> None:
     src = write_file(tmp_path / "f", b"data")
     for key in BAD_KEYS:
         calls: dict[str, Callable[[], object]] = {
-            "head": lambda: storage.head(key),
-            "get_bytes": lambda: storage.get_bytes(key),
-            "get_to_path": lambda: storage.get_to_path(key, tmp_path / "out"),
-            "put_bytes": lambda: storage.put_bytes(key, b"data"),
-            "put_file": lambda: storage.put_file(key, src),
-            "delete": lambda: storage.delete(key),
+            "head": partial(storage.head, key),
+            "get_bytes": partial(storage.get_bytes, key),
+            "get_to_path": partial(storage.get_to_path, key, tmp_path / "out"),
+            "put_bytes": partial(storage.put_bytes, key, b"data"),
+            "put_file": partial(storage.put_file, key, src),
+            "delete": partial(storage.delete, key),
         }
         for name, call in calls.items():
             with pytest.raises(StorageError) as caught:
@@ -300,44 +306,52 @@ def silent_server() -> Iterator[int]:
     sock.close()
 
 
-def _assert_unavailable_fast(port: int, tmp_path: Path, max_attempts: int, limit_s: float) -> None:
-    store = S3Storage(
+def _unreachable_store(port: int, **timeouts: float) -> S3Storage:
+    return S3Storage(
         "bucket",
         endpoint_url=f"http://127.0.0.1:{port}",
         region="us-east-1",
         access_key="k",
         secret_key="s",
-        connect_timeout=1,
-        read_timeout=1,
-        max_attempts=max_attempts,
+        **timeouts,  # type: ignore[arg-type]
     )
+
+
+def _assert_unavailable_fast(store: S3Storage, tmp_path: Path, limit_s: float) -> None:
     src = write_file(tmp_path / "f", b"data")
-    calls: list[Callable[[], object]] = [
-        lambda: store.head("a/b"),
-        lambda: store.get_bytes("a/b"),
-        lambda: store.get_to_path("a/b", tmp_path / "out"),
-        lambda: store.put_bytes("a/b", b"data"),
-        lambda: store.put_file("a/b", src),
-        lambda: list(store.list("a/")),
-        store.check,
-    ]
-    for call in calls:
+    calls: dict[str, Callable[[], object]] = {
+        "head": lambda: store.head("a/b"),
+        "get_bytes": lambda: store.get_bytes("a/b"),
+        "get_to_path": lambda: store.get_to_path("a/b", tmp_path / "out"),
+        "put_bytes": lambda: store.put_bytes("a/b", b"data"),
+        "put_file": lambda: store.put_file("a/b", src),
+        "delete": lambda: store.delete("a/b"),
+        "list": lambda: list(store.list("a/")),
+        "check": store.check,
+    }
+    for name, call in calls.items():
         started = time.monotonic()
         with pytest.raises(StorageUnavailable) as caught:
             call()
-        assert time.monotonic() - started < limit_s
+        assert time.monotonic() - started < limit_s, name
         assert caught.value.__cause__ is not None
     assert not (tmp_path / "out").exists()
 
 
 def test_s3_closed_port_is_unavailable_fast(tmp_path: Path) -> None:
-    """Connection refused, retried once: StorageUnavailable within seconds, for every method."""
-    _assert_unavailable_fast(free_ports(1)[0], tmp_path, max_attempts=2, limit_s=5)
+    """With the default timeouts and retries, a refused connection fails within seconds."""
+    store = _unreachable_store(free_ports(1)[0])
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        store.head("a/b")
+    assert time.monotonic() - started < 5
+    _assert_unavailable_fast(_unreachable_store(free_ports(1)[0], max_attempts=1), tmp_path, 1)
 
 
 def test_s3_hung_server_is_unavailable_fast(silent_server: int, tmp_path: Path) -> None:
     """A server that accepts and never answers trips the read timeout."""
-    _assert_unavailable_fast(silent_server, tmp_path, max_attempts=1, limit_s=4)
+    store = _unreachable_store(silent_server, read_timeout=0.3, max_attempts=1)
+    _assert_unavailable_fast(store, tmp_path, 2)
 
 
 @pytest.mark.s3
@@ -362,3 +376,20 @@ def test_s3_missing_bucket_is_an_error_not_a_missing_key(seaweed: SeaweedServer)
     with pytest.raises(StorageError) as caught:
         store.put_bytes("a/b", b"1")
     assert not isinstance(caught.value, (ObjectNotFound, StorageUnavailable))
+
+
+def test_compose_concatenates_atomically(storage: Storage, tmp_path: Path) -> None:
+    big = [os.urandom(5 * 1024 * 1024 + 17), os.urandom(5 * 1024 * 1024 + 3), b"tail"]
+    for i, part in enumerate(big):
+        storage.put_bytes(f"parts/big/{i}", part)
+    storage.compose("whole/big", [f"parts/big/{i}" for i in range(3)])
+    assert storage.get_bytes("whole/big") == b"".join(big)
+    small = [b"abc", b"", b"defgh"]
+    for i, part in enumerate(small):
+        storage.put_bytes(f"parts/small/{i}", part)
+    storage.compose("whole/small", [f"parts/small/{i}" for i in range(3)])
+    assert storage.get_bytes("whole/small") == b"abcdefgh"
+    with pytest.raises(ObjectNotFound):
+        storage.compose("whole/missing", ["parts/small/0", "parts/nope"])
+    assert storage.head("whole/missing") is None
+    assert [k for k in storage.list("whole/")] == ["whole/big", "whole/small"]

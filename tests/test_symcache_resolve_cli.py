@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).parent / "fixtures" / "native" / "out"
 EXPECTED = Path(__file__).parent / "fixtures" / "native" / "expected"
@@ -16,11 +17,15 @@ def resolve(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=120)
 
 
-def _inlined_address(name: str, depth: int = 3) -> tuple[str, list[dict[str, object]]]:
+def _inlined_address(name: str, depth: int = 3) -> tuple[str, list[dict[str, Any]]]:
+    """An address whose recorded llvm-symbolizer answer has `depth` frames or more, frames decoded."""
     doc = json.loads((EXPECTED / f"{name}.json").read_text())
+    strings = doc["strings"]
     for entry in doc["lookups"]:
         if len(entry["frames"]) >= depth:
-            return entry["address"], entry["frames"]
+            frames = [{"function": strings[f], "file": strings[p], "line": line, "column": col}
+                      for f, p, line, col in entry["frames"]]
+            return entry["address"], frames
     raise AssertionError(f"{name}: no inline chain of depth {depth}")
 
 

@@ -245,3 +245,22 @@ def test_sigkill_while_assembling_leaves_nothing_and_retry_completes(service_fac
     assert len(files) == 1 and files[0].endswith("/debuginfo")
     assert (tmp_path / "uploads" / files[0]).read_bytes() == data
     assert not any(p.name.startswith(".") for p in (tmp_path / "uploads" / "files").rglob("*"))
+
+
+def test_single_request_upload_with_curl(svc: ServiceProcess, tmp_path: Path) -> None:
+    import subprocess
+
+    out = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {TOKEN}", "-F", f"file=@{ELF};filename=hello",
+                          "-w", "\n%{http_code}", f"{svc.url}/api/0/projects/acme/web/files/dsyms/"],
+                         capture_output=True, text=True, timeout=30)
+    body, status = out.stdout.rsplit("\n", 1)
+    assert status == "201", out.stdout + out.stderr
+    dif = json.loads(body)[0]
+    assert dif["objectName"] == "hello" and dif["cpuName"] == "x86_64" and "debug" in dif["data"]["features"]
+    files = stored(tmp_path, "files")
+    assert len(files) == 1 and (tmp_path / "uploads" / files[0]).read_bytes() == ELF.read_bytes()
+    bad = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {TOKEN}", "-F", f"file=@{__file__}",
+                          "-w", "\n%{http_code}", f"{svc.url}/api/0/projects/acme/web/files/dsyms/"],
+                         capture_output=True, text=True, timeout=30)
+    body, status = bad.stdout.rsplit("\n", 1)
+    assert status == "400" and "not a debug file" in json.loads(body)["detail"]

@@ -13,7 +13,8 @@ import hashlib
 import re
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -43,7 +44,7 @@ def check_sha1(name: str) -> str:
     return value
 
 
-def gunzip_capped(data: bytes, max_bytes: int) -> bytes:
+def gunzip_capped(data: bytes | bytearray, max_bytes: int) -> bytearray:
     """Decompress a (possibly multi-member) gzip chunk, refusing more than `max_bytes` of output."""
     out = bytearray()
     rest = data
@@ -58,7 +59,7 @@ def gunzip_capped(data: bytes, max_bytes: int) -> bytes:
         if not d.eof:
             raise ChunkError("chunk is truncated gzip")
         rest = d.unused_data
-    return bytes(out)
+    return out
 
 
 Observe = Callable[[str, float, int], None]
@@ -76,7 +77,7 @@ class ChunkStore:
         self.chunk_size = chunk_size
         self.observe = observe
 
-    def put(self, name: str, body: bytes, gzipped: bool) -> int:
+    def put(self, name: str, body: bytes | bytearray, gzipped: bool) -> int:
         """Verify and store one chunk; returns its uncompressed size."""
         sha1 = check_sha1(name)
         t0 = time.perf_counter()
@@ -105,25 +106,40 @@ class ChunkStore:
                 present = list(pool.map(lambda s: self.storage.head(keys.chunk(s)) is not None, wanted))
         return [s for s, ok in zip(wanted, present) if not ok]
 
-    def concatenate(self, sha1s: Sequence[str], dest: Path) -> tuple[str, int]:
+    def concatenate(self, sha1s: Sequence[str], dest: Path, prefetch: int = 3) -> tuple[str, int]:
         """Write the chunks in order into `dest`; returns the SHA-1 and size of the whole.
 
-        Chunks are read one at a time (each at most `chunk_size`), so a file of
-        any size assembles in bounded memory.
+        Up to `prefetch` chunks are fetched ahead while the current one is
+        hashed and written, so memory stays at a few chunks for a file of any size.
         """
         digest = hashlib.sha1()
         size = 0
-        with open(dest, "wb") as out:
-            for s in sha1s:
-                t0 = time.perf_counter()
-                try:
-                    data = self.storage.get_bytes(keys.chunk(check_sha1(s)), max_bytes=self.chunk_size)
-                except ObjectNotFound:
-                    raise MissingChunk(s) from None
+        names = [check_sha1(s) for s in sha1s]
+
+        def fetch(sha1: str) -> tuple[bytes, float]:
+            t0 = time.perf_counter()
+            try:
+                data = self.storage.get_bytes(keys.chunk(sha1), max_bytes=self.chunk_size)
+            except ObjectNotFound:
+                raise MissingChunk(sha1) from None
+            return data, time.perf_counter() - t0
+
+        with open(dest, "wb") as out, ThreadPoolExecutor(max_workers=prefetch) as pool:
+            pending: deque[Future[tuple[bytes, float]]] = deque()
+            queue = iter(names)
+            for sha1 in queue:
+                pending.append(pool.submit(fetch, sha1))
+                if len(pending) >= prefetch:
+                    break
+            while pending:
+                data, fetch_s = pending.popleft().result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.append(pool.submit(fetch, nxt))
                 t1 = time.perf_counter()
                 digest.update(data)
                 out.write(data)
-                self.observe("assemble_get", t1 - t0, len(data))
+                self.observe("assemble_get", fetch_s, len(data))
                 self.observe("assemble_hash_write", time.perf_counter() - t1, len(data))
                 size += len(data)
         return digest.hexdigest(), size

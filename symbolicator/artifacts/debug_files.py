@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
@@ -61,8 +61,14 @@ def storage_id(info: objects.ObjectInfo) -> CodeId:
 
 
 def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: str,
-            work_dir: Path, max_entries: int, max_uncompressed: int) -> list[Published]:
-    """Identify the file at `path` and store each object it holds; raises FormatError."""
+            work_dir: Path, max_entries: int, max_uncompressed: int,
+            stored_parts: Sequence[str] = ()) -> list[Published]:
+    """Identify the file at `path` and store each object it holds; raises FormatError.
+
+    `stored_parts` are storage keys whose concatenation is this file (its upload
+    chunks): a file stored whole is then composed from them inside the storage
+    backend instead of being sent again.
+    """
     infos = objects.identify(path)
     if not infos:
         raise UnsupportedFormat("the file holds no object")
@@ -77,6 +83,8 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
             with tempfile.NamedTemporaryFile(dir=work_dir, prefix="slice-") as tmp:
                 objects.copy_slice(path, info, Path(tmp.name))
                 storage.put_file(key, Path(tmp.name))
+        elif stored_parts:
+            storage.compose(key, stored_parts)
         else:
             storage.put_file(key, path)
         out.append(Published(key=key, info=info, size=info.size or path.stat().st_size))

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"symbolicator resolve-js: error: {exc}", file=sys.stderr)
         return 2
     data, location, minified = load(args.sourcemap, args.minified)
-    cache = SmCache.from_bytes(build_from_sources(data, minified, map_url=location, with_scopes=not args.no_scopes))
+    cache = SmCache.from_bytes(build_from_sources(data, minified, with_scopes=not args.no_scopes), map_url=location)
     out = sys.stdout
     for pos in positions:
         result = answer(cache, pos)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import zstandard
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.dwarf_forms import Strings
@@ -25,6 +26,7 @@ from symbolicator.native.dwarf_units import Collector, UnitWalker
 DWARF_SECTIONS = ("debug_info", "debug_abbrev", "debug_line", "debug_str", "debug_line_str", "debug_str_offsets",
                   "debug_addr", "debug_ranges", "debug_rnglists")
 MAX_ORIGIN_CHAIN = 32
+MAX_SECTION_BYTES = 4 << 30  # a decompressed DWARF section larger than this is a zip bomb, not a binary
 _SHF_COMPRESSED = 0x800
 _ELFCOMPRESS_ZLIB = 1
 _ELFCOMPRESS_ZSTD = 2
@@ -52,7 +54,11 @@ class DwarfData:
 
 
 def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bool) -> bytes:
-    """SHF_COMPRESSED (zlib/zstd, Elf_Chdr header) and legacy `.zdebug_*` (`ZLIB` + 8-byte BE size)."""
+    """SHF_COMPRESSED (zlib/zstd, Elf_Chdr header) and legacy `.zdebug_*` (`ZLIB` + 8-byte BE size).
+
+    The output never exceeds the size the header states, so a crafted stream
+    cannot inflate past it.
+    """
     bo: Literal["little", "big"] = "little" if little_endian else "big"
     try:
         if flags & _SHF_COMPRESSED:
@@ -60,11 +66,11 @@ def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bo
             header = 24 if is64 else 12
             size = int.from_bytes(raw[8:16] if is64 else raw[4:8], bo)
             body = raw[header:]
+            if size > MAX_SECTION_BYTES:
+                raise MalformedObject(f"section {name}: claims {size} bytes uncompressed")
             if ch_type == _ELFCOMPRESS_ZLIB:
-                out = zlib.decompress(body)
+                out = zlib.decompressobj().decompress(body, size + 1)
             elif ch_type == _ELFCOMPRESS_ZSTD:
-                import zstandard
-
                 out = zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
             else:
                 raise UnsupportedFormat(f"section {name}: unknown compression type {ch_type}")
@@ -74,13 +80,15 @@ def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bo
         if name.startswith(".zdebug_"):
             if raw[:4] != b"ZLIB":
                 raise MalformedObject(f"section {name}: missing ZLIB header")
-            return zlib.decompress(raw[12:])
-    except (zlib.error, ValueError) as exc:
+            size = int.from_bytes(raw[4:12], "big")
+            if size > MAX_SECTION_BYTES:
+                raise MalformedObject(f"section {name}: claims {size} bytes uncompressed")
+            out = zlib.decompressobj().decompress(raw[12:], size + 1)
+            if len(out) != size:
+                raise MalformedObject(f"section {name}: decompressed size differs from its header")
+            return out
+    except (zlib.error, zstandard.ZstdError, ValueError, MemoryError) as exc:
         raise MalformedObject(f"section {name}: cannot decompress ({exc})") from exc
-    except Exception as exc:
-        if type(exc).__module__.startswith("zstandard"):
-            raise MalformedObject(f"section {name}: cannot decompress ({exc})") from exc
-        raise
     return raw
 
 
@@ -114,7 +122,7 @@ class _Lines:
         self.le = little_endian
         self.files: list[str] = []
         self.file_ids: dict[str, int] = {}
-        self.chunks: list[tuple[list[int], list[int], list[int], list[int]]] = []
+        self.chunks: list[tuple[Any, Any, Any, Any]] = []
         self.done: dict[int, list[int]] = {}
 
     def on_unit(self, offset: int, comp_dir: str, cu_name: str, strings: Strings, addr_size: int) -> list[int]:
@@ -131,23 +139,26 @@ class _Lines:
                 fid = ids[path] = len(self.files)
                 self.files.append(path)
             mapping.append(fid)
-        n = len(mapping)
-        file_idx = [mapping[f] if 0 <= f < n else (END_OF_SEQUENCE if f == END_OF_SEQUENCE else -2)
-                    for f in table.file_idx]
-        self.chunks.append((table.addrs, file_idx, table.lines, table.columns))
+        local = np.frombuffer(table.file_idx, dtype=np.int64)
+        lut = np.array(mapping + [-2], dtype=np.int64)
+        valid = (local >= 0) & (local < len(mapping))
+        file_idx = np.where(valid, lut[np.where(valid, local, len(mapping))],
+                            np.where(local == END_OF_SEQUENCE, END_OF_SEQUENCE, -2))
+        self.chunks.append((np.frombuffer(table.addrs, dtype=np.uint64), file_idx,
+                            np.frombuffer(table.lines, dtype=np.int64), np.frombuffer(table.columns, dtype=np.int64)))
         self.done[offset] = mapping
         return mapping
 
 
-def _merge_rows(chunks: list[tuple[list[int], list[int], list[int], list[int]]]) -> tuple[Any, Any, Any, Any]:
+def _merge_rows(chunks: list[tuple[Any, Any, Any, Any]]) -> tuple[Any, Any, Any, Any]:
     """All units' rows sorted by address; at equal addresses the last row wins, as in LLVM."""
     if not chunks:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
-    addr = np.fromiter((a for c in chunks for a in c[0]), dtype=np.uint64)
-    file = np.fromiter((a for c in chunks for a in c[1]), dtype=np.int64)
-    line = np.fromiter((a for c in chunks for a in c[2]), dtype=np.int64)
-    col = np.fromiter((a for c in chunks for a in c[3]), dtype=np.int64)
+    addr = np.concatenate([c[0] for c in chunks]).astype(np.uint64)
+    file = np.concatenate([c[1] for c in chunks]).astype(np.int64)
+    line = np.concatenate([c[2] for c in chunks]).astype(np.int64)
+    col = np.concatenate([c[3] for c in chunks]).astype(np.int64)
     is_row = (file != END_OF_SEQUENCE).astype(np.int8)
     order = np.lexsort((is_row, addr))
     addr, file, line, col = addr[order], file[order], line[order], col[order]

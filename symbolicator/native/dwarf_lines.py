@@ -14,6 +14,7 @@ lookups of low addresses.
 from __future__ import annotations
 
 import posixpath
+from array import array
 import struct
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,16 +31,17 @@ _LNCT_DIRECTORY_INDEX = 2
 
 @dataclass(slots=True)
 class LineTable:
-    """Rows of one unit: parallel lists, `file == END_OF_SEQUENCE` ends a sequence.
+    """Rows of one unit: parallel typed arrays (8 bytes a value, not a Python int each),
+    `file == END_OF_SEQUENCE` ends a sequence.
 
     Addresses are file virtual addresses; `line`/`column` 0 mean unknown.
     """
 
     files: list[str]
-    addrs: list[int] = field(default_factory=list)
-    file_idx: list[int] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-    columns: list[int] = field(default_factory=list)
+    addrs: array[int] = field(default_factory=lambda: array("Q"))
+    file_idx: array[int] = field(default_factory=lambda: array("q"))
+    lines: array[int] = field(default_factory=lambda: array("q"))
+    columns: array[int] = field(default_factory=lambda: array("q"))
 
 
 def join_path(comp_dir: str, directory: str, name: str) -> str:

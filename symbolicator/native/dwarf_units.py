@@ -221,8 +221,6 @@ class UnitWalker:
                    offset_size: int, abbrev_offset: int) -> None:
         d = self.info
         plans = self._plans(abbrev_offset, addr_size, offset_size, version)
-        out = self.out
-        names = out.names
         strings = Strings(self.sections.get("debug_str", b""), self.sections.get("debug_line_str", b""),
                           self.sections.get("debug_str_offsets", b""), 8, offset_size, self.le)
         ranges = RangeReader(self.sections, addr_size, offset_size, version, self.le)
@@ -344,7 +342,6 @@ class UnitWalker:
                 scope = inner
                 if len(scopes) > MAX_DIE_DEPTH:
                     raise MalformedObject("DWARF DIE tree too deep")
-        del names
 
     def _unit_header(self, vals: list[Value | None], strings: Strings, ranges: RangeReader,
                      addr_size: int) -> list[int]:

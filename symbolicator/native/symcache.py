@@ -1,6 +1,7 @@
 """The symcache: a debug file converted once into sorted arrays, looked up by binary search.
 
-Layout (little-endian, every table 8-byte aligned, offsets implied by the counts)::
+Layout (little-endian, every table 8-byte aligned, offsets implied by the counts;
+the reader casts memoryviews in native order, so it assumes a little-endian host)::
 
     header   magic b"SYMCACHE", u32 version, u32 arch (string index),
              u32 n_ranges, n_nodes, n_functions, n_symbols, n_strings, u32 blob_size
@@ -44,7 +45,10 @@ MAX_INLINE_DEPTH = 256
 
 
 class Frame(NamedTuple):
-    """One frame of a lookup, innermost first (a NamedTuple: immutable and 4x cheaper to make than a frozen dataclass).
+    """One frame of a lookup, innermost first.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and 4x cheaper
+    to create, which is most of a lookup's cost.
 
     `function` is demangled, `symbol` the raw (mangled) name of the same
     function; `file` a normalised path; `line`/`column` 1-based or None;

@@ -14,7 +14,7 @@ from __future__ import annotations
 import mmap
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def _elf(data: mmap.mmap) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
     from elftools.elf.elffile import ELFFile
 
     try:
-        elf = ELFFile(data)
+        elf = ELFFile(cast(Any, data))
         for section in elf.iter_sections():
             if section["sh_type"] != "SHT_NOBITS" and section["sh_offset"] + section["sh_size"] > len(data):
                 raise MalformedObject(f"ELF section {section.name or '?'} points past the end of the file")

@@ -110,7 +110,7 @@ class UploadService:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def store_chunk(self, name: str, body: bytes, gzipped: bool) -> int:
+    async def store_chunk(self, name: str, body: bytes | bytearray, gzipped: bool) -> int:
         size: int = await self._run(self.chunks.put, name, body, gzipped)
         self.metrics.chunks_received.inc()
         self.metrics.chunk_bytes_received.inc(size)
@@ -119,7 +119,8 @@ class UploadService:
     async def assemble_difs(self, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
         answers = await asyncio.gather(*(
             self._assemble(f"dif:{scope}:{f.sha1}", [scope], f.sha1, f.chunks,
-                           lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name), "debug_file")
+                           lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name,
+                                                               [keys.chunk(c) for c in f.chunks]), "debug_file")
             for f in files
         ))
         return {f.sha1: a for f, a in zip(files, answers)}
@@ -212,10 +213,12 @@ class UploadService:
                  time.monotonic() - started)
         return {**answer, "persisted": True}
 
-    def _publish_dif(self, scope: Scope, path: Path, sha1: str, name: str) -> dict[str, Any]:
+    def _publish_dif(self, scope: Scope, path: Path, sha1: str, name: str,
+                     stored_parts: list[str] | None = None) -> dict[str, Any]:
         limits = self.settings.limits
         published = debug_files.publish(self.storage, scope, path, sha1, name, self.work_dir,
-                                        limits.max_bundle_entries, limits.max_bundle_uncompressed_bytes)
+                                        limits.max_bundle_entries, limits.max_bundle_uncompressed_bytes,
+                                        stored_parts or ())
         return {"dif": debug_files.dif_json(published, sha1, name)}
 
     def _publish_bundle(self, scopes: list[Scope], path: Path, sha1: str, release: str | None,

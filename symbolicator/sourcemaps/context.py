@@ -16,7 +16,12 @@ said.
 from __future__ import annotations
 
 import re
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
 
 _LINE_BREAK = re.compile("\r\n|[\n\r\u2028\u2029]")
 _MAX_LINE = 150
@@ -45,12 +50,58 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def context_from_lines(lines: list[str], lineno: int, n: int = 5) -> Context | None:
+class LineIndex(Sequence[str]):
+    """The lines of a text by offsets, not copies: `split_lines` semantics, a fraction of the memory.
+
+    A 8 MB source split into 200,000 strings costs ~20 MB; two int arrays cost 3 MB,
+    and a frame only ever needs eleven lines.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        if "\r" in text or "\u2028" in text or "\u2029" in text:
+            spans = [(m.start(), m.end()) for m in _LINE_BREAK.finditer(text)]
+            ends, starts = (
+                np.array([a for a, _ in spans], dtype=np.int64),
+                np.array([b for _, b in spans], dtype=np.int64),
+            )
+        else:
+            if text.isascii():
+                ends = np.flatnonzero(np.frombuffer(text.encode("ascii"), dtype=np.uint8) == 10)
+            else:
+                found, find, at = array("q"), text.find, text.find("\n")
+                while at >= 0:
+                    found.append(at)
+                    at = find("\n", at + 1)
+                ends = np.frombuffer(found, dtype=np.int64) if found else np.zeros(0, dtype=np.int64)
+            starts = ends + 1
+        starts = np.concatenate(([0], starts)).astype(np.int64)
+        ends = np.concatenate((ends, [len(text)])).astype(np.int64)
+        if starts.size > 1 and starts[-1] == len(text):
+            starts, ends = starts[:-1], ends[:-1]
+        self._starts, self._ends = array("q", starts.tobytes()), array("q", ends.tobytes())
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._text[self._starts[index] : self._ends[index]]
+
+
+def context_from_lines(lines: Sequence[str], lineno: int, n: int = 5) -> Context | None:
     """Context of 1-based `lineno`, or None when the line does not exist."""
     if lineno < 1 or lineno > len(lines):
         return None
     i = lineno - 1
-    return Context(lines[max(0, i - n) : i], lines[i], lines[i + 1 : i + 1 + n])
+    return Context(list(lines[max(0, i - n) : i]), lines[i], list(lines[i + 1 : i + 1 + n]))
 
 
 def utf16_length(text: str) -> int:

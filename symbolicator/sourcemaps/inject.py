@@ -2,13 +2,16 @@
 sourcemaps inject` 3.x (observed on 3.8.0; see tests/test_inject.py, which runs the real tool).
 
 What 3.x writes, and so what we write:
-- **JS with a regular map** (file, `data:` URL or `X.js.map` beside): `"\\n" + SNIPPET + "\\n"`
+- **JS with a regular map** (file, `data:application/json;base64,` URL — re-encoded in place —
+  or `X.js.map` beside): `"\\n" + SNIPPET + "\\n"`
   is inserted where `PRE_INJECT` stops matching (after a `#!` line, leading comments and
   whitespace, and one `"…";` / `'…';` directive), and `"\\n//# debugId=<id>\\n"` is appended.
   The map gets the inserted lines: mappings at or after the insertion point move two lines down
   (a mid-line insertion splits that line); where no mapping starts exactly at the insertion
   point, the mapping covering it is repeated at the start of the moved text (what rust-sourcemap's
-  `adjust_mappings` produces). The map is re-serialized compactly with `debugId` last.
+  `adjust_mappings` produces). The map is re-serialized compactly in rust-sourcemap's key
+  order (version, file, sources, sourceRoot, sourcesContent, names, mappings, ignoreList,
+  debugId); other keys are dropped, as 3.8.0 drops them.
 - **JS with an index map**: one line `<"use …" directive of the first code line, repeated> +
   SNIPPET` goes first (after a `#!` line), and every section offset moves one line down.
 - **JS without a usable map**: the snippet is appended at the end, before the last

@@ -9,10 +9,15 @@ variable or property it is assigned to — each mapped back through the source m
 Why tokens map the way they do:
 - identifiers are mangled by minifiers, which record the original in the map's `names`, so an
   identifier's name is `resolve(pos)`; with no mapping name the minifier kept it, so its text;
-- property keys, method names and `#private` names are not mangled by default, so their
-  minified text is the original (a mapping name still wins, for `--mangle-props` builds);
+- property keys and method names are not mangled by default, so their minified text is the
+  original; mapping names at keys are ignored because terser attaches neighbouring names
+  there. `#private` names can be mangled (terser does), so they are resolved at the `#` or
+  just after it, else kept as written (terser's own mappings for them land further off);
 - class *expressions* take their binding's name first: esbuild turns `class Shop {}` into
-  `var e = class t {…}` where `e` maps to `Shop` and `t` to `_Shop`.
+  `var e = class t {…}` where `e` maps to `Shop` and `t` to `_Shop`;
+- names minifiers drop altogether (an unreferenced `function increment(` name, the binding of
+  an arrow inlined into `return t=>…`) are read from the original source line the scope's
+  first token maps to, when the caller passes `original`.
 
 The naming convention is the one of `js-source-scopes`, which Sentry's Symbolicator shows, and
 is defined once, in `NAMING`; the test expectations are computed with the same templates from
@@ -51,7 +56,6 @@ _SCOPE_QUERY = """[
   (function_declaration) (generator_function_declaration) (function_expression)
   (generator_function) (arrow_function) (method_definition) (class_declaration) (class)
 ] @scope"""
-_FUNCTIONS = {"function_expression", "generator_function", "arrow_function"}
 _CLASSES = {"class_declaration", "class"}
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASTRAL = re.compile(r"[\U00010000-\U0010ffff]")

@@ -11,13 +11,15 @@ about a microsecond and no JSON. The file is a header, a section table, and
     SCOPE_KEYS   u64[m]  boundaries of the innermost enclosing function, sorted
     SCOPE_NAMES  u32[m]  string id of its original name (NONE: top level or anonymous)
     STR_OFFSETS  u64[k+1], STR_BLOB utf-8 — the string table, strings deduplicated
-    SOURCES, RAW_SOURCES, CONTENTS  u32[s] string ids; FLAGS u8[s] (bit 0: ignored)
+    JOINED_SOURCES, RAW_SOURCES, CONTENTS  u32[s] string ids; FLAGS u8[s] (bit 0: ignored)
     NAMES        u32[names]
     META         u32[2]   string ids of `file` and `debug_id`
 
 Scopes arrive as nested ranges (outer before inner) and are flattened at build
 time into boundaries, so "which function encloses this position" is one bisect,
-like the token lookup. Opening checks magic, version, file size and every
+like the token lookup. The cache depends on the map's content only: sources are
+stored joined with their `sourceRoot` and resolved against the map's URL when
+the cache is opened, so one cache serves a map found at several URLs. Opening checks magic, version, file size and every
 section's bounds and element count, so a truncated or foreign file is refused
 with `CacheFormatError` and the caller rebuilds it.
 """
@@ -35,8 +37,9 @@ from typing import Literal, Protocol
 import numpy as np
 
 from symbolicator.errors import FormatError
-from symbolicator.sourcemaps.context import Context, context_from_lines, split_lines
+from symbolicator.sourcemaps.context import Context, LineIndex, context_from_lines
 from symbolicator.sourcemaps.sourcemap import NameResolver, OriginalLineResolver, SourceMap, Token, find_segment, parse
+from symbolicator.sourcemaps.urls import resolve_joined
 
 SOURCEMAP_CACHE_VERSION = 1  # v1: tokens, flattened scopes, string table, ignore flags
 MAGIC = b"SMCACHE\x00"
@@ -60,7 +63,7 @@ class _Section(enum.IntEnum):
     SCOPE_NAMES = 6
     STR_OFFSETS = 7
     STR_BLOB = 8
-    SOURCES = 9
+    JOINED_SOURCES = 9
     RAW_SOURCES = 10
     CONTENTS = 11
     FLAGS = 12
@@ -158,7 +161,7 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = ()) -> byte
         _Section.NAME: seg.name.astype("<i4", copy=False),
         _Section.SCOPE_KEYS: np.array([b[0] for b in boundaries], dtype="<u8"),
         _Section.SCOPE_NAMES: np.array([strings.add(b[1]) for b in boundaries], dtype="<u4"),
-        _Section.SOURCES: np.array([strings.add(s) for s in sm.sources], dtype="<u4"),
+        _Section.JOINED_SOURCES: np.array([strings.add(s) for s in sm.joined_sources], dtype="<u4"),
         _Section.RAW_SOURCES: np.array([strings.add(s) for s in sm.raw_sources], dtype="<u4"),
         _Section.CONTENTS: np.array([strings.add(c) for c in sm.sources_content], dtype="<u4"),
         _Section.FLAGS: np.array([_IGNORED if i in sm.ignored else 0 for i in range(len(sm.sources))], dtype=np.uint8),
@@ -190,20 +193,18 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = ()) -> byte
     return out
 
 
-def build(map_bytes: bytes, *, map_url: str | None = None, scope_names: Sequence[ScopeLike] = ()) -> bytearray:
+def build(map_bytes: bytes, *, scope_names: Sequence[ScopeLike] = ()) -> bytearray:
     """Parse a map and convert it; raises MalformedSourceMap for a broken map."""
-    return build_from_map(parse(map_bytes, map_url), scope_names)
+    return build_from_map(parse(map_bytes), scope_names)
 
 
-def build_from_sources(
-    map_bytes: bytes, minified_source: str | None, *, map_url: str | None = None, with_scopes: bool = True
-) -> bytearray:
+def build_from_sources(map_bytes: bytes, minified_source: str | None, *, with_scopes: bool = True) -> bytearray:
     """The full conversion: parse, find original function names in the minified source, serialize.
 
     Scopes need the minified source; without it (or with `with_scopes=False`)
     the cache still answers positions, with `function` None.
     """
-    sm = parse(map_bytes, map_url)
+    sm = parse(map_bytes)
     scopes: Sequence[ScopeLike] = ()
     if with_scopes and minified_source is not None:
         from symbolicator.sourcemaps.scopes import scope_names
@@ -227,7 +228,9 @@ def _align(n: int) -> int:
 class SmCache:
     """A memory-mapped (or in-memory) sourcemap cache. Not thread-safe to close while in use."""
 
-    def __init__(self, buffer: bytes | bytearray | mmap.mmap, owner: mmap.mmap | None = None) -> None:
+    def __init__(
+        self, buffer: bytes | bytearray | mmap.mmap, owner: mmap.mmap | None = None, map_url: str | None = None
+    ) -> None:
         self._owner = owner
         self._buf = memoryview(buffer)
         try:
@@ -247,44 +250,37 @@ class SmCache:
         self._str_offsets, self._blob = v[_Section.STR_OFFSETS], v[_Section.STR_BLOB]
         self._flags = v[_Section.FLAGS]
         self._strings: dict[int, str] = {}
-        self._lines: dict[int, list[str]] = {}
-        self.sources: tuple[str, ...] = tuple(self._str(i) or "" for i in v[_Section.SOURCES])
-        self.raw_sources: tuple[str | None, ...] = tuple(self._str(i) for i in v[_Section.RAW_SOURCES])
+        self._lines: dict[int, LineIndex] = {}
+        self._map_url = map_url
+        self._resolved: dict[int, str] = {}
         self.file: str | None = self._str(v[_Section.META][0])
         self.debug_id: str | None = self._str(v[_Section.META][1])
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> SmCache:
-        """Memory-map a cache file; CacheFormatError when it is not a valid cache."""
+    def open(cls, path: str | os.PathLike[str], map_url: str | None = None) -> SmCache:
+        """Memory-map a cache file; CacheFormatError when it is not a valid cache.
+
+        `map_url` is the map's own URL or path: sources are resolved against it.
+        """
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 raise CacheFormatError(f"sourcemap cache {os.fspath(path)!r} is empty")
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            return cls(mm, owner=mm)
+            return cls(mm, owner=mm, map_url=map_url)
         except CacheFormatError:
             mm.close()
             raise
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray) -> SmCache:
-        return cls(data)
+    def from_bytes(cls, data: bytes | bytearray, map_url: str | None = None) -> SmCache:
+        return cls(data, map_url=map_url)
 
     def close(self) -> None:
+        """Release the views and the mapping; the cache is unusable afterwards."""
+        for view in self._views.values():
+            view.release()
         self._views.clear()
-        for name in (
-            "_keys",
-            "_src",
-            "_line",
-            "_col",
-            "_name",
-            "_scope_keys",
-            "_scope_names",
-            "_str_offsets",
-            "_blob",
-            "_flags",
-        ):
-            getattr(self, name).release()
         self._buf.release()
         if self._owner is not None:
             self._owner.close()
@@ -321,7 +317,7 @@ class SmCache:
         n = {s: count for s, (_, count) in spans.items()}
         if any(n[s] != n[_Section.KEYS] for s in (_Section.SRC, _Section.SRC_LINE, _Section.SRC_COL, _Section.NAME)):
             raise CacheFormatError("sourcemap cache token arrays differ in length")
-        if any(n[s] != n[_Section.SOURCES] for s in (_Section.RAW_SOURCES, _Section.CONTENTS, _Section.FLAGS)):
+        if any(n[s] != n[_Section.JOINED_SOURCES] for s in (_Section.RAW_SOURCES, _Section.CONTENTS, _Section.FLAGS)):
             raise CacheFormatError("sourcemap cache source arrays differ in length")
         if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 2 or n[_Section.STR_OFFSETS] == 0:
             raise CacheFormatError("sourcemap cache scope, meta or string arrays are corrupt")
@@ -347,6 +343,26 @@ class SmCache:
     def __len__(self) -> int:
         return len(self._keys)
 
+    @property
+    def source_count(self) -> int:
+        return len(self._views[_Section.JOINED_SOURCES])
+
+    def source(self, index: int) -> str:
+        """`sources[index]` resolved against the map URL; resolved lazily (maps list thousands)."""
+        name = self._resolved.get(index)
+        if name is None:
+            joined = self._str(self._views[_Section.JOINED_SOURCES][index]) or ""
+            name = self._resolved[index] = resolve_joined(joined, self._map_url)
+        return name
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.source(i) for i in range(self.source_count))
+
+    @property
+    def raw_sources(self) -> tuple[str | None, ...]:
+        return tuple(self._str(i) for i in self._views[_Section.RAW_SOURCES])
+
     def lookup(self, line: int, column: int) -> Token | None:
         """The original position of 1-based `line`, 1-based UTF-16 `column`, or None.
 
@@ -359,11 +375,11 @@ class SmCache:
         if i < 0:
             return None
         src = self._src[i]
-        if src == NONE or src >= len(self.sources):
+        if src == NONE or src >= self.source_count:
             return None
         key = self._keys[i]
         return Token(
-            source=self.sources[src],
+            source=self.source(src),
             source_index=src,
             original_line=self._line[i] + 1,
             original_column=self._col[i] + 1,
@@ -399,5 +415,5 @@ class SmCache:
             content = self.source_content(source_index)
             if content is None:
                 return None
-            lines = self._lines[source_index] = split_lines(content)
+            lines = self._lines[source_index] = LineIndex(content)
         return context_from_lines(lines, line, n)

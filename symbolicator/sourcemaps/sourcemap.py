@@ -29,8 +29,8 @@ import numpy as np
 import orjson
 
 from symbolicator.errors import InvalidShape, MalformedSourceMap
-from symbolicator.sourcemaps.context import split_lines
-from symbolicator.sourcemaps.urls import resolve_source
+from symbolicator.sourcemaps.context import LineIndex
+from symbolicator.sourcemaps.urls import join_source_root, resolve_joined
 from symbolicator.sourcemaps.vlq import NONE, Segments, decode_mappings
 from symbolicator.types import DebugId
 
@@ -62,11 +62,17 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class SourceMap:
-    """A parsed map. `sources` are resolved (see urls.py); `segments` sorted by key."""
+    """A parsed map; `segments` and `keys` sorted by generated position.
+
+    `raw_sources` are the map's `sources`; `joined_sources` have their
+    `sourceRoot` prepended (content only: what the cache stores); `sources` are
+    resolved against the `map_url` given to `parse` (see urls.py).
+    """
 
     file: str | None
     sources: tuple[str, ...]
     raw_sources: tuple[str | None, ...]
+    joined_sources: tuple[str, ...]
     sources_content: tuple[str | None, ...]
     names: tuple[str, ...]
     ignored: frozenset[int]
@@ -155,7 +161,7 @@ class OriginalLineResolver(NameResolver):
 
     def __init__(self, sourcemap: SourceMap) -> None:
         super().__init__(sourcemap)
-        self._lines: dict[int, list[str]] = {}
+        self._lines: dict[int, LineIndex | None] = {}
 
     def __call__(self, line0: int, col0: int) -> tuple[str, int] | None:  # type: ignore[override]
         s = self._map.segments
@@ -163,12 +169,12 @@ class OriginalLineResolver(NameResolver):
             src = int(s.src[i])
             if src == NONE:
                 continue
-            lines = self._lines.get(src)
-            if lines is None:
+            if src not in self._lines:
                 content = self._map.sources_content[src]
-                lines = self._lines[src] = split_lines(content) if content is not None else []
+                self._lines[src] = LineIndex(content) if content is not None else None
+            lines = self._lines[src]
             line = int(s.src_line[i])
-            if line < len(lines):
+            if lines is not None and line < len(lines):
                 return lines[line], int(s.src_col[i])
             return None
         return None
@@ -208,6 +214,7 @@ def parse(data: bytes | str, map_url: str | None = None) -> SourceMap:
 class _Regular:
     sources: list[str]
     raw_sources: list[str | None]
+    joined: list[str]
     contents: list[str | None]
     names: list[str]
     ignored: list[int]
@@ -243,8 +250,9 @@ def _parse_regular(obj: dict[str, Any], map_url: str | None) -> _Regular:
     ignored = [i for i in ignore if type(i) is int and 0 <= i < len(raw_sources)] if isinstance(ignore, list) else []
     segments = decode_mappings(mappings)
     _check_ranges(segments, len(raw_sources), len(names))
-    sources = [resolve_source(s, root, map_url) for s in raw_sources]
-    return _Regular(sources, raw_sources, contents, names, ignored, segments)
+    joined = [join_source_root(s, root) for s in raw_sources]
+    sources = [resolve_joined(j, map_url) for j in joined]
+    return _Regular(sources, raw_sources, joined, contents, names, ignored, segments)
 
 
 def _check_ranges(s: Segments, n_sources: int, n_names: int) -> None:
@@ -311,6 +319,7 @@ class _Parts:
     def __init__(self) -> None:
         self.sources: list[str] = []
         self.raw_sources: list[str | None] = []
+        self.joined: list[str] = []
         self.contents: list[str | None] = []
         self.names: list[str] = []
         self.ignored: list[int] = []
@@ -332,6 +341,7 @@ class _Parts:
         self.ignored.extend(i + len(self.sources) for i in part.ignored)
         self.sources.extend(part.sources)
         self.raw_sources.extend(part.raw_sources)
+        self.joined.extend(part.joined)
         self.contents.extend(part.contents)
         self.names.extend(part.names)
 
@@ -352,6 +362,7 @@ class _Parts:
             file=file if isinstance(file, str) else None,
             sources=tuple(self.sources),
             raw_sources=tuple(self.raw_sources),
+            joined_sources=tuple(self.joined),
             sources_content=tuple(self.contents),
             names=tuple(self.names),
             ignored=frozenset(self.ignored),

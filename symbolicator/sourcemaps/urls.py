@@ -155,11 +155,20 @@ def resolve_uri(text: str, base: str | None = None) -> str:
     return url.scheme + "//" + url.user + url.host + url.port + url.path + query_hash
 
 
+def join_source_root(source: str | None, source_root: str | None) -> str:
+    """`sourceRoot + "/" + source`, the map-only half of the resolution (cacheable by content)."""
+    return (source_root + "/" if source_root else "") + (source or "")
+
+
+def resolve_joined(joined: str, map_url: str | None) -> str:
+    """The other half: resolve a joined source against the map's own URL or path."""
+    directory = map_url[: map_url.rfind("/") + 1] if map_url else ""
+    return resolve_uri(joined, directory)
+
+
 def resolve_source(source: str | None, source_root: str | None, map_url: str | None) -> str:
     """The name a map's `sources[i]` stands for, as trace-mapping's `resolvedSources`."""
-    directory = map_url[: map_url.rfind("/") + 1] if map_url else ""
-    prefix = source_root + "/" if source_root else ""
-    return resolve_uri(prefix + (source or ""), directory)
+    return resolve_joined(join_source_root(source, source_root), map_url)
 
 
 def find_source_mapping_url(minified_source: str) -> str | None:

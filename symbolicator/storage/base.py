@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 from symbolicator.errors import StorageError
 
@@ -39,12 +39,21 @@ class Storage(Protocol):
         """Stream the object into `path` (written whole or not at all). ObjectNotFound when absent."""
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray) -> None:
         """Publish `data` at `key` atomically (readers see the old object or the new one)."""
         ...
 
     def put_file(self, key: str, path: Path) -> None:
         """Publish the file at `path` atomically, streaming (never whole in memory)."""
+        ...
+
+    def compose(self, key: str, sources: Sequence[str]) -> None:
+        """Publish at `key` the concatenation of the objects at `sources`, atomically.
+
+        Server-side where the backend can (S3 multipart part copy), so an
+        assembled upload need not travel through this process again.
+        ObjectNotFound (and nothing at `key`) when a source is missing.
+        """
         ...
 
     def delete(self, key: str) -> None:

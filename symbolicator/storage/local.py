@@ -27,7 +27,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -88,7 +89,7 @@ class LocalStorage:
                 raise StorageError(f"cannot copy {key!r} to {path}: {e}", key) from e
         return ObjectInfo(key, size)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray) -> None:
         target = self._path(key)
         tmp = self._temp_path()
         try:
@@ -98,7 +99,8 @@ class LocalStorage:
                 os.fsync(out.fileno())
             self._replace(tmp, target)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):
+                tmp.unlink()
             raise StorageError(f"cannot write {key!r}: {e}", key) from e
 
     def put_file(self, key: str, path: Path) -> None:
@@ -111,15 +113,32 @@ class LocalStorage:
                 os.fsync(out.fileno())
             self._replace(tmp, target)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):
+                tmp.unlink()
             raise StorageError(f"cannot store {path} at {key!r}: {e}", key) from e
+
+    def compose(self, key: str, sources: Sequence[str]) -> None:
+        target = self._path(key)
+        tmp = self._temp_path()
+        try:
+            with open(tmp, "wb") as out:
+                for src in sources:
+                    with self._open(src) as f:
+                        shutil.copyfileobj(f, out, COPY_CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            self._replace(tmp, target)
+        except BaseException as e:
+            with suppress(OSError):
+                tmp.unlink()
+            if isinstance(e, OSError):
+                raise StorageError(f"cannot compose {key!r}: {e}", key) from e
+            raise
 
     def delete(self, key: str) -> None:
         try:
             self._path(key).unlink()
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        except IsADirectoryError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             pass
         except OSError as e:
             raise StorageError(f"cannot delete {key!r}: {e}", key) from e
@@ -209,7 +228,8 @@ def _publish(src: BinaryIO, target: Path, durable: bool) -> int:
                 os.fsync(out.fileno())
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            tmp.unlink()
         raise
     return size
 

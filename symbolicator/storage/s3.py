@@ -31,9 +31,12 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,7 @@ from symbolicator.storage.base import ObjectInfo, check_key
 
 READ_CHUNK = 1 << 20
 MULTIPART_BYTES = 8 << 20
+MIN_PART_BYTES = 5 << 20
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _UNAVAILABLE_CODES = frozenset({"503", "SlowDown", "ServiceUnavailable"})
 
@@ -93,7 +97,7 @@ class S3Storage:
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max_pool_connections,
             s3={"addressing_style": "path"} if endpoint_url else None,
             request_checksum_calculation="when_required",
@@ -144,42 +148,42 @@ class S3Storage:
             resp = self._client.get_object(Bucket=self.bucket, Key=full)
             body = resp["Body"]
             try:
-                size = int(resp["ContentLength"])
+                size = int(resp.get("ContentLength", -1))
                 if max_bytes is not None and size > max_bytes:
                     raise StorageError(
                         f"object {key!r} is {size} bytes, over the limit of {max_bytes}", key
                     )
-                data: bytes = body.read()
+                data: bytes = body.read() if max_bytes is None else body.read(max_bytes + 1)
             finally:
                 body.close()
+        if max_bytes is not None and len(data) > max_bytes:
+            raise StorageError(f"object {key!r} is over the limit of {max_bytes} bytes", key)
         return data
 
     def get_to_path(self, key: str, path: Path) -> ObjectInfo:
         full = self._full(key)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(key):
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+        body = resp["Body"]
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         try:
             with self._errors(key):
-                resp = self._client.get_object(Bucket=self.bucket, Key=full)
-                body = resp["Body"]
-                try:
-                    with open(tmp, "wb") as out:
-                        for chunk in body.iter_chunks(READ_CHUNK):
-                            out.write(chunk)
-                        size = out.tell()
-                finally:
-                    body.close()
-            if size != int(resp["ContentLength"]):
-                raise StorageError(f"short read of {key!r}: {size} of {resp['ContentLength']} bytes", key)
-            os.replace(tmp, path)
-        except OSError as e:
-            raise StorageError(f"cannot write {key!r} to {path}: {e}", key) from e
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as out:
+                    out.writelines(body.iter_chunks(READ_CHUNK))
+                    size = out.tell()
+                expected = int(resp.get("ContentLength", size))
+                if size != expected:
+                    raise StorageError(f"short read of {key!r}: {size} of {expected} bytes", key)
+                os.replace(tmp, path)
         finally:
-            tmp.unlink(missing_ok=True)
+            body.close()
+            with suppress(OSError):
+                tmp.unlink()
         return ObjectInfo(key, size)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray) -> None:
         full = self._full(key)
         with self._errors(key):
             self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
@@ -190,6 +194,48 @@ class S3Storage:
             raise StorageError(f"cannot store {path} at {key!r}: not a file", key)
         with self._errors(key):
             self._client.upload_file(str(path), self.bucket, full, Config=self._transfer)
+
+    def compose(self, key: str, sources: Sequence[str]) -> None:
+        """Part-copy inside S3 when every part but the last meets S3's 5 MiB minimum, else stream."""
+        full = self._full(key)
+        sizes = []
+        for src in sources:
+            info = self.head(src)
+            if info is None:
+                raise ObjectNotFound(f"no object at {src!r} in {self!r}", src)
+            sizes.append(info.size)
+        if len(sources) < 2 or any(size < MIN_PART_BYTES for size in sizes[:-1]):
+            self._compose_through(key, sources)
+            return
+        with self._errors(key):
+            upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
+            try:
+                with ThreadPoolExecutor(max_workers=4) as pool:
+                    parts = list(pool.map(lambda n: self._copy_part(full, upload_id, n + 1, sources[n]),
+                                          range(len(sources))))
+                self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            except BaseException:
+                with suppress(ClientError, BotoCoreError):
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+                raise
+
+    def _copy_part(self, full: str, upload_id: str, number: int, source: str) -> dict[str, Any]:
+        resp = self._client.upload_part_copy(
+            Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": self._full(source)})
+        return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+
+    def _compose_through(self, key: str, sources: Sequence[str]) -> None:
+        with tempfile.TemporaryDirectory(prefix="compose-") as tmp:
+            whole = Path(tmp) / "whole"
+            with open(whole, "wb") as out:
+                for src in sources:
+                    part = Path(tmp) / "part"
+                    self.get_to_path(src, part)
+                    with open(part, "rb") as f:
+                        shutil.copyfileobj(f, out, READ_CHUNK)
+            self.put_file(key, whole)
 
     def delete(self, key: str) -> None:
         full = self._full(key)
@@ -222,8 +268,10 @@ class S3Storage:
             yield
         except StorageError:
             raise
-        except (ClientError, BotoCoreError, Boto3Error, OSError) as e:
+        except (ClientError, BotoCoreError, Boto3Error) as e:
             raise _translate(e, key, self) from e
+        except OSError as e:
+            raise StorageError(f"local file error for {key!r}: {e}", key) from e
 
 
 def _code(e: ClientError) -> str:

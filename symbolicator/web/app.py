@@ -12,15 +12,19 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from symbolicator.caching import Caches
+from symbolicator.caching import Caches, Coalescer
 from symbolicator.config import Settings
+from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics, cache_gauges
+from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
+from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.configured import open_storage
-from symbolicator.web import health, uploads
+from symbolicator.web import health, requests, symbolicate, symbolicate_js, uploads
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
-from symbolicator.web.state import AUTH, CACHES, METRICS, SETTINGS, STORAGE, UPLOADS
+from symbolicator.web.state import AUTH, CACHES, COALESCER, JOBS, METRICS, SETTINGS, STORAGE, UPLOADS, WORKERS
+from symbolicator.web.state import FETCHER
 
 
 @web.middleware
@@ -43,8 +47,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
     app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
+    app[WORKERS] = WorkerPool(settings.workers)
+    app[FETCHER] = Fetcher(settings.fetch)
     yield
+    await app[FETCHER].close()
+    app[JOBS].cancel_all()
     app[UPLOADS].close()
+    app[WORKERS].close()
     caches.close()
 
 
@@ -56,7 +65,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[AUTH] = Authenticator(settings)
+    app[JOBS] = JobRegistry(settings.limits.max_concurrent_jobs, settings.limits.job_timeout_s)
+    app[COALESCER] = Coalescer()
     app.cleanup_ctx.append(_resources)
     app.add_routes(health.routes)
     app.add_routes(uploads.routes)
+    app.add_routes(requests.routes)
+    app.add_routes(symbolicate.routes)
+    app.add_routes(symbolicate_js.routes)
     return app

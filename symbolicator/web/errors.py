@@ -1,7 +1,8 @@
 """The one place that turns exceptions into HTTP status codes.
 
 Handlers and the service raise typed errors; this middleware answers
-`{"detail": …}` with the code below. Anything unexpected is a 500, logged once
+`{"detail": …}` with the code below. A `FormatError` that reaches it means the
+request's own body (an uploaded file, a crash report) is malformed: 400. Anything unexpected is a 500, logged once
 with its traceback, and the service keeps serving.
 """
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from symbolicator.errors import (
     BadRequest,
     Forbidden,
+    FormatError,
     InvalidShape,
     NotFound,
     Overloaded,
@@ -35,6 +37,7 @@ STATUS: dict[type[Exception], int] = {
     PayloadTooLarge: 413,
     Overloaded: 503,
     StorageUnavailable: 503,
+    FormatError: 400,
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

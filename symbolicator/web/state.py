@@ -6,8 +6,12 @@ from aiohttp import web
 
 from symbolicator.caching import Caches
 from symbolicator.config import Settings
+from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
+from symbolicator.caching import Coalescer
+from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
+from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
 from symbolicator.web.auth import Authenticator
 
@@ -17,3 +21,7 @@ AUTH = web.AppKey("auth", Authenticator)
 STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
 UPLOADS = web.AppKey("uploads", UploadService)
 CACHES = web.AppKey("caches", Caches)
+JOBS = web.AppKey("jobs", JobRegistry)
+WORKERS = web.AppKey("workers", WorkerPool)
+COALESCER = web.AppKey("coalescer", Coalescer)
+FETCHER = web.AppKey("fetcher", Fetcher)

@@ -87,7 +87,7 @@ async def chunk_upload(request: web.Request) -> web.Response:
             total += len(block)
             if total > limit:
                 raise PayloadTooLarge(f"request too large: the limit is {limit} bytes")
-        await uploads.store_chunk(part.filename or "", bytes(data), part.name == "file_gzip")
+        await uploads.store_chunk(part.filename or "", data, part.name == "file_gzip")
     return web.json_response({})
 
 

@@ -1,0 +1,550 @@
+"""Finding a frame's minified file and source map, in Symbolicator's order, and converting once.
+
+Order for one `abs_path` (reference §2.6): the debug id of a `sourcemap` module
+whose `code_file` is the `abs_path` (or, once the minified file is in hand, its
+`//# debugId=` comment) → the files of bundles already opened for this request
+and the scope's release/dist index, by URL candidates → the minified file's
+`SourceMap`/`X-SourceMap` header or last `sourceMappingURL` comment (relative,
+absolute or `data:`) → scraping, when the server and the request allow it and
+the origin is in both `allowed_origins` lists.
+
+Costs are paid once. A bundle is downloaded once into the downloads cache
+(keyed by its storage key: bundles are content-addressed, so the key never
+changes meaning); a scraped file once per URL and hour (Symbolicator re-fetches
+scraped files at most hourly), 404s are remembered for an hour; a map is
+converted once, in the worker pool, into a sourcemap cache stored in the
+derived cache under the content identity of the map and of the minified file
+(its scopes give function names) plus `SOURCEMAP_CACHE_VERSION`. All three are
+coalesced per key, so 50 concurrent events needing one map cause one download
+and one conversion. Opened caches, minified line indexes and bundle manifests
+are kept in small per-process LRUs so a warm request reads no JSON and no ZIP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Generic, Hashable, Mapping, Sequence, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from symbolicator import keys
+from symbolicator.artifacts import indexes
+from symbolicator.artifacts.bundles import BundleFile, open_zip, read_bundle, read_capped
+from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.config import Settings
+from symbolicator.errors import FormatError, MalformedSourceMap, ObjectNotFound, Outcome, SymbolicatorError
+from symbolicator.fetch import FetchError, Fetcher, origin_allowed
+from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
+from symbolicator.service.workers import WorkerPool
+from symbolicator.sourcemaps.context import LineIndex
+from symbolicator.sourcemaps.inject import existing_debug_id
+from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, CacheFormatError, SmCache, build_from_sources
+from symbolicator.sourcemaps.urls import (
+    InvalidBase64SourceMap,
+    decode_data_url,
+    find_source_mapping_url,
+    is_data_url,
+    resolve_map_location,
+)
+from symbolicator.storage.base import Storage
+from symbolicator.types import DebugId, Scope
+
+log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+SCRAPE_EVERY_S = 3600
+BUNDLE_CACHE_VERSION = 1
+SCRAPED_CACHE_VERSION = 1
+
+
+class LookupFailure(Exception):
+    """A file was not found; `error` is the JS error type to report."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class Lru(Generic[K, V]):
+    """A small LRU by item count and (optionally) total size."""
+
+    def __init__(self, max_items: int, max_size: int | None = None) -> None:
+        self.max_items, self.max_size = max_items, max_size
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: K) -> V | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        self._items.move_to_end(key)
+        return found[0]
+
+    def put(self, key: K, value: V, size: int = 0) -> V:
+        old = self._items.pop(key, None)
+        self._size -= old[1] if old else 0
+        self._items[key] = (value, size)
+        self._size += size
+        while len(self._items) > self.max_items or (self.max_size is not None and self._size > self.max_size
+                                                    and len(self._items) > 1):
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._size -= dropped
+        return value
+
+
+_caches: Lru[tuple[str, str], SmCache] = Lru(128)
+_lines: Lru[str, LineIndex] = Lru(256, 256 * 1024 * 1024)
+_manifests: Lru[str, dict[str, BundleFile]] = Lru(64)
+
+
+def convert_sourcemap(map_bytes: bytes, minified_source: str | None, out_path: str) -> int:
+    """Worker-pool job: map (+ minified source for scope names) → sourcemap cache file; its size."""
+    data = build_from_sources(map_bytes, minified_source)
+    with open(out_path, "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+@dataclass(frozen=True)
+class JsDeps:
+    """What a JS request needs from the app."""
+
+    settings: Settings
+    storage: Storage
+    caches: Caches
+    coalescer: Coalescer
+    workers: WorkerPool
+    fetcher: Fetcher | None
+
+
+@dataclass
+class JsFile:
+    """A found file. `url` is the real URL it stands for; `identity` names its content for cache keys."""
+
+    url: str
+    identity: str
+    headers: Mapping[str, str]
+    origin: Any
+    resolved_with: str
+    load: Callable[[], Awaitable[bytes]]
+    _data: bytes | None = field(default=None, repr=False)
+
+    async def read(self) -> bytes:
+        if self._data is None:
+            self._data = await self.load()
+        return self._data
+
+
+def _constant(data: bytes) -> Callable[[], Awaitable[bytes]]:
+    async def load() -> bytes:
+        return data
+
+    return load
+
+
+def _sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data).hexdigest()
+
+
+def _strip_fragment(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
+def real_url(bundle_url: str | None, abs_path: str) -> str:
+    """A bundle's `~/path` as a URL on the frame's host (`~/` means any host)."""
+    if not bundle_url:
+        return abs_path
+    parts = urlsplit(abs_path)
+    if bundle_url.startswith("~/") and parts.scheme and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}{bundle_url[1:]}"
+    return bundle_url
+
+
+class JsLookup:
+    """File finding for one request; memoizes modules and files per URL."""
+
+    def __init__(self, deps: JsDeps, scope: Scope, request: JsRequest) -> None:
+        self.deps = deps
+        self.scope = scope
+        self.request = request
+        self.max_bytes = deps.settings.fetch.max_bytes
+        self.attempts: dict[str, dict[str, Any]] = {}
+        self.used_bundles: dict[str, None] = {}
+        self._modules: dict[str, asyncio.Task[Module]] = {}
+        self._files: dict[str, asyncio.Task[JsFile]] = {}
+        self._sources: dict[str, asyncio.Task[Sequence[str] | None]] = {}
+        self._open_bundles: dict[str, None] = {}
+
+    def scraping_attempts(self) -> list[dict[str, Any]]:
+        return list(self.attempts.values())
+
+    def _attempt(self, url: str, status: str, reason: str | None = None, details: str | None = None) -> None:
+        entry: dict[str, Any] = {"url": url, "status": status}
+        if reason:
+            entry["reason"] = reason
+        if details:
+            entry["details"] = details
+        self.attempts.setdefault(url, entry)
+
+    async def module(self, abs_path: str) -> Module:
+        task = self._modules.get(abs_path)
+        if task is None:
+            task = self._modules[abs_path] = asyncio.ensure_future(self._module(abs_path))
+        return await asyncio.shield(task)
+
+    async def original_source(self, url: str) -> Sequence[str] | None:
+        """An original source without `sourcesContent`: from uploads or the website, as lines."""
+        task = self._sources.get(url)
+        if task is None:
+            task = self._sources[url] = asyncio.ensure_future(self._original_source(url))
+        return await asyncio.shield(task)
+
+    async def _original_source(self, url: str) -> Sequence[str] | None:
+        try:
+            found = await self.find_file(url)
+            return await self._line_index(found)
+        except LookupFailure:
+            return None
+
+    async def _line_index(self, found: JsFile) -> LineIndex:
+        lines = _lines.get(found.identity)
+        if lines is None:
+            data = await found.read()
+            lines = await asyncio.to_thread(lambda: LineIndex(data.decode("utf-8", "replace")))
+            _lines.put(found.identity, lines, len(data))
+        return lines
+
+    async def _module(self, abs_path: str) -> Module:
+        module = Module(abs_path)
+        debug_id = self.request.modules.get(abs_path)
+        minified: JsFile | None = None
+        sourcemap: JsFile | None = None
+        if debug_id is not None:
+            minified, sourcemap = await self._by_debug_id(debug_id, abs_path)
+        if minified is None:
+            try:
+                minified = await self.find_file(abs_path)
+            except LookupFailure as exc:
+                module.minified_error = exc.error
+                return module
+        data = await minified.read()
+        module.lines = await self._line_index(minified)
+        text = data.decode("utf-8", "replace")
+        if sourcemap is None and debug_id is None:
+            comment = existing_debug_id(text)
+            found_id = _parse_debug_id(comment)
+            if found_id is not None:
+                _, sourcemap = await self._by_debug_id(found_id, abs_path)
+        if sourcemap is not None:
+            ref = self._map_reference(minified, text)
+            if ref and not is_data_url(ref):
+                sourcemap.url = _map_location(abs_path, ref)
+        else:
+            try:
+                sourcemap = await self._referenced_map(minified, text, abs_path)
+            except LookupFailure as exc:
+                module.map_error = {"type": exc.error}
+                module.resolved_with = minified.resolved_with
+                return module
+        module.sourcemap = sourcemap.url
+        module.sourcemap_origin = sourcemap.origin
+        module.resolved_with = sourcemap.resolved_with
+        try:
+            module.cache = await self._convert(sourcemap, minified, text)
+        except FormatError as exc:
+            log.info("malformed source map %s: %s", sourcemap.url, exc)
+            module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
+        except SymbolicatorError as exc:
+            log.warning("converting %s failed: %s", sourcemap.url, exc)
+            module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
+        return module
+
+    @staticmethod
+    def _map_reference(minified: JsFile, text: str) -> str | None:
+        """The `SourceMap`/`X-SourceMap` header, else the last `sourceMappingURL` comment."""
+        return minified.headers.get("sourcemap") or minified.headers.get("x-sourcemap") or find_source_mapping_url(text)
+
+    async def _referenced_map(self, minified: JsFile, text: str, abs_path: str) -> JsFile:
+        ref = self._map_reference(minified, text)
+        if not ref:
+            raise LookupFailure("missing_sourcemap")
+        if is_data_url(ref):
+            try:
+                data = decode_data_url(ref)
+            except InvalidBase64SourceMap:
+                raise LookupFailure("invalid_base64_sourcemap") from None
+            except MalformedSourceMap:
+                raise LookupFailure("malformed_sourcemap") from None
+            return JsFile(abs_path, "sha256:" + _sha256(data), {}, "embedded", minified.resolved_with,
+                          _constant(data), data)
+        try:
+            return await self.find_file(_map_location(abs_path, ref))
+        except LookupFailure as exc:
+            raise LookupFailure("scraping_disabled" if exc.error == "scraping_disabled" else "missing_sourcemap") \
+                from None
+
+    async def _by_debug_id(self, debug_id: DebugId, abs_path: str) -> tuple[JsFile | None, JsFile | None]:
+        index = await asyncio.to_thread(indexes.js_by_debug_id, self.deps.storage, self.scope, debug_id)
+        files = (index or {}).get("files") or {}
+        found: list[JsFile | None] = []
+        for kind in ("minified_source", "source_map"):
+            ref = files.get(kind)
+            if not isinstance(ref, dict):
+                found.append(None)
+                continue
+            url = real_url(ref.get("url"), abs_path) if kind == "source_map" else abs_path
+            try:
+                found.append(await self._from_ref(ref, "debug-id", url))
+            except LookupFailure:
+                found.append(None)
+        return found[0], found[1]
+
+    async def find_file(self, url: str) -> JsFile:
+        """Bundles already open → release index → scraping; memoized per URL within the request."""
+        url = _strip_fragment(url)
+        task = self._files.get(url)
+        if task is None:
+            task = self._files[url] = asyncio.ensure_future(self._find_file(url))
+        return await asyncio.shield(task)
+
+    async def _find_file(self, url: str) -> JsFile:
+        candidates = indexes.url_candidates(url)
+        for bundle_key in list(self._open_bundles):
+            manifest = _manifests.get(bundle_key)
+            for candidate in candidates if manifest else ():
+                entry = manifest.get(candidate) if manifest else None
+                if entry is not None:
+                    ref = indexes.bundle_ref(bundle_key, bundle_key.rsplit("/", 1)[-1], entry.path, entry.url,
+                                             dict(entry.headers), entry.type)
+                    return await self._from_ref(ref, "url", url)
+        if self.request.release:
+            ref = await asyncio.to_thread(indexes.js_by_release, self.deps.storage, self.scope,
+                                          self.request.release, self.request.dist, url)
+            if ref is not None:
+                return await self._from_ref(ref, "release", url)
+        return await self._scrape(url)
+
+    async def _from_ref(self, ref: dict[str, Any], resolved_with: str, url: str) -> JsFile:
+        """A file inside a stored artifact bundle (downloaded once into the downloads cache)."""
+        bundle_key, member = str(ref.get("bundle")), str(ref.get("path"))
+        sha1 = str(ref.get("bundle_sha1") or bundle_key.rsplit("/", 1)[-1])
+        await self._bundle(bundle_key)
+        self.used_bundles[sha1] = None
+        if url.startswith(("http://", "https://")):
+            self._attempt(url, "not_attempted")
+        headers = {str(k).lower(): str(v) for k, v in (ref.get("headers") or {}).items()}
+        described: dict[str, str] = {}
+        if ref.get("url"):
+            described["abs_path"] = str(ref["url"])
+        if headers.get("debug-id"):
+            described["debug_id"] = headers["debug-id"]
+        origin = {"bundled": [f"bundle://{bundle_key}", {str(ref.get("type") or "source"): described}]}
+
+        async def load() -> bytes:
+            return await self._read_member(bundle_key, member)
+
+        return JsFile(url, f"bundle:{sha1}:{member}", headers, origin, resolved_with, load)
+
+    async def _bundle(self, bundle_key: str) -> Path:
+        """The downloaded bundle's path; its manifest is indexed by URL on first use."""
+        storage, downloads = self.deps.storage, self.deps.caches.downloads
+        key = keys.cache_key("bundle", BUNDLE_CACHE_VERSION, bundle_key)
+
+        async def download() -> Path | Outcome:
+            tmp = downloads.temp_path()
+            try:
+                await asyncio.to_thread(storage.get_to_path, bundle_key, tmp)
+            except ObjectNotFound:
+                tmp.unlink(missing_ok=True)
+                return Outcome.NOT_FOUND
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return tmp
+
+        entry = await get_or_compute(downloads, self.deps.coalescer, key, download)
+        if entry.path is None:
+            raise LookupFailure("missing_source")
+        if _manifests.get(bundle_key) is None:
+            limits = self.deps.settings.limits
+            try:
+                bundle = await asyncio.to_thread(read_bundle, entry.path, limits.max_bundle_entries,
+                                                 limits.max_bundle_uncompressed_bytes)
+            except (FormatError, OSError) as exc:
+                log.warning("stored bundle %s cannot be read: %s", bundle_key, exc)
+                raise LookupFailure("missing_source") from exc
+            by_url = {f.url: f for f in bundle.files if f.url}
+            _manifests.put(bundle_key, by_url)
+        self._open_bundles[bundle_key] = None
+        return entry.path
+
+    async def _read_member(self, bundle_key: str, member: str) -> bytes:
+        limits = self.deps.settings.limits
+        for attempt in range(2):
+            path = await self._bundle(bundle_key)
+            try:
+                return await asyncio.to_thread(_read_zip_member, path, member, limits.max_bundle_entries,
+                                               limits.max_bundle_uncompressed_bytes, self.max_bytes)
+            except FileNotFoundError:
+                if attempt:
+                    raise LookupFailure("missing_source") from None
+                await asyncio.to_thread(self.deps.caches.downloads.delete,
+                                        keys.cache_key("bundle", BUNDLE_CACHE_VERSION, bundle_key))
+            except FormatError as exc:
+                log.warning("bundle %s member %s: %s", bundle_key, member, exc)
+                raise LookupFailure("missing_source") from exc
+        raise LookupFailure("missing_source")
+
+    def _fetch_origins(self, url: str) -> Sequence[str] | None:
+        """The patterns handed to the fetcher (checked on every redirect); None: refused up front.
+
+        Both lists must allow a URL. The fetcher takes one list, so the other one is
+        checked here on the first URL (and, by `_scrape`, on the final one).
+        """
+        server = tuple(self.deps.settings.scraping.allowed_origins)
+        requested = tuple(self.request.scraping.allowed_origins)
+        if not origin_allowed(url, server) or not origin_allowed(url, requested):
+            return None
+        return server if requested == ("*",) else requested
+
+    async def _scrape(self, url: str) -> JsFile:
+        if not url.startswith(("http://", "https://")):
+            raise LookupFailure("missing_source")
+        if not (self.deps.settings.scraping.enabled and self.request.scraping.enabled):
+            self._attempt(url, "failure", "disabled")
+            raise LookupFailure("scraping_disabled")
+        origins = self._fetch_origins(url)
+        if origins is None or self.deps.fetcher is None:
+            self._attempt(url, "failure", "invalid_host", f"{url} is not an allowed download origin")
+            raise LookupFailure("missing_source")
+        headers = dict(self.request.scraping.headers)
+        downloads = self.deps.caches.downloads
+        digest = _sha256(url + "\0" + orjson.dumps(headers, option=orjson.OPT_SORT_KEYS).decode())
+        bucket = int((time.time() + int(digest[:8], 16) % SCRAPE_EVERY_S) // SCRAPE_EVERY_S)
+        key = keys.cache_key("scraped", SCRAPED_CACHE_VERSION, digest, str(bucket))
+        fetcher = self.deps.fetcher
+        max_bytes = self.max_bytes
+
+        async def download() -> Path | Outcome:
+            body = downloads.temp_path(".body")
+            try:
+                result = await fetcher.fetch(url, headers=headers, max_bytes=max_bytes, dest=body,
+                                             allowed_origins=origins)
+                if not origin_allowed(result.url, self.deps.settings.scraping.allowed_origins):
+                    raise FetchError("invalid_host", f"redirected to {result.url}, not an allowed origin", url=url)
+                out = downloads.temp_path(".scraped")
+                meta = {"url": result.url, "headers": dict(result.headers)}
+                await asyncio.to_thread(_pack_scraped, out, meta, body)
+                return out
+            except FetchError as exc:
+                if exc.reason == "not_found":
+                    return Outcome.NOT_FOUND
+                raise
+            finally:
+                body.unlink(missing_ok=True)
+
+        try:
+            entry: CacheEntry = await get_or_compute(downloads, self.deps.coalescer, key, download)
+        except FetchError as exc:
+            self._attempt(url, "failure", exc.reason, str(exc))
+            raise LookupFailure("missing_source") from None
+        if entry.path is None:
+            self._attempt(url, "failure", "not_found", f"{url} was not found")
+            raise LookupFailure("missing_source")
+        try:
+            meta, data = await asyncio.to_thread(_unpack_scraped, entry.path)
+        except (OSError, ValueError):
+            self._attempt(url, "failure", "other", "the cached download vanished")
+            raise LookupFailure("missing_source") from None
+        self._attempt(url, "success")
+        return JsFile(url, "sha256:" + _sha256(data), meta.get("headers") or {}, url, "scraping",
+                      _constant(data), data)
+
+    async def _convert(self, sourcemap: JsFile, minified: JsFile, text: str) -> SmCache:
+        derived = self.deps.caches.derived
+        key = keys.cache_key("smcache", SOURCEMAP_CACHE_VERSION, _sha256(f"{sourcemap.identity}\0{minified.identity}"))
+        workers = self.deps.workers
+
+        async def convert() -> Path:
+            data = await sourcemap.read()
+            out = derived.temp_path(".smcache")
+            try:
+                await workers.run(convert_sourcemap, data, text, str(out))
+            except BaseException:
+                out.unlink(missing_ok=True)
+                raise
+            return out
+
+        for attempt in range(2):
+            entry = await get_or_compute(derived, self.deps.coalescer, key, convert)
+            if entry.path is None:
+                raise MalformedSourceMap(f"{sourcemap.url} is not a valid source map ({entry.outcome})")
+            cached = _caches.get((str(entry.path), sourcemap.url))
+            if cached is not None:
+                return cached
+            try:
+                opened = await asyncio.to_thread(SmCache.open, entry.path, sourcemap.url)
+            except (CacheFormatError, FileNotFoundError):
+                if attempt:
+                    raise
+                await asyncio.to_thread(derived.delete, key)
+                continue
+            return _caches.put((str(entry.path), sourcemap.url), opened)
+        raise MalformedSourceMap(f"{sourcemap.url}: the sourcemap cache cannot be built")
+
+
+async def symbolicate_js(request: JsRequest, deps: JsDeps, scope: Scope) -> dict[str, Any]:
+    """One request's completed payload; modules of distinct files are found concurrently first."""
+    lookup = JsLookup(deps, scope, request)
+    paths = {_abs_path(f) for t in request.stacktraces for f in t["frames"]
+             if isinstance(f.get("lineno"), int) and f["lineno"] >= 1}
+    await asyncio.gather(*(lookup.module(p) for p in paths if is_valid_abs_path(p)))
+    payload = await symbolicate(request, lookup.module, lookup.original_source)
+    payload["scraping_attempts"] = lookup.scraping_attempts()
+    payload["used_artifact_bundles"] = list(lookup.used_bundles)
+    return payload
+
+
+def _abs_path(frame: dict[str, Any]) -> Any:
+    path = frame.get("abs_path")
+    return path[6:] if isinstance(path, str) and path.startswith("async ") else path
+
+
+def _map_location(abs_path: str, ref: str) -> str:
+    """A map reference resolved against the minified file's URL, query and fragment dropped."""
+    return resolve_map_location(abs_path, ref).split("#", 1)[0].split("?", 1)[0]
+
+
+def _parse_debug_id(text: str | None) -> DebugId | None:
+    if not text:
+        return None
+    try:
+        return DebugId.parse(text)
+    except SymbolicatorError:
+        return None
+
+
+def _read_zip_member(path: Path, member: str, max_entries: int, max_uncompressed: int, max_bytes: int) -> bytes:
+    with open_zip(path, max_entries, max_uncompressed) as zf:
+        return read_capped(zf, member, max_bytes)
+
+
+def _pack_scraped(out: Path, meta: dict[str, Any], body: Path) -> None:
+    """One cache file: a JSON line of metadata (final URL, headers), then the body."""
+    with open(out, "wb") as f, open(body, "rb") as src:
+        f.write(orjson.dumps(meta) + b"\n")
+        while chunk := src.read(1024 * 1024):
+            f.write(chunk)
+
+
+def _unpack_scraped(path: Path) -> tuple[dict[str, Any], bytes]:
+    with open(path, "rb") as f:
+        meta = orjson.loads(f.readline())
+        return meta, f.read()

@@ -1,0 +1,52 @@
+"""The worker process pool for CPU work: parsing, DWARF and source-map conversion.
+
+Conversions are CPU-bound Python, so they run in processes, never on the event
+loop. A worker that dies (a crash in a C extension, the OOM killer, SIGKILL)
+breaks a `ProcessPoolExecutor` for good; this wrapper notices, replaces the
+pool, and reports the failed job as `WorkerCrashed` so the request can answer
+with a status instead of hanging, and the next job runs on a fresh pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, TypeVar
+
+from symbolicator.errors import SymbolicatorError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkerCrashed(SymbolicatorError):
+    """The worker process running a job died."""
+
+
+class WorkerPool:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._context = multiprocessing.get_context("forkserver")
+        self._pool = self._new_pool()
+        self.restarts = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except BrokenProcessPool as exc:
+            if pool is self._pool:
+                log.error("a worker process died; restarting the pool")
+                self.restarts += 1
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise WorkerCrashed("the worker process died while converting") from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,191 @@
+"""Fetch one relative path from one source into a local file: filesystem, HTTP or S3.
+
+Each transport answers the same way: the file is written whole at `dest` (temporary name,
+then rename) or a `DownloadMiss` says why not, in the words of a Symbolicator candidate
+(`notfound`, `noperm`, `error`; `timeout` is an `error` the lookup counts separately).
+Nothing here knows about layouts or object files.
+
+- **filesystem**: the path is resolved with every symlink followed and must still lie under
+  the source's resolved root; the final open uses `O_NOFOLLOW`, so a symlink swapped in
+  afterwards is not followed either. A directory at the path is taken as a `.dSYM` bundle
+  (LLDB's UUID folders link to bundles) and its DWARF file is used.
+- **http**: the shared `Fetcher` (timeouts, size cap, address policy, deny list).
+- **s3**: boto3 through `S3Storage`, in a thread, one client per source config (clients are
+  thread-safe and costly to make). An endpoint sent in a request must resolve to addresses
+  the fetcher's policy admits, as an HTTP source's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+from symbolicator.errors import ObjectNotFound, StorageError
+from symbolicator.fetch import Fetcher, FetchError
+from symbolicator.fetch_policy import parse_ip
+from symbolicator.native.objects import find_dsym_files
+from symbolicator.sources.config import FilesystemSource, HttpSource, S3Source
+from symbolicator.storage.s3 import S3Storage
+
+MAX_S3_CLIENTS = 64
+_NOPERM_S3 = frozenset({"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                        "AllAccessDisabled", "AccountProblem"})
+_FETCH_STATUS = {"not_found": "notfound", "permission_denied": "noperm"}
+
+
+class DownloadMiss(Exception):
+    """Nothing usable at a location: `status` is a candidate download status, `timeout` flags a timeout."""
+
+    def __init__(self, status: str, details: str | None = None, *, timeout: bool = False) -> None:
+        super().__init__(details or status)
+        self.status = status
+        self.details = details
+        self.timeout = timeout
+
+
+def location(source: FilesystemSource | HttpSource | S3Source, rel: str) -> str:
+    """The URI a candidate reports for `rel` on `source` (also the HTTP URL fetched)."""
+    if isinstance(source, FilesystemSource):
+        return (source.path / rel).as_uri()
+    if isinstance(source, HttpSource):
+        return source.url.rstrip("/") + "/" + quote(rel, safe="/")
+    prefix = f"{source.prefix}/" if source.prefix else ""
+    return f"s3://{source.bucket}/{prefix}{rel}"
+
+
+async def download(source: FilesystemSource | HttpSource | S3Source, rel: str, dest: Path, *,
+                   fetcher: Fetcher, max_bytes: int) -> None:
+    """Write the object at `rel` on `source` to `dest`; raises DownloadMiss."""
+    if isinstance(source, FilesystemSource):
+        await asyncio.to_thread(_copy_local, source.path, rel, dest, max_bytes)
+    elif isinstance(source, HttpSource):
+        try:
+            await fetcher.fetch(location(source, rel), headers=dict(source.headers), max_bytes=max_bytes, dest=dest)
+        except FetchError as e:
+            status = _FETCH_STATUS.get(e.reason, "error")
+            raise DownloadMiss(status, None if status == "notfound" else f"{e.reason}: {e}",
+                               timeout=e.reason == "timeout") from e
+    else:
+        if source.from_request and source.endpoint_url:
+            await _check_endpoint(source.endpoint_url, fetcher)
+        storage = _s3_storage(source, fetcher)
+        key = f"{source.prefix}/{rel}" if source.prefix else rel
+        await asyncio.to_thread(_get_s3, storage, key, dest, max_bytes)
+
+
+def _copy_local(root: Path, rel: str, dest: Path, max_bytes: int) -> None:
+    root_real = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root_real, *rel.split("/")))
+    if os.path.commonpath([root_real, real]) != root_real:
+        raise DownloadMiss("noperm", "the path leads outside the source's folder")
+    if os.path.isdir(real):
+        inner = [p for p in find_dsym_files(Path(real))
+                 if os.path.commonpath([root_real, os.path.realpath(p)]) == root_real]
+        if not inner:
+            raise DownloadMiss("notfound")
+        real = os.path.realpath(inner[0])
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise DownloadMiss("notfound") from None
+    except PermissionError as e:
+        raise DownloadMiss("noperm", f"cannot read: {e.strerror}") from None
+    except OSError as e:
+        raise DownloadMiss("error", f"cannot open: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        if size > max_bytes:
+            raise DownloadMiss("error", f"too_large: {size} bytes, over the {max_bytes} byte limit")
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        try:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, dest)
+        except OSError as e:
+            raise DownloadMiss("error", f"cannot copy: {e.strerror or e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+_S3_CLIENTS: OrderedDict[S3Source, S3Storage] = OrderedDict()
+_S3_LOCK = threading.Lock()
+
+
+def _s3_storage(source: S3Source, fetcher: Fetcher) -> S3Storage:
+    """The client for this exact config (made once; the oldest is dropped past MAX_S3_CLIENTS)."""
+    with _S3_LOCK:
+        storage = _S3_CLIENTS.get(source)
+        if storage is not None:
+            _S3_CLIENTS.move_to_end(source)
+            return storage
+    storage = S3Storage(source.bucket, endpoint_url=source.endpoint_url, region=source.region,
+                        access_key=source.access_key, secret_key=source.secret_key,
+                        connect_timeout=fetcher.settings.connect_timeout_s,
+                        read_timeout=fetcher.settings.read_timeout_s)
+    with _S3_LOCK:
+        _S3_CLIENTS[source] = storage
+        while len(_S3_CLIENTS) > MAX_S3_CLIENTS:
+            _S3_CLIENTS.popitem(last=False)
+    return storage
+
+
+def _get_s3(storage: S3Storage, key: str, dest: Path, max_bytes: int) -> None:
+    try:
+        head = storage.head(key)
+        if head is None:
+            raise DownloadMiss("notfound")
+        if head.size > max_bytes:
+            raise DownloadMiss("error", f"too_large: {head.size} bytes, over the {max_bytes} byte limit")
+        storage.get_to_path(key, dest)
+    except ObjectNotFound:
+        raise DownloadMiss("notfound") from None
+    except StorageError as e:
+        raise _s3_miss(e) from None
+
+
+def _s3_miss(e: StorageError) -> DownloadMiss:
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ClientError):
+            code = str(cause.response.get("Error", {}).get("Code", ""))
+            if code in _NOPERM_S3:
+                return DownloadMiss("noperm", f"S3 refused access ({code})")
+        if isinstance(cause, (ReadTimeoutError, ConnectTimeoutError)):
+            return DownloadMiss("error", f"timeout: {cause}", timeout=True)
+        cause = cause.__cause__ or cause.__context__
+    return DownloadMiss("error", str(e))
+
+
+async def _check_endpoint(endpoint_url: str, fetcher: Fetcher) -> None:
+    """Refuse a request's S3 endpoint that resolves to an address the fetch policy forbids.
+
+    boto3 opens its own sockets, so this check cannot follow a later DNS change the way the
+    fetcher's socket factory does; it stops the plain case (a private IP or an internal name).
+    """
+    parts = urlsplit(endpoint_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    policy = fetcher.policy
+    if policy.allow_private or policy.name_allowed(host, port):
+        return
+    ip = parse_ip(host)
+    if ip is not None:
+        addresses = [ip]
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        except OSError as e:
+            raise DownloadMiss("error", f"invalid_host: cannot resolve {host}: {e}") from None
+        addresses = [a for a in (parse_ip(str(info[4][0])) for info in infos) if a is not None]
+    for address in addresses:
+        refusal = policy.refusal(address, port)
+        if refusal:
+            raise DownloadMiss("error", f"invalid_host: S3 endpoint {host} resolves to {address} ({refusal})")

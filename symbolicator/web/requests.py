@@ -1,0 +1,64 @@
+"""Running symbolication requests as jobs: `?timeout`, `?scope`, `GET /requests/{id}`.
+
+Every symbolication endpoint hands its work to `run_job`, which answers with
+Symbolicator's envelope (`completed` with the payload flattened in, `pending`,
+`failed`, `timeout`, `internal_error`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from symbolicator.errors import InvalidShape
+from symbolicator.types import GLOBAL_SCOPE, Scope
+from symbolicator.web.state import AUTH, JOBS, SETTINGS
+
+routes = web.RouteTableDef()
+
+
+def request_scope(request: web.Request) -> Scope:
+    """`?scope=` (URL-decoded), through `scope_aliases` (Sentry sends its numeric project id)."""
+    raw = request.query.get("scope")
+    if not raw:
+        return GLOBAL_SCOPE
+    aliases = request.app[SETTINGS].scope_aliases
+    return Scope.parse(aliases.get(raw, raw))
+
+
+def request_timeout(request: web.Request) -> float | None:
+    raw = request.query.get("timeout")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidShape(f"timeout must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise InvalidShape("timeout must not be negative")
+    return value
+
+
+async def run_job(request: web.Request, scope: Scope, work: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
+    """Authorise, start `work` as a job, and answer its envelope (or `pending`)."""
+    request.app[AUTH].require_symbolicate(request, scope)
+    timeout = request_timeout(request)
+    jobs = request.app[JOBS]
+    job = jobs.submit(scope, work)
+    return web.json_response(await jobs.wait(job, timeout), dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+@routes.get("/requests/{request_id}")
+async def poll(request: web.Request) -> web.Response:
+    scope = request_scope(request)
+    request.app[AUTH].require_symbolicate(request, scope)
+    jobs = request.app[JOBS]
+    job = jobs.get(request.match_info["request_id"], scope)
+    return web.json_response(await jobs.wait(job, request_timeout(request)), dumps=_dumps)

@@ -1,0 +1,102 @@
+"""`POST /symbolicate` and `POST /applecrashreport`: translate HTTP to a native job and back.
+
+The body is parsed before the job starts, so a bad one answers 400 (not JSON,
+bad multipart, not a crash report) or 422 (JSON of the wrong shape) at once;
+everything after that is the job's, answered through `run_job` with
+Symbolicator's envelope and `?timeout` / polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import BodyPartReader, web
+
+from symbolicator.errors import BadRequest, PayloadTooLarge
+from symbolicator.native.apple_crash import parse_apple_crash_report, response_fields, to_symbolicate_request
+from symbolicator.service import native
+from symbolicator.service.native_modules import ModuleLookup, RequestSources, ResolvedModule
+from symbolicator.types import Scope
+from symbolicator.web.requests import request_scope, run_job
+from symbolicator.web.state import CACHES, COALESCER, FETCHER, METRICS, SETTINGS, STORAGE, WORKERS
+
+routes = web.RouteTableDef()
+
+MAX_FIELD_BYTES = 1 << 20
+_JSON_FIELDS = ("sources", "options", "platform", "scraping")
+
+
+def _resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> native.Resolve:
+    """Module lookup for this request; request `sources` of the wrong shape raise InvalidShape here."""
+    app = request.app
+    lookup = ModuleLookup(app[SETTINGS], app[STORAGE], app[CACHES], app[COALESCER], app[WORKERS], app[METRICS],
+                          app.get(FETCHER))
+    sources = RequestSources.from_request(app[SETTINGS], req.sources)
+
+    async def resolve(module: native.RawModule) -> ResolvedModule:
+        return await lookup.resolve(scope, module.debug_id, module.code_id, module.type,
+                                    module.fields.get("code_file"), module.fields.get("debug_file"), sources)
+
+    return resolve
+
+
+def _loads(data: bytes | str, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+
+
+@routes.post("/symbolicate")
+async def symbolicate(request: web.Request) -> web.Response:
+    scope = request_scope(request)
+    req = native.NativeRequest.from_json(_loads(await request.read(), "the body"))
+    resolve = _resolver(request, scope, req)
+    return await run_job(request, scope, lambda: native.symbolicate(req, resolve))
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    chunks, size = [], 0
+    while block := await part.read_chunk(1 << 16):
+        size += len(block)
+        if size > limit:
+            raise PayloadTooLarge(f"multipart field {part.name!r} is larger than {limit} bytes")
+        chunks.append(block)
+    return b"".join(chunks)
+
+
+@routes.post("/applecrashreport")
+async def apple_crash_report(request: web.Request) -> web.Response:
+    scope = request_scope(request)
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise BadRequest(f"expected multipart/form-data with an `apple_crash_report` part: {exc}") from exc
+    report_bytes: bytes | None = None
+    fields: dict[str, Any] = {}
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "apple_crash_report":
+            report_bytes = await _read_part(part, request.app[SETTINGS].limits.max_body_bytes)
+        elif part.name in _JSON_FIELDS:
+            fields[part.name] = _loads(await _read_part(part, MAX_FIELD_BYTES), f"field `{part.name}`")
+    if report_bytes is None:
+        raise BadRequest("no `apple_crash_report` part in the request")
+    report = await asyncio.to_thread(parse_apple_crash_report, report_bytes)
+    platform = fields.get("platform")
+    body = to_symbolicate_request(report, platform=platform if isinstance(platform, str) else None)
+    for name in ("sources", "options"):
+        if name in fields:
+            body[name] = fields[name]
+    req = native.NativeRequest.from_json(body)
+    resolve = _resolver(request, scope, req)
+    extra = response_fields(report)
+
+    async def work() -> dict[str, Any]:
+        payload = await native.symbolicate(req, resolve)
+        return {**extra, **payload}
+
+    return await run_job(request, scope, work)

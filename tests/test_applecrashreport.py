@@ -1,0 +1,125 @@
+"""`POST /applecrashreport` with the `.crash` and `.ips` fixtures, after uploading the real dSYMs.
+
+The reports point at the Mach-O fixtures' real UUIDs (`tests/fixtures/apple/README.md`);
+`expected.json` lists what the reports contain. Frames are compared with
+llvm-symbolizer on the dSYM at `file_vaddr = addr − image_addr + image_vmaddr`, callers at
+the previous instruction (arm64: align to 4, then −4).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from tests.support.service import ServiceProcess
+from tests.test_native_service import NATIVE, SCOPE, by_original_index, llvm_symbolize, needs_llvm, ours, start_service, upload
+
+APPLE = Path(__file__).resolve().parent / "fixtures/apple"
+EXPECTED = json.loads((APPLE / "expected.json").read_text())
+DSYMS = {
+    "App": NATIVE / "macho/app_arm64.dSYM/Contents/Resources/DWARF/app_arm64",
+    "libdylib.dylib": NATIVE / "macho/libdylib_arm64.dylib.dSYM/Contents/Resources/DWARF/libdylib_arm64.dylib",
+}
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    service = start_service(tmp_path_factory.mktemp("apple"))
+    try:
+        for path in DSYMS.values():
+            upload(service, path)
+        yield service
+    finally:
+        service.stop()
+
+
+def post_report(svc: ServiceProcess, name: str, data: bytes | None = None, **fields: Any) -> requests.Response:
+    files: dict[str, Any] = {"apple_crash_report": (name, data if data is not None else (APPLE / name).read_bytes())}
+    for key, value in fields.items():
+        files[key] = (None, value if isinstance(value, str) else json.dumps(value))
+    return requests.post(f"{svc.url}/applecrashreport", params={"scope": SCOPE}, files=files, timeout=60)
+
+
+@needs_llvm
+@pytest.mark.parametrize("name", ["app-arm64.crash", "app-arm64.ips"])
+def test_every_thread_symbolicated_like_llvm_symbolizer(svc: ServiceProcess, name: str) -> None:
+    r = post_report(svc, name, options={"dif_candidates": True})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["status"] == "completed"
+    assert answer["crashed"] is True
+    assert answer["crash_reason"] == f"{EXPECTED['exception_type']} ({EXPECTED['exception_signal']})"
+    assert answer["crash_details"] == EXPECTED["exception_subtype"]
+    assert answer["timestamp"] == EXPECTED["timestamp"]
+    assert answer["system_info"] == {"os_name": "iOS", "os_version": "17.1.2", "os_build": EXPECTED["os_build"],
+                                     "cpu_arch": "arm64", "device_model": EXPECTED["model"]}
+    threads = answer["stacktraces"]
+    assert [t["thread_id"] for t in threads] == [t["id"] for t in EXPECTED["threads"]]
+    assert [t["is_requesting"] for t in threads] == [t["crashed"] for t in EXPECTED["threads"]]
+    assert threads[0]["thread_name"] == "com.apple.main-thread" and threads[2]["thread_name"] == "com.example.worker"
+    assert threads[0]["registers"]["pc"] == hex(EXPECTED["threads"][0]["registers"]["pc"])
+
+    images = {i["name"]: i for i in EXPECTED["images"]}
+    app_frames = 0
+    for thread, want in zip(threads, EXPECTED["threads"]):
+        got = by_original_index(thread["frames"])
+        assert sorted(got) == list(range(len(want["frames"])))
+        for index, frame in enumerate(want["frames"]):
+            out = got[index]
+            assert all(f["instruction_addr"] == hex(frame["instruction_addr"]) for f in out)
+            if frame["image"] not in DSYMS:
+                assert [f["status"] for f in out] == ["missing"]
+                assert out[0]["symbol"] == frame["symbol"]
+                continue
+            app_frames += 1
+            addr = frame["instruction_addr"] - images[frame["image"]]["image_addr"] + frame["vmaddr"]
+            if index > 0:
+                addr = (addr & ~3) - 4
+            assert ours(out) == llvm_symbolize(DSYMS[frame["image"]], [addr])[0]
+            assert out[-1]["function"] == frame["function"]
+    assert app_frames == 5
+
+    modules = {m["code_file"].rsplit("/", 1)[-1]: m for m in answer["modules"]}
+    assert modules["App"]["debug_status"] == "found" and modules["App"]["arch"] == "arm64"
+    assert modules["libdylib.dylib"]["debug_status"] == "found"
+    assert modules["libsystem_kernel.dylib"]["debug_status"] == "missing"
+    assert modules["App"]["candidates"][0]["download"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("name", ["garbage.crash", "truncated.ips", "body-not-json.ips"])
+def test_broken_reports_are_400(svc: ServiceProcess, name: str) -> None:
+    r = post_report(svc, name)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"]
+
+
+def test_bad_multipart(svc: ServiceProcess) -> None:
+    url = f"{svc.url}/applecrashreport"
+    assert requests.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=10).status_code == 400
+    no_report = requests.post(url, files={"options": (None, "{}")}, timeout=10)
+    assert no_report.status_code == 400 and "apple_crash_report" in no_report.json()["detail"]
+    bad_json = post_report(svc, "app-arm64.crash", options="{nope")
+    assert bad_json.status_code == 400
+    bad_shape = post_report(svc, "app-arm64.crash", sources={"not": "a list"})
+    assert bad_shape.status_code == 422
+
+
+def test_sentry_style_multipart_with_sources_and_timeout(svc: ServiceProcess) -> None:
+    """Sentry sends `sources`, `platform` and `options` as JSON fields, and `?timeout=`."""
+    files = {
+        "apple_crash_report": ("crash.ips", (APPLE / "app-arm64.ips").read_bytes()),
+        "sources": (None, json.dumps([{"type": "sentry", "id": "sentry:project", "url": "http://x.invalid/", "token": "t"}])),
+        "platform": (None, json.dumps("cocoa")),
+        "options": (None, json.dumps({"dif_candidates": True})),
+    }
+    r = requests.post(f"{svc.url}/applecrashreport", params={"scope": "42", "timeout": 5}, files=files, timeout=30)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["status"] == "completed"
+    app = next(m for m in answer["modules"] if m["code_file"].endswith("/App"))
+    assert app["candidates"][0]["source"] == "sentry:project"
+    assert answer["stacktraces"][0]["frames"][0]["function"] == "compute"

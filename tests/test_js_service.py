@@ -1,0 +1,232 @@
+"""`/symbolicate-js` against uploads made by the real sentry-cli, and bad input of every kind.
+
+The service runs as a real process on local storage. The esbuild fixture is
+injected and uploaded by the real `sentry-cli` (so its debug ids and bundle
+manifest are sentry-cli's own), the scope fixture is uploaded without debug ids
+for the release + URL path. Every expectation is recorded by independent tools
+(`tests/fixtures/js/expected/*.json`: `@jridgewell/trace-mapping` and `node
+--enable-source-maps`; `tests/fixtures/js_scopes/out/*/*.expected.json`: the
+TypeScript compiler API) or read from the original sources; none comes from
+this project's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+import pytest
+import requests
+
+from tests.support.service import ServiceProcess
+from tests.support.websites import Website
+
+REPO = Path(__file__).resolve().parent.parent
+JS = REPO / "tests" / "fixtures" / "js"
+SCOPES = REPO / "tests" / "fixtures" / "js_scopes" / "out" / "esbuild"
+BIN = REPO / "node_modules" / ".bin"
+HOST = "https://shop.example.com"
+MAP = json.loads((JS / "out/esbuild/app.js.map").read_text())
+APP = (JS / "out/esbuild/app.js").read_bytes()
+
+
+def sentry_cli(svc: ServiceProcess, work: Path, *args: str) -> str:
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": "sntryu_test",
+           "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web", "SENTRY_DISABLE_UPDATE_CHECK": "true",
+           "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0"}
+    out = subprocess.run([str(BIN / "sentry-cli"), *args], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr + svc.log()
+    return out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    work = tmp_path_factory.mktemp("js-service")
+    svc = ServiceProcess(work, {
+        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
+        "cache": {"dir": str(work / "cache")},
+        "scope_aliases": {"42": "acme/web"},
+        "fetch": {"allow_private_addresses": True, "read_timeout_s": 2.0, "total_timeout_s": 4.0},
+        "workers": 1,
+    })
+    with svc:
+        dist = work / "dist"
+        shutil.copytree(JS / "out/esbuild", dist)
+        sentry_cli(svc, work, "sourcemaps", "inject", str(dist))
+        assert (dist / "app.js").read_bytes() == (JS / "out/debugid/app.js").read_bytes()
+        sentry_cli(svc, work, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist))
+        scopes = work / "scopes"
+        scopes.mkdir()
+        for name in ("app.min.js", "app.min.js.map"):
+            shutil.copy(SCOPES / name, scopes / name)
+        sentry_cli(svc, work, "sourcemaps", "upload", "--release", "2.0.0", "--url-prefix", "~/assets", "--wait",
+                   str(scopes))
+        yield svc
+
+
+def post(svc: ServiceProcess, body: Any, scope: str = "42") -> dict[str, Any]:
+    r = requests.post(f"{svc.url}/symbolicate-js", params={"scope": scope}, json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    assert answer["status"] == "completed", (answer, svc.log())
+    return answer
+
+
+def debug_id() -> str:
+    return (JS / "out/debugid/app.js").read_text().rsplit("//# debugId=", 1)[1].strip()
+
+
+def test_debug_id_matches_trace_mapping_at_every_position(service: ServiceProcess) -> None:
+    expected = json.loads((JS / "expected/debugid.lookups.json").read_text())
+    url = f"{HOST}/static/app.js"
+    frames = [{"abs_path": url, "lineno": c[0], "colno": c[1]} for c in expected["cases"]]
+    body = post(service, {"modules": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id()}],
+                          "stacktraces": [{"frames": frames}], "options": {"apply_source_context": False}})
+    out = body["stacktraces"][0]["frames"]
+    assert len(out) == len(frames)
+    unmapped = 0
+    for case, frame in zip(expected["cases"], out):
+        if case[2] is None:
+            unmapped += 1
+            assert frame["abs_path"] == url and frame["data"] == {"symbolicated": False}
+            continue
+        source = expected["sources"][case[2]].removeprefix("../")
+        assert frame["abs_path"] == f"{HOST}/{source}", (case, frame)
+        assert (frame["lineno"], frame["colno"]) == (case[3], case[4]), (case, frame)
+        assert frame["data"]["resolved_with"] == "debug-id"
+        assert frame["data"]["sourcemap"] == f"{HOST}/static/app.js.map"
+    assert {e["type"] for e in body["errors"]} <= {"invalid_location"}
+    assert len(body["errors"]) == unmapped
+
+
+def test_node_frames_with_source_context_by_debug_id_and_by_release(service: ServiceProcess) -> None:
+    node = json.loads((JS / "expected/debugid.node.json").read_text())["frames"]
+    minified = (JS / "out/debugid/app.js").read_text().split("\n")
+    url = f"{HOST}/static/app.js?v=3"
+    frames = [{"abs_path": url, "lineno": f["line"], "colno": f["column"], "function": "x"} for f in node]
+    by_id = post(service, {"modules": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id()}],
+                           "stacktraces": [{"frames": frames}]})
+    by_release = post(service, {"release": "1.0.0", "stacktraces": [{"frames": frames}]})
+    for body in (by_id, by_release):
+        assert body["errors"] == []
+        assert not [a for a in body["scraping_attempts"] if a["status"] != "not_attempted"]
+        for expect, frame, raw in zip(node, body["stacktraces"][0]["frames"], body["raw_stacktraces"][0]["frames"]):
+            original = expect["original"]
+            lines = (JS / original["file"]).read_text().split("\n")
+            assert frame["abs_path"] == f"{HOST}/{original['file']}"
+            assert (frame["lineno"], frame["colno"]) == (original["line"], original["column"])
+            assert frame["context_line"] == lines[original["line"] - 1]
+            assert frame["pre_context"] == lines[original["line"] - 6 : original["line"] - 1]
+            assert frame["post_context"] == lines[original["line"] : original["line"] + 5]
+            assert frame["data"]["symbolicated"] is True
+            assert frame["data"]["resolved_with"] == "debug-id"
+            line = minified[expect["line"] - 1]
+            assert raw["lineno"] == expect["line"] and raw["data"] == {"symbolicated": False}
+            assert raw["function"] == "x" and raw["abs_path"] == url
+            assert line[expect["column"] - 1 : expect["column"] + 20] in raw["context_line"]
+            assert raw["context_line"].startswith("{snip} ") and len(raw["context_line"]) < 160
+            assert raw["post_context"][0] == "//# sourceMappingURL=app.js.map"
+    assert by_id["stacktraces"][0]["frames"][0]["function"] == "Cart.checkout"
+
+
+def test_release_and_url_with_original_function_names(service: ServiceProcess) -> None:
+    expected = json.loads((SCOPES / "app.min.js.expected.json").read_text())["frames"]
+    url = "https://cdn.example.org/assets/app.min.js"
+    frames = [{"abs_path": url, "lineno": line0 + 1, "colno": col0 + 1} for line0, col0, *_ in expected]
+    body = post(service, {"release": "2.0.0", "stacktraces": [{"frames": frames}]}, scope="acme/web")
+    assert body["errors"] == []
+    named = [(e[2], f.get("function")) for e, f in zip(expected, body["stacktraces"][0]["frames"]) if e[2]]
+    agree = sum(want == got for want, got in named)
+    assert agree >= 0.95 * len(named), [p for p in named if p[0] != p[1]]
+    frame = body["stacktraces"][0]["frames"][0]
+    assert frame["data"]["resolved_with"] == "release" and frame["data"]["sourcemap"] == url + ".map"
+    assert body["used_artifact_bundles"]
+
+    wrong = post(service, {"release": "9.9.9", "stacktraces": [{"frames": frames[:1]}],
+                           "scraping": {"enabled": False}}, scope="acme/web")
+    assert wrong["errors"] == [{"abs_path": url, "type": "scraping_disabled"}]
+    other_scope = post(service, {"release": "2.0.0", "stacktraces": [{"frames": frames[:1]}],
+                                 "scraping": {"enabled": False}}, scope="other/web")
+    assert other_scope["stacktraces"][0]["frames"][0]["data"] == {"symbolicated": False}
+
+
+async def test_frame_level_bad_input_never_fails_the_request(service: ServiceProcess) -> None:
+    def variant(**changes: Any) -> bytes:
+        return json.dumps({**MAP, **changes}).encode()
+
+    maps = {
+        "notjson": b"{this is not json",
+        "version": variant(version=2),
+        "base64": variant(mappings="AAAA,!!!!;AACA"),
+        "vlq": variant(mappings="AAAA,gggggggggggggggggggggggggggggA"),
+        "sources": variant(sources=[], sourcesContent=[]),
+        "names": variant(names=[]),
+        "array": b"[1, 2, 3]",
+    }
+
+    async def run() -> tuple[dict[str, Any], Website]:
+        async with Website() as site:
+            for name, data in maps.items():
+                site.add_body(f"/{name}/app.js", APP)
+                site.add_body(f"/{name}/app.js.map", data, content_type="application/json")
+            site.add_body("/data/app.js", APP.replace(b"sourceMappingURL=app.js.map",
+                                                      b"sourceMappingURL=data:application/json;base64,@@@not-b64"))
+            site.add_body("/good/app.js", APP)
+            site.add_body("/good/app.js.map", json.dumps(MAP).encode())
+            frames = [{"abs_path": site.url(f"/{n}/app.js"), "lineno": 1, "colno": 516} for n in [*maps, "data"]]
+            good = site.url("/good/app.js")
+            frames += [
+                {"abs_path": good, "lineno": 0, "colno": 516},
+                {"abs_path": good, "lineno": 1, "colno": 10**12},
+                {"abs_path": good, "lineno": 1, "colno": 0},
+                {"abs_path": good, "lineno": 99999, "colno": 1},
+                {"abs_path": good, "lineno": 1},
+                {"abs_path": "<anonymous>", "lineno": 1, "colno": 1},
+                {"abs_path": "", "lineno": 1, "colno": 1},
+                {"lineno": 1, "colno": 1},
+                {"abs_path": good, "lineno": 1, "colno": 516},
+            ]
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{service.url}/symbolicate-js", json={"stacktraces": [{"frames": frames}]},
+                                        params={"scope": "global"}) as r:
+                    assert r.status == 200
+                    return await r.json(), site
+
+    body, site = await run()
+    assert body["status"] == "completed", service.log()
+    out = body["stacktraces"][0]["frames"]
+    assert len(out) == len(maps) + 1 + 9
+    assert all(f["data"]["symbolicated"] is False for f in out[:-1])
+    assert out[-1]["data"]["symbolicated"] is True
+    errors = {(e["abs_path"], e["type"], e.get("url"), e.get("line"), e.get("col")) for e in body["errors"]}
+    for name in maps:
+        url = site.url(f"/{name}/app.js")
+        assert (url, "malformed_sourcemap", url + ".map", None, None) in errors, name
+    assert (site.url("/data/app.js"), "invalid_base64_sourcemap", None, None, None) in errors
+    good = site.url("/good/app.js")
+    assert (good, "invalid_location", None, 0, 516) in errors
+    assert (good, "invalid_location", None, 1, 10**12) in errors
+    assert (good, "invalid_location", None, 1, 0) in errors
+    assert (good, "invalid_location", None, 99999, 1) in errors
+    assert (good, "no_column", None, None, None) in errors
+    assert ("<anonymous>", "invalid_abs_path", None, None, None) in errors
+    assert (None, "invalid_abs_path", None, None, None) in errors
+    assert ("", "invalid_abs_path", None, None, None) in errors
+
+
+def test_body_errors_are_400_and_422(service: ServiceProcess) -> None:
+    url = f"{service.url}/symbolicate-js"
+    r = requests.post(url, data=b"{not json", timeout=10)
+    assert r.status_code == 400 and "detail" in r.json()
+    for bad in ([], {"stacktraces": "x"}, {"stacktraces": [{"frames": [{"abs_path": "x", "lineno": "3"}]}]},
+                {"stacktraces": [{"frames": [1]}]}, {"modules": [{"type": "sourcemap", "code_file": 1}]},
+                {"options": {"frame_order": "sideways"}}, {"release": 5}):
+        r = requests.post(url, json=bad, timeout=10)
+        assert r.status_code == 422, (bad, r.text)
+        assert "detail" in r.json()

@@ -1,0 +1,341 @@
+"""`POST /symbolicate` on the real service, with real fixtures uploaded through the real upload endpoint.
+
+Expectations come from `llvm-symbolizer --output-style=JSON --inlining`, run here on
+the same files, compared after API.md §4's normalisation (`..` resolved, Rust hash
+suffixes dropped, line 0 as null). The helpers at the top are shared by the other
+native service tests (`test_applecrashreport.py`, `test_real_crash.py`,
+`test_native_sentry_client.py`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import posixpath
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+from elftools.elf.elffile import ELFFile
+
+from symbolicator.native.demangle import normalize_rust
+from tests.support.service import ServiceProcess
+
+REPO = Path(__file__).resolve().parent.parent
+NATIVE = REPO / "tests/fixtures/native/out"
+ELF = NATIVE / "elf"
+TOKEN = "native-test-token"
+SCOPE = "acme/web"
+IMAGE_ADDR = 0x5555_5555_4000
+LLVM_SYMBOLIZER = shutil.which("llvm-symbolizer") or shutil.which("llvm-symbolizer-14")
+
+needs_llvm = pytest.mark.skipif(LLVM_SYMBOLIZER is None, reason="llvm-symbolizer is not installed")
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def native_settings(root: Path, **extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "storage": {"backend": "local", "local_dir": str(root / "uploads")},
+        "cache": {"dir": str(root / "cache")},
+        "auth": {"tokens": {TOKEN: {"scopes": [SCOPE], "rights": ["upload", "symbolicate"]}}},
+        "scope_aliases": {"42": SCOPE},
+        "workers": 1,
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return base
+
+
+def start_service(root: Path, **extra: Any) -> ServiceProcess:
+    root.mkdir(parents=True, exist_ok=True)
+    return ServiceProcess(root, native_settings(root, **extra)).start()
+
+
+def upload(svc: ServiceProcess, path: Path, data: bytes | None = None) -> list[dict[str, Any]]:
+    """Upload one debug file through the single-request upload endpoint."""
+    body = data if data is not None else path.read_bytes()
+    r = requests.post(f"{svc.url}/api/0/projects/acme/web/files/dsyms/", files={"file": (path.name, body)},
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def symbolicate(svc: ServiceProcess, body: Any, scope: str | None = SCOPE, **params: Any) -> requests.Response:
+    query = {**({"scope": scope} if scope else {}), **params}
+    kwargs = {"data": body} if isinstance(body, (bytes, str)) else {"json": body}
+    return requests.post(f"{svc.url}/symbolicate", params=query, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+
+def metric(svc: ServiceProcess, name: str) -> float:
+    text = requests.get(f"{svc.url}/metrics", timeout=10).text
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def elf_info(path: Path) -> dict[str, Any]:
+    """Build-id, lowest PT_LOAD address and executable range, read with pyelftools (not our code)."""
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        note = elf.get_section_by_name(".note.gnu.build-id")
+        build_id = next(n for n in note.iter_notes() if n["n_type"] == "NT_GNU_BUILD_ID")["n_desc"]
+        vmaddr = min(s["p_vaddr"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD")
+        text = elf.get_section_by_name(".text")
+        return {"build_id": build_id, "vmaddr": vmaddr, "text": (text["sh_addr"], text["sh_addr"] + text["sh_size"])}
+
+
+def elf_module(path: Path, image_addr: int = IMAGE_ADDR, **extra: Any) -> dict[str, Any]:
+    info = elf_info(path)
+    return {"type": "elf", "code_id": info["build_id"], "debug_id": elf_debug_id(info["build_id"]),
+            "code_file": f"/usr/bin/{path.name}", "image_addr": hex(image_addr), "image_size": 0x100000, **extra}
+
+
+def elf_debug_id(build_id_hex: str) -> str:
+    """Symbolicator's ELF debug id: the first 16 build-id bytes as a little-endian GUID."""
+    import uuid
+
+    raw = bytes.fromhex(build_id_hex)[:16].ljust(16, b"\0")
+    return str(uuid.UUID(bytes_le=raw))
+
+
+def llvm_symbolize(obj: Path, addrs: list[int]) -> list[list[dict[str, Any]]]:
+    """`llvm-symbolizer --inlining` frames per file address, innermost first, normalised."""
+    assert LLVM_SYMBOLIZER is not None
+    out = subprocess.run([LLVM_SYMBOLIZER, "--output-style=JSON", "--inlining", f"--obj={obj}"],
+                         input="\n".join(hex(a) for a in addrs), capture_output=True, text=True, check=True).stdout
+    answers = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [[{"function": _norm_function(s["FunctionName"].replace("??", "")),
+              "abs_path": _norm_path(s["FileName"].replace("??", "")), "lineno": s["Line"] or None}
+             for s in a["Symbol"] if s["FunctionName"] not in ("??", "") or s["FileName"] not in ("??", "")]
+            for a in answers]
+
+
+_CLOSE_TEMPLATES = re.compile(r">\s+(?=>)")
+
+
+def _norm_function(name: str) -> str:
+    """API.md §4, plus `> >` → `>>` (LLVM 14's demangler spaces closing brackets, pydemumble does not)."""
+    return _CLOSE_TEMPLATES.sub(">", normalize_rust(name))
+
+
+def _norm_path(path: str) -> str | None:
+    return posixpath.normpath(path) if path else None
+
+
+def ours(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The comparable part of our frames for one `original_index`."""
+    return [{"function": _norm_function(f.get("function") or ""), "abs_path": _norm_path(f.get("abs_path") or ""),
+             "lineno": f.get("lineno")} for f in frames if f["status"] == "symbolicated"]
+
+
+def by_original_index(frames: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for f in frames:
+        out.setdefault(f["original_index"], []).append(f)
+    return out
+
+
+# ---------------------------------------------------------------- the service under test
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    service = start_service(tmp_path_factory.mktemp("native-service"))
+    try:
+        for name in ("c_gcc_O2_dwarf5", "c_clang_O2_dwarf5", "cpp_gcc_O3_dwarf5"):
+            upload(service, ELF / name)
+        yield service
+    finally:
+        service.stop()
+
+
+def sample_addresses(path: Path, limit: int) -> list[int]:
+    """Every instruction-ish address of `.text` at a fixed stride: deterministic, ≤ `limit`."""
+    lo, hi = elf_info(path)["text"]
+    stride = max(1, (hi - lo) // limit)
+    return list(range(lo, hi, stride))[:limit]
+
+
+@needs_llvm
+@pytest.mark.parametrize("name", ["c_gcc_O2_dwarf5", "c_clang_O2_dwarf5", "cpp_gcc_O3_dwarf5"])
+def test_frames_and_inline_chains_match_llvm_symbolizer(svc: ServiceProcess, name: str) -> None:
+    path = ELF / name
+    addrs = sample_addresses(path, 600)
+    vmaddr = elf_info(path)["vmaddr"]
+    expected = llvm_symbolize(path, addrs)
+    frames = [{"instruction_addr": hex(IMAGE_ADDR + a - vmaddr), "adjust_instruction_addr": False} for a in addrs]
+    r = symbolicate(svc, {"stacktraces": [{"frames": frames}], "modules": [elf_module(path)]})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["status"] == "completed"
+    assert answer["modules"][0]["debug_status"] == "found"
+    got = by_original_index(answer["stacktraces"][0]["frames"])
+    assert sorted(got) == list(range(len(addrs)))
+    mismatches = [(hex(a), ours(got[i]), expected[i]) for i, a in enumerate(addrs) if ours(got[i]) != expected[i]]
+    assert len(mismatches) <= len(addrs) // 200, mismatches[:5]  # the engine's own target: ≥ 99.5 % (measured: 0)
+    deepest = max(range(len(addrs)), key=lambda i: len(expected[i]))
+    assert len(expected[deepest]) >= 3, "the fixture should have an inline chain"
+    assert ours(got[deepest]) == expected[deepest]
+    chain = got[deepest]
+    assert [f.get("sym_addr") is not None for f in chain] == [False] * (len(chain) - 1) + [True]
+    assert all(f["instruction_addr"] == frames[deepest]["instruction_addr"] for f in chain)
+    assert chain[-1]["package"] == f"/usr/bin/{name}"
+
+
+def test_statuses_unknown_image_missing_and_missing_symbol(svc: ServiceProcess) -> None:
+    path = ELF / "c_gcc_O2_dwarf5"
+    lo, _ = elf_info(path)["text"]
+    unknown_module = {"type": "elf", "debug_id": "0c1e7b7a-0000-4000-8000-000000000001",
+                      "code_file": "/lib/libgone.so", "image_addr": "0x7f0000000000", "image_size": 4096}
+    body = {"stacktraces": [{"frames": [
+        {"instruction_addr": hex(IMAGE_ADDR + lo), "adjust_instruction_addr": False},
+        {"instruction_addr": "0x10"},
+        {"instruction_addr": "0x7f0000000010"},
+        {"instruction_addr": hex(IMAGE_ADDR + 0xF0000), "function": "_ZN3foo3barEv"},
+    ]}], "modules": [elf_module(path), unknown_module,
+                     {"type": "elf", "debug_id": "11111111-2222-3333-4444-555555555555",
+                      "image_addr": "0x7e0000000000", "image_size": 4096}]}
+    answer = symbolicate(svc, body).json()
+    frames = answer["stacktraces"][0]["frames"]
+    assert [f["status"] for f in frames] == ["symbolicated", "unknown_image", "missing", "missing_symbol"]
+    assert "package" not in frames[1]
+    assert frames[2]["package"] == "/lib/libgone.so"
+    assert frames[3]["function"] == "foo::bar()" and frames[3]["symbol"] == "_ZN3foo3barEv"
+    assert [m["debug_status"] for m in answer["modules"]] == ["found", "missing", "unused"]
+    assert answer["modules"][0]["arch"] == "x86_64"
+    assert answer["modules"][0]["features"]["has_debug_info"] is True
+    assert answer["modules"][1]["features"] == {"has_debug_info": False, "has_unwind_info": False,
+                                                "has_symbols": False, "has_sources": False}
+    assert all("candidates" not in m for m in answer["modules"])
+
+
+def test_malformed_debug_file(svc: ServiceProcess, tmp_path: Path) -> None:
+    """An upload that identifies (headers, build-id) but whose DWARF is garbage."""
+    src = ELF / "c_gcc_O2_dwarf5"
+    data = bytearray(src.read_bytes())
+    with open(src, "rb") as f:
+        elf = ELFFile(f)
+        info, abbrev = elf.get_section_by_name(".debug_info"), elf.get_section_by_name(".debug_abbrev")
+        note = elf.get_section_by_name(".note.gnu.build-id")
+        spans = [(info["sh_offset"] + 12, info["sh_size"] - 12, 0xFF), (abbrev["sh_offset"], abbrev["sh_size"], 0x7F)]
+        note_desc = note["sh_offset"] + 16
+    for offset, size, fill in spans:
+        data[offset:offset + size] = bytes([fill]) * size
+    data[note_desc:note_desc + 4] = b"\xde\xad\xbe\xef"
+    bad = tmp_path / "bad_dwarf"
+    bad.write_bytes(data)
+    upload(svc, bad)
+    module = elf_module(bad)
+    lo, _ = elf_info(bad)["text"]
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(IMAGE_ADDR + lo)}]}], "modules": [module],
+            "options": {"dif_candidates": True}}
+    for _ in range(2):  # the second answer comes from the negative cache entry
+        answer = symbolicate(svc, body).json()
+        assert answer["stacktraces"][0]["frames"][0]["status"] == "malformed"
+        assert answer["modules"][0]["debug_status"] == "malformed"
+        assert answer["modules"][0]["candidates"][0]["download"]["status"] == "ok"
+        assert answer["modules"][0]["candidates"][0]["debug"]["status"] == "malformed"
+
+
+@needs_llvm
+def test_rel_addr_mode_caller_first_and_caller_adjustment(svc: ServiceProcess) -> None:
+    path = ELF / "c_gcc_O2_dwarf5"
+    addrs = sample_addresses(path, 300)
+    expected = llvm_symbolize(path, addrs)
+    deep = sorted(range(len(addrs)), key=lambda i: -len(expected[i]))[:3]
+    picked = [addrs[i] for i in deep]
+    vmaddr = elf_info(path)["vmaddr"]
+    # Module 1 is the fixture; module 0 is unrelated, so `rel:1` really picks by index.
+    modules = [{"type": "elf", "debug_id": "0c1e7b7a-0000-4000-8000-000000000002", "image_addr": "0x1000",
+                "image_size": 16}, elf_module(path)]
+    frames = [{"instruction_addr": hex(a - vmaddr), "addr_mode": "rel:1"} for a in picked]
+    # Frame 0 is looked up as is, callers at the previous instruction (x86: −1).
+    lookups = [picked[0]] + [a - 1 for a in picked[1:]]
+    want = llvm_symbolize(path, lookups)
+    callee_first = symbolicate(svc, {"stacktraces": [{"frames": frames}], "modules": modules}).json()
+    got = by_original_index(callee_first["stacktraces"][0]["frames"])
+    assert [ours(got[i]) for i in range(3)] == want
+    assert all(f["addr_mode"] == "rel:1" for f in callee_first["stacktraces"][0]["frames"])
+    assert callee_first["stacktraces"][0]["frames"][0]["instruction_addr"] == frames[0]["instruction_addr"]
+    # caller_first: the same stack sent outermost first comes back outermost first, inlinees reversed.
+    body = {"stacktraces": [{"frames": frames[::-1]}], "modules": modules, "options": {"frame_order": "caller_first"}}
+    caller_first = symbolicate(svc, body).json()["stacktraces"][0]["frames"]
+    flat = [f for i in range(3) for f in got[i]]
+    assert [(f["function"], f.get("lineno")) for f in caller_first] == [(f["function"], f.get("lineno")) for f in flat[::-1]]
+    assert [f["original_index"] for f in caller_first] == [2 - f["original_index"] for f in flat[::-1]]
+
+
+def test_dif_candidates_and_sentry_source(svc: ServiceProcess) -> None:
+    path = ELF / "c_gcc_O2_dwarf5"
+    lo, _ = elf_info(path)["text"]
+    frames = [{"instruction_addr": hex(IMAGE_ADDR + lo)}, {"instruction_addr": "0x7f0000000010"}]
+    missing = {"type": "elf", "debug_id": "0c1e7b7a-0000-4000-8000-000000000003", "image_addr": "0x7f0000000000"}
+    sentry = {"type": "sentry", "id": "sentry:project", "url": "http://sentry.invalid/api/0/projects/a/b/files/dsyms/",
+              "token": "secret"}
+    body = {"stacktraces": [{"frames": frames}], "modules": [elf_module(path), missing], "sources": [sentry],
+            "options": {"dif_candidates": True}}
+    answer = symbolicate(svc, body).json()
+    found, gone = answer["modules"]
+    assert found["candidates"][0]["source"] == "sentry:project"
+    assert found["candidates"][0]["location"].startswith("sentry://project_debug_file/files/acme/web/")
+    assert found["candidates"][0]["download"]["status"] == "ok"
+    assert any("stand in" in c["location"] for c in found["candidates"])
+    assert gone["debug_status"] == "missing"
+    assert {c["download"]["status"] for c in gone["candidates"]} == {"notfound"}
+    assert any("stand in" in c["location"] for c in gone["candidates"])
+    body["options"] = {"dif_candidates": False}
+    assert all("candidates" not in m for m in symbolicate(svc, body).json()["modules"])
+
+
+@pytest.mark.parametrize("body, status", [
+    (b"{not json", 400),
+    (b"", 400),
+    (b"[]", 422),
+    (b'{"modules": []}', 422),
+    (b'{"stacktraces": [{"frames": [{"instruction_addr": "0xZZ"}]}], "modules": []}', 422),
+    (b'{"stacktraces": [{"frames": [{}]}], "modules": []}', 422),
+    (b'{"stacktraces": [{"frames": [{"instruction_addr": "0x1", "addr_mode": "rel:x"}]}], "modules": []}', 422),
+    (b'{"stacktraces": [], "modules": [{"type": "elf", "image_addr": true}]}', 422),
+    (b'{"stacktraces": [], "modules": [], "sources": [{"id": 1}]}', 422),
+    (b'{"stacktraces": [], "modules": [], "options": {"frame_order": "sideways"}}', 422),
+    (b'{"stacktraces": [{"registers": {"rip": "zz"}, "frames": []}], "modules": []}', 422),
+])
+def test_bad_bodies(svc: ServiceProcess, body: bytes, status: int) -> None:
+    r = symbolicate(svc, body)
+    assert r.status_code == status, r.text
+    assert "detail" in r.json()
+
+
+def test_unknown_fields_and_global_scope(svc: ServiceProcess) -> None:
+    path = ELF / "c_gcc_O2_dwarf5"
+    lo, _ = elf_info(path)["text"]
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(IMAGE_ADDR + lo), "in_app": True}], "extra": 1}],
+            "modules": [elf_module(path, name="x")], "whatever": {"a": 1}, "signal": 11}
+    scoped = symbolicate(svc, body).json()
+    assert scoped["signal"] == 11 and scoped["stacktraces"][0]["frames"][0]["status"] == "symbolicated"
+    # The global scope sees no uploads.
+    unscoped = symbolicate(svc, body, scope=None).json()
+    assert unscoped["stacktraces"][0]["frames"][0]["status"] == "missing"
+    assert unscoped["stacktraces"][0]["frames"][0]["in_app"] is True
+
+
+def test_thirty_concurrent_requests_convert_a_module_once(svc: ServiceProcess) -> None:
+    path = ELF / "cpp_clang_O2_dwarf5"
+    upload(svc, path)
+    lo, hi = elf_info(path)["text"]
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(IMAGE_ADDR + lo + i * 7)} for i in range(20)]}],
+            "modules": [elf_module(path)]}
+    before = (metric(svc, "symbolicator_native_conversions_total"), metric(svc, "symbolicator_native_downloads_total"))
+    with concurrent.futures.ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda _: symbolicate(svc, body), range(30)))
+    assert all(a.status_code == 200 for a in answers)
+    assert all(a.json()["modules"][0]["debug_status"] == "found" for a in answers)
+    assert len({json.dumps(a.json()) for a in answers}) == 1
+    after = (metric(svc, "symbolicator_native_conversions_total"), metric(svc, "symbolicator_native_downloads_total"))
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
