@@ -96,6 +96,8 @@ class FetchSettings:
     max_bytes: int = 64 * MiB
     per_host_concurrency: int = 8
     allow_private_addresses: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -344,9 +346,9 @@ def _validate(s: Settings) -> None:
                 _scope(pattern.removesuffix("/*"), "auth.tokens.<token>.scopes")
     for alias, target in s.scope_aliases.items():
         _scope(target, f"scope_aliases.{alias}")
-    for i, source in enumerate(s.sources):
-        if not isinstance(source, Mapping) or not isinstance(source.get("id"), str) or not source.get("type"):
-            raise ConfigError(f"sources[{i}]: each source needs an `id` and a `type`")
+    from symbolicator.sources.config import parse_config_sources
+
+    parse_config_sources(s.sources)
     if s.workers < 1:
         raise ConfigError("workers: must be at least 1")
 

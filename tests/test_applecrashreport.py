@@ -9,6 +9,8 @@ the previous instruction (arm64: align to 4, then −4).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,7 +18,17 @@ import pytest
 import requests
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import NATIVE, SCOPE, by_original_index, llvm_symbolize, needs_llvm, ours, start_service, upload
+from tests.test_native_service import (
+    NATIVE,
+    SCOPE,
+    by_original_index,
+    elf_module,
+    llvm_symbolize,
+    needs_llvm,
+    ours,
+    start_service,
+    upload,
+)
 
 APPLE = Path(__file__).resolve().parent / "fixtures/apple"
 EXPECTED = json.loads((APPLE / "expected.json").read_text())
@@ -123,3 +135,37 @@ def test_sentry_style_multipart_with_sources_and_timeout(svc: ServiceProcess) ->
     app = next(m for m in answer["modules"] if m["code_file"].endswith("/App"))
     assert app["candidates"][0]["source"] == "sentry:project"
     assert answer["stacktraces"][0]["frames"][0]["function"] == "compute"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "symbolicator", "symbolicate", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["app-arm64.crash", "app-arm64.ips"])
+def test_offline_cli_prints_what_the_endpoint_answers(svc: ServiceProcess, name: str) -> None:
+    http = post_report(svc, name)
+    assert http.status_code == 200
+    cli = run_cli(str(APPLE / name), "--symbols", str(NATIVE / "macho"), "--json")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == http.json()
+    if name.endswith(".crash"):
+        return
+    text = run_cli(str(APPLE / name), "--symbols", str(NATIVE / "macho"))
+    assert text.returncode == 0, text.stderr
+    assert "Thread 0 (com.apple.main-thread) crashed" in text.stdout
+    assert "compute (app.c:" in text.stdout and "dylib_entry (dylib.c:" in text.stdout
+    assert "EXC_BAD_ACCESS (SIGSEGV)" in text.stdout
+
+
+def test_offline_cli_on_a_symbolicator_request_and_bad_input(tmp_path: Path) -> None:
+    elf = NATIVE / "elf/c_gcc_O2_dwarf5"
+    request = {"stacktraces": [{"frames": [{"instruction_addr": "0x555555555234", "adjust_instruction_addr": False}]}],
+               "modules": [elf_module(elf, 0x555555554000)]}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    cli = run_cli(str(tmp_path / "request.json"), "--symbols", str(NATIVE / "elf"), "--json")
+    assert cli.returncode == 0, cli.stderr
+    frames = json.loads(cli.stdout)["stacktraces"][0]["frames"]
+    assert [f["function"] for f in frames] == [f["function"] for f in llvm_symbolize(elf, [0x1234])[0]]
+    garbage = run_cli(str(APPLE / "garbage.crash"), "--symbols", str(tmp_path))
+    assert garbage.returncode == 1 and "not an Apple crash report" in garbage.stderr

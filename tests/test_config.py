@@ -88,3 +88,15 @@ def test_serve_refuses_open_network_bind(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=tmp_path, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 1
     assert "auth.disabled" in out.stderr and "not loopback" in out.stderr
+
+
+@pytest.mark.parametrize("source, message", [
+    ('id = "x"\ntype = "ftp"', "unsupported type"),
+    ('id = "x"\ntype = "filesystem"\npath = "relative/dir"', "path must be absolute"),
+    ('id = "x"\ntype = "http"\nurl = "file:///etc"', r"http\(s\) URL"),
+    ('type = "http"\nurl = "http://symbols.example"', "needs a non-empty string `id`"),
+    ('id = "x"\ntype = "http"\nurl = "http://symbols.example"\nlayuot = {type = "native"}', "unknown key"),
+])
+def test_bad_sources_stop_startup(tmp_path: Path, source: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, f"[[sources]]\n{source}\n"), env={})

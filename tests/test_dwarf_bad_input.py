@@ -242,6 +242,27 @@ def test_cyclic_abstract_origins_terminate() -> None:
     assert frames[0].function is None and frames[1].line == 7 and frames[1].file == "/src/a.c"
 
 
+def test_linker_tombstones_for_dropped_code_are_skipped() -> None:
+    """lld writes -1 (and -2 in range lists) where gc'd code was; such code must not appear anywhere."""
+    head = 11
+    a_off = head + 30
+    dies = (_uleb(3) + struct.pack("<I", a_off)                                   # abstract A (self-cycle)
+            + _uleb(2) + struct.pack("<I", a_off) + struct.pack("<QQ", 0x1000, 0x20)
+            + b"\0"
+            + _uleb(2) + struct.pack("<I", a_off) + struct.pack("<QQ", (1 << 64) - 1, 0x40)  # dropped copy
+            + b"\0"
+            + b"\0")
+    line = bytearray(_line_program())
+    dead = b"\0\x09\x02" + struct.pack("<Q", (1 << 64) - 1) + b"\x01" + b"\x02\x40" + b"\0\x01\x01"
+    line += dead
+    struct.pack_into("<I", line, 0, len(line) - 4)
+    sections = {"debug_info": _unit(_cu(dies)), "debug_abbrev": _abbrevs(), "debug_line": bytes(line)}
+    data = read_dwarf(sections)
+    assert max(data.nodes.range_high) <= 0x1020 and int(data.rows_addr.max()) <= 0x1020
+    cache = SymCache.from_bytes(write(data, [], Arch.X86_64))
+    assert cache.lookup(0x1004)[0].line == 1 and cache.lookup(0x2000) == []
+
+
 def test_absurdly_deep_die_tree_is_malformed() -> None:
     dies = _uleb(5) * 10_000 + b"\0" * 10_001
     sections = {"debug_info": _unit(_cu(dies)), "debug_abbrev": _abbrevs(), "debug_line": _line_program()}

@@ -59,7 +59,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
         dist = work / "dist"
         shutil.copytree(JS / "out/esbuild", dist)
         sentry_cli(svc, work, "sourcemaps", "inject", str(dist))
-        assert (dist / "app.js").read_bytes() == (JS / "out/debugid/app.js").read_bytes()
         sentry_cli(svc, work, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist))
         scopes = work / "scopes"
         scopes.mkdir()
@@ -67,6 +66,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
             shutil.copy(SCOPES / name, scopes / name)
         sentry_cli(svc, work, "sourcemaps", "upload", "--release", "2.0.0", "--url-prefix", "~/assets", "--wait",
                    str(scopes))
+        svc.injected = (dist / "app.js").read_text()  # type: ignore[attr-defined]
         yield svc
 
 
@@ -78,15 +78,24 @@ def post(svc: ServiceProcess, body: Any, scope: str = "42") -> dict[str, Any]:
     return answer
 
 
-def debug_id() -> str:
-    return (JS / "out/debugid/app.js").read_text().rsplit("//# debugId=", 1)[1].strip()
+def injected(svc: ServiceProcess) -> tuple[str, int, list[str]]:
+    """(debug id, lines sentry-cli inserted above the bundle, injected lines) of the uploaded bundle.
+
+    The recorded expectations are for the bundle as esbuild wrote it; inject only
+    adds whole lines above it (and a comment below), so they hold shifted down.
+    """
+    text: str = svc.injected  # type: ignore[attr-defined]
+    lines = text.split("\n")
+    first = APP.decode().split("\n")[0]
+    return text.rsplit("//# debugId=", 1)[1].strip(), lines.index(first), lines
 
 
 def test_debug_id_matches_trace_mapping_at_every_position(service: ServiceProcess) -> None:
-    expected = json.loads((JS / "expected/debugid.lookups.json").read_text())
+    expected = json.loads((JS / "expected/esbuild.lookups.json").read_text())
+    debug_id, shift, _ = injected(service)
     url = f"{HOST}/static/app.js"
-    frames = [{"abs_path": url, "lineno": c[0], "colno": c[1]} for c in expected["cases"]]
-    body = post(service, {"modules": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id()}],
+    frames = [{"abs_path": url, "lineno": c[0] + shift, "colno": c[1]} for c in expected["cases"]]
+    body = post(service, {"modules": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id}],
                           "stacktraces": [{"frames": frames}], "options": {"apply_source_context": False}})
     out = body["stacktraces"][0]["frames"]
     assert len(out) == len(frames)
@@ -106,11 +115,11 @@ def test_debug_id_matches_trace_mapping_at_every_position(service: ServiceProces
 
 
 def test_node_frames_with_source_context_by_debug_id_and_by_release(service: ServiceProcess) -> None:
-    node = json.loads((JS / "expected/debugid.node.json").read_text())["frames"]
-    minified = (JS / "out/debugid/app.js").read_text().split("\n")
-    url = f"{HOST}/static/app.js?v=3"
-    frames = [{"abs_path": url, "lineno": f["line"], "colno": f["column"], "function": "x"} for f in node]
-    by_id = post(service, {"modules": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id()}],
+    node = json.loads((JS / "expected/esbuild.node.json").read_text())["frames"]
+    debug_id, shift, minified = injected(service)
+    url = f"{HOST}/app.js?v=3"
+    frames = [{"abs_path": url, "lineno": f["line"] + shift, "colno": f["column"], "function": "x"} for f in node]
+    by_id = post(service, {"modules": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id}],
                            "stacktraces": [{"frames": frames}]})
     by_release = post(service, {"release": "1.0.0", "stacktraces": [{"frames": frames}]})
     for body in (by_id, by_release):
@@ -118,7 +127,7 @@ def test_node_frames_with_source_context_by_debug_id_and_by_release(service: Ser
         assert not [a for a in body["scraping_attempts"] if a["status"] != "not_attempted"]
         for expect, frame, raw in zip(node, body["stacktraces"][0]["frames"], body["raw_stacktraces"][0]["frames"]):
             original = expect["original"]
-            lines = (JS / original["file"]).read_text().split("\n")
+            lines = (JS / original["file"]).read_text().splitlines()
             assert frame["abs_path"] == f"{HOST}/{original['file']}"
             assert (frame["lineno"], frame["colno"]) == (original["line"], original["column"])
             assert frame["context_line"] == lines[original["line"] - 1]
@@ -126,8 +135,8 @@ def test_node_frames_with_source_context_by_debug_id_and_by_release(service: Ser
             assert frame["post_context"] == lines[original["line"] : original["line"] + 5]
             assert frame["data"]["symbolicated"] is True
             assert frame["data"]["resolved_with"] == "debug-id"
-            line = minified[expect["line"] - 1]
-            assert raw["lineno"] == expect["line"] and raw["data"] == {"symbolicated": False}
+            line = minified[expect["line"] + shift - 1]
+            assert raw["lineno"] == expect["line"] + shift and raw["data"] == {"symbolicated": False}
             assert raw["function"] == "x" and raw["abs_path"] == url
             assert line[expect["column"] - 1 : expect["column"] + 20] in raw["context_line"]
             assert raw["context_line"].startswith("{snip} ") and len(raw["context_line"]) < 160

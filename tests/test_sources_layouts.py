@@ -18,7 +18,9 @@ from symbolicator.sources import (
     ModuleLookup,
     S3Source,
     SentrySource,
+    SourceConfig,
     candidate_paths,
+    fingerprint,
     parse_config_sources,
     plan_sources,
 )
@@ -196,3 +198,14 @@ def test_request_sources_of_the_wrong_shape_are_invalid() -> None:
     with pytest.raises(InvalidShape):
         plan_sources((), ["x"], allow_request_sources=False)
     assert plan_sources((), None, allow_request_sources=True).sources == ()
+
+
+def test_fingerprint_tells_credentials_apart_without_showing_them() -> None:
+    def http(token: str, types: list[str]) -> tuple[SourceConfig, ...]:
+        return parse_config_sources([{"id": "h", "type": "http", "url": "https://x/",
+                                      "headers": {"Authorization": token}, "filters": {"filetypes": types}}])
+
+    one = http("Bearer one", ["elf_code", "elf_debug"])
+    assert fingerprint(one) == fingerprint(http("Bearer one", ["elf_debug", "elf_code"]))
+    assert fingerprint(one) != fingerprint(http("Bearer two", ["elf_code", "elf_debug"]))
+    assert "Bearer one" not in repr(one) and "Bearer one" not in fingerprint(one)

@@ -1,4 +1,4 @@
-"""The real sentry-cli (npm `@sentry/cli` 3.x) uploads to the service, which stores on SeaweedFS.
+"""The real sentry-cli (npm `@sentry/cli` 3.x, and 2.x as `sentry-cli-v2`) uploads to the service, which stores on SeaweedFS.
 
 Then the objects are read back from S3 at their unified keys and JS indexes, and
 a second identical upload must send no chunk (counted by the server).
@@ -45,13 +45,16 @@ def chunks_received(svc: ServiceProcess) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def sentry_cli(svc: ServiceProcess, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+CLIS = {"3": [str(BIN / "sentry-cli")], "2": ["node", str(REPO / "node_modules/sentry-cli-v2/bin/sentry-cli")]}
+
+
+def sentry_cli(svc: ServiceProcess, *args: str, cwd: Path, major: str = "3") -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ["PATH"], "HOME": str(cwd),
         "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": TOKEN, "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web",
         "SENTRY_DISABLE_UPDATE_CHECK": "true", "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0",
     }
-    return subprocess.run([str(BIN / "sentry-cli"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([*CLIS[major], *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=180)
 
 
@@ -72,15 +75,16 @@ def s3_service(seaweed: Any, service_factory: Any, tmp_path: Path) -> tuple[Serv
     return svc, reader
 
 
+@pytest.mark.parametrize("major", ["3", "2"])
 def test_debug_files_upload_lands_at_unified_keys(s3_service: tuple[ServiceProcess, S3Storage],
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, major: str) -> None:
     svc, s3 = s3_service
     elf = tmp_path / "hello"
     shutil.copy(NATIVE / "out/elf/c_gcc_O2_dwarf5", elf)
     code_id = fixture_code_id("out/elf/c_gcc_O2_dwarf5")
     debug_id = DebugId.from_elf_build_id(bytes.fromhex(code_id))
 
-    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path)
+    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path, major=major)
     assert out.returncode == 0, out.stderr + out.stdout + svc.log()
     assert f"OK {debug_id}" in out.stdout + out.stderr
     assert chunks_received(svc) >= 1
@@ -94,7 +98,7 @@ def test_debug_files_upload_lands_at_unified_keys(s3_service: tuple[ServiceProce
     assert index["files"][0]["arch"] == "x86_64"
 
     before = chunks_received(svc)
-    again = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path)
+    again = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path, major=major)
     assert again.returncode == 0, again.stderr
     assert chunks_received(svc) == before
     assert "Nothing to upload" in again.stdout + again.stderr
@@ -115,17 +119,19 @@ def esbuild_app(dest: Path) -> Path:
     return dist
 
 
+@pytest.mark.parametrize("major", ["3", "2"])
 def test_sourcemaps_inject_and_upload_are_indexed(s3_service: tuple[ServiceProcess, S3Storage],
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, major: str) -> None:
     svc, s3 = s3_service
     dist = esbuild_app(tmp_path)
-    inject = sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path)
+    inject = sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path, major=major)
     assert inject.returncode == 0, inject.stderr
     m = re.search(r"//# debugId=([0-9a-f-]{36})", (dist / "app.min.js").read_text())
     assert m, "sentry-cli did not inject a debug id"
     debug_id = DebugId.parse(m.group(1))
 
-    out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)
+    out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path,
+                     major=major)
     assert out.returncode == 0, out.stderr + out.stdout + svc.log()
 
     by_id = json.loads(s3.get_bytes(keys.js_debug_id_index(SCOPE, debug_id)))
@@ -137,7 +143,8 @@ def test_sourcemaps_inject_and_upload_are_indexed(s3_service: tuple[ServiceProce
     assert by_url["headers"]["sourcemap"] == "app.min.js.map"
 
     before = chunks_received(svc)
-    again = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)
+    again = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path,
+                       major=major)
     assert again.returncode == 0, again.stderr
     assert chunks_received(svc) == before
 
@@ -163,3 +170,45 @@ def test_our_upload_command_speaks_the_same_protocol(s3_service: tuple[ServicePr
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert chunks_received(svc) == before
+
+
+def test_include_sources_stores_a_source_bundle(s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path) -> None:
+    svc, s3 = s3_service
+    src = tmp_path / "hello.c"
+    src.write_text('#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n')
+    elf = tmp_path / "hello"
+    subprocess.run(["gcc", "-g", "-O1", "-Wl,--build-id=sha1", str(src), "-o", str(elf)], check=True)
+    code_id = subprocess.run(["readelf", "-n", str(elf)], capture_output=True, text=True, check=True).stdout
+    code_id = re.search(r"Build ID: ([0-9a-f]+)", code_id).group(1)  # type: ignore[union-attr]
+
+    out = sentry_cli(svc, "debug-files", "upload", "--include-sources", "--wait", str(elf), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    debug_id = DebugId.from_elf_build_id(bytes.fromhex(code_id))
+    index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, debug_id)))
+    assert sorted(f["kind"] for f in index["files"]) == ["debuginfo", "sourcebundle"]
+    bundle = tmp_path / "bundle.zip"
+    s3.get_to_path(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.SOURCEBUNDLE), bundle)
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        member = next(name for name, f in manifest["files"].items() if f.get("path") == str(src))
+        assert zf.read(member) == src.read_bytes()
+
+
+def test_fat_dsym_is_stored_slice_by_slice(s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path) -> None:
+    svc, s3 = s3_service
+    dsym = tmp_path / "app_fat.dSYM"
+    shutil.copytree(NATIVE / "out/macho/app_fat.dSYM", dsym)
+    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(dsym), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    entry = next(e for e in json.loads((NATIVE / "fixtures.json").read_text())["fixtures"]
+                 if e["path"] == "out/macho/app_fat.dSYM/Contents/Resources/DWARF/app_fat")
+    for obj in entry["objects"]:
+        key = keys.debug_file(SCOPE, CodeId(obj["code_id"]), ObjectKind.DEBUGINFO)
+        sliced = tmp_path / f"slice-{obj['arch']}"
+        s3.get_to_path(key, sliced)
+        uuid = subprocess.run(["llvm-dwarfdump", "--uuid", str(sliced)], capture_output=True, text=True, check=True)
+        assert obj["uuid"] in uuid.stdout and f"({obj['arch']})" in uuid.stdout
+        index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, DebugId.parse(obj["uuid"]))))
+        assert index["files"][0]["arch"] == obj["arch"] and index["files"][0]["object_type"] == "debug_companion"

@@ -22,7 +22,8 @@ from symbolicator.native import objects
 from symbolicator.storage.base import Storage
 from symbolicator.types import CodeId, Scope
 
-_DATA_TYPE = {"executable": "exe", "library": "lib", "debug_companion": "dbg"}
+_DATA_TYPE = {"executable": "exe", "library": "lib", "debug_companion": "dbg", "object": "rel", "other": "other"}
+"""symbolic's ObjectKind names, which sentry-cli parses (`src` for source bundles)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def dif_json(published: list[Published], file_sha1: str, name: str) -> dict[str,
         "dateCreated": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
         "headers": {"Content-Type": "application/octet-stream"},
         "data": {
-            "type": "source" if kind == "sourcebundle" else _DATA_TYPE.get(first.object_type, "dbg"),
+            "type": "src" if kind == "sourcebundle" else _DATA_TYPE.get(first.object_type, "other"),
             "features": sorted({n for p in published for n in feature_names(p.info)}),
         },
         "objects": [

@@ -47,8 +47,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argp
     return parser
 
 
-def detect(text: str) -> tuple[str, Any]:
-    """`("request", body)`, `("apple", None)` or `("js", None)`."""
+def detect(text: str, suffix: str = "") -> tuple[str, Any]:
+    """`("request", body)`, `("apple", None)` or `("js", None)`; a `.crash`/`.ips` name decides alone."""
+    if suffix.lower() in (".crash", ".ips"):
+        return "apple", None
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("{"):
         try:
@@ -119,11 +121,11 @@ def _build(path: Path, info: objects.ObjectInfo) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     text = Path(args.file).read_bytes().decode("utf-8", errors="replace")
-    kind, body = detect(text)
+    kind, body = detect(text, Path(args.file).suffix)
     dirs = [Path(d) for d in args.symbols]
     if kind == "js":
         try:
-            from symbolicator.service.js_offline import symbolicate_trace  # type: ignore[import-not-found]
+            from symbolicator.service.js_offline import symbolicate_trace
         except ImportError:
             raise SymbolicatorError(f"{args.file}: looks like a JavaScript stack trace, and JavaScript support "
                                     "is not built into this version yet") from None

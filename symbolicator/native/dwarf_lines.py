@@ -7,8 +7,8 @@ lists. Rows keep the raw file index of the unit; `LineTable.files` maps it to
 a path (already joined with the directories and the compilation directory).
 
 Sequences starting at address 0 are dropped: linkers resolve code that was
-garbage-collected to 0, and such rows would shadow nothing real but confuse
-lookups of low addresses.
+garbage-collected to 0 (or to a -1/-2 tombstone, read here as 0), and such
+rows would shadow nothing real but confuse lookups of low addresses.
 """
 
 from __future__ import annotations
@@ -188,6 +188,8 @@ def _run_program(d: bytes, pos: int, end: int, t: LineTable, addr_size: int, min
                 col = 0
             elif sub == 2:
                 addr = int.from_bytes(d[pos + 1:nxt], byteorder)
+                if addr >= (1 << (8 * (length - 1))) - 2:
+                    addr = 0  # a linker's tombstone (-1/-2) for dropped code: dropped with the sequence
             pos = nxt
         elif op == 1:
             a_app(addr); f_app(file); l_app(line); c_app(col)

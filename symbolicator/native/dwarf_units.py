@@ -165,6 +165,7 @@ class UnitWalker:
         self.out = Collector()
         self._abbrev_cache: dict[int, dict[int, tuple[int, bool, list[tuple[int, int, int]]]]] = {}
         self._plan_cache: dict[tuple[int, int, int, int], dict[int, Plan]] = {}
+        self._max_addr = (1 << 64) - 1
 
     def walk(self) -> Collector:
         info = self.info
@@ -220,6 +221,7 @@ class UnitWalker:
     def _walk_unit(self, unit_offset: int, pos: int, end: int, version: int, addr_size: int,
                    offset_size: int, abbrev_offset: int) -> None:
         d = self.info
+        self._max_addr = (1 << (8 * addr_size)) - 1
         plans = self._plans(abbrev_offset, addr_size, offset_size, version)
         strings = Strings(self.sections.get("debug_str", b""), self.sections.get("debug_line_str", b""),
                           self.sections.get("debug_str_offsets", b""), 8, offset_size, self.le)
@@ -402,10 +404,11 @@ class UnitWalker:
         out.node_call_file.append(call[0])
         out.node_call_line.append(call[1])
         out.node_call_col.append(call[2])
+        top = self._max_addr
         for lo, hi in spans:
-            if lo and hi > lo:
+            if lo and hi > lo and lo < top - 1:  # 0, -1 and -2 are linkers' tombstones for dropped code
                 out.range_low.append(lo)
-                out.range_high.append(hi)
+                out.range_high.append(min(hi, top))
                 out.range_node.append(node)
         return node
 

@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from symbolicator.errors import InvalidShape
-from symbolicator.sourcemaps.context import Context, LineIndex, context_from_lines, minified_context
+from symbolicator.sourcemaps.context import Context, context_from_lines, minified_context
 from symbolicator.sourcemaps.smcache import SmCache
 from symbolicator.types import DebugId
 
@@ -208,8 +208,10 @@ class FrameOutcome:
 class Symbolicator:
     """Maps the frames of one request through modules; collects `errors`."""
 
-    def __init__(self, get_module: GetModule, original_source: OriginalSource, apply_source_context: bool) -> None:
+    def __init__(self, get_module: GetModule, original_source: OriginalSource, apply_source_context: bool,
+                 valid_abs_path: Callable[[Any], bool] | None = None) -> None:
         self.get_module = get_module
+        self.valid_abs_path = valid_abs_path or is_valid_abs_path
         self.original_source = original_source
         self.apply_source_context = apply_source_context
         self.errors: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -243,7 +245,7 @@ class Symbolicator:
         if lineno is None or lineno < 1:
             self.error(abs_path, "invalid_location", line=lineno, col=colno)
             return FrameOutcome(raw, raw)
-        if not is_valid_abs_path(abs_path):
+        if not self.valid_abs_path(abs_path):
             self.error(abs_path, "invalid_abs_path")
             return FrameOutcome(raw, raw)
         assert isinstance(abs_path, str)
@@ -375,9 +377,13 @@ def generate_module(src: str) -> str:
     return _CLEAN_MODULE.sub("", filename) or "<unknown module>"
 
 
-async def symbolicate(request: JsRequest, get_module: GetModule, original_source: OriginalSource) -> dict[str, Any]:
-    """The completed payload (without `status`): stacktraces, raw_stacktraces, errors."""
-    engine = Symbolicator(get_module, original_source, request.apply_source_context)
+async def symbolicate(request: JsRequest, get_module: GetModule, original_source: OriginalSource,
+                      valid_abs_path: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    """The completed payload (without `status`): stacktraces, raw_stacktraces, errors.
+
+    `valid_abs_path` replaces the URL check (offline traces name relative files).
+    """
+    engine = Symbolicator(get_module, original_source, request.apply_source_context, valid_abs_path)
     stacktraces, raw_stacktraces = [], []
     for trace in request.stacktraces:
         frames, raw = await engine.stacktrace(trace["frames"], request.callee_first)
@@ -385,6 +391,3 @@ async def symbolicate(request: JsRequest, get_module: GetModule, original_source
         raw_stacktraces.append({**trace, "frames": raw})
     return {"stacktraces": stacktraces, "raw_stacktraces": raw_stacktraces, "errors": engine.sorted_errors()}
 
-
-def lines_of(text: str) -> LineIndex:
-    return LineIndex(text)

@@ -323,7 +323,7 @@ class JsLookup:
                 if entry is not None:
                     ref = indexes.bundle_ref(bundle_key, bundle_key.rsplit("/", 1)[-1], entry.path, entry.url,
                                              dict(entry.headers), entry.type)
-                    return await self._from_ref(ref, "url", url)
+                    return await self._from_ref(ref, "release" if self.request.release else "url", url)
         if self.request.release:
             ref = await asyncio.to_thread(indexes.js_by_release, self.deps.storage, self.scope,
                                           self.request.release, self.request.dist, url)

@@ -119,10 +119,10 @@ def _counter(metrics: Metrics, name: str, doc: str) -> Counter:
     Integration point: once metrics.py declares these attributes, they are used as they are.
     """
     existing = getattr(metrics, name, None)
-    if existing is None:
+    if not isinstance(existing, Counter):
         existing = Counter(f"symbolicator_{name}", doc, registry=metrics.registry)
         setattr(metrics, name, existing)
-    return existing  # type: ignore[no-any-return]
+    return existing
 
 
 class ModuleLookup:
@@ -220,14 +220,20 @@ class ModuleLookup:
                 raise
             return out
 
-        for attempt in range(2):
+        for _ in range(2):
             try:
                 entry = await get_or_compute(derived, self.coalescer, sc_key, convert)
             except FormatError as exc:
                 return self._failed(result, candidate, _format_outcome(exc), str(exc))
+            except FileNotFoundError:
+                continue  # the download was evicted before the worker opened it
             except SymbolicatorError as exc:
                 log.warning("converting %s failed: %s", sha1, exc)
                 return self._failed(result, candidate, None, str(exc))
+            except Exception:
+                # A bug on one module must not fail the request: its frames say `missing`, it says `other`.
+                log.exception("converting %s failed", sha1)
+                return self._failed(result, candidate, None, "internal error while converting")
             if entry.is_negative:
                 return self._failed(result, candidate, entry.outcome, None)
             try:

@@ -16,6 +16,9 @@ of objects is `InvalidShape` (422), as Symbolicator answers.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,10 +137,11 @@ def fingerprint(sources: Sequence[SourceConfig]) -> str:
     in the same places with the same credentials, so a caller without a source's token never
     gets what another caller fetched with it. Unlike `repr`, nothing is left out.
     """
-    digest = hashlib.sha256()
-    for source in sources:
-        digest.update(repr((type(source).__name__, dataclasses.astuple(source))).encode())
-    return digest.hexdigest()
+    def plain(value: object) -> object:
+        return sorted(value) if isinstance(value, frozenset) else str(value)
+
+    canonical = [[type(s).__name__, dataclasses.asdict(s)] for s in sources]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=plain).encode()).hexdigest()
 
 
 def parse_source(raw: Mapping[str, Any], origin: Origin = "config") -> SourceConfig:

@@ -48,7 +48,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].add_collector(lambda: cache_gauges(caches))
     app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
     app[WORKERS] = WorkerPool(settings.workers)
-    app[FETCHER] = Fetcher(settings.fetch)
+    app[FETCHER] = Fetcher(settings.fetch, allowed_hosts=settings.fetch.allowed_hosts,
+                           allowed_networks=settings.fetch.allowed_networks)
     yield
     await app[FETCHER].close()
     app[JOBS].cancel_all()
