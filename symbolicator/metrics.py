@@ -47,6 +47,12 @@ class Metrics:
         self.phase_bytes = Counter(
             "symbolicator_upload_phase_bytes", "Bytes handled by each upload phase", ["phase"], registry=r
         )
+        self.native_conversions = Counter(
+            "symbolicator_native_conversions", "Debug files converted to symcaches", registry=r
+        )
+        self.native_downloads = Counter(
+            "symbolicator_native_downloads", "Debug files downloaded for native lookups", registry=r
+        )
         self.assembling = Gauge("symbolicator_uploads_assembling", "Assembles in progress", registry=r)
 
     def observe_phase(self, phase: str, seconds: float, size: int) -> None:

@@ -123,7 +123,10 @@ class Arch(str, enum.Enum):
     X86_64 = "x86_64"
     X86_64H = "x86_64h"
     ARM = "arm"
+    ARMV6 = "armv6"
     ARMV7 = "armv7"
+    ARMV7S = "armv7s"
+    ARMV7K = "armv7k"
     ARM64 = "arm64"
     ARM64E = "arm64e"
     ARM64_32 = "arm64_32"
@@ -133,15 +136,6 @@ class Arch(str, enum.Enum):
     MIPS64 = "mips64"
     RISCV64 = "riscv64"
     UNKNOWN = "unknown"
-
-    @property
-    def instruction_alignment(self) -> int:
-        """Bytes an instruction is aligned to (1: variable length, as x86)."""
-        if self in (Arch.ARM64, Arch.ARM64E, Arch.ARM64_32, Arch.PPC, Arch.PPC64, Arch.MIPS, Arch.MIPS64, Arch.RISCV64):
-            return 4
-        if self in (Arch.ARM, Arch.ARMV7):
-            return 2
-        return 1
 
     @classmethod
     def parse(cls, text: str | None) -> "Arch":

@@ -8,15 +8,18 @@ the previous instruction (arm64: align to 4, then −4).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
+from symbolicator.cli import main
 from tests.support.service import ServiceProcess
 from tests.test_native_service import (
     NATIVE,
@@ -24,6 +27,7 @@ from tests.test_native_service import (
     by_original_index,
     elf_module,
     llvm_symbolize,
+    native_settings,
     needs_llvm,
     ours,
     start_service,
@@ -138,8 +142,11 @@ def test_sentry_style_multipart_with_sources_and_timeout(svc: ServiceProcess) ->
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "symbolicator", "symbolicate", *args], capture_output=True,
-                          text=True, timeout=120)
+    """`symbolicator symbolicate ARGS…` in this process (the same `cli.main` the console script runs)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["symbolicate", *args])
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize("name", ["app-arm64.crash", "app-arm64.ips"])
@@ -169,3 +176,18 @@ def test_offline_cli_on_a_symbolicator_request_and_bad_input(tmp_path: Path) -> 
     assert [f["function"] for f in frames] == [f["function"] for f in llvm_symbolize(elf, [0x1234])[0]]
     garbage = run_cli(str(APPLE / "garbage.crash"), "--symbols", str(tmp_path))
     assert garbage.returncode == 1 and "not an Apple crash report" in garbage.stderr
+
+
+def test_fat_dsym_slices_are_found_per_architecture(service_factory: Any, tmp_path: Path) -> None:
+    """A universal dSYM is stored slice by slice; each UUID finds its own arch."""
+    svc = service_factory(native_settings(tmp_path))
+    upload(svc, NATIVE / "macho/app_fat.dSYM/Contents/Resources/DWARF/app_fat")
+    answer = post_report(svc, "app-arm64.crash").json()
+    app = next(m for m in answer["modules"] if m["code_file"].endswith("/App"))
+    assert (app["debug_status"], app["arch"]) == ("found", "arm64")
+    assert answer["stacktraces"][0]["frames"][0]["function"] == "compute"
+    x86 = {"type": "macho", "debug_id": "4c4c4411-5555-3144-a148-c5b8627c3537", "image_addr": "0x100000000",
+           "image_size": 0x10000}
+    body = {"stacktraces": [{"frames": [{"instruction_addr": "0x100004000"}]}], "modules": [x86]}
+    r = requests.post(f"{svc.url}/symbolicate", params={"scope": SCOPE}, json=body, timeout=30).json()
+    assert (r["modules"][0]["debug_status"], r["modules"][0]["arch"]) == ("found", "x86_64")

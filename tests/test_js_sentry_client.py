@@ -49,7 +49,8 @@ class SentryIngestClient:
         backoff, network_retries, pending = 0.1, 0, 0
         while True:
             params = {"timeout": str(POLL_TIMEOUT), "scope": PROJECT_ID}
-            headers = {"x-sentry-project-id": PROJECT_ID, "x-sentry-event-id": event_id, "x-sentry-worker-id": worker_id}
+            headers = {"x-sentry-project-id": PROJECT_ID, "x-sentry-event-id": event_id,
+                       "x-sentry-worker-id": worker_id}
             try:
                 if task_id is None:
                     r = requests.post(f"{self.base_url()}/symbolicate-js", params=params, json=body, headers=headers,

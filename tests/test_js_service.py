@@ -12,6 +12,7 @@ this project's output.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -23,6 +24,13 @@ import aiohttp
 import pytest
 import requests
 
+from symbolicator.service.js import (
+    fixup_webpack_filename,
+    fold_function_name,
+    function_name,
+    generate_module,
+    is_in_app,
+)
 from tests.support.service import ServiceProcess
 from tests.support.websites import Website
 
@@ -239,3 +247,147 @@ def test_body_errors_are_400_and_422(service: ServiceProcess) -> None:
         r = requests.post(url, json=bad, timeout=10)
         assert r.status_code == 422, (bad, r.text)
         assert "detail" in r.json()
+
+
+async def test_ignore_list_webpack_names_and_originals_fetched_without_sources_content(service: ServiceProcess) -> None:
+    def case(fixture: str, source: int) -> list[Any]:
+        cases = json.loads((JS / f"expected/{fixture}.lookups.json").read_text())["cases"]
+        return next(c for c in cases if c[2] == source)
+
+    no_content = json.dumps({**MAP, "sourcesContent": None}).encode()
+    node = json.loads((JS / "expected/esbuild.node.json").read_text())["frames"][0]
+    async with Website() as site:
+        for fixture in ("rollup", "webpack"):
+            site.add_body(f"/{fixture}/app.js", (JS / f"out/{fixture}/app.js").read_bytes())
+            site.add_body(f"/{fixture}/app.js.map", (JS / f"out/{fixture}/app.js.map").read_bytes())
+        site.add_body("/plain/app.js", APP)
+        site.add_body("/plain/app.js.map", no_content)
+        site.add_body("/src/shop/cart.ts", (JS / "src/shop/cart.ts").read_bytes())
+        site.add_body("/a/b/c/app.js", APP)
+        site.add_body("/a/b/c/app.js.map", no_content)
+        frames = [{"abs_path": site.url(f"/{fixture}/app.js"), "lineno": c[0], "colno": c[1]}
+                  for fixture in ("rollup", "webpack") for c in (case(fixture, 0), case(fixture, 1))]
+        frames += [{"abs_path": site.url(f"{p}/app.js"), "lineno": node["line"], "colno": node["column"]}
+                   for p in ("/plain", "/a/b/c")]
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{service.url}/symbolicate-js", json={"stacktraces": [{"frames": frames}]},
+                                    params={"scope": "global"}) as r:
+                body = await r.json()
+    assert body["status"] == "completed", service.log()
+    rollup_app, rollup_vendor, webpack_app, webpack_vendor, fetched, lost = body["stacktraces"][0]["frames"]
+    assert rollup_vendor["in_app"] is False and rollup_vendor["abs_path"].endswith("/src/greet/vendor/pad.js")
+    assert "in_app" not in rollup_app and rollup_app["data"]["symbolicated"] is True
+    assert webpack_app["abs_path"] == "webpack://greet/src/greet/main.js"
+    assert webpack_app["filename"] == "./src/greet/main.js" and webpack_app["module"] == "src/greet/main"
+    assert webpack_app["in_app"] is True and webpack_vendor["filename"] == "./src/greet/vendor/pad.js"
+    cart = (JS / "src/shop/cart.ts").read_text().splitlines()
+    assert fetched["abs_path"] == site.url("/src/shop/cart.ts") and fetched["lineno"] == 44
+    assert fetched["context_line"] == cart[43] and fetched["pre_context"] == cart[38:43]
+    assert lost["abs_path"] == site.url("/a/src/shop/cart.ts") and "context_line" not in lost
+    assert lost["data"]["symbolicated"] is True
+    assert body["errors"] == [{"abs_path": site.url("/a/b/c/app.js"), "type": "missing_source_content",
+                               "source": site.url("/a/src/shop/cart.ts"), "sourcemap": site.url("/a/b/c/app.js.map")}]
+
+
+def cache_counter(svc: ServiceProcess, name: str, cache: str) -> float:
+    text = requests.get(f"{svc.url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f'symbolicator_cache_{name}{{cache="{cache}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} for {cache} in /metrics")
+
+
+async def test_concurrent_events_for_one_uploaded_map_cause_one_download_and_one_conversion(
+        service: ServiceProcess, tmp_path: Path) -> None:
+    dist = tmp_path / "terser"
+    shutil.copytree(JS / "out/terser", dist)
+    sentry_cli(service, tmp_path, "sourcemaps", "upload", "--release", "3.0.0", "--url-prefix", "~/t", "--wait",
+               str(dist))
+    expected = json.loads((JS / "expected/terser.lookups.json").read_text())
+    case = next(c for c in expected["cases"] if c[2] is not None)
+    frame = {"abs_path": "https://shop.example.com/t/app.js", "lineno": case[0], "colno": case[1]}
+    before = {(n, c): cache_counter(service, n, c) for n in ("misses", "entries") for c in ("downloads", "derived")}
+
+    async def one(session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.post(f"{service.url}/symbolicate-js", params={"scope": "42"},
+                                json={"release": "3.0.0", "stacktraces": [{"frames": [frame]}]}) as r:
+            return dict(await r.json())
+
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(*(one(session) for _ in range(30)))
+    for answer in answers:
+        out = answer["stacktraces"][0]["frames"][0]
+        assert answer["status"] == "completed" and out["data"]["symbolicated"] is True, answer
+        assert (out["lineno"], out["colno"]) == (case[3], case[4])
+    after = {key: cache_counter(service, *key) for key in before}
+    assert after[("misses", "derived")] - before[("misses", "derived")] == 1
+    assert after[("entries", "derived")] - before[("entries", "derived")] == 1
+    assert after[("misses", "downloads")] - before[("misses", "downloads")] == 1
+    assert after[("entries", "downloads")] - before[("entries", "downloads")] == 1
+
+
+# Naming helpers: the cases of Symbolicator's own tests (crates/symbolicator-js/src/utils.rs).
+FOLDED = [("foo", "foo"), ("foo.foo", "foo.foo"), ("foo.foo.foo", "{foo#2}.foo"), ("bar.foo.foo", "bar.foo.foo"),
+          ("bar.foo.foo.foo", "bar.{foo#2}.foo"), ("bar.foo.foo.onError", "bar.{foo#2}.onError"),
+          ("bar.bar.bar.foo.foo.onError", "{bar#3}.{foo#2}.onError"),
+          ("bar.foo.foo.bar.bar.onError", "bar.{foo#2}.{bar#2}.onError")]
+H40, H32 = "92cd589eca8235e7b373bf5ae94ebf898e3b949c", "7d6d00eae0ceccdc7ee689659585d95f"
+MODULES = [
+    ("http://example.com/foo.js", "foo"), ("http://example.com/foo/bar.js", "foo/bar"),
+    ("http://example.com/js/foo/bar.js", "foo/bar"), ("http://example.com/javascript/foo/bar.js", "foo/bar"),
+    ("http://example.com/1.0/foo/bar.js", "foo/bar"), ("http://example.com/v1/foo/bar.js", "foo/bar"),
+    ("http://example.com/v1.0.0/foo/bar.js", "foo/bar"), ("http://example.com/_baz/foo/bar.js", "foo/bar"),
+    ("http://example.com/1/2/3/foo/bar.js", "foo/bar"), ("http://example.com/abcdef0/foo/bar.js", "foo/bar"),
+    (f"http://example.com/{H40}/foo/bar.js", "foo/bar"), (f"http://example.com/{H32}/foo/bar.js", "foo/bar"),
+    ("http://example.com/foo/bar.coffee", "foo/bar"), ("http://example.com/foo/bar.js?v=1234", "foo/bar"),
+    ("/foo/bar.js", "foo/bar"), ("/foo/bar.ts", "foo/bar"), ("../../foo/bar.js", "foo/bar"),
+    ("../../foo/bar.ts", "foo/bar"), ("../../foo/bar.awesome", "foo/bar"), ("../../foo/bar", "foo/bar"),
+    (f"/foo/bar-{H32}.js", "foo/bar"), ("/bower_components/foo/bar.js", "foo/bar"),
+    ("/node_modules/foo/bar.js", "foo/bar"), (f"http://example.com/vendor.{H40}.js", "vendor"),
+    ("/a/javascripts/application-bundle-149360d3414c26adac3febdf6832e25c.min.js", "a/javascripts/application-bundle"),
+    ("https://example.com/libs/libs-20150417171659.min.js", "libs/libs"), (f"webpack:///{H40}/vendor.js", "vendor"),
+    (f"app:///{H40}/vendor.js", "vendor"), (f"app:///example/{H40}/vendor.js", "vendor"),
+    ("~/app/components/projectHeader/projectSelector.jsx", "app/components/projectHeader/projectSelector"),
+]
+IN_APP = [
+    ("webpack:///../node_modules/@sentry/browser/esm/helpers.js", "../node_modules/@sentry/browser/esm/helpers.js",
+     False),
+    ("webpack:///~/@sentry/browser/esm/helpers.js", "~/@sentry/browser/esm/helpers.js", False),
+    ("webpack:///./@sentry/browser/esm/helpers.js", "./@sentry/browser/esm/helpers.js", True),
+    ("webpack:///./node_modules/@sentry/browser/esm/helpers.js", "./node_modules/@sentry/browser/esm/helpers.js",
+     False),
+    ("app:///../node_modules/@sentry/browser/esm/helpers.js", "../node_modules/@sentry/browser/esm/helpers.js", False),
+    ("app:///../@sentry/browser/esm/helpers.js", "../@sentry/browser/esm/helpers.js", True),
+    ("app:///node_modules/rxjs/internal/operators/switchMap.js", "node_modules/rxjs/internal/operators/switchMap.js",
+     False),
+    ("file:///../node_modules/@sentry/browser/esm/helpers.js", "../node_modules/@sentry/browser/esm/helpers.js", False),
+    ("file:///../@sentry/browser/esm/helpers.js", "../@sentry/browser/esm/helpers.js", None),
+]
+
+
+@pytest.mark.parametrize("name,folded", FOLDED)
+def test_fold_function_name(name: str, folded: str) -> None:
+    assert fold_function_name(name) == folded
+
+
+@pytest.mark.parametrize("abs_path,module", MODULES)
+def test_generate_module(abs_path: str, module: str) -> None:
+    assert generate_module(abs_path) == module
+
+
+@pytest.mark.parametrize("abs_path,filename,in_app", IN_APP)
+def test_in_app(abs_path: str, filename: str, in_app: bool | None) -> None:
+    assert is_in_app(abs_path, filename) is in_app
+
+
+def test_function_names_and_webpack_filenames() -> None:
+    assert function_name("original", "lookedup", None) == "lookedup"
+    assert function_name(None, "__webpack_require__", "previous_name") == "previous_name"
+    assert function_name(None, "__webpack_require__", None) == "__webpack_require__"
+    assert function_name("original", "__webpack_require__", None) == "original"
+    assert function_name("e", None, "onClick") == "onClick"
+    assert function_name(None, None, None) is None
+    assert fixup_webpack_filename("webpack:///../node_modules/@sentry/browser/esm/helpers.js") == \
+        "../node_modules/@sentry/browser/esm/helpers.js"
+    assert fixup_webpack_filename("webpack:///./app/utils/requestError/createRequestError.tsx") == \
+        "./app/utils/requestError/createRequestError.tsx"

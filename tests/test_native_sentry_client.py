@@ -20,15 +20,23 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 from elftools.elf.elffile import ELFFile
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import ELF, IMAGE_ADDR, elf_info, elf_module, start_service, upload
+from tests.test_native_service import (
+    ELF,
+    IMAGE_ADDR,
+    elf_info,
+    elf_module,
+    start_service,
+    upload,
+)
 
 PROJECT_ID = "42"  # scope_aliases: "42" → acme/web
 SENTRY_SOURCE = {"type": "sentry", "id": "sentry:project", "token": "system-token",

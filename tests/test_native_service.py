@@ -15,8 +15,9 @@ import posixpath
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -76,7 +77,7 @@ def symbolicate(svc: ServiceProcess, body: Any, scope: str | None = SCOPE, **par
 
 def metric(svc: ServiceProcess, name: str) -> float:
     text = requests.get(f"{svc.url}/metrics", timeout=10).text
-    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(m.group(1)) if m else 0.0
 
 
@@ -328,7 +329,7 @@ def test_unknown_fields_and_global_scope(svc: ServiceProcess) -> None:
 def test_thirty_concurrent_requests_convert_a_module_once(svc: ServiceProcess) -> None:
     path = ELF / "cpp_clang_O2_dwarf5"
     upload(svc, path)
-    lo, hi = elf_info(path)["text"]
+    lo, _ = elf_info(path)["text"]
     body = {"stacktraces": [{"frames": [{"instruction_addr": hex(IMAGE_ADDR + lo + i * 7)} for i in range(20)]}],
             "modules": [elf_module(path)]}
     before = (metric(svc, "symbolicator_native_conversions_total"), metric(svc, "symbolicator_native_downloads_total"))
@@ -339,3 +340,69 @@ def test_thirty_concurrent_requests_convert_a_module_once(svc: ServiceProcess) -
     assert len({json.dumps(a.json()) for a in answers}) == 1
     after = (metric(svc, "symbolicator_native_conversions_total"), metric(svc, "symbolicator_native_downloads_total"))
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
+def test_external_filesystem_source_after_the_uploads(service_factory: Any, tmp_path: Path) -> None:
+    """A module nobody uploaded is found on a configured source (Sentry's unified layout), then cached."""
+    path = ELF / "c_clang_O2_dwarf4"
+    build_id = elf_info(path)["build_id"]
+    target = tmp_path / "symbols" / build_id[:2] / build_id[2:] / "debuginfo"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(path, target)
+    source = {"id": "local-symbols", "type": "filesystem", "path": str(tmp_path / "symbols"),
+              "layout": {"type": "unified"}}
+    svc = service_factory(native_settings(tmp_path / "svc", sources=[source]))
+    lo, _ = elf_info(path)["text"]
+    gone = {"type": "elf", "debug_id": "0c1e7b7a-0000-4000-8000-000000000004", "code_id": "ab" * 20,
+            "image_addr": "0x7f0000000000", "image_size": 4096}
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(IMAGE_ADDR + lo + 0x20)},
+                                        {"instruction_addr": "0x7f0000000010"}]}],
+            "modules": [elf_module(path), gone], "options": {"dif_candidates": True}}
+    first = symbolicate(svc, body).json()
+    found, missing = first["modules"]
+    assert found["debug_status"] == "found", found
+    assert [c["source"] for c in found["candidates"]] == ["uploads", "local-symbols"]
+    assert found["candidates"][-1]["location"] == target.as_uri()
+    assert found["candidates"][-1]["download"]["status"] == "ok"
+    assert first["stacktraces"][0]["frames"][0]["status"] == "symbolicated"
+    assert missing["debug_status"] == "missing"
+    assert {c["download"]["status"] for c in missing["candidates"]} == {"notfound"}
+    assert "local-symbols" in {c["source"] for c in missing["candidates"]}
+    conversions = metric(svc, "symbolicator_native_conversions_total")
+    second = symbolicate(svc, body).json()
+    assert second["stacktraces"] == first["stacktraces"]
+    assert second["modules"][0]["candidates"][-1] == found["candidates"][-1]
+    assert metric(svc, "symbolicator_native_conversions_total") == conversions == 1
+
+
+def test_image_size_inferred_from_the_next_module(svc: ServiceProcess) -> None:
+    path = ELF / "c_gcc_O2_dwarf5"
+    lo, _ = elf_info(path)["text"]
+    sizeless = elf_module(path)
+    del sizeless["image_size"]
+    neighbour = {"type": "elf", "debug_id": "0c1e7b7a-0000-4000-8000-000000000005",
+                 "image_addr": hex(IMAGE_ADDR + 0x8000), "code_file": "/lib/next.so"}
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(IMAGE_ADDR + lo), "adjust_instruction_addr": False},
+                                        {"instruction_addr": hex(IMAGE_ADDR + 0x8010)},
+                                        {"instruction_addr": hex(IMAGE_ADDR + 0x7FF0)}]}],
+            "modules": [neighbour, sizeless]}
+    answer = symbolicate(svc, body).json()
+    frames = answer["stacktraces"][0]["frames"]
+    assert [f["status"] for f in frames] == ["symbolicated", "missing", "missing_symbol"]
+    assert [f.get("package") for f in frames] == ["/usr/bin/c_gcc_O2_dwarf5", "/lib/next.so", "/usr/bin/c_gcc_O2_dwarf5"]
+    assert answer["modules"][1]["image_size"] == 0x8000
+    assert "image_size" not in answer["modules"][0]  # the last one reaches without bound
+
+
+def test_scanned_misses_and_garbage_after_start_are_dropped(svc: ServiceProcess) -> None:
+    path = ELF / "c_gcc_O2_dwarf5"
+    with open(path, "rb") as f:
+        start = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name("_start")[0]["st_value"]
+    vmaddr = elf_info(path)["vmaddr"]
+    frames = [{"instruction_addr": hex(IMAGE_ADDR + 0xF0000), "trust": "scan"},
+              {"instruction_addr": "0x10", "trust": "scan"},
+              {"instruction_addr": hex(IMAGE_ADDR + start - vmaddr + 1), "trust": "cfi"},
+              {"instruction_addr": "0x20", "trust": "cfi"}]
+    answer = symbolicate(svc, {"stacktraces": [{"frames": frames}], "modules": [elf_module(path)]}).json()
+    kept = answer["stacktraces"][0]["frames"]
+    assert [(f["original_index"], f["function"]) for f in kept] == [(2, "_start")]

@@ -22,7 +22,11 @@ from typing import Any
 
 from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError
 from symbolicator.native import objects
-from symbolicator.native.apple_crash import parse_apple_crash_report, response_fields, to_symbolicate_request
+from symbolicator.native.apple_crash import (
+    parse_apple_crash_report,
+    response_fields,
+    to_symbolicate_request,
+)
 from symbolicator.native.symcache import SymCache
 from symbolicator.service import native
 from symbolicator.service.native_modules import ResolvedModule, features_json
@@ -33,7 +37,7 @@ _MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\
 _APPLE_MARKERS = ("Incident Identifier:", "Binary Images:", "Exception Type:", "Crashed Thread:")
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "symbolicate",
         help="symbolicate a crash report, a Symbolicator request or a JS stack trace (offline)",

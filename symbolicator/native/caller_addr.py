@@ -17,9 +17,9 @@ resolves here to what it resolves to there:
   known and differs from the frame's address (KSCrash dropped the signal
   handler frame, so frame 0 is a return address). The signal numbers are
   Darwin's: Linux's SIGBUS (7) is *not* in the set, as in symbolic.
-* Alignment and instruction size come from symbolic's `CpuFamily` table, which
-  differs from `Arch.instruction_alignment` in two places: ppc64 aligns to 8
-  and riscv64 is an unknown family (no alignment, no IP register). The
+* Alignment and instruction size come from symbolic's `CpuFamily` table (the
+  one place that knows them): ppc64 aligns to 8, and riscv64 is an unknown
+  family (no alignment, no IP register). The
   previous instruction is one instruction back (x86: 1 byte), two on MIPS.
 
 Where Rust would wrap a `u64` below zero, we stop at 0: such an address lies
@@ -65,7 +65,10 @@ _FAMILY: dict[Arch, CpuFamily] = {
     Arch.X86_64: CpuFamily.AMD64,
     Arch.X86_64H: CpuFamily.AMD64,
     Arch.ARM: CpuFamily.ARM32,
+    Arch.ARMV6: CpuFamily.ARM32,
     Arch.ARMV7: CpuFamily.ARM32,
+    Arch.ARMV7S: CpuFamily.ARM32,
+    Arch.ARMV7K: CpuFamily.ARM32,
     Arch.ARM64: CpuFamily.ARM64,
     Arch.ARM64E: CpuFamily.ARM64,
     Arch.ARM64_32: CpuFamily.ARM64_32,

@@ -12,18 +12,23 @@ with the minified source context when the minified file was found, and an entry
 in `errors`. One output frame per input frame, always.
 
 Function names follow Symbolicator: the original name of the enclosing scope
-(from the sourcemap cache); for an anonymous scope, the name of the token at the
-*caller's* call site ("caller naming"), which names what was called; else the
-name the engine printed. Repeated dotted segments are folded (`a.b.b.c` →
-`a.{b#2}.c`).
+(from the sourcemap cache; for Dart's `$async$` rewrites the token's name); for
+an anonymous scope, the name of the token at the *caller's* call site ("caller
+naming": the previous frame in caller-first order), which names what was called;
+else the name the engine printed; else no `function`. Repeated dotted segments
+are folded (`a.b.b.c` → `a.{b#2}.c`).
+
+One deliberate difference: a minified file without any map reference is
+reported as `missing_sourcemap` (Symbolicator stays silent), so a front-end team
+sees why the frame was not mapped.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from symbolicator.errors import InvalidShape
 from symbolicator.sourcemaps.context import Context, context_from_lines, minified_context
@@ -35,7 +40,6 @@ CONTEXT_LINES = 5
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 _WEBPACK_NAMESPACE = re.compile(r"^webpack://[a-zA-Z0-9_\-@.]+/\./")
 _NODE_MODULES = re.compile(r"\bnode_modules/")
-_VERSION = re.compile(r"^[a-f0-9]{32}|[a-f0-9]{40}$", re.I)
 _CLEAN_MODULE = re.compile(
     r"^(?:/|(?:(?:java)?scripts?|js|build|static|node_modules|bower_components|[_.~].*?|v?(?:\d+\.)*\d+"
     r"|[a-f0-9]{7,8}|[a-f0-9]{32}|[a-f0-9]{40})/)+|(?:[-.][a-f0-9]{7,}$)",
@@ -279,7 +283,10 @@ class Symbolicator:
             out["module"] = generate_module(token.source)
         out["filename"] = filename
         out["lineno"], out["colno"] = token.original_line, token.original_column
-        out["function"] = function_name(frame.get("function"), token.function, callsite)
+        scope_name = token.function
+        if scope_name and scope_name.startswith("$async$"):
+            scope_name = token.name or scope_name
+        out["function"] = function_name(frame.get("function"), scope_name, callsite)
         if out["function"] is None:
             out.pop("function")
         in_app = False if not token.in_app else is_in_app(token.source, filename)
@@ -312,7 +319,9 @@ def is_valid_abs_path(abs_path: Any) -> bool:
     """URLs with a scheme, `~/` paths and absolute file paths; not `<anonymous>`, `native`, ``."""
     if not isinstance(abs_path, str) or not abs_path.strip() or abs_path.startswith("<"):
         return False
-    return bool(_SCHEME.match(abs_path)) or abs_path.startswith(("/", "~/")) or bool(re.match(r"^[A-Za-z]:\\", abs_path))
+    if _SCHEME.match(abs_path) or abs_path.startswith(("/", "~/")):
+        return True
+    return bool(re.match(r"^[A-Za-z]:\\", abs_path))
 
 
 def function_name(frame_fn: str | None, token_fn: str | None, callsite_fn: str | None) -> str | None:
@@ -357,24 +366,34 @@ def is_in_app(abs_path: str, filename: str) -> bool | None:
         return filename.startswith("./") and "/node_modules/" not in filename
     if abs_path.startswith("app:"):
         return not _NODE_MODULES.search(filename)
-    if "/node_modules/" in filename:
+    if "/node_modules/" in abs_path:
         return False
     return None
 
 
-def generate_module(src: str) -> str:
-    """Sentry's module name of a URL or path: no host, extension, `.min`, hashes or common folders."""
-    if not src:
-        return "<unknown module>"
-    path = urlsplit(src).path if "://" in src else src.split("?", 1)[0].split("#", 1)[0]
-    stem, dot, ext = path.rpartition(".")
-    filename = stem if dot and "/" not in ext else path
-    filename = filename.removesuffix(".min")
-    tokens = filename.split("/")
-    for i, token in enumerate(tokens):
-        if _VERSION.match(token):
-            return "/".join(tokens[i + 1 :])
-    return _CLEAN_MODULE.sub("", filename) or "<unknown module>"
+def strip_hostname(path: str) -> str:
+    """The path after the host (or after a leading `~`), with its leading `/`."""
+    if path.startswith("~"):
+        return path[1:]
+    if "://" in path:
+        rest = path.split("://", 1)[1]
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else rest
+    return path
+
+
+def generate_module(abs_path: str) -> str:
+    """Sentry's made-up module name: no host, query, extension, `.min`, hashes or common folders."""
+    path = re.split(r"[#?]", strip_hostname(abs_path), maxsplit=1)[0]
+    cut = max(path.rfind("."), path.rfind("/"))
+    if cut >= 0 and path[cut] == ".":
+        path = path[:cut]
+    path = path.removesuffix(".min")
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        if len(segment) == 32 or (len(segment) == 40 and all(c in string.hexdigits for c in segment)):
+            return "/".join(segments[i + 1 :])
+    return _CLEAN_MODULE.sub("", path)
 
 
 async def symbolicate(request: JsRequest, get_module: GetModule, original_source: OriginalSource,

@@ -5,19 +5,20 @@ whose `code_file` is the `abs_path` (or, once the minified file is in hand, its
 `//# debugId=` comment) → the files of bundles already opened for this request
 and the scope's release/dist index, by URL candidates → the minified file's
 `SourceMap`/`X-SourceMap` header or last `sourceMappingURL` comment (relative,
-absolute or `data:`) → scraping, when the server and the request allow it and
-the origin is in both `allowed_origins` lists.
+absolute or `data:`) → scraping (`js_scraping.py`).
 
 Costs are paid once. A bundle is downloaded once into the downloads cache
 (keyed by its storage key: bundles are content-addressed, so the key never
-changes meaning); a scraped file once per URL and hour (Symbolicator re-fetches
-scraped files at most hourly), 404s are remembered for an hour; a map is
-converted once, in the worker pool, into a sourcemap cache stored in the
-derived cache under the content identity of the map and of the minified file
-(its scopes give function names) plus `SOURCEMAP_CACHE_VERSION`. All three are
-coalesced per key, so 50 concurrent events needing one map cause one download
-and one conversion. Opened caches, minified line indexes and bundle manifests
-are kept in small per-process LRUs so a warm request reads no JSON and no ZIP.
+changes meaning); a map is converted once, in the worker pool, into a sourcemap
+cache stored in the derived cache under the content identity of the map and of
+the minified file (its scopes give function names) plus
+`SOURCEMAP_CACHE_VERSION`. A file inside a bundle is identified by the bundle's
+SHA-1 and its member name, a scraped or embedded one by the SHA-256 of its
+bytes, so a warm lookup never reads a map just to hash it. Downloads and
+conversions are coalesced per key: 50 concurrent events needing one map cause
+one download and one conversion. Opened caches, minified line indexes and
+bundle manifests stay in small per-process LRUs, so a warm request reads no
+JSON and no ZIP member.
 """
 
 from __future__ import annotations
@@ -25,23 +26,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Generic, Hashable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit
 
-import orjson
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.artifacts.bundles import BundleFile, open_zip, read_bundle, read_capped
-from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.config import Settings
 from symbolicator.errors import FormatError, MalformedSourceMap, ObjectNotFound, Outcome, SymbolicatorError
-from symbolicator.fetch import FetchError, Fetcher, origin_allowed
+from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
+from symbolicator.service.js_scraping import ScrapeFailure, Scraper
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -59,9 +59,7 @@ from symbolicator.types import DebugId, Scope
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-SCRAPE_EVERY_S = 3600
 BUNDLE_CACHE_VERSION = 1
-SCRAPED_CACHE_VERSION = 1
 
 
 class LookupFailure(Exception):
@@ -101,12 +99,28 @@ class Lru(Generic[K, V]):
 
 _caches: Lru[tuple[str, str], SmCache] = Lru(128)
 _lines: Lru[str, LineIndex] = Lru(256, 256 * 1024 * 1024)
+_comments: Lru[str, "Comments"] = Lru(4096)
 _manifests: Lru[str, dict[str, BundleFile]] = Lru(64)
 
 
-def convert_sourcemap(map_bytes: bytes, minified_source: str | None, out_path: str) -> int:
+@dataclass(frozen=True)
+class Comments:
+    """What the end of a minified file says: its `//# debugId=` and last `sourceMappingURL`."""
+
+    debug_id: str | None
+    source_mapping_url: str | None
+
+
+def inspect_minified(data: bytes) -> tuple[LineIndex, Comments]:
+    """Lines and comments of a minified file (a thread job: a bundle can be megabytes)."""
+    text = data.decode("utf-8", "replace")
+    return LineIndex(text), Comments(existing_debug_id(text), find_source_mapping_url(text))
+
+
+def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str) -> int:
     """Worker-pool job: map (+ minified source for scope names) → sourcemap cache file; its size."""
-    data = build_from_sources(map_bytes, minified_source)
+    text = minified.decode("utf-8", "replace") if minified is not None else None
+    data = build_from_sources(map_bytes, text)
     with open(out_path, "wb") as f:
         f.write(data)
     return len(data)
@@ -181,6 +195,9 @@ class JsLookup:
         self._files: dict[str, asyncio.Task[JsFile]] = {}
         self._sources: dict[str, asyncio.Task[Sequence[str] | None]] = {}
         self._open_bundles: dict[str, None] = {}
+        options = request.scraping
+        self.scraper = Scraper(deps.fetcher, deps.caches, deps.coalescer, deps.settings.scraping, options.enabled,
+                               options.allowed_origins, options.headers, self.max_bytes, self._attempt)
 
     def scraping_attempts(self) -> list[dict[str, Any]]:
         return list(self.attempts.values())
@@ -234,21 +251,18 @@ class JsLookup:
             except LookupFailure as exc:
                 module.minified_error = exc.error
                 return module
-        data = await minified.read()
-        module.lines = await self._line_index(minified)
-        text = data.decode("utf-8", "replace")
+        module.lines, comments = await self._inspect(minified)
         if sourcemap is None and debug_id is None:
-            comment = existing_debug_id(text)
-            found_id = _parse_debug_id(comment)
+            found_id = _parse_debug_id(comments.debug_id)
             if found_id is not None:
                 _, sourcemap = await self._by_debug_id(found_id, abs_path)
         if sourcemap is not None:
-            ref = self._map_reference(minified, text)
+            ref = self._map_reference(minified, comments)
             if ref and not is_data_url(ref):
                 sourcemap.url = _map_location(abs_path, ref)
         else:
             try:
-                sourcemap = await self._referenced_map(minified, text, abs_path)
+                sourcemap = await self._referenced_map(minified, comments, abs_path)
             except LookupFailure as exc:
                 module.map_error = {"type": exc.error}
                 module.resolved_with = minified.resolved_with
@@ -257,7 +271,7 @@ class JsLookup:
         module.sourcemap_origin = sourcemap.origin
         module.resolved_with = sourcemap.resolved_with
         try:
-            module.cache = await self._convert(sourcemap, minified, text)
+            module.cache = await self._convert(sourcemap, minified)
         except FormatError as exc:
             log.info("malformed source map %s: %s", sourcemap.url, exc)
             module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
@@ -267,12 +281,23 @@ class JsLookup:
         return module
 
     @staticmethod
-    def _map_reference(minified: JsFile, text: str) -> str | None:
+    def _map_reference(minified: JsFile, comments: Comments) -> str | None:
         """The `SourceMap`/`X-SourceMap` header, else the last `sourceMappingURL` comment."""
-        return minified.headers.get("sourcemap") or minified.headers.get("x-sourcemap") or find_source_mapping_url(text)
+        return minified.headers.get("sourcemap") or minified.headers.get("x-sourcemap") or comments.source_mapping_url
 
-    async def _referenced_map(self, minified: JsFile, text: str, abs_path: str) -> JsFile:
-        ref = self._map_reference(minified, text)
+    async def _inspect(self, minified: JsFile) -> tuple[LineIndex, Comments]:
+        """Lines and comments of a minified file, read and scanned once per process."""
+        lines, comments = _lines.get(minified.identity), _comments.get(minified.identity)
+        if lines is not None and comments is not None:
+            return lines, comments
+        data = await minified.read()
+        fresh_lines, fresh_comments = await asyncio.to_thread(inspect_minified, data)
+        _lines.put(minified.identity, fresh_lines, len(data))
+        _comments.put(minified.identity, fresh_comments)
+        return fresh_lines, fresh_comments
+
+    async def _referenced_map(self, minified: JsFile, comments: Comments, abs_path: str) -> JsFile:
+        ref = self._map_reference(minified, comments)
         if not ref:
             raise LookupFailure("missing_sourcemap")
         if is_data_url(ref):
@@ -325,10 +350,11 @@ class JsLookup:
                                              dict(entry.headers), entry.type)
                     return await self._from_ref(ref, "release" if self.request.release else "url", url)
         if self.request.release:
-            ref = await asyncio.to_thread(indexes.js_by_release, self.deps.storage, self.scope,
-                                          self.request.release, self.request.dist, url)
-            if ref is not None:
-                return await self._from_ref(ref, "release", url)
+            release, dist = self.request.release, self.request.dist
+            released = await asyncio.to_thread(indexes.js_by_release, self.deps.storage, self.scope, release, dist,
+                                               url)
+            if released is not None:
+                return await self._from_ref(released, "release", url)
         return await self._scrape(url)
 
     async def _from_ref(self, ref: dict[str, Any], resolved_with: str, url: str) -> JsFile:
@@ -402,81 +428,23 @@ class JsLookup:
                 raise LookupFailure("missing_source") from exc
         raise LookupFailure("missing_source")
 
-    def _fetch_origins(self, url: str) -> Sequence[str] | None:
-        """The patterns handed to the fetcher (checked on every redirect); None: refused up front.
-
-        Both lists must allow a URL. The fetcher takes one list, so the other one is
-        checked here on the first URL (and, by `_scrape`, on the final one).
-        """
-        server = tuple(self.deps.settings.scraping.allowed_origins)
-        requested = tuple(self.request.scraping.allowed_origins)
-        if not origin_allowed(url, server) or not origin_allowed(url, requested):
-            return None
-        return server if requested == ("*",) else requested
-
     async def _scrape(self, url: str) -> JsFile:
-        if not url.startswith(("http://", "https://")):
-            raise LookupFailure("missing_source")
-        if not (self.deps.settings.scraping.enabled and self.request.scraping.enabled):
-            self._attempt(url, "failure", "disabled")
-            raise LookupFailure("scraping_disabled")
-        origins = self._fetch_origins(url)
-        if origins is None or self.deps.fetcher is None:
-            self._attempt(url, "failure", "invalid_host", f"{url} is not an allowed download origin")
-            raise LookupFailure("missing_source")
-        headers = dict(self.request.scraping.headers)
-        downloads = self.deps.caches.downloads
-        digest = _sha256(url + "\0" + orjson.dumps(headers, option=orjson.OPT_SORT_KEYS).decode())
-        bucket = int((time.time() + int(digest[:8], 16) % SCRAPE_EVERY_S) // SCRAPE_EVERY_S)
-        key = keys.cache_key("scraped", SCRAPED_CACHE_VERSION, digest, str(bucket))
-        fetcher = self.deps.fetcher
-        max_bytes = self.max_bytes
-
-        async def download() -> Path | Outcome:
-            body = downloads.temp_path(".body")
-            try:
-                result = await fetcher.fetch(url, headers=headers, max_bytes=max_bytes, dest=body,
-                                             allowed_origins=origins)
-                if not origin_allowed(result.url, self.deps.settings.scraping.allowed_origins):
-                    raise FetchError("invalid_host", f"redirected to {result.url}, not an allowed origin", url=url)
-                out = downloads.temp_path(".scraped")
-                meta = {"url": result.url, "headers": dict(result.headers)}
-                await asyncio.to_thread(_pack_scraped, out, meta, body)
-                return out
-            except FetchError as exc:
-                if exc.reason == "not_found":
-                    return Outcome.NOT_FOUND
-                raise
-            finally:
-                body.unlink(missing_ok=True)
-
         try:
-            entry: CacheEntry = await get_or_compute(downloads, self.deps.coalescer, key, download)
-        except FetchError as exc:
-            self._attempt(url, "failure", exc.reason, str(exc))
-            raise LookupFailure("missing_source") from None
-        if entry.path is None:
-            self._attempt(url, "failure", "not_found", f"{url} was not found")
-            raise LookupFailure("missing_source")
-        try:
-            meta, data = await asyncio.to_thread(_unpack_scraped, entry.path)
-        except (OSError, ValueError):
-            self._attempt(url, "failure", "other", "the cached download vanished")
-            raise LookupFailure("missing_source") from None
-        self._attempt(url, "success")
-        return JsFile(url, "sha256:" + _sha256(data), meta.get("headers") or {}, url, "scraping",
-                      _constant(data), data)
+            found = await self.scraper.scrape(url)
+        except ScrapeFailure as exc:
+            raise LookupFailure(exc.error) from None
+        return JsFile(url, "sha256:" + found.digest, found.headers, url, "scraping", found.load)
 
-    async def _convert(self, sourcemap: JsFile, minified: JsFile, text: str) -> SmCache:
+    async def _convert(self, sourcemap: JsFile, minified: JsFile) -> SmCache:
         derived = self.deps.caches.derived
         key = keys.cache_key("smcache", SOURCEMAP_CACHE_VERSION, _sha256(f"{sourcemap.identity}\0{minified.identity}"))
         workers = self.deps.workers
 
         async def convert() -> Path:
-            data = await sourcemap.read()
+            data, source = await sourcemap.read(), await minified.read()
             out = derived.temp_path(".smcache")
             try:
-                await workers.run(convert_sourcemap, data, text, str(out))
+                await workers.run(convert_sourcemap, data, source, str(out))
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise
@@ -534,17 +502,3 @@ def _parse_debug_id(text: str | None) -> DebugId | None:
 def _read_zip_member(path: Path, member: str, max_entries: int, max_uncompressed: int, max_bytes: int) -> bytes:
     with open_zip(path, max_entries, max_uncompressed) as zf:
         return read_capped(zf, member, max_bytes)
-
-
-def _pack_scraped(out: Path, meta: dict[str, Any], body: Path) -> None:
-    """One cache file: a JSON line of metadata (final URL, headers), then the body."""
-    with open(out, "wb") as f, open(body, "rb") as src:
-        f.write(orjson.dumps(meta) + b"\n")
-        while chunk := src.read(1024 * 1024):
-            f.write(chunk)
-
-
-def _unpack_scraped(path: Path) -> tuple[dict[str, Any], bytes]:
-    with open(path, "rb") as f:
-        meta = orjson.loads(f.readline())
-        return meta, f.read()

@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import itertools
 import posixpath
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from symbolicator.errors import FrameStatus, InvalidShape, ObjectFileStatus
 from symbolicator.native.caller_addr import FrameAddr, lookup_addresses, parse_register
@@ -113,7 +115,7 @@ class NativeRequest:
     caller_first: bool = False
 
     @classmethod
-    def from_json(cls, body: Any) -> "NativeRequest":
+    def from_json(cls, body: Any) -> NativeRequest:
         if not isinstance(body, dict):
             raise InvalidShape("the body must be a JSON object")
         modules = body.get("modules", [])
@@ -193,7 +195,7 @@ def _infer_sizes(modules: list[RawModule]) -> tuple[RawModule, ...]:
     """A module without a size reaches to the next one up; the last one, without bound."""
     order = sorted(modules, key=lambda m: m.image_addr)
     out = list(modules)
-    for this, nxt in zip(order, order[1:]):
+    for this, nxt in itertools.pairwise(order):
         if this.image_size is None:
             out[this.index] = dataclasses.replace(this, image_size=nxt.image_addr - this.image_addr)
     return tuple(out)
@@ -310,7 +312,9 @@ def _symbolicate_thread(req: NativeRequest, thread: RawThread, locs: list[tuple[
     lookup = lookup_addresses(heuristic, Arch.UNKNOWN, req.signal, thread.registers)
     frames: list[dict[str, Any]] = []
     for pos, i in enumerate(order):
-        frames.extend(_symbolicate_frame(thread.frames[i], i, locs[i], resolved, lookup[pos]))
+        out_frames = _symbolicate_frame(thread.frames[i], i, locs[i], resolved, lookup[pos])
+        if not _dropped(out_frames[0], thread.frames[i], frames, last=pos == len(order) - 1):
+            frames.extend(out_frames)
     if req.caller_first:
         frames.reverse()
     out = dict(thread.fields)
@@ -318,6 +322,17 @@ def _symbolicate_thread(req: NativeRequest, thread: RawThread, locs: list[tuple[
         out["registers"] = thread.registers
     out["frames"] = frames
     return out
+
+
+def _dropped(first: dict[str, Any], frame: RawFrame, before: list[dict[str, Any]], last: bool) -> bool:
+    """Symbolicator's two post-filters: stack-scanned frames that hit nothing are false positives,
+    and glibc's `_start` has no return address, so an unmapped last frame after it is garbage."""
+    status = first["status"]
+    if frame.fields.get("trust") == "scan" and status in (FrameStatus.MISSING_SYMBOL.value,
+                                                          FrameStatus.UNKNOWN_IMAGE.value):
+        return True
+    return (status == FrameStatus.UNKNOWN_IMAGE.value and last and bool(before)
+            and before[-1].get("function") == "_start")
 
 
 def _symbolicate_frame(frame: RawFrame, index: int, loc: tuple[RawModule, int] | None,

@@ -27,11 +27,11 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from prometheus_client import Counter
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
@@ -51,9 +51,16 @@ from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.base import Storage
-from symbolicator.sources import FilesystemSource, SourcePlan, find_debug_file, parse_config_sources, plan_sources
+from symbolicator.sources import (
+    FilesystemSource,
+    SourcePlan,
+    find_debug_file,
+    parse_config_sources,
+    plan_sources,
+)
 from symbolicator.sources import ModuleLookup as SourceModule
+from symbolicator.sources.config import fingerprint
+from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 
 log = logging.getLogger(__name__)
@@ -113,18 +120,6 @@ def convert_debug_file(src: str, out: str, arch: str | None) -> dict[str, Any]:
             "file_format": info.file_format}
 
 
-def _counter(metrics: Metrics, name: str, doc: str) -> Counter:
-    """A native counter on the app's registry, made once per `Metrics`.
-
-    Integration point: once metrics.py declares these attributes, they are used as they are.
-    """
-    existing = getattr(metrics, name, None)
-    if not isinstance(existing, Counter):
-        existing = Counter(f"symbolicator_{name}", doc, registry=metrics.registry)
-        setattr(metrics, name, existing)
-    return existing
-
-
 class ModuleLookup:
     """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
 
@@ -136,12 +131,12 @@ class ModuleLookup:
         self.coalescer = coalescer
         self.workers = workers
         self.fetcher = fetcher
-        self.conversions = _counter(metrics, "native_conversions", "Debug files converted to symcaches")
-        self.downloads = _counter(metrics, "native_downloads", "Debug files downloaded for native lookups")
+        self.conversions = metrics.native_conversions
+        self.downloads = metrics.native_downloads
 
     async def resolve(self, scope: Scope, debug_id: DebugId | None, code_id: CodeId | None, module_type: str,
                       code_file: str | None, debug_file: str | None,
-                      sources: "RequestSources") -> ResolvedModule:
+                      sources: RequestSources) -> ResolvedModule:
         """The module's symcache, or the status explaining why there is none."""
         result = ResolvedModule(ObjectFileStatus.MISSING)
         if module_type not in SUPPORTED_TYPES:
@@ -276,11 +271,11 @@ class ModuleLookup:
             result.status = status
         return False
 
-    async def _from_sources(self, module: SourceModule, sources: "RequestSources", result: ResolvedModule) -> None:
+    async def _from_sources(self, module: SourceModule, sources: RequestSources, result: ResolvedModule) -> None:
         """Search the external sources (config, then allowed request sources): one search per
         plan and debug id at a time, its outcome cached (the file in the downloads cache, its
         candidates beside it; not found 1 h, malformed 24 h; fetch errors not at all)."""
-        plan_hash = hashlib.sha1(repr(sources.plan.sources).encode()).hexdigest()
+        plan_hash = fingerprint(sources.plan.sources)
         dl_key = keys.cache_key("native-source", 1, plan_hash, str(module.debug_id))
         meta_key = keys.cache_key("native-source-meta", 1, plan_hash, str(module.debug_id))
         downloads = self.caches.downloads
@@ -382,7 +377,7 @@ class RequestSources:
         return [{"source": s.id, "location": s.reason, "download": {"status": "notfound"}} for s in self.plan.skipped]
 
     @classmethod
-    def from_request(cls, settings: Settings, request_sources: list[dict[str, Any]] | None) -> "RequestSources":
+    def from_request(cls, settings: Settings, request_sources: list[dict[str, Any]] | None) -> RequestSources:
         """Raises InvalidShape for request sources of the wrong shape."""
         plan = plan_sources(_config_sources(settings), request_sources, settings.allow_request_sources)
         sentry = next((s for s in request_sources or [] if s.get("type") == "sentry"), None)

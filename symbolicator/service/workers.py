@@ -10,6 +10,7 @@ with a status instead of hanging, and the next job runs on a fresh pool.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +21,15 @@ from symbolicator.errors import SymbolicatorError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+WARM_MODULES = ("symbolicator.native.symcache_build", "symbolicator.sourcemaps.smcache",
+                "symbolicator.sourcemaps.scopes")
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        importlib.import_module(name)
 
 
 class WorkerCrashed(SymbolicatorError):
@@ -47,6 +57,11 @@ class WorkerPool:
                 self._pool = self._new_pool()
                 pool.shutdown(wait=False, cancel_futures=True)
             raise WorkerCrashed("the worker process died while converting") from exc
+
+    async def warm(self, modules: tuple[str, ...] = WARM_MODULES) -> None:
+        """Start every worker and import the engines now, not on the first request's clock."""
+        await asyncio.gather(*(self.run(_import_all, modules) for _ in range(self.workers)),
+                             return_exceptions=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

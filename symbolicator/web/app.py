@@ -7,6 +7,7 @@ process share nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import AsyncIterator
 
@@ -48,9 +49,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].add_collector(lambda: cache_gauges(caches))
     app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
     app[WORKERS] = WorkerPool(settings.workers)
+    warming = asyncio.ensure_future(app[WORKERS].warm())
     app[FETCHER] = Fetcher(settings.fetch, allowed_hosts=settings.fetch.allowed_hosts,
                            allowed_networks=settings.fetch.allowed_networks)
     yield
+    warming.cancel()
     await app[FETCHER].close()
     app[JOBS].cancel_all()
     app[UPLOADS].close()

@@ -15,12 +15,29 @@ import orjson
 from aiohttp import BodyPartReader, web
 
 from symbolicator.errors import BadRequest, PayloadTooLarge
-from symbolicator.native.apple_crash import parse_apple_crash_report, response_fields, to_symbolicate_request
+from symbolicator.native.apple_crash import (
+    parse_apple_crash_report,
+    response_fields,
+    to_symbolicate_request,
+)
 from symbolicator.service import native
-from symbolicator.service.native_modules import ModuleLookup, RequestSources, ResolvedModule
+from symbolicator.service.native_modules import (
+    ModuleLookup,
+    RequestSources,
+    ResolvedModule,
+)
 from symbolicator.types import Scope
 from symbolicator.web.requests import request_scope, run_job
-from symbolicator.web.state import CACHES, COALESCER, FETCHER, METRICS, SETTINGS, STORAGE, WORKERS
+from symbolicator.web.state import (
+    AUTH,
+    CACHES,
+    COALESCER,
+    FETCHER,
+    METRICS,
+    SETTINGS,
+    STORAGE,
+    WORKERS,
+)
 
 routes = web.RouteTableDef()
 
@@ -52,6 +69,7 @@ def _loads(data: bytes | str, what: str) -> Any:
 @routes.post("/symbolicate")
 async def symbolicate(request: web.Request) -> web.Response:
     scope = request_scope(request)
+    request.app[AUTH].require_symbolicate(request, scope)
     req = native.NativeRequest.from_json(_loads(await request.read(), "the body"))
     resolve = _resolver(request, scope, req)
     return await run_job(request, scope, lambda: native.symbolicate(req, resolve))
@@ -70,6 +88,7 @@ async def _read_part(part: BodyPartReader, limit: int) -> bytes:
 @routes.post("/applecrashreport")
 async def apple_crash_report(request: web.Request) -> web.Response:
     scope = request_scope(request)
+    request.app[AUTH].require_symbolicate(request, scope)
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as exc:

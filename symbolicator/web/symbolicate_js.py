@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -11,20 +12,23 @@ from symbolicator.errors import BadRequest
 from symbolicator.service.js import JsRequest
 from symbolicator.service.js_lookup import JsDeps, symbolicate_js
 from symbolicator.web.requests import request_scope, run_job
-from symbolicator.web.state import CACHES, COALESCER, FETCHER, SETTINGS, STORAGE, WORKERS
+from symbolicator.web.state import AUTH, CACHES, COALESCER, FETCHER, SETTINGS, STORAGE, WORKERS
 
 routes = web.RouteTableDef()
+_PARSE_IN_THREAD_BYTES = 1024 * 1024
 
 
 @routes.post("/symbolicate-js")
 async def symbolicate_js_endpoint(request: web.Request) -> web.Response:
     scope = request_scope(request)
+    app = request.app
+    app[AUTH].require_symbolicate(request, scope)
+    raw = await request.read()
     try:
-        body = orjson.loads(await request.read())
+        body = await asyncio.to_thread(orjson.loads, raw) if len(raw) > _PARSE_IN_THREAD_BYTES else orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
     js_request = JsRequest.from_json(body)
-    app = request.app
     deps = JsDeps(app[SETTINGS], app[STORAGE], app[CACHES], app[COALESCER], app[WORKERS], app[FETCHER])
 
     async def work() -> dict[str, Any]:
