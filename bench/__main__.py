@@ -78,7 +78,8 @@ def render(sections: list[Section], args: argparse.Namespace, command: str, star
         + f", {_tool_version(['llvm-symbolizer', '--version'])}, {_tool_version(['addr2line', '--version'])}",
         "",
         "Every figure comes from a fresh child process (`bench/child.py`); see `bench/README.md` for what each "
-        "means. Ratios are medians of interleaved ours/peer pairs taken in this run.", "",
+        "means. Ours and each peer ran interleaved in this run; times are each side's best sample (load only "
+        "adds time), RSS the median; raw samples are in the appendix.", "",
         "## Targets", "",
         "| target | figure | result |", "| --- | --- | --- |",
     ]

@@ -29,11 +29,12 @@ from symbolicator.sourcemaps.inject import (
     plan,
     shift_mappings,
 )
+from tests.support.tools import SENTRY_CLI
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "js_scopes" / "inject"
 INPUT, EXPECTED = FIXTURES / "input", FIXTURES / "expected"
-SENTRY_CLI = ROOT / "node_modules" / ".bin" / "sentry-cli"
+SENTRY_CLI_ENTRY = ROOT / "node_modules" / "@sentry" / "cli" / "bin" / "sentry-cli"
 HAVE_NODE = shutil.which("node") is not None and (ROOT / "node_modules" / "@jridgewell" / "trace-mapping").exists()
 FILES = sorted(p.relative_to(EXPECTED).as_posix() for p in EXPECTED.rglob("*") if p.is_file())
 DEVIATIONS = {"google.js.map"}
@@ -122,20 +123,20 @@ def test_second_run_changes_nothing(ours: Path, tmp_path: Path) -> None:
             assert (again / path.relative_to(ours)).read_bytes() == path.read_bytes()
 
 
-@pytest.mark.skipif(not SENTRY_CLI.exists(), reason="needs node_modules/.bin/sentry-cli")
+@pytest.mark.skipif(not SENTRY_CLI_ENTRY.exists(), reason="needs @sentry/cli from npm")
 def test_sentry_cli_sees_our_ids(ours: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(ours, copy)
-    report = subprocess.run([str(SENTRY_CLI), "sourcemaps", "inject", "."], cwd=copy, capture_output=True, text=True, timeout=120).stdout
+    report = subprocess.run([*SENTRY_CLI, "sourcemaps", "inject", "."], cwd=copy, capture_output=True, text=True, timeout=120).stdout
     assert "Modified: The following source files" not in report
     assert "already have debug ids" in report
 
 
-@pytest.mark.skipif(not SENTRY_CLI.exists(), reason="needs node_modules/.bin/sentry-cli")
+@pytest.mark.skipif(not SENTRY_CLI_ENTRY.exists(), reason="needs @sentry/cli from npm")
 def test_recorded_expectation_is_what_sentry_cli_writes(tmp_path: Path) -> None:
     live = tmp_path / "live"
     shutil.copytree(INPUT, live)
-    subprocess.run([str(SENTRY_CLI), "sourcemaps", "inject", "."], cwd=live, check=True, capture_output=True, timeout=120)
+    subprocess.run([*SENTRY_CLI, "sourcemaps", "inject", "."], cwd=live, check=True, capture_output=True, timeout=120)
     for rel in FILES:
         assert (live / rel).read_bytes() == (EXPECTED / rel).read_bytes(), rel
 

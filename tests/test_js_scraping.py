@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 
 from tests.support.service import ServiceProcess
+from tests.support.tools import SENTRY_CLI
 from tests.support.websites import Website
 
 REPO = Path(__file__).resolve().parent.parent
@@ -174,7 +175,7 @@ def upload_with_sentry_cli(svc: ServiceProcess, work: Path) -> str:
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": "sntryu_test",
            "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web", "SENTRY_DISABLE_UPDATE_CHECK": "true",
            "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0"}
-    out = subprocess.run([str(BIN / "sentry-cli"), "sourcemaps", "upload", "--wait", str(dist)], cwd=work, env=env,
+    out = subprocess.run([*SENTRY_CLI, "sourcemaps", "upload", "--wait", str(dist)], cwd=work, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     return (dist / "app.js").read_text().rsplit("//# debugId=", 1)[1].strip()

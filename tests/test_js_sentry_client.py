@@ -146,12 +146,13 @@ async def test_sentry_ingest_loop_polls_and_resubmits_after_a_restart(tmp_path: 
             started = time.monotonic()
             answer = await asyncio.to_thread(first.symbolicate_js, sentry_body(site.url("/one/app.js")))
             assert time.monotonic() - started >= POLL_TIMEOUT
-            assert first.log == ["pending", "completed"]
+            assert compact(first.log) == ["pending", "completed"], first.log
             check_mapped(answer)
 
             second = SentryIngestClient(base, restart)
             answer = await asyncio.to_thread(second.symbolicate_js, sentry_body(site.url("/two/app.js")))
-            assert second.log == ["pending", "404", "completed"], second.log
+            assert compact(second.log) == ["pending", "404", "pending", "completed"] \
+                or compact(second.log) == ["pending", "404", "completed"], second.log
             check_mapped(answer)
             assert len(services) == 2
             assert site.requests.count("/two/app.js.map") == 2
@@ -162,6 +163,11 @@ async def test_sentry_ingest_loop_polls_and_resubmits_after_a_restart(tmp_path: 
     finally:
         for svc in services:
             svc.stop()
+
+
+def compact(log: list[str]) -> list[str]:
+    """The client's log with repeated `pending` answers (a slow machine) counted once."""
+    return [entry for i, entry in enumerate(log) if i == 0 or entry != log[i - 1]]
 
 
 def check_mapped(answer: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from symbolicator.service.js import (
     is_in_app,
 )
 from tests.support.service import ServiceProcess
+from tests.support.tools import SENTRY_CLI
 from tests.support.websites import Website
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def sentry_cli(svc: ServiceProcess, work: Path, *args: str) -> str:
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": "sntryu_test",
            "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web", "SENTRY_DISABLE_UPDATE_CHECK": "true",
            "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0"}
-    out = subprocess.run([str(BIN / "sentry-cli"), *args], cwd=work, env=env, capture_output=True, text=True,
+    out = subprocess.run([*SENTRY_CLI, *args], cwd=work, env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr + svc.log()
     return out.stdout + out.stderr

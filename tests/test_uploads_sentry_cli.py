@@ -21,6 +21,7 @@ from symbolicator import keys
 from symbolicator.storage.s3 import S3Storage
 from symbolicator.types import CodeId, DebugId, ObjectKind, Scope
 from tests.support.service import ServiceProcess
+from tests.support.tools import SENTRY_CLI, SENTRY_CLI_2
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / "node_modules" / ".bin"
@@ -45,7 +46,7 @@ def chunks_received(svc: ServiceProcess) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-CLIS = {"3": [str(BIN / "sentry-cli")], "2": ["node", str(REPO / "node_modules/sentry-cli-v2/bin/sentry-cli")]}
+CLIS = {"3": SENTRY_CLI, "2": SENTRY_CLI_2}
 
 
 def sentry_cli(svc: ServiceProcess, *args: str, cwd: Path, major: str = "3") -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,9 @@ from symbolicator.native.apple_crash import (
 )
 from symbolicator.native.symcache import SymCache
 from symbolicator.service import native
+from symbolicator.service.js_offline import symbolicate_js_request, symbolicate_trace
 from symbolicator.service.native_modules import ResolvedModule, features_json
+from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace
 from symbolicator.types import DebugId
 
 _MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce",
@@ -52,7 +54,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
 
 
 def detect(text: str, suffix: str = "") -> tuple[str, Any]:
-    """`("request", body)`, `("apple", None)` or `("js", None)`; a `.crash`/`.ips` name decides alone."""
+    """`("request", body)`, `("js-request", body)`, `("apple", None)` or `("js", None)`.
+
+    A `.crash`/`.ips` name decides alone; a JSON request is for `/symbolicate-js` when its frames
+    carry `abs_path` without `instruction_addr` or it names `sourcemap` modules.
+    """
     if suffix.lower() in (".crash", ".ips"):
         return "apple", None
     stripped = text.lstrip("\ufeff \t\r\n")
@@ -62,11 +68,25 @@ def detect(text: str, suffix: str = "") -> tuple[str, Any]:
         except ValueError:
             return "apple", None  # .ips: a JSON header line, then the JSON body
         if isinstance(body, dict) and "stacktraces" in body:
-            return "request", body
+            return ("js-request" if _is_js_request(body) else "request"), body
         return "apple", None
     if any(marker in text for marker in _APPLE_MARKERS):
         return "apple", None
     return "js", None
+
+
+def _is_js_request(body: dict[str, Any]) -> bool:
+    modules = body.get("modules") if isinstance(body.get("modules"), list) else []
+    if any(isinstance(m, dict) and m.get("type") == "sourcemap" for m in modules):
+        return True
+    traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
+    frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
+              for f in t["frames"] if isinstance(f, dict)]
+    return bool(frames) and all("abs_path" in f and "instruction_addr" not in f for f in frames)
+
+
+def _js_frame(frame: dict[str, Any]) -> TraceFrame:
+    return TraceFrame(frame.get("function"), frame.get("abs_path"), frame.get("lineno"), frame.get("colno"))
 
 
 class SymbolFolders:
@@ -128,12 +148,15 @@ def run(args: argparse.Namespace) -> int:
     kind, body = detect(text, Path(args.file).suffix)
     dirs = [Path(d) for d in args.symbols]
     if kind == "js":
-        try:
-            from symbolicator.service.js_offline import symbolicate_trace
-        except ImportError:
-            raise SymbolicatorError(f"{args.file}: looks like a JavaScript stack trace, and JavaScript support "
-                                    "is not built into this version yet") from None
         sys.stdout.write(symbolicate_trace(text, dirs, bool(args.json)))
+        return 0
+    if kind == "js-request":
+        result = symbolicate_js_request(body, dirs)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            for trace in result.get("stacktraces", []):
+                sys.stdout.write(format_trace("", [_js_frame(f) for f in trace.get("frames", [])]) + "\n")
         return 0
     extra: dict[str, Any] = {}
     if kind == "apple":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import string
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -186,16 +187,19 @@ class Module:
     sourcemap: str | None = None
     sourcemap_origin: Any = None
     resolved_with: str | None = None
-    _raw_sources: tuple[str | None, ...] | None = None
 
     def filename(self, source_index: int, resolved: str) -> str:
         """The map's own `sources[i]` (as the bundler wrote it); the resolved URL when it has none."""
         if self.cache is None:
             return resolved
-        if self._raw_sources is None:
-            self._raw_sources = self.cache.raw_sources
-        raw = self._raw_sources[source_index] if 0 <= source_index < len(self._raw_sources) else None
+        raw_sources = _RAW_SOURCES.get(self.cache)
+        if raw_sources is None:
+            raw_sources = _RAW_SOURCES[self.cache] = self.cache.raw_sources
+        raw = raw_sources[source_index] if 0 <= source_index < len(raw_sources) else None
         return raw or resolved
+
+
+_RAW_SOURCES: weakref.WeakKeyDictionary[SmCache, tuple[str | None, ...]] = weakref.WeakKeyDictionary()
 
 
 GetModule = Callable[[str], Awaitable[Module]]
@@ -209,7 +213,7 @@ class FrameOutcome:
     token_name: str | None = None
 
 
-class Symbolicator:
+class FrameMapper:
     """Maps the frames of one request through modules; collects `errors`."""
 
     def __init__(self, get_module: GetModule, original_source: OriginalSource, apply_source_context: bool,
@@ -402,7 +406,7 @@ async def symbolicate(request: JsRequest, get_module: GetModule, original_source
 
     `valid_abs_path` replaces the URL check (offline traces name relative files).
     """
-    engine = Symbolicator(get_module, original_source, request.apply_source_context, valid_abs_path)
+    engine = FrameMapper(get_module, original_source, request.apply_source_context, valid_abs_path)
     stacktraces, raw_stacktraces = [], []
     for trace in request.stacktraces:
         frames, raw = await engine.stacktrace(trace["frames"], request.callee_first)
