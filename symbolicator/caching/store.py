@@ -108,12 +108,13 @@ class _FileDisk(diskcache.Disk):  # type: ignore[misc]
             return super().store(value, read, key=key)  # type: ignore[no-any-return]
         filename, full_path = self.filename(key, value)
         for attempt in range(10):
-            os.makedirs(os.path.dirname(full_path), exist_ok=True)
             try:
+                os.makedirs(os.path.dirname(full_path), exist_ok=True)
                 os.replace(value.path, full_path)
                 break
             except FileNotFoundError:
-                # Another process may remove the (empty) directory between the two calls.
+                # Another process's cull may remove the (empty) directories at any moment:
+                # diskcache's `remove` deletes empty parents too.
                 if attempt == 9 or not value.path.exists():
                     raise
             except OSError as exc:
