@@ -24,8 +24,18 @@ from symbolicator.storage.configured import open_storage
 from symbolicator.web import health, requests, symbolicate, symbolicate_js, uploads
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
-from symbolicator.web.state import AUTH, CACHES, COALESCER, JOBS, METRICS, SETTINGS, STORAGE, UPLOADS, WORKERS
-from symbolicator.web.state import FETCHER
+from symbolicator.web.state import (
+    AUTH,
+    CACHES,
+    COALESCER,
+    FETCHER,
+    JOBS,
+    METRICS,
+    SETTINGS,
+    STORAGE,
+    UPLOADS,
+    WORKERS,
+)
 
 
 @web.middleware

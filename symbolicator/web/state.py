@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from symbolicator.caching import Caches
+from symbolicator.caching import Caches, Coalescer
 from symbolicator.config import Settings
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
-from symbolicator.caching import Coalescer
 from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from aiohttp import BodyPartReader, web
 
 from symbolicator.errors import BadRequest, PayloadTooLarge
@@ -27,6 +26,7 @@ from symbolicator.service.native_modules import (
     ResolvedModule,
 )
 from symbolicator.types import Scope
+from symbolicator.web.bodies import loads, read_json
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -59,18 +59,11 @@ def _resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> 
     return resolve
 
 
-def _loads(data: bytes | str, what: str) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
-
-
 @routes.post("/symbolicate")
 async def symbolicate(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    req = native.NativeRequest.from_json(_loads(await request.read(), "the body"))
+    req = native.NativeRequest.from_json(await read_json(request))
     resolve = _resolver(request, scope, req)
     return await run_job(request, scope, lambda: native.symbolicate(req, resolve))
 
@@ -101,7 +94,7 @@ async def apple_crash_report(request: web.Request) -> web.Response:
         if part.name == "apple_crash_report":
             report_bytes = await _read_part(part, request.app[SETTINGS].limits.max_body_bytes)
         elif part.name in _JSON_FIELDS:
-            fields[part.name] = _loads(await _read_part(part, MAX_FIELD_BYTES), f"field `{part.name}`")
+            fields[part.name] = loads(await _read_part(part, MAX_FIELD_BYTES), f"field `{part.name}`")
     if report_bytes is None:
         raise BadRequest("no `apple_crash_report` part in the request")
     report = await asyncio.to_thread(parse_apple_crash_report, report_bytes)

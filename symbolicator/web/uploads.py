@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import orjson
 from aiohttp import BodyPartReader, web
 
 from symbolicator.errors import BadRequest, InvalidShape, NotFound, PayloadTooLarge
 from symbolicator.service.uploads import CHUNKS_PER_REQUEST, parse_dif_assemble
 from symbolicator.types import Scope
+from symbolicator.web.bodies import read_json
 from symbolicator.web.state import AUTH, SETTINGS, UPLOADS
 
 routes = web.RouteTableDef()
@@ -36,14 +35,6 @@ def project_scope(request: web.Request, org: str, project: str) -> Scope:
     if project in aliases:
         return Scope.parse(aliases[project])
     return url_scope(org, project)
-
-
-async def read_json(request: web.Request) -> Any:
-    body = await request.read()
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not JSON: {exc}") from exc
 
 
 @routes.get("/api/0/")
