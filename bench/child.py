@@ -17,7 +17,8 @@ ours and the peers alike.
     python -m bench.child bench.sourcemap_bench:ours_parse '{"map": "..."}' [--profile N]
 
 prints one line `BENCH-RESULT {json}`; with `--profile N` the work runs under
-cProfile and the result carries the top N entries by own time instead.
+cProfile and the result carries the top N entries by own time instead; with
+`--setup-only` the work is skipped (the RSS floor of imports and inputs).
 """
 
 from __future__ import annotations
@@ -58,11 +59,18 @@ class ChildFailed(RuntimeError):
     """A measured child exited non-zero or printed no result; carries its stderr tail."""
 
 
-def run_task(spec: str, args: Mapping[str, Any], *, profile_top: int = 0, timeout: float = 3600) -> Sample:
-    """Run `spec` in a fresh interpreter and parse its result line."""
+def run_task(spec: str, args: Mapping[str, Any], *, profile_top: int = 0, setup_only: bool = False,
+             timeout: float = 3600) -> Sample:
+    """Run `spec` in a fresh interpreter and parse its result line.
+
+    `setup_only`: stop before the work, to read the RSS of interpreter, imports
+    and inputs alone — the floor under a peak-RSS figure.
+    """
     argv = [sys.executable, "-m", "bench.child", spec, json.dumps(dict(args))]
     if profile_top:
         argv += ["--profile", str(profile_top)]
+    if setup_only:
+        argv.append("--setup-only")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     for line in reversed(proc.stdout.splitlines()):
@@ -119,7 +127,9 @@ def main(argv: Sequence[str]) -> int:
     work, after = prepared if isinstance(prepared, tuple) else (prepared, None)
     profile_text = ""
     start = time.perf_counter()
-    if top:
+    if "--setup-only" in argv:
+        result, after = None, None
+    elif top:
         result, profile_text = _profile(work, top)
     else:
         result = work()

@@ -30,6 +30,7 @@ from bench.report import Pairs, Row, Section, interleave, mib, ms, rate
 
 N_FRAMES = {True: 5_000, False: 50_000}
 REPEATS = {True: 3, False: 5}
+WARM_UP = 1_000
 HERE = "bench.sourcemap_bench"
 
 
@@ -58,6 +59,7 @@ def pypi_sourcemap(a: Mapping[str, Any]) -> Callable[[], Any]:
 
 def ours_full(a: Mapping[str, Any]) -> tuple[Callable[[], Any], Callable[[Any], None]]:
     """The conversion the service runs in its pool; the bytes are saved afterwards, untimed."""
+    import symbolicator.sourcemaps.scopes  # noqa: F401  (imported in setup, as symbolic's library is)
     from symbolicator.sourcemaps import build_from_sources
     from symbolicator.sourcemaps.smcache import write
 
@@ -78,26 +80,33 @@ def symbolic_full(a: Mapping[str, Any]) -> Callable[[], Any]:
 
 
 def ours_frames(a: Mapping[str, Any]) -> Callable[[], Any]:
-    """Warm: the cache is open and every position was resolved once before the clock starts."""
+    """Warm: the cache is open and WARM_UP positions were resolved before the clock starts.
+
+    `context` is the number of context lines (5; 0 for the lookup-only figure).
+    """
     from symbolicator.sourcemaps import SmCache
 
     cache = SmCache.open(a["cache"])
     positions = [tuple(p) for p in json.loads(Path(a["positions"]).read_text())]
+    n_context = a.get("context", 5)
 
-    def frames() -> dict[str, Any]:
+    def frames(positions: list[Any] = positions) -> dict[str, Any]:
         answers: list[Any] = []
         for line, col in positions:
             token = cache.lookup(line, col)
             if token is None:
                 answers.append(None)
                 continue
-            context = cache.source_context(token.source_index, token.original_line, 5)
+            if not n_context:
+                answers.append((token.original_line, token.original_column, token.function, None))
+                continue
+            context = cache.source_context(token.source_index, token.original_line, n_context)
             answers.append((token.original_line, token.original_column, token.function,
                             context.context_line if context else None))
         return {"n": len(positions), "answers": answers[: a.get("keep", 0)],
                 "hits": sum(x is not None for x in answers)}
 
-    frames()
+    frames(positions[:WARM_UP])
     return frames
 
 
@@ -106,17 +115,18 @@ def symbolic_frames(a: Mapping[str, Any]) -> Callable[[], Any]:
 
     cache = SourceMapCache.from_bytes(Path(a["minified"]).read_bytes(), Path(a["map"]).read_bytes())
     positions = [tuple(p) for p in json.loads(Path(a["positions"]).read_text())]
+    n_context = a.get("context", 5)
 
-    def frames() -> dict[str, Any]:
+    def frames(positions: list[Any] = positions) -> dict[str, Any]:
         answers: list[Any] = []
         for line, col in positions:
-            token = cache.lookup(line, col, 5)
+            token = cache.lookup(line, col, n_context)
             answers.append(None if token is None else
                            (token.line, token.col, token.function_name, token.context_line))
         return {"n": len(positions), "answers": answers[: a.get("keep", 0)],
                 "hits": sum(x is not None for x in answers)}
 
-    frames()
+    frames(positions[:WARM_UP])
     return frames
 
 
@@ -159,6 +169,11 @@ def run(quick: bool, log: Callable[[str], None], profile: bool = True) -> Sectio
     if not rows[-1].passed:
         profiles["full conversion"] = ("ours_full", m)
     rows.append(_rss_row("full conversion, peak RSS", full, 1.5))
+    floor_ours = run_task(f"{HERE}:ours_full", m, setup_only=True).maxrss
+    floor_peer = run_task(f"{HERE}:symbolic_full", m, setup_only=True).maxrss
+    rows.append(Row("… of which interpreter + imports + inputs (no work)", mib(floor_ours), mib(floor_peer),
+                    f"work alone: {mib(full.median_rss('ours') - floor_ours)} vs "
+                    f"{mib(full.median_rss('peer') - floor_peer)}", "info", None))
 
     log("js: sourcemap 0.2.1 loads vs our parse")
     slow = interleave(_task("ours_parse", m), _task("pypi_sourcemap", m), max(1, reps - 2))
@@ -170,7 +185,8 @@ def run(quick: bool, log: Callable[[str], None], profile: bool = True) -> Sectio
 
     log("js: warm whole-frame resolutions")
     f_args = {**m, "cache": str(cache), "positions": str(inp.positions), "keep": 2_000}
-    frames = interleave(_task("ours_frames", f_args), _task("symbolic_frames", f_args), reps)
+    frame_reps = min(reps, 3)
+    frames = interleave(_task("ours_frames", f_args), _task("symbolic_frames", f_args), frame_reps)
     ours_rate = statistics_rate(frames, "ours")
     peer_rate = statistics_rate(frames, "peer")
     ratio = 1 / frames.time_ratio()
@@ -179,6 +195,12 @@ def run(quick: bool, log: Callable[[str], None], profile: bool = True) -> Sectio
                     "≥ 2×", ratio >= 2))
     if ratio < 2:
         profiles["warm frames"] = ("ours_frames", f_args)
+    bare = {**f_args, "context": 0, "keep": 0}
+    lookups = interleave(_task("ours_frames", bare), _task("symbolic_frames", bare), frame_reps)
+    rows.append(Row("warm lookups/s without source context (lookup + function only)",
+                    rate(statistics_rate(lookups, "ours")),
+                    f"{rate(statistics_rate(lookups, 'peer'))} (`lookup(line, col, 0)`)",
+                    f"{1 / lookups.time_ratio():.2f}×", "info", None))
     pos, fn = _agreement(frames.ours[0].extra["answers"], frames.peer[0].extra["answers"])
     rows.append(Row("same answers as symbolic (first 2,000 frames): original line+column / function name "
                     "(`<anonymous>` = none)",
@@ -197,7 +219,7 @@ def run(quick: bool, log: Callable[[str], None], profile: bool = True) -> Sectio
             log(f"js: profiling our side of the missed target: {figure}")
             texts[f"{figure} (`{HERE}:{task}`)"] = profile_text(f"{HERE}:{task}", args)
     samples = {"mappings index": index.raw(), "full conversion": full.raw(), "vs sourcemap 0.2.1": slow.raw(),
-               "warm frames (whole pass)": frames.raw()}
+               "warm frames (whole pass)": frames.raw(), "warm lookups, no context": lookups.raw()}
     return Section("JavaScript source maps (issue 3)", notes, rows, texts, samples)
 
 

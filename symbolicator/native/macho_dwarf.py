@@ -1,31 +1,34 @@
-"""DWARF and symbols out of a Mach-O slice (thin, fat/universal or inside a dSYM bundle), via lief.
+"""DWARF out of a Mach-O slice (thin, fat/universal or inside a dSYM bundle), memory-mapped.
 
-lief parses the load commands; we pick the slice by architecture and copy the
-sections of the `__DWARF` segment into the same dict the ELF path produces, so
-the DWARF decoder never knows the container. Section names are cut at 16
-characters in Mach-O (`__debug_str_offs`), hence the explicit map. lief
-reports broken load commands by logging and returning `None` or partial
-objects; every such case becomes `MalformedObject` here.
+A dSYM can be several GB, nearly all of it `__DWARF`. `macho_headers` reads the headers and
+load commands with plain file reads (a few KB, every offset checked against the slice); the
+file is then mapped read-only, and only the sections the DWARF decoder uses are copied out of
+the mapping, exactly as the ELF path does. The accelerator tables (`__apple_*`),
+`__debug_loc`, `__debug_frame`, the symbol table's unused entries and any hole in a sparse
+file are never touched, so they cost no memory and no I/O.
+
+Section names are cut at 16 characters in Mach-O (`__debug_str_offs`), hence the explicit
+map to the ELF-style keys the decoder expects. A fat file holds one slice per architecture:
+without `arch` a thin file answers for itself, a fat one with several slices raises
+`ArchitectureRequired` listing them.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import lief
-
-from symbolicator.errors import MalformedObject, UnsupportedFormat
+from symbolicator.errors import FormatError, MalformedObject, UnsupportedFormat
+from symbolicator.native.macho_headers import MachoSlice, read_slices
 from symbolicator.types import Arch
-
-lief.logging.disable()
 
 _SECTION_NAMES = {
     "__debug_info": "debug_info", "__debug_abbrev": "debug_abbrev", "__debug_line": "debug_line",
     "__debug_str": "debug_str", "__debug_line_str": "debug_line_str", "__debug_str_offs": "debug_str_offsets",
     "__debug_addr": "debug_addr", "__debug_ranges": "debug_ranges", "__debug_rnglists": "debug_rnglists",
 }
-_MAX_SLICES = 64
 
 
 class ArchitectureRequired(UnsupportedFormat):
@@ -36,26 +39,22 @@ class ArchitectureRequired(UnsupportedFormat):
         self.arches = arches
 
 
-def macho_arch(binary: Any) -> Arch:
-    """Symbolicator's arch name of a lief Mach-O slice (subtype decides arm64e / x86_64h / armv7)."""
-    header = binary.header
-    cpu = str(header.cpu_type).rsplit(".", 1)[-1]
-    sub = int(header.cpu_subtype) & 0x00FFFFFF
-    if cpu == "ARM64":
-        return Arch.ARM64E if sub == 2 else Arch.ARM64
-    if cpu == "ARM64_32":
-        return Arch.ARM64_32
-    if cpu == "X86_64":
-        return Arch.X86_64H if sub == 8 else Arch.X86_64
-    if cpu in ("X86", "I386"):
-        return Arch.X86
-    if cpu == "ARM":
-        return Arch.ARMV7 if sub == 9 else Arch.ARM
-    if cpu == "POWERPC":
-        return Arch.PPC
-    if cpu == "POWERPC64":
-        return Arch.PPC64
-    return Arch.UNKNOWN
+@dataclass(frozen=True, slots=True)
+class MachoImage:
+    """One slice of a mapped Mach-O file.
+
+    `data` maps the whole file (a fat file's slices share it); `slice` holds the parsed headers,
+    with section and symbol-table offsets relative to `slice.offset`. The mapping closes when the
+    last reference goes away.
+    """
+
+    path: Path
+    data: mmap.mmap
+    slice: MachoSlice
+
+    @property
+    def arch(self) -> Arch:
+        return self.slice.arch
 
 
 def dsym_payload(path: Path) -> Path:
@@ -67,48 +66,42 @@ def dsym_payload(path: Path) -> Path:
     return files[0]
 
 
-def open_slice(path: Path, arch: Arch | None) -> tuple[Any, Arch]:
-    """The lief slice of `path` for `arch`; a thin file needs no arch (but a wrong one is an error)."""
-    try:
-        fat = lief.MachO.parse(str(path))
-    except Exception as exc:  # lief raises its own types on some inputs
-        raise MalformedObject(f"{path}: cannot parse Mach-O ({exc})") from exc
-    if fat is None or fat.size == 0:
-        raise MalformedObject(f"{path}: cannot parse Mach-O load commands")
-    if fat.size > _MAX_SLICES:
-        raise MalformedObject(f"{path}: fat header claims {fat.size} slices")
-    slices = [(fat.at(i), macho_arch(fat.at(i))) for i in range(fat.size)]
-    if any(b is None for b, _ in slices):
-        raise MalformedObject(f"{path}: broken fat slice")
+def _pick(path: Path, slices: list[MachoSlice], arch: Arch | None) -> MachoSlice:
     if arch is None or arch == Arch.UNKNOWN:
         if len(slices) > 1:
-            raise ArchitectureRequired([a.value for _, a in slices])
+            raise ArchitectureRequired([s.arch.value for s in slices])
         return slices[0]
-    for binary, a in slices:
-        if a == arch:
-            return binary, a
-    raise UnsupportedFormat(f"{path}: no {arch.value} slice (has {', '.join(a.value for _, a in slices)})")
+    for s in slices:
+        if s.arch == arch:
+            return s
+    raise UnsupportedFormat(f"{path}: no {arch.value} slice (has {', '.join(s.arch.value for s in slices)})")
 
 
-def macho_dwarf_sections(binary: Any) -> dict[str, bytes]:
-    """The `__DWARF` sections of a slice, keyed like ELF's (`debug_info`, …)."""
+def open_slice(path: Path, arch: Arch | None) -> tuple[MachoImage, Arch]:
+    """The mapped slice of `path` for `arch`; a thin file needs no arch (but a wrong one is an error)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            slices = read_slices(f, size)
+        except FormatError as exc:
+            raise type(exc)(f"{path}: {exc}") from exc
+        chosen = _pick(path, slices, arch)
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return MachoImage(path, data, chosen), chosen.arch
+
+
+def macho_dwarf_sections(image: MachoImage) -> dict[str, bytes]:
+    """The `__DWARF` sections of a slice, keyed like ELF's (`debug_info`, …), copied from the mapping."""
+    sl = image.slice
     out: dict[str, bytes] = {}
-    for section in binary.sections:
-        if section.segment_name != "__DWARF":
+    for section in sl.sections:
+        if section.segname != "__DWARF":
             continue
-        key = _SECTION_NAMES.get(section.name)
-        if key is None:
+        key = _SECTION_NAMES.get(section.sectname)
+        if key is None or not section.stored:
             continue
-        content = bytes(section.content)
-        if len(content) != section.size:
-            raise MalformedObject(f"section {section.name} points past the end of the file")
-        out[key] = content
+        start = sl.offset + section.offset
+        if section.offset + section.size > sl.size:
+            raise MalformedObject(f"{image.path}: section {section.sectname} points past the end of the file")
+        out[key] = image.data[start:start + section.size]
     return out
-
-
-def text_vmaddr(binary: Any) -> int:
-    """The `__TEXT` segment's stated address (`image_vmaddr` of API.md §0)."""
-    for segment in binary.segments:
-        if segment.name == "__TEXT":
-            return int(segment.virtual_address)
-    return 0

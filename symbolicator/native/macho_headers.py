@@ -1,18 +1,21 @@
-"""Mach-O identification with `struct`: fat headers, thin headers and load commands.
+"""Mach-O headers with `struct`: fat headers, thin headers, load commands and the symbol table.
 
 Everything identification needs sits at the start of each slice (header + load commands), so
-only those bytes are read, never the `__DWARF` payload of a multi-GB dSYM. Every count, size and
-offset is checked against the slice and the file before it is used: a header that lies (a
-million fat slices, a load command running past `sizeofcmds`, a segment past the end of the
-file) raises `MalformedObject` before anything is allocated from it.
+only those bytes are read, never the `__DWARF` payload of a multi-GB dSYM. The same pass keeps
+the section headers and `LC_SYMTAB`, so the symcache builder can find the DWARF sections and the
+`nlist` entries in a memory-mapped file without a second parser. Every count, size and offset
+is checked against the slice and the file before it is used: a header that lies (a million fat
+slices, a load command running past `sizeofcmds`, a section or symbol table past the end of the
+slice) raises `MalformedObject` before anything is allocated or read from it.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 import uuid
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.types import Arch, CodeId, DebugId
@@ -36,8 +39,38 @@ CPU_X86, CPU_X86_64, CPU_ARM, CPU_ARM64, CPU_ARM64_32 = 7, 0x01000007, 12, 0x010
 
 
 @dataclass(frozen=True, slots=True)
+class Section:
+    """A section header. `addr`/`size` are the stated VM range; `offset` counts bytes from the
+    start of the slice. `stored` is False when the section has no bytes in the file (zerofill,
+    offset 0, or a segment without file data, as `__TEXT` in a dSYM); only stored sections were
+    checked against the slice bounds, so only they may be read."""
+
+    segname: str
+    sectname: str
+    addr: int
+    size: int
+    offset: int
+    flags: int
+    stored: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Symtab:
+    """`LC_SYMTAB`, offsets from the start of the slice, already checked against its size."""
+
+    symoff: int
+    nsyms: int
+    stroff: int
+    strsize: int
+
+
+@dataclass(frozen=True, slots=True)
 class MachoSlice:
-    """One Mach-O object; `offset`/`size` locate it in the file (the whole file when thin)."""
+    """One Mach-O object; `offset`/`size` locate it in the file (the whole file when thin).
+
+    `sections` lists every section of every segment in load-command order; `byte_order` is a
+    `struct` prefix (`<`/`>`) and `is64` picks `nlist_64` over `nlist`.
+    """
 
     arch: Arch
     code_id: CodeId | None
@@ -52,6 +85,10 @@ class MachoSlice:
     install_name: str | None
     offset: int
     size: int
+    sections: tuple[Section, ...] = ()
+    symtab: Symtab | None = None
+    byte_order: str = "<"
+    is64: bool = True
 
 
 def arch_from_cpu(cputype: int, cpusubtype: int) -> Arch:
@@ -146,7 +183,49 @@ def read_thin(f: BinaryIO, offset: int, size: int) -> MachoSlice:
         install_name=found.install_name,
         offset=offset,
         size=size,
+        sections=tuple(found.sections),
+        symtab=found.symtab,
+        byte_order=e,
+        is64=is64,
     )
+
+
+def read_slices(f: BinaryIO, file_size: int) -> list[MachoSlice]:
+    """Every object of a thin or universal Mach-O file; `struct` errors become `MalformedObject`."""
+    head = _read_exact(f, 0, 4, "magic") if file_size >= 4 else b""
+    try:
+        if head in THIN_MAGICS:
+            return [read_thin(f, 0, file_size)]
+        if len(head) == 4 and struct.unpack(">I", head)[0] in (FAT_MAGIC, FAT_MAGIC_64):
+            return read_fat(f, file_size)
+    except struct.error as exc:
+        raise MalformedObject(f"malformed Mach-O: {exc}") from exc
+    raise UnsupportedFormat(f"not a Mach-O file (magic {head.hex()})")
+
+
+def iter_nlist(data: bytes | mmap.mmap, sl: MachoSlice) -> Iterator[tuple[int, int, int, int, int]]:
+    """`(n_strx, n_type, n_sect, n_desc, n_value)` of each symbol, unpacked in place from `data`
+    (the whole file); `read_thin` has checked that the table lies inside the slice."""
+    if sl.symtab is None or not sl.symtab.nsyms:
+        return iter(())
+    fmt = sl.byte_order + ("IBBHQ" if sl.is64 else "IBBHI")
+    start = sl.offset + sl.symtab.symoff
+    return struct.iter_unpack(fmt, memoryview(data)[start:start + sl.symtab.nsyms * struct.calcsize(fmt)])
+
+
+def symbol_name(data: bytes | mmap.mmap, sl: MachoSlice, strx: int) -> str:
+    """The NUL-terminated name at `strx` in the string table; "" when `strx` is outside it."""
+    assert sl.symtab is not None
+    if not 0 <= strx < sl.symtab.strsize:
+        return ""
+    start = sl.offset + sl.symtab.stroff
+    end = start + sl.symtab.strsize
+    stop = data.find(b"\0", start + strx, end)
+    return bytes(data[start + strx:stop if stop >= 0 else end]).decode("utf-8", "replace")
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 class _LoadCommands:
@@ -159,6 +238,8 @@ class _LoadCommands:
         self.nsyms = 0
         self.text_vmaddr = 0
         self.install_name: str | None = None
+        self.sections: list[Section] = []
+        self.symtab: Symtab | None = None
 
     def visit(self, e: str, cmd: int, data: bytes, size: int, index: int) -> None:
         def bad(msg: str) -> MalformedObject:
@@ -176,7 +257,7 @@ class _LoadCommands:
             if len(data) < seg_size:
                 raise bad(f"segment command of {len(data)} bytes")
             segname, vmaddr, _vmsize, fileoff, filesize, _mp, _ip, nsects, _fl = struct.unpack_from(seg_fmt, data, 8)
-            name = segname.rstrip(b"\0").decode("ascii", "replace")
+            name = _cstr(segname)
             if seg_size + nsects * sect_size > len(data):
                 raise bad(f"segment {name} claims {nsects} sections, more than its {len(data)} bytes hold")
             if filesize and fileoff + filesize > size:
@@ -186,11 +267,12 @@ class _LoadCommands:
             self.dwarf_segment |= name == "__DWARF"
             for k in range(nsects):
                 fields = struct.unpack_from(sect_fmt, data, seg_size + k * sect_size)
-                sectname = fields[0].rstrip(b"\0").decode("ascii", "replace")
+                sectname = _cstr(fields[0])
                 sect_sz, sect_off, flags = fields[3], fields[4], fields[8]
                 stored = filesize > 0 and sect_off != 0 and (flags & 0xFF) not in _ZEROFILL
                 if stored and sect_off + sect_sz > size:
                     raise bad(f"section {name},{sectname} (offset {sect_off}, size {sect_sz}) runs past the end")
+                self.sections.append(Section(name, sectname, fields[2], sect_sz, sect_off, flags, stored))
                 if stored and sect_sz > 0:
                     self.debug_info |= name == "__DWARF" and sectname == "__debug_info"
                     self.unwind |= sectname in ("__unwind_info", "__eh_frame")
@@ -201,6 +283,7 @@ class _LoadCommands:
             if (nsyms and symoff + nsyms * self.nlist_size > size) or stroff + strsize > size:
                 raise bad(f"symbol table ({nsyms} symbols at {symoff}, strings at {stroff}+{strsize}) past the end")
             self.nsyms = nsyms
+            self.symtab = Symtab(symoff, nsyms, stroff, strsize)
         elif cmd == LC_ID_DYLIB:
             if len(data) < 24:
                 raise bad(f"LC_ID_DYLIB of {len(data)} bytes")

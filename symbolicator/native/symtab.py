@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from symbolicator.errors import MalformedObject
+from symbolicator.native.macho_dwarf import MachoImage
+from symbolicator.native.macho_headers import iter_nlist, symbol_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +117,21 @@ def elf_symbols(elf: Any) -> list[Symbol]:
     return _bounded(raw, exec_sections, clip=False)
 
 
-def macho_symbols(binary: Any) -> list[Symbol]:
-    """Defined, non-debugging symbols of a lief Mach-O slice that point into an executable section."""
-    sections = []
-    for section in binary.sections:
-        flags = int(section.flags)
-        # S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS
-        if flags & 0x80000000 or flags & 0x400 or section.name == "__text":
-            sections.append((section.virtual_address, section.virtual_address + section.size))
+def macho_symbols(image: MachoImage) -> list[Symbol]:
+    """Defined, non-debugging symbols of a mapped Mach-O slice that point into an executable section.
+
+    `nlist` entries with an `N_STAB` bit are debugger notes, not symbols; only `N_SECT` entries
+    are defined in this image. Executable sections are those with instructions
+    (`S_ATTR_PURE_INSTRUCTIONS`, `S_ATTR_SOME_INSTRUCTIONS`) and `__text` itself.
+    """
+    sl = image.slice
+    sections = [(s.addr, s.addr + s.size) for s in sl.sections
+                if s.flags & 0x80000000 or s.flags & 0x400 or s.sectname == "__text"]
     raw: list[tuple[int, int, int, str, str | None]] = []
-    for sym in binary.symbols:
-        n_type = int(sym.raw_type) if hasattr(sym, "raw_type") else int(sym.type)
-        if n_type & 0xE0 or (n_type & 0x0E) != 0x0E:
+    for strx, n_type, _sect, _desc, addr in iter_nlist(image.data, sl):
+        if n_type & 0xE0 or (n_type & 0x0E) != 0x0E or not _in_sections(addr, sections):
             continue
-        addr = int(sym.value)
-        if not _in_sections(addr, sections):
-            continue
-        name = sym.name
+        name = symbol_name(image.data, sl, strx)
         if name.startswith("_"):
             name = name[1:]
         if name:

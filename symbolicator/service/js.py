@@ -32,7 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from symbolicator.errors import InvalidShape
-from symbolicator.sourcemaps.context import Context, context_from_lines, minified_context
+from symbolicator.sourcemaps.context import (
+    Context,
+    context_from_lines,
+    minified_context,
+)
 from symbolicator.sourcemaps.smcache import SmCache
 from symbolicator.types import DebugId
 

@@ -29,23 +29,46 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Generic, Hashable, Mapping, Sequence, TypeVar
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Generic,
+    Hashable,
+    Mapping,
+    Sequence,
+    TypeVar,
+)
 from urllib.parse import urlsplit
-
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
-from symbolicator.artifacts.bundles import BundleFile, open_zip, read_bundle, read_capped
+from symbolicator.artifacts.bundles import (
+    BundleFile,
+    open_zip,
+    read_bundle,
+    read_capped,
+)
 from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.config import Settings
-from symbolicator.errors import FormatError, MalformedSourceMap, ObjectNotFound, Outcome, SymbolicatorError
+from symbolicator.errors import (
+    FormatError,
+    MalformedSourceMap,
+    SymbolicatorError,
+)
 from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js_scraping import ScrapeFailure, Scraper
+from symbolicator.service.stored_files import cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
-from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, CacheFormatError, SmCache, build_from_sources
+from symbolicator.sourcemaps.smcache import (
+    SOURCEMAP_CACHE_VERSION,
+    CacheFormatError,
+    SmCache,
+    build_from_sources,
+)
 from symbolicator.sourcemaps.urls import (
     InvalidBase64SourceMap,
     decode_data_url,
@@ -382,20 +405,7 @@ class JsLookup:
         """The downloaded bundle's path; its manifest is indexed by URL on first use."""
         storage, downloads = self.deps.storage, self.deps.caches.downloads
         key = keys.cache_key("bundle", BUNDLE_CACHE_VERSION, bundle_key)
-
-        async def download() -> Path | Outcome:
-            tmp = downloads.temp_path()
-            try:
-                await asyncio.to_thread(storage.get_to_path, bundle_key, tmp)
-            except ObjectNotFound:
-                tmp.unlink(missing_ok=True)
-                return Outcome.NOT_FOUND
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            return tmp
-
-        entry = await get_or_compute(downloads, self.deps.coalescer, key, download)
+        entry = await cached_download(storage, downloads, self.deps.coalescer, key, bundle_key)
         if entry.path is None:
             raise LookupFailure("missing_source")
         if _manifests.get(bundle_key) is None:

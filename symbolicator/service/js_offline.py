@@ -32,7 +32,12 @@ from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
 from symbolicator.sourcemaps.smcache import SmCache, build_from_sources
 from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace, parse_trace
-from symbolicator.sourcemaps.urls import InvalidBase64SourceMap, decode_data_url, find_source_mapping_url, is_data_url
+from symbolicator.sourcemaps.urls import (
+    InvalidBase64SourceMap,
+    decode_data_url,
+    find_source_mapping_url,
+    is_data_url,
+)
 from symbolicator.types import DebugId
 
 JS_SUFFIXES = (".js", ".mjs", ".cjs")

@@ -34,7 +34,7 @@ from symbolicator import keys
 from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.config import ScrapingSettings
 from symbolicator.errors import Outcome, SymbolicatorError
-from symbolicator.fetch import FetchError, Fetcher, origin_allowed
+from symbolicator.fetch import Fetcher, FetchError, origin_allowed
 
 SCRAPE_EVERY_S = 3600
 SCRAPED_CACHE_VERSION = 1

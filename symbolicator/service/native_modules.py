@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
@@ -40,7 +39,6 @@ from symbolicator.config import Settings
 from symbolicator.errors import (
     FormatError,
     ObjectFileStatus,
-    ObjectNotFound,
     Outcome,
     StorageError,
     SymbolicatorError,
@@ -50,6 +48,7 @@ from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
+from symbolicator.service.stored_files import cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import (
     FilesystemSource,
@@ -176,22 +175,9 @@ class ModuleLookup:
         candidate: dict[str, Any] = {"source": source_id, "location": f"sentry://project_debug_file/{key}"}
         result.candidates.append(candidate)
 
-        async def download() -> Path | Outcome:
-            path = await asyncio.to_thread(self.caches.downloads.temp_path)
-            try:
-                await asyncio.to_thread(self.storage.get_to_path, key, path)
-            except ObjectNotFound:
-                path.unlink(missing_ok=True)
-                return Outcome.NOT_FOUND
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-            self.downloads.inc()
-            return path
-
         dl_key = keys.cache_key("native-upload", 1, key, sha1)
-        return await self._convert_and_open(sha1, arch, lambda: get_or_compute(
-            self.caches.downloads, self.coalescer, dl_key, download), candidate, result)
+        return await self._convert_and_open(sha1, arch, lambda: cached_download(
+            self.storage, self.caches.downloads, self.coalescer, dl_key, key, self.downloads.inc), candidate, result)
 
     async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],
                                 candidate: dict[str, Any], result: ResolvedModule) -> bool:

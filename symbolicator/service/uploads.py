@@ -33,7 +33,13 @@ from symbolicator import keys
 from symbolicator.artifacts import artifact_bundles, debug_files
 from symbolicator.artifacts.chunks import ChunkStore, MissingChunk, check_sha1
 from symbolicator.config import Settings
-from symbolicator.errors import AssembleState, FormatError, InvalidShape, ObjectNotFound, StorageError
+from symbolicator.errors import (
+    AssembleState,
+    FormatError,
+    InvalidShape,
+    ObjectNotFound,
+    StorageError,
+)
 from symbolicator.metrics import Metrics
 from symbolicator.storage.base import Storage
 from symbolicator.types import Scope

@@ -58,6 +58,10 @@ def write_toml(path: Path, settings: dict[str, Any]) -> Path:
     return path
 
 
+class PortTaken(Exception):
+    """The free port picked for the service was taken before it could bind."""
+
+
 class ServiceProcess:
     def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
@@ -73,6 +77,18 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "ServiceProcess":
+        """Start and wait for `/healthcheck`; a port taken meanwhile by someone else is retried."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                self.port = free_port()
+                self.settings["bind"] = f"127.0.0.1:{self.port}"
+                self.config = write_toml(self.workdir / f"symbolicator-{self.port}.toml", self.settings)
+                self.log_path = self.workdir / f"service-{self.port}.log"
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> "ServiceProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYMBOLICATOR_")}
         env.update(self.env)
         log = open(self.log_path, "ab")
@@ -83,6 +99,8 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log().lower():
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.url + "/healthcheck", timeout=1) as r:
