@@ -120,7 +120,7 @@ class Reader:
                 return v - (1 << shift) if b & 0x40 else v
 
     def cstr(self) -> str:
-        end = self.data.find(b"\0", self.pos)
+        end = find_nul(self.data, self.pos)
         if end < 0:
             raise MalformedObject("unterminated string in DWARF data")
         s = bytes(self.data[self.pos:end]).decode("utf-8", "replace")
@@ -172,7 +172,7 @@ class Strings:
     def at(self, section: bytes, offset: int) -> str:
         if not 0 <= offset < len(section):
             raise MalformedObject(f"DWARF string offset {offset:#x} past its section")
-        end = section.find(b"\0", offset)
+        end = find_nul(section, offset)
         if end < 0:
             end = len(section)
         return bytes(section[offset:end]).decode("utf-8", "replace")
@@ -193,6 +193,22 @@ class Strings:
         if form in (FORM_STRP, FORM_GNU_STRP_ALT, FORM_STRP_SUP):
             return self.at(self.debug_str, value)
         raise MalformedObject(f"DWARF form {form:#x} is not a string")
+
+
+
+def find_nul(data, pos: int) -> int:
+    """`data.find(b"\\0", pos)` for bytes and for memoryviews (which have no `find`)."""
+    if not isinstance(data, memoryview):
+        return data.find(b"\0", pos)
+    n = 64
+    while True:
+        chunk = bytes(data[pos:pos + n])
+        i = chunk.find(b"\0")
+        if i >= 0:
+            return pos + i
+        if pos + n >= len(data):
+            return -1
+        n *= 4
 
 
 U32 = struct.Struct("<I")

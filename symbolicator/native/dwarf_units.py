@@ -124,7 +124,7 @@ def _int(val: Value | None, default: int) -> int:
 
 def _skip_variable(d: bytes, pos: int, form: int) -> int:
     if form == F.FORM_STRING:
-        end = d.find(b"\0", pos)
+        end = F.find_nul(d, pos)
         if end < 0:
             raise MalformedObject("unterminated DWARF string")
         return end + 1
@@ -302,7 +302,7 @@ class UnitWalker:
                 elif size == 0:
                     vals[slot] = (form, 1)
                 elif form == F.FORM_STRING:
-                    e = d.find(b"\0", pos)
+                    e = F.find_nul(d, pos)
                     if e < 0:
                         raise MalformedObject("unterminated DWARF string")
                     vals[slot] = (form, bytes(d[pos:e]).decode("utf-8", "replace"))

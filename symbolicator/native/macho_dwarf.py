@@ -4,8 +4,8 @@ A dSYM can be several GB, nearly all of it `__DWARF`. `macho_headers` reads the 
 load commands with plain file reads (a few KB, every offset checked against the slice); the
 file is then mapped read-only, and only the sections the DWARF decoder uses are copied out of
 the mapping, exactly as the ELF path does. The accelerator tables (`__apple_*`),
-`__debug_loc`, `__debug_frame`, the symbol table's unused entries and any hole in a sparse
-file are never touched, so they cost no memory and no I/O.
+`__debug_loc`, `__debug_frame`, the names of debugger stabs and any hole in a sparse file are
+never touched, so they cost no memory and no I/O.
 
 Section names are cut at 16 characters in Mach-O (`__debug_str_offs`), hence the explicit
 map to the ELF-style keys the decoder expects. A fat file holds one slice per architecture:
@@ -51,10 +51,6 @@ class MachoImage:
     path: Path
     data: mmap.mmap
     slice: MachoSlice
-
-    @property
-    def arch(self) -> Arch:
-        return self.slice.arch
 
 
 def dsym_payload(path: Path) -> Path:
@@ -103,5 +99,5 @@ def macho_dwarf_sections(image: MachoImage) -> dict[str, bytes]:
         start = sl.offset + section.offset
         if section.offset + section.size > sl.size:
             raise MalformedObject(f"{image.path}: section {section.sectname} points past the end of the file")
-        out[key] = image.data[start:start + section.size]
+        out[key] = memoryview(image.data)[start:start + section.size]  # type: ignore[assignment]
     return out
