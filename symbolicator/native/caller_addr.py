@@ -138,18 +138,26 @@ def ip_register_name(arch: Arch) -> str | None:
     return _IP_REGISTER.get(cpu_family(arch))
 
 
+def _step_back(arch: Arch) -> int:
+    size = instruction_alignment(arch) or 1
+    return 2 * size if cpu_family(arch) in (CpuFamily.MIPS32, CpuFamily.MIPS64) else size
+
+
+_RULES: dict[Arch, tuple[int, int, str | None]] = {
+    arch: (instruction_alignment(arch) or 1, _step_back(arch), ip_register_name(arch)) for arch in Arch
+}
+"""Per arch, worked out once: (alignment, bytes to step back, IP register) — frames are a hot path."""
+
+
 def aligned_address(addr: int, arch: Arch) -> int:
     """Start of the instruction containing `addr`; strips the ARM thumb bit."""
-    alignment = instruction_alignment(arch)
-    return addr - addr % alignment if alignment else addr
+    return addr - addr % _RULES[arch][0]
 
 
 def previous_address(addr: int, arch: Arch) -> int:
     """An address inside the instruction before `addr` (its start on fixed-width ISAs)."""
-    size = instruction_alignment(arch) or 1
-    family = cpu_family(arch)
-    offset = 2 * size if family in (CpuFamily.MIPS32, CpuFamily.MIPS64) else size
-    return max(aligned_address(addr, arch) - offset, 0)
+    alignment, step, _ = _RULES[arch]
+    return max(addr - addr % alignment - step, 0)
 
 
 def should_adjust_caller(addr: int, *, crashing_frame: bool, signal: int | None, ip_register: int | None) -> bool:
@@ -197,18 +205,17 @@ def lookup_address(
     registers: Mapping[str, str | int],
 ) -> int:
     """The address to look up for the frame at `index` of its thread (0 = innermost)."""
-    if adjustment is Adjustment.YES:
-        return previous_address(addr, arch)
+    alignment, step, reg_name = _RULES[arch]
+    aligned = addr - addr % alignment
     if adjustment is Adjustment.NO:
-        return aligned_address(addr, arch)
-    crashing = index == 0
-    ip_value: int | None = None
-    reg_name = ip_register_name(arch) if crashing else None
-    if reg_name is not None and reg_name in registers:
-        ip_value = parse_register(reg_name, registers[reg_name])
-    if should_adjust_caller(addr, crashing_frame=crashing, signal=signal, ip_register=ip_value):
-        return previous_address(addr, arch)
-    return aligned_address(addr, arch)
+        return aligned
+    if adjustment is Adjustment.AUTO and index == 0:
+        ip_value: int | None = None
+        if reg_name is not None and reg_name in registers:
+            ip_value = parse_register(reg_name, registers[reg_name])
+        if not should_adjust_caller(addr, crashing_frame=True, signal=signal, ip_register=ip_value):
+            return aligned
+    return max(aligned - step, 0)
 
 
 def lookup_addresses(

@@ -132,80 +132,161 @@ class _Columns:
         return ends, deltas
 
 
+class _At:
+    """An identifier: the map's original name at its position, else its own (unmangled) text."""
+
+    __slots__ = ("row", "col", "text")
+
+    def __init__(self, row: int, col: int, text: str) -> None:
+        self.row, self.col, self.text = row, col, text
+
+    def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
+        return resolve(self.row, self.col) or self.text
+
+
+class _Private(_At):
+    """A `#private` key: mangled by some minifiers, so resolved at the `#` or just after it."""
+
+    __slots__ = ()
+
+    def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
+        mapped = resolve(self.row, self.col) or resolve(self.row, self.col + 1)
+        if mapped:
+            return mapped if mapped.startswith("#") else "#" + mapped
+        return self.text
+
+
+class _Original:
+    """A name read from the original source line the scope's first token maps to."""
+
+    __slots__ = ("row", "col", "pattern")
+
+    def __init__(self, row: int, col: int, pattern: re.Pattern[str]) -> None:
+        self.row, self.col, self.pattern = row, col, pattern
+
+    def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
+        found = original(self.row, self.col) if original is not None else None
+        if found is None:
+            return None
+        line, col16 = found
+        col = _utf16_to_index(line, col16)
+        if self.pattern is _OWN_NAME:
+            m = self.pattern.match(line, col)
+        else:
+            m = self.pattern.search(line[max(0, col - _LOOK_BACK) : col].rstrip())
+        return next((g for g in m.groups() if g), None) if m else None
+
+
+class _First:
+    """The first of several candidate names that turns out non-empty."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts: Name) -> None:
+        self.parts = parts
+
+    def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
+        for part in self.parts:
+            value = evaluate(part, resolve, original)
+            if value:
+                return value
+        return None
+
+
+class _Member:
+    """`owner.key`, or the key alone when there is no owner."""
+
+    __slots__ = ("owner", "key")
+
+    def __init__(self, owner: Name, key: Name) -> None:
+        self.owner, self.key = owner, key
+
+    def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
+        return _member(evaluate(self.owner, resolve, original), evaluate(self.key, resolve, original))
+
+
+class _Format:
+    """A `NAMING` template around a name (`new {name}`, `get {name}`); nothing without a name."""
+
+    __slots__ = ("template", "name")
+
+    def __init__(self, template: str, name: Name) -> None:
+        self.template, self.name = template, name
+
+    def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
+        name = evaluate(self.name, resolve, original)
+        return NAMING[self.template].format(name=name) if name else None
+
+
+Name = "str | None | _At | _Original | _First | _Member | _Format"
+
+
+def evaluate(name: Name, resolve: Resolve, original: OriginalLine | None) -> str | None:
+    if name is None or isinstance(name, str):
+        return name
+    return name.eval(resolve, original)  # type: ignore[union-attr]
+
+
 class _Namer:
-    """Names one scope node from its own tokens and its syntactic context."""
+    """Describes how to name one scope node from its own tokens and its syntactic context.
 
-    def __init__(self, resolve: Resolve, columns: _Columns, original: OriginalLine | None) -> None:
-        self._resolve = resolve
+    The description is built while the syntax tree is alive and evaluated against the map
+    afterwards, so the tree (the bulk of the memory) and the parsed map are never held at once.
+    """
+
+    def __init__(self, columns: _Columns) -> None:
         self._columns = columns
-        self._original = original
 
-    def scope(self, node: Node) -> str | None:
+    def scope(self, node: Node) -> Name:
         kind = node.type
         if kind in _CLASSES:
-            name = self._class_name(node)
-            return NAMING["class"].format(name=name) if name else None
+            return _Format("class", self._class_name(node))
         if kind == "method_definition":
             return self._method(node)
         own = node.child_by_field_name("name")
         if own is not None and kind != "arrow_function":
             return self._identifier(own)
         if kind == "arrow_function":
-            return self._binding(node) or self._from_original(node, _BOUND_TO)
-        return (
-            self._from_original(node, _OWN_NAME)
-            or self._binding(node)
-            or self._from_original(node, _BOUND_TO)
-        )
+            return _First(self._binding(node), self._from_original(node, _BOUND_TO))
+        return _First(self._from_original(node, _OWN_NAME), self._binding(node),
+                      self._from_original(node, _BOUND_TO))
 
-    def _from_original(self, node: Node, pattern: re.Pattern[str]) -> str | None:
-        """Reads a name the minifier dropped (`function increment(`, `const lookup =`) in the
+    def _from_original(self, node: Node, pattern: re.Pattern[str]) -> Name:
+        """A name the minifier dropped (`function increment(`, `const lookup =`), read from the
         original line the scope's first token maps to."""
-        if self._original is None:
-            return None
         row, byte_col = node.start_point
-        found = self._original(row, self._columns.utf16(row, byte_col))
-        if found is None:
-            return None
-        line, col16 = found
-        col = _utf16_to_index(line, col16)
-        if pattern is _OWN_NAME:
-            m = pattern.match(line, col)
-        else:
-            m = pattern.search(line[max(0, col - _LOOK_BACK) : col].rstrip())
-        return next((g for g in m.groups() if g), None) if m else None
+        return _Original(row, self._columns.utf16(row, byte_col), pattern)
 
-    def _method(self, node: Node) -> str | None:
+    def _method(self, node: Node) -> Name:
         key = self._key(node.child_by_field_name("name"))
+        if key is None:
+            return None
         parent = node.parent
-        owner: str | None = None
+        owner: Name = None
         if parent is not None and parent.type == "class_body" and parent.parent is not None:
             owner = self._class_name(parent.parent)
             if key == "constructor":
-                return NAMING["class"].format(name=owner) if owner else None
+                return _Format("class", owner)
         elif parent is not None and parent.type == "object":
             owner = self._binding(parent)
-        name = _member(owner, key)
-        if name is None:
-            return None
+        name = _Member(owner, key)
         for child in node.children:
             if child.type == "get":
-                return NAMING["getter"].format(name=name)
+                return _Format("getter", name)
             if child.type == "set":
-                return NAMING["setter"].format(name=name)
+                return _Format("setter", name)
             if child.type in ("formal_parameters", "property_identifier"):
                 break
         return name
 
-    def _class_name(self, node: Node) -> str | None:
+    def _class_name(self, node: Node) -> Name:
         own = node.child_by_field_name("name")
+        named = self._identifier(own) if own is not None else None
         if node.type == "class":
-            bound = self._binding(node)
-            if bound:
-                return bound
-        return self._identifier(own) if own is not None else None
+            return _First(self._binding(node), named)
+        return named
 
-    def _binding(self, node: Node) -> str | None:
+    def _binding(self, node: Node) -> Name:
         """The name a function/class/object expression is bound to, from its parent."""
         child, parent = node, node.parent
         while parent is not None and parent.type == "parenthesized_expression":
@@ -222,17 +303,17 @@ class _Namer:
         if kind == "pair" and _is_field(parent, "value", child):
             obj = parent.parent
             owner = self._binding(obj) if obj is not None and obj.type == "object" else None
-            return _member(owner, self._key(parent.child_by_field_name("key")))
+            return _Member(owner, self._key(parent.child_by_field_name("key")))
         if kind == "field_definition" and _is_field(parent, "value", child):
             body = parent.parent
             cls = body.parent if body is not None else None
             owner = self._class_name(cls) if cls is not None else None
-            return _member(owner, self._key(parent.child_by_field_name("property")))
+            return _Member(owner, self._key(parent.child_by_field_name("property")))
         if kind == "assignment_pattern" and _is_field(parent, "right", child):
             return self._target(parent.child_by_field_name("left"))
         return None
 
-    def _target(self, node: Node | None) -> str | None:
+    def _target(self, node: Node | None) -> Name:
         """An assignment target: `x`, `a.b.c`, `this.x`; patterns give no name."""
         if node is None:
             return None
@@ -241,17 +322,17 @@ class _Namer:
         if node.type == "member_expression":
             obj = node.child_by_field_name("object")
             prop = node.child_by_field_name("property")
-            owner = self._target(obj) if obj is not None else None
-            if obj is not None and obj.type == "this":
-                owner = "this"
-            return _member(owner, self._key(prop))
+            owner: Name = None
+            if obj is not None:
+                owner = "this" if obj.type == "this" else self._target(obj)
+            return _Member(owner, self._key(prop))
         return None
 
-    def _identifier(self, node: Node) -> str | None:
-        mapped = self._resolve_at(node)
-        return mapped if mapped else _text(node)
+    def _identifier(self, node: Node) -> Name:
+        row, byte_col = node.start_point
+        return _At(row, self._columns.utf16(row, byte_col), _text(node))
 
-    def _key(self, node: Node | None) -> str | None:
+    def _key(self, node: Node | None) -> Name:
         """A property key: minifiers keep them, so the text; `#private` names are mangled."""
         if node is None:
             return None
@@ -262,15 +343,8 @@ class _Namer:
             return _text(node)[1:-1] or None
         if kind == "private_property_identifier":
             row, byte_col = node.start_point
-            col = self._columns.utf16(row, byte_col)
-            mapped = self._resolve(row, col) or self._resolve(row, col + 1)
-            if mapped:
-                return mapped if mapped.startswith("#") else "#" + mapped
+            return _Private(row, self._columns.utf16(row, byte_col), _text(node))
         return _text(node)
-
-    def _resolve_at(self, node: Node) -> str | None:
-        row, byte_col = node.start_point
-        return self._resolve(row, self._columns.utf16(row, byte_col))
 
 
 def _utf16_to_index(line: str, col16: int) -> int:
@@ -306,35 +380,60 @@ def _text(node: Node) -> str:
     return (node.text or b"").decode("utf-8", "replace")
 
 
-def scope_names(
-    minified_source: str, resolve: Resolve, original: OriginalLine | None = None
-) -> list[ScopeName]:
+@dataclass(frozen=True, slots=True)
+class PendingScope:
+    """A scope whose name is described but not yet resolved against a source map."""
+
+    start_line: int
+    start_col: int
+    end_line: int
+    end_col: int
+    name: Name
+
+
+def collect_scopes(minified_source: str) -> list[PendingScope]:
     """Every function-like scope of `minified_source`, sorted by start, outer before inner.
+
+    Names are left as descriptions (`resolve_scopes` evaluates them), so the syntax tree is
+    gone before the caller parses the map. Syntax errors do not stop extraction: tree-sitter
+    recovers and the scopes it still recognises are returned. A leading byte-order mark is
+    not counted, as engines skip it.
+    """
+    parser, query = _language()
+    source = minified_source.removeprefix("\ufeff").encode("utf-8")
+    tree = parser.parse(source)
+    columns = _Columns(source)
+    namer = _Namer(columns)
+    nodes = QueryCursor(query).captures(tree.root_node).get("scope", [])
+    nodes.sort(key=lambda n: (n.start_byte, -n.end_byte))
+    pending: list[PendingScope] = []
+    for node in nodes:
+        (srow, scol), (erow, ecol) = node.start_point, node.end_point
+        pending.append(PendingScope(srow, columns.utf16(srow, scol), erow, columns.utf16(erow, ecol),
+                                    namer.scope(node)))
+    return pending
+
+
+def resolve_scopes(
+    pending: Sequence[PendingScope], resolve: Resolve, original: OriginalLine | None = None
+) -> list[ScopeName]:
+    """Evaluate the names of `collect_scopes`' result against a source map.
 
     `resolve(line0, utf16_col0)` returns the map's original `names` entry of the mapping that
     starts exactly at that minified position, or None. The optional `original(line0,
     utf16_col0)` returns (text of the original source line, UTF-16 column in it) for the
     mapping starting exactly there, or None: with it, names that minifiers drop (unreferenced
     function-expression names, bindings of inlined arrows) are read from the original source.
-    Syntax errors do not stop extraction: tree-sitter recovers and the scopes it still
-    recognises are returned. A leading byte-order mark is not counted, as engines skip it.
     """
-    parser, query = _language()
-    source = minified_source.removeprefix("\ufeff").encode("utf-8")
-    tree = parser.parse(source)
-    columns = _Columns(source)
-    namer = _Namer(resolve, columns, original)
-    nodes = QueryCursor(query).captures(tree.root_node).get("scope", [])
-    nodes.sort(key=lambda n: (n.start_byte, -n.end_byte))
-    scopes: list[ScopeName] = []
-    for node in nodes:
-        (srow, scol), (erow, ecol) = node.start_point, node.end_point
-        scopes.append(
-            ScopeName(
-                srow, columns.utf16(srow, scol), erow, columns.utf16(erow, ecol), namer.scope(node)
-            )
-        )
-    return scopes
+    return [ScopeName(p.start_line, p.start_col, p.end_line, p.end_col, evaluate(p.name, resolve, original))
+            for p in pending]
+
+
+def scope_names(
+    minified_source: str, resolve: Resolve, original: OriginalLine | None = None
+) -> list[ScopeName]:
+    """`collect_scopes` then `resolve_scopes`: every scope with its original name."""
+    return resolve_scopes(collect_scopes(minified_source), resolve, original)
 
 
 def innermost(scopes: Sequence[ScopeName], line0: int, col0: int) -> ScopeName | None:

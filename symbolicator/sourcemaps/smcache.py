@@ -202,15 +202,17 @@ def build_from_sources(map_bytes: bytes, minified_source: str | None, *, with_sc
     """The full conversion: parse, find original function names in the minified source, serialize.
 
     Scopes need the minified source; without it (or with `with_scopes=False`)
-    the cache still answers positions, with `function` None.
+    the cache still answers positions, with `function` None. The minified source is
+    parsed first and its syntax tree freed before the map is parsed: the two largest
+    structures of the conversion are never in memory together.
     """
-    sm = parse(map_bytes)
-    scopes: Sequence[ScopeLike] = ()
-    if with_scopes and minified_source is not None:
-        from symbolicator.sourcemaps.scopes import scope_names
+    if not with_scopes or minified_source is None:
+        return build_from_map(parse(map_bytes), ())
+    from symbolicator.sourcemaps.scopes import collect_scopes, resolve_scopes
 
-        scopes = scope_names(minified_source, NameResolver(sm), OriginalLineResolver(sm))
-    return build_from_map(sm, scopes)
+    pending = collect_scopes(minified_source)
+    sm = parse(map_bytes)
+    return build_from_map(sm, resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm)))
 
 
 def write(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
