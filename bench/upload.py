@@ -97,11 +97,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def upload(url: str, path: Path) -> dict[str, float]:
+async def upload(url: str, path: Path, compress: bool) -> dict[str, float]:
     times: dict[str, float] = {}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        client = Client(session, url, None)
+        client = Client(session, url, None, compress=compress)
         t0 = time.perf_counter()
         options = await client.options("bench")
         prepared = await asyncio.to_thread(prepare_file, path, int(options["chunkSize"]))
@@ -125,6 +125,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1100, help="payload size (default %(default)s MiB)")
     parser.add_argument("--keep", action="store_true", help="keep bench/work/upload afterwards")
+    parser.add_argument("--no-compression", action="store_true", help="send chunks as plain `file` parts")
     args = parser.parse_args()
     work = REPO / "bench/work/upload"
     shutil.rmtree(work, ignore_errors=True)
@@ -145,7 +146,7 @@ def main() -> int:
         }, env=env)
         with svc:
             assert svc.proc is not None
-            times = asyncio.run(upload(svc.url, elf))
+            times = asyncio.run(upload(svc.url, elf, not args.no_compression))
             text = requests.get(svc.url + "/metrics", timeout=10).text
             rss = peak_rss_mib(svc.proc.pid)
     rows = [("client: hash file + chunks (SHA-1)", times["client_hash"]),
@@ -156,7 +157,7 @@ def main() -> int:
     mbps = size / 1e6 / times["total"]
     lines = [
         "# Upload benchmark", "",
-        f"`python -m bench.upload --size-mib {args.size_mib}` on {platform.node()} ({os.cpu_count()} cores, "
+        f"`python -m bench.upload --size-mib {args.size_mib}{' --no-compression' if args.no_compression else ''}` on {platform.node()} ({os.cpu_count()} cores, "
         f"Python {platform.python_version()}), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
         f"A {size / 1e6:.0f} MB ELF debug file, chunked upload into SeaweedFS on loopback (S3 backend).", "",
         "| wall-clock step | seconds | MB/s |", "| --- | ---: | ---: |",

@@ -183,10 +183,15 @@ Progress = Callable[[int], None]
 
 
 class Client:
-    """One server, one token; every call raises UploadError with the server's `detail`."""
+    """One server, one token; every call raises UploadError with the server's `detail`.
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str | None) -> None:
+    `compress=False` sends chunks as plain `file` parts: on a fast local network gzip
+    costs both ends more CPU than it saves in transfer.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str | None, compress: bool = True) -> None:
         self.session = session
+        self.compress = compress
         self.base = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -232,7 +237,7 @@ class Client:
         if batch:
             batches.append(batch)
         limit = asyncio.Semaphore(max(1, int(options.get("concurrency", 4))))
-        gz = "gzip" in (options.get("compression") or [])
+        gz = self.compress and "gzip" in (options.get("compression") or [])
 
         async def send(batch: list[tuple[Prepared, int]]) -> None:
             async with limit:

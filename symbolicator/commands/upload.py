@@ -55,6 +55,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argp
     p.add_argument("--wait-timeout", type=float, default=300.0, metavar="S",
                    help="how long --wait waits (default %(default)s s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-compression", action="store_true",
+                   help="send chunks uncompressed (faster on a fast local network; gzip is the default)")
     return p
 
 
@@ -74,7 +76,7 @@ async def _upload(args: argparse.Namespace, org: str, project: str) -> int:
         return 0
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        client = Client(session, args.url, args.token)
+        client = Client(session, args.url, args.token, compress=not args.no_compression)
         options = await client.options(org)
         chunk_size = int(options["chunkSize"])
         difs = [await asyncio.to_thread(prepare_file, p, chunk_size) for p in found.debug_files]
