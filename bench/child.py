@@ -1,7 +1,7 @@
 """Run one measured piece of work in a fresh child process; report wall time and peak RSS.
 
 Issue 5 defines the figures this produces: *cold* = a fresh process and an empty
-cache, *peak RSS* = `ru_maxrss` of a fresh child doing only that work. So every
+cache, *peak RSS* = the peak RSS of a fresh child doing only that work (`VmHWM`, what `ru_maxrss` would be without the parent it inherits from). So every
 figure comes from its own interpreter: nothing the parent (or an earlier figure)
 imported, allocated or cached can flatter it, and the peer libraries run under
 exactly the same rules as ours.
@@ -109,6 +109,21 @@ def run_command(argv: Sequence[str], stdin: bytes, timeout: float = 3600) -> Sam
     return Sample(seconds, usage.ru_maxrss * 1024, {"output_lines": output.count(b"\n")})
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak RSS since its `exec` (`VmHWM`).
+
+    Not `ru_maxrss`: Linux carries that high-water mark across `execve`, so a child
+    started by a big parent would report the parent's size, not its own work.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _profile(work: Work, top: int) -> tuple[Any, str]:
     profiler = cProfile.Profile()
     result = profiler.runcall(work)
@@ -134,7 +149,7 @@ def main(argv: Sequence[str]) -> int:
     else:
         result = work()
     seconds = time.perf_counter() - start
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    maxrss = peak_rss_bytes()
     if after is not None:
         after(result)
     extra = dict(result) if isinstance(result, dict) else {}

@@ -129,15 +129,20 @@ def _sparse_fat(dest: Path) -> None:
 
 
 _CHILD = """
-import resource, sys
+import sys
 from symbolicator.native.symcache_build import build_to_file
 build_to_file(sys.argv[1], sys.argv[2], sys.argv[3] or None)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(hwm.split()[1]) * 1024)
 """
 
 
 def _build_in_child(source: Path, out: Path, arch: str | None) -> int:
-    """Peak RSS in bytes of a fresh interpreter that builds the symcache of `source`."""
+    """Peak RSS in bytes of a fresh interpreter that builds the symcache of `source`.
+
+    `VmHWM`, not `ru_maxrss`: Linux keeps the latter across `execve`, so a child of a big
+    pytest process would report pytest's size.
+    """
     run = subprocess.run([sys.executable, "-c", _CHILD, str(source), str(out), arch or ""],
                          check=True, capture_output=True, text=True)
     return int(run.stdout.split()[-1])

@@ -1,0 +1,87 @@
+"""Two service instances on one SeaweedFS: what is uploaded through one is symbolicated by the other.
+
+Instances share nothing but the S3 store (each has its own cache folder), as when N of them
+run behind a load balancer (README, "Scale past one machine"). Expectations come from
+llvm-symbolizer (native) and from the frames `node --enable-source-maps` printed (JS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.service import ServiceProcess
+from tests.test_native_service import TOKEN, by_original_index, elf_info, elf_module, llvm_symbolize, ours
+
+REPO = Path(__file__).resolve().parent.parent
+ELF = REPO / "tests/fixtures/native/out/elf/cpp_gcc_O3_dwarf5"
+JS = REPO / "tests/fixtures/js"
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def two(seaweed: Any, tmp_path: Path) -> Any:
+    bucket = f"two-{os.urandom(4).hex()}"
+    seaweed.make_bucket(bucket)
+    env = {"AWS_ACCESS_KEY_ID": seaweed.access_key, "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    started = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        root.mkdir()
+        started.append(ServiceProcess(root, {
+            "storage": {"backend": "s3", "s3": {"bucket": bucket, "endpoint_url": seaweed.endpoint_url,
+                                                "region": "us-east-1"}},
+            "cache": {"dir": str(root / "cache")},
+            "auth": {"tokens": {TOKEN: {"scopes": ["acme/web"], "rights": ["upload", "symbolicate"]}}},
+            "workers": 1,
+        }, env=env).start())
+    yield started
+    for svc in started:
+        svc.stop()
+
+
+def test_upload_through_one_symbolicate_through_the_other(two: list[ServiceProcess], tmp_path: Path) -> None:
+    a, b = two
+    r = requests.post(f"{a.url}/api/0/projects/acme/web/files/dsyms/", files={"file": (ELF.name, ELF.read_bytes())},
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    assert r.status_code == 201, r.text
+    web = tmp_path / "web"
+    (web / "static").mkdir(parents=True)
+    for f in ("app.js", "app.js.map"):
+        (web / "static" / f).write_bytes((JS / "out" / "esbuild" / f).read_bytes())
+    up = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", a.url, "--token", TOKEN,
+                         "--scope", "acme/web", "--release", "1.0", "--wait", "--no-progress", str(web)],
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+
+    start, end = elf_info(ELF)["text"]
+    addrs = list(range(start, end, max(1, (end - start) // 40)))[:40]
+    base = 0x5555_0000_0000
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(base + x), "adjust_instruction_addr": False}
+                                        for x in addrs]}],
+            "modules": [elf_module(ELF, image_addr=base)]}
+    answer = requests.post(f"{b.url}/symbolicate", params={"scope": "acme/web"}, json=body, timeout=120).json()
+    assert answer["status"] == "completed" and answer["modules"][0]["debug_status"] == "found"
+    got = by_original_index(answer["stacktraces"][0]["frames"])
+    expected = llvm_symbolize(ELF, addrs)
+    matching = sum(ours(got.get(i, [])) == exp for i, exp in enumerate(expected) if exp)
+    assert matching == sum(1 for exp in expected if exp)
+
+    node = json.loads((JS / "expected" / "esbuild.node.json").read_text())
+    js_body = {"release": "1.0", "stacktraces": [{"frames": [
+        {"abs_path": "https://shop.example/static/app.js", "lineno": f["line"], "colno": f["column"]}
+        for f in node["frames"]]}]}
+    js = requests.post(f"{b.url}/symbolicate-js", params={"scope": "acme/web"}, json=js_body, timeout=120).json()
+    assert js["status"] == "completed", js
+    for frame, want in zip(js["stacktraces"][0]["frames"], node["frames"]):
+        assert frame["abs_path"].endswith(want["original"]["file"]), frame
+        assert (frame["lineno"], frame["colno"]) == (want["original"]["line"], want["original"]["column"])
