@@ -113,30 +113,33 @@ class _Strings:
 
 
 def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
-    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next."""
+    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next.
 
-    def key(line: int, col: int) -> int:
-        return (line << 32) | col
-
-    ordered = sorted(scopes, key=lambda s: (key(s.start_line, s.start_col), -key(s.end_line, s.end_col)))
+    Plain int tuples are built once and sorted (nearly free: scopes arrive sorted), so the
+    sweep below touches no attributes: this runs over every scope of a bundle.
+    """
+    ordered = sorted(((s.start_line << 32) | s.start_col, -((s.end_line << 32) | s.end_col), i)
+                     for i, s in enumerate(scopes))
+    names = [s.name for s in scopes]
     out: list[tuple[int, str | None]] = []
     stack: list[tuple[int, str | None]] = []
+    append = out.append
 
     def emit(at: int, name: str | None) -> None:
         if out and out[-1][0] == at:
             out[-1] = (at, name)
         else:
-            out.append((at, name))
+            append((at, name))
 
-    for s in ordered:
-        start, end = key(s.start_line, s.start_col), key(s.end_line, s.end_col)
+    for start, neg_end, i in ordered:
+        end, name = -neg_end, names[i]
         while stack and stack[-1][0] <= start:
             closed_end = stack.pop()[0]
             emit(closed_end, stack[-1][1] if stack else None)
         if end <= start:
             continue
-        emit(start, s.name)
-        stack.append((min(end, stack[-1][0]) if stack else end, s.name))
+        emit(start, name)
+        stack.append((min(end, stack[-1][0]) if stack else end, name))
     while stack:
         closed_end = stack.pop()[0]
         emit(closed_end, stack[-1][1] if stack else None)
