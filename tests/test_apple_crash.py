@@ -242,7 +242,8 @@ class TestTextVariants:
     """A macOS x86_64 report with the variants Apple's formats allow, expectations read off the text."""
 
     @pytest.fixture(scope="class")
-    def mac(self) -> AppleCrashReport:
+    @staticmethod
+    def mac() -> AppleCrashReport:
         return parse_apple_crash_report(MACOS_X86)
 
     def test_system_info_and_signal(self, mac: AppleCrashReport) -> None:
