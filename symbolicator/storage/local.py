@@ -28,7 +28,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,41 +90,27 @@ class LocalStorage:
         return ObjectInfo(key, size)
 
     def put_bytes(self, key: str, data: bytes | bytearray) -> None:
-        target = self._path(key)
-        tmp = self._temp_path()
-        try:
-            with open(tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            self._replace(tmp, target)
-        except OSError as e:
-            with suppress(OSError):
-                tmp.unlink()
-            raise StorageError(f"cannot write {key!r}: {e}", key) from e
+        with self._writing(key, "write") as out:
+            out.write(data)
 
     def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
-        tmp = self._temp_path()
-        try:
-            with open(path, "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, COPY_CHUNK)
-                out.flush()
-                os.fsync(out.fileno())
-            self._replace(tmp, target)
-        except OSError as e:
-            with suppress(OSError):
-                tmp.unlink()
-            raise StorageError(f"cannot store {path} at {key!r}: {e}", key) from e
+        with self._writing(key, f"store {path} at") as out, open(path, "rb") as src:
+            shutil.copyfileobj(src, out, COPY_CHUNK)
 
     def compose(self, key: str, sources: Sequence[str]) -> None:
+        with self._writing(key, "compose") as out:
+            for src in sources:
+                with self._open(src) as f:
+                    shutil.copyfileobj(f, out, COPY_CHUNK)
+
+    @contextmanager
+    def _writing(self, key: str, what: str) -> Iterator[BinaryIO]:
+        """A temp file to fill; published at `key` (fsync + rename) only if the filling succeeds."""
         target = self._path(key)
         tmp = self._temp_path()
         try:
             with open(tmp, "wb") as out:
-                for src in sources:
-                    with self._open(src) as f:
-                        shutil.copyfileobj(f, out, COPY_CHUNK)
+                yield out
                 out.flush()
                 os.fsync(out.fileno())
             self._replace(tmp, target)
@@ -132,7 +118,7 @@ class LocalStorage:
             with suppress(OSError):
                 tmp.unlink()
             if isinstance(e, OSError):
-                raise StorageError(f"cannot compose {key!r}: {e}", key) from e
+                raise StorageError(f"cannot {what} {key!r}: {e}", key) from e
             raise
 
     def delete(self, key: str) -> None:
