@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +39,39 @@ async def test_jobs_in_flight_when_a_worker_dies_fail_fast_and_later_jobs_succee
         assert await asyncio.wait_for(pool.run(worker_jobs.square, 7), 30) == 49
     finally:
         pool.close()
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.add(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state
+
+
+def test_workers_leave_when_the_service_is_killed(service_factory: Any, tmp_path: Path) -> None:
+    svc = service_factory({"storage": {"local_dir": str(tmp_path / "uploads")}, "cache": {"dir": str(tmp_path / "c")},
+                           "workers": 2})
+    assert svc.proc is not None
+    deadline = time.monotonic() + 30
+    while len(_children(svc.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the pool is warmed at start
+    workers = _children(svc.proc.pid)
+    assert len(workers) >= 2
+    svc.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in workers if _alive(p)], "worker processes outlived the killed service"

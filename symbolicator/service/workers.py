@@ -5,6 +5,10 @@ loop. A worker that dies (a crash in a C extension, the OOM killer, SIGKILL)
 breaks a `ProcessPoolExecutor` for good; this wrapper notices, replaces the
 pool, and reports the failed job as `WorkerCrashed` so the request can answer
 with a status instead of hanging, and the next job runs on a fresh pool.
+
+The other way round matters too: a pool worker blocks on its job queue forever,
+so when the *service* is killed the workers would live on as orphans. Workers
+are direct children (`spawn`) and each watches its parent: once re-parented, it exits.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import asyncio
 import importlib
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, TypeVar
@@ -27,6 +34,20 @@ WARM_MODULES = ("symbolicator.native.symcache_build", "symbolicator.sourcemaps.s
                 "symbolicator.sourcemaps.scopes")
 
 
+PARENT_CHECK_S = 0.5
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: leave as soon as the service that started us is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _import_all(modules: tuple[str, ...]) -> None:
     for name in modules:
         importlib.import_module(name)
@@ -39,12 +60,13 @@ class WorkerCrashed(SymbolicatorError):
 class WorkerPool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._context = multiprocessing.get_context("forkserver")
+        self._context = multiprocessing.get_context("spawn")
         self._pool = self._new_pool()
         self.restarts = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         pool = self._pool
