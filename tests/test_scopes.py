@@ -19,7 +19,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symbolicator.sourcemaps.scopes import NAMING, ScopeName, innermost, scope_names
+import tree_sitter_javascript
+from tree_sitter import Language, Parser, Query, QueryCursor
+
+from symbolicator.sourcemaps.scopes import NAMING, SCOPE_TYPES, ScopeName, innermost, scope_names, scope_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "js_scopes"
@@ -276,3 +279,31 @@ def test_the_projects_own_map_parser_gives_the_same_names(bundle: Path) -> None:
     recorded, _, expected = load_bundle(bundle)
     ours = scope_names(bundle.read_text(encoding="utf-8"), resolve, original)
     assert [s.name for s in ours] == [s.name for s in recorded]
+
+
+_EVERY_SCOPE_QUERY = "[" + " ".join(f"({kind})" for kind in sorted(SCOPE_TYPES)) + "] @scope"
+_EVERY_BUNDLE = sorted({*BUNDLES, *(ROOT / "tests" / "fixtures" / "js" / "out").glob("*/*.js")})
+
+
+@pytest.mark.parametrize("bundle", _EVERY_BUNDLE, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_token_guided_search_finds_what_a_full_tree_query_finds(bundle: Path) -> None:
+    """`scope_nodes` looks only at candidate tokens; tree-sitter's own query visits every node."""
+    language = Language(tree_sitter_javascript.language())
+    source = bundle.read_bytes()
+    tree = Parser(language).parse(source)
+    by_query = QueryCursor(Query(language, _EVERY_SCOPE_QUERY)).captures(tree.root_node).get("scope", [])
+    expected = sorted((n.start_byte, n.end_byte, n.type) for n in by_query)
+    assert expected, bundle
+    assert [(n.start_byte, n.end_byte, n.type) for n in scope_nodes(tree.root_node, source)] == expected
+
+
+def test_token_guided_search_ignores_tokens_in_strings_comments_and_names() -> None:
+    source = b'var functional="=>class",c=/function/;// x=>y\nclassify(f(a){});function ok(){}'
+    tree = Parser(Language(tree_sitter_javascript.language())).parse(source)
+    assert [n.type for n in scope_nodes(tree.root_node, source)] == ["function_declaration"]
+
+
+def test_a_comment_between_parameters_and_body_does_not_hide_a_method() -> None:
+    source = b"class A{m() /* why */ {} n()// line\n{}}"
+    tree = Parser(Language(tree_sitter_javascript.language())).parse(source)
+    assert [n.type for n in scope_nodes(tree.root_node, source)] == ["class_declaration", *["method_definition"] * 2]

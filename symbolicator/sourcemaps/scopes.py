@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import tree_sitter_javascript
-from tree_sitter import Language, Node, Parser, Query, QueryCursor
+from tree_sitter import Language, Node, Parser
 
 Resolve = Callable[[int, int], "str | None"]
 OriginalLine = Callable[[int, int], "tuple[str, int] | None"]
@@ -52,10 +52,13 @@ NAMING: dict[str, str] = {
     "computed_key": "<computed>",
 }
 
-_SCOPE_QUERY = """[
-  (function_declaration) (generator_function_declaration) (function_expression)
-  (generator_function) (arrow_function) (method_definition) (class_declaration) (class)
-] @scope"""
+SCOPE_TYPES = frozenset({
+    "function_declaration", "generator_function_declaration", "function_expression",
+    "generator_function", "arrow_function", "method_definition", "class_declaration", "class",
+})
+# Every scope owns one of these tokens: `function`, `=>`, `class`, or the `)` of a method's
+# parameters before its body. Candidates inside strings or identifiers are discarded by the tree.
+_SCOPE_TOKENS = re.compile(rb"=>|\)(?:\s|/\*.*?\*/|//[^\n]*)*\{|function|class", re.DOTALL)
 _CLASSES = {"class_declaration", "class"}
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASTRAL = re.compile(r"[\U00010000-\U0010ffff]")
@@ -86,9 +89,25 @@ class ScopeName:
 
 
 @lru_cache(maxsize=1)
-def _language() -> tuple[Parser, Query]:
-    language = Language(tree_sitter_javascript.language())
-    return Parser(language), Query(language, _SCOPE_QUERY)
+def _parser() -> Parser:
+    return Parser(Language(tree_sitter_javascript.language()))
+
+
+def scope_nodes(root: Node, source: bytes) -> list[Node]:
+    """The function-like nodes of the tree, sorted by start, outer before inner.
+
+    Why not a tree-sitter query: it visits every node of the tree (0.5 s on a 3.6 MB bundle),
+    while asking the tree about the ~2 candidate tokens per scope costs a third of that.
+    """
+    found: dict[int, Node] = {}
+    for match in _SCOPE_TOKENS.finditer(source):
+        token = root.descendant_for_byte_range(match.start(), match.start() + 1)
+        owner = token.parent if token is not None else None
+        if owner is not None and owner.type == "formal_parameters":
+            owner = owner.parent
+        if owner is not None and owner.type in SCOPE_TYPES:
+            found[owner.id] = owner
+    return sorted(found.values(), key=lambda n: (n.start_byte, -n.end_byte))
 
 
 class _Columns:
@@ -399,15 +418,12 @@ def collect_scopes(minified_source: str) -> list[PendingScope]:
     recovers and the scopes it still recognises are returned. A leading byte-order mark is
     not counted, as engines skip it.
     """
-    parser, query = _language()
     source = minified_source.removeprefix("\ufeff").encode("utf-8")
-    tree = parser.parse(source)
+    tree = _parser().parse(source)
     columns = _Columns(source)
     namer = _Namer(columns)
-    nodes = QueryCursor(query).captures(tree.root_node).get("scope", [])
-    nodes.sort(key=lambda n: (n.start_byte, -n.end_byte))
     pending: list[PendingScope] = []
-    for node in nodes:
+    for node in scope_nodes(tree.root_node, source):
         (srow, scol), (erow, ecol) = node.start_point, node.end_point
         pending.append(PendingScope(srow, columns.utf16(srow, scol), erow, columns.utf16(erow, ecol),
                                     namer.scope(node)))
