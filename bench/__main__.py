@@ -1,11 +1,13 @@
 """One command for the engine benchmarks: ours beside the peers, in one run, as ratios.
 
-    python -m bench [--quick] [--only js|native|upload] [--no-profile] [--out PATH]
+    python -m bench [--quick] [--only js|native|upload|service|coalescing|cache] [--no-profile] [--out PATH]
     bench/run [same flags]
 
 Runs the JS figures (issue 3, `sourcemap_bench.py`), the native figures
-(issue 4, `native_bench.py`) and the upload benchmark (issue 2, the lead's
-`bench/upload.py`, run as a subprocess), then writes one Markdown report with
+(issue 4, `native_bench.py`), the upload benchmark (`bench/upload.py`, run as a
+subprocess), and the service as a whole (issue 5): load and isolation
+(`service_load.py`), coalescing counted at the origin and at S3
+(`coalescing.py`), the derived cache past its cap (`cache_scale.py`). It writes one Markdown report with
 every figure, its ratio, the target as a pass/fail line, the machine, its load,
 the date and the command. Peers run inside the same run because only ratios
 survive a noisy machine (issue 5); absolute figures are for orientation.
@@ -28,11 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import native_bench, sourcemap_bench
+from bench import cache_scale, coalescing, native_bench, service_load, sourcemap_bench
 from bench.report import Row, Section, machine, peer_versions, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 UPLOAD_MIB = {True: 100, False: 1100}
+PARTS = ("js", "native", "upload", "service", "coalescing", "cache")
 
 
 def _log(message: str) -> None:
@@ -126,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small inputs, for development")
-    parser.add_argument("--only", choices=("js", "native", "upload"), action="append",
+    parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only this part (repeatable)")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling missed targets")
     parser.add_argument("--out", type=Path, help="report path (default bench/RESULTS.md, quick: RESULTS-quick.md)")
     args = parser.parse_args(argv)
-    parts = args.only or ["js", "native", "upload"]
+    parts = args.only or list(PARTS)
     out = args.out or REPO / "bench" / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = machine()
@@ -143,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(native_bench.run(args.quick, _log, profile=not args.no_profile))
     if "upload" in parts:
         sections.append(run_upload(args.quick))
+    if "service" in parts:
+        sections.append(service_load.run(args.quick, _log, profile=not args.no_profile))
+    if "coalescing" in parts:
+        sections.append(coalescing.run(args.quick, _log))
+    if "cache" in parts:
+        sections.append(cache_scale.run(args.quick, _log))
     report = render(sections, args, command.strip(), started, time.perf_counter() - t0)
     out.write_text(report)
     print(report)

@@ -32,6 +32,7 @@ CONFIG_ENV = "SYMBOLICATOR_CONFIG"
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
 RIGHTS = ("upload", "symbolicate")
+JSON_MAX_DEPTH = 254  # orjson writes nothing nested deeper, and responses echo what requests nest
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,18 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class LimitsSettings:
+    """Caps that keep one request (or one hostile file) from taking the service down.
+
+    Request shape: `max_body_bytes` (413), `max_frames_per_request` summed over
+    all stack traces (413: well formed but bigger than we take, as for bytes),
+    `max_json_depth` (400; at most 254, the deepest the JSON writer can echo
+    back). Work: `max_concurrent_jobs` (503 + `Retry-After` beyond),
+    `job_timeout_s` (the job ends `timeout`). Files: `max_file_bytes`,
+    `max_bundle_entries`, `max_bundle_uncompressed_bytes` (zip bombs),
+    `max_decompressed_section_bytes` (a compressed DWARF section claiming or
+    inflating to more is `malformed`, and is never inflated past it).
+    """
+
     max_body_bytes: int = 55 * MiB
     max_download_bytes: int = 15 * GiB
     max_concurrent_jobs: int = 200
@@ -85,6 +98,9 @@ class LimitsSettings:
     max_file_bytes: int = 4 * GiB
     max_bundle_entries: int = 10_000
     max_bundle_uncompressed_bytes: int = 2 * GiB
+    max_frames_per_request: int = 10_000
+    max_json_depth: int = 64
+    max_decompressed_section_bytes: int = 4 * GiB
 
 
 @dataclass(frozen=True)
@@ -335,6 +351,7 @@ def _validate(s: Settings) -> None:
     chunk = s.limits.chunk_size
     if chunk < 64 * KiB or chunk & (chunk - 1):
         raise ConfigError("limits.chunk_size: must be a power of two of at least 65536 (sentry-cli requires it)")
+    _validate_limits(s.limits)
     for token, t in s.auth.tokens.items():
         if not token:
             raise ConfigError("auth.tokens: empty token")
@@ -351,6 +368,19 @@ def _validate(s: Settings) -> None:
     parse_config_sources(s.sources)
     if s.workers < 1:
         raise ConfigError("workers: must be at least 1")
+
+
+def _validate_limits(limits: LimitsSettings) -> None:
+    """Zero or negative caps would refuse everything; a deeper JSON limit would let 500s through."""
+    for name in ("max_body_bytes", "max_concurrent_jobs", "max_frames_per_request", "max_json_depth",
+                 "max_decompressed_section_bytes"):
+        if getattr(limits, name) < 1:
+            raise ConfigError(f"limits.{name}: must be at least 1")
+    if limits.job_timeout_s <= 0:
+        raise ConfigError("limits.job_timeout_s: must be more than 0")
+    if limits.max_json_depth > JSON_MAX_DEPTH:
+        raise ConfigError(f"limits.max_json_depth: at most {JSON_MAX_DEPTH} (responses echo frames, and the JSON "
+                          "writer refuses anything deeper)")
 
 
 def _scope(text: str, where: str) -> None:

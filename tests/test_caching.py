@@ -18,6 +18,7 @@ import pytest
 
 from symbolicator import cli
 from symbolicator.caching import CacheEntry, Caches, CacheStore, Coalescer, EntryTooLarge, get_or_compute
+from symbolicator.caching.memo import Lru, OpenedFiles
 from symbolicator.errors import MalformedObject, Outcome, UnsupportedFormat
 from symbolicator.keys import cache_key
 
@@ -472,3 +473,54 @@ def test_cli_subprocess_help_and_json(tmp_path: Path) -> None:
         [sys.executable, "-m", "symbolicator", "cache"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert usage.returncode == 2 and "stats" in usage.stderr
+
+
+# --- memos of opened files ------------------------------------------------------------------
+
+
+async def test_memo_hits_keep_a_hot_file_in_the_disk_lru(tmp_path: Path) -> None:
+    """Without the memo's rechecks the hot entry is the least recently used and goes first."""
+    survived = {}
+    for recheck in (True, False):
+        store = CacheStore(tmp_path / str(recheck), 1 * MiB, "test")
+        memo: OpenedFiles[str] = OpenedFiles(8, recheck_s=0.0)
+        store.put_bytes(key("hot"), b"h" * 300_000)
+        memo.put(key("hot"), "opened hot")
+        for i in range(12):
+            store.put_bytes(key(f"cold{i}"), b"c" * 300_000)
+            if recheck:
+                assert await memo.get(store, key("hot")) == "opened hot"
+        survived[recheck] = store.get(key("hot")) is not None
+        store.close()
+    assert survived == {True: True, False: False}
+
+
+async def test_memo_forgets_a_file_the_store_no_longer_has(store: CacheStore) -> None:
+    memo: OpenedFiles[str] = OpenedFiles(8, recheck_s=0.0)
+    store.put_bytes(key("a"), b"a")
+    store.put_bytes(key("meta"), b"m")
+    memo.put(key("a"), "opened a", variant="url")
+    assert await memo.get(store, key("a"), "url", companions=(key("meta"),)) == "opened a"
+    assert await memo.get(store, key("a"), "other url") is None
+    store.delete(key("meta"))
+    assert await memo.get(store, key("a"), "url", companions=(key("meta"),)) is None
+    store.put_bytes(key("meta"), b"m")
+    assert await memo.get(store, key("a"), "url", companions=(key("meta"),)) is None  # gone until put again
+
+
+async def test_memo_rechecks_only_after_its_interval(store: CacheStore) -> None:
+    memo: OpenedFiles[str] = OpenedFiles(8, recheck_s=3600.0)
+    store.put_bytes(key("a"), b"a")
+    memo.put(key("a"), "opened a")
+    store.delete(key("a"))
+    assert await memo.get(store, key("a")) == "opened a"  # a hit costs no cache-database read
+
+
+def test_lru_by_count_and_size() -> None:
+    lru: Lru[str, int] = Lru(3, max_size=10)
+    for name, size in (("a", 4), ("b", 4), ("c", 1)):
+        lru.put(name, size, size)
+    assert lru.get("a") == 4
+    lru.put("d", 4, 4)
+    assert lru.get("b") is None and lru.get("a") == 4
+    assert lru.pop("a") == 4 and lru.get("a") is None

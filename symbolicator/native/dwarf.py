@@ -26,7 +26,7 @@ from symbolicator.native.dwarf_units import Collector, UnitWalker
 DWARF_SECTIONS = ("debug_info", "debug_abbrev", "debug_line", "debug_str", "debug_line_str", "debug_str_offsets",
                   "debug_addr", "debug_ranges", "debug_rnglists")
 MAX_ORIGIN_CHAIN = 32
-MAX_SECTION_BYTES = 4 << 30  # a decompressed DWARF section larger than this is a zip bomb, not a binary
+MAX_SECTION_BYTES = 4 << 30  # default cap on one decompressed DWARF section: more is a bomb, not a binary
 _SHF_COMPRESSED = 0x800
 _ELFCOMPRESS_ZLIB = 1
 _ELFCOMPRESS_ZSTD = 2
@@ -53,47 +53,49 @@ class DwarfData:
     functions: list[str | None] = field(default_factory=list)
 
 
-def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bool) -> bytes:
+def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bool, max_bytes: int) -> bytes:
     """SHF_COMPRESSED (zlib/zstd, Elf_Chdr header) and legacy `.zdebug_*` (`ZLIB` + 8-byte BE size).
 
-    The output never exceeds the size the header states, so a crafted stream
-    cannot inflate past it.
+    Memory stays bounded by the size the header states, which must not exceed
+    `max_bytes`: a claim over it is refused before anything is inflated, and
+    no stream is inflated past claim + 1 byte. zstd goes through a stream
+    reader because its one-shot `decompress` trusts the size in zstd's own
+    frame header, which a crafted file sets to gigabytes.
     """
     bo: Literal["little", "big"] = "little" if little_endian else "big"
     try:
         if flags & _SHF_COMPRESSED:
             ch_type = int.from_bytes(raw[0:4], bo)
-            header = 24 if is64 else 12
             size = int.from_bytes(raw[8:16] if is64 else raw[4:8], bo)
-            body = raw[header:]
-            if size > MAX_SECTION_BYTES:
-                raise MalformedObject(f"section {name}: claims {size} bytes uncompressed")
-            if ch_type == _ELFCOMPRESS_ZLIB:
-                out = zlib.decompressobj().decompress(body, size + 1)
-            elif ch_type == _ELFCOMPRESS_ZSTD:
-                out = zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
-            else:
-                raise UnsupportedFormat(f"section {name}: unknown compression type {ch_type}")
-            if len(out) != size:
-                raise MalformedObject(f"section {name}: decompressed size differs from its header")
-            return out
-        if name.startswith(".zdebug_"):
+            body = raw[24 if is64 else 12:]
+        elif name.startswith(".zdebug_"):
             if raw[:4] != b"ZLIB":
                 raise MalformedObject(f"section {name}: missing ZLIB header")
-            size = int.from_bytes(raw[4:12], "big")
-            if size > MAX_SECTION_BYTES:
-                raise MalformedObject(f"section {name}: claims {size} bytes uncompressed")
-            out = zlib.decompressobj().decompress(raw[12:], size + 1)
-            if len(out) != size:
-                raise MalformedObject(f"section {name}: decompressed size differs from its header")
-            return out
+            ch_type, size, body = _ELFCOMPRESS_ZLIB, int.from_bytes(raw[4:12], "big"), raw[12:]
+        else:
+            return raw
+        if size > max_bytes:
+            raise MalformedObject(f"section {name}: claims {size} bytes uncompressed, over the {max_bytes} byte limit")
+        if ch_type == _ELFCOMPRESS_ZLIB:
+            out = zlib.decompressobj().decompress(body, size + 1)
+        elif ch_type == _ELFCOMPRESS_ZSTD:
+            out = zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True).read(size + 1)
+        else:
+            raise UnsupportedFormat(f"section {name}: unknown compression type {ch_type}")
+        if len(out) != size:
+            raise MalformedObject(f"section {name}: decompressed size differs from its header ({size} bytes)")
+        return out
     except (zlib.error, zstandard.ZstdError, ValueError, MemoryError) as exc:
         raise MalformedObject(f"section {name}: cannot decompress ({exc})") from exc
-    return raw
 
 
-def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap) -> dict[str, bytes]:
-    """Raw bytes of the DWARF sections of a pyelftools `ELFFile`, decompressed, bounds-checked."""
+def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap,
+                       max_section_bytes: int = MAX_SECTION_BYTES) -> dict[str, bytes]:
+    """Raw bytes of the DWARF sections of a pyelftools `ELFFile`, decompressed, bounds-checked.
+
+    `max_section_bytes` caps each decompressed section (the service passes
+    `limits.max_decompressed_section_bytes`); more is a decompression bomb.
+    """
     out: dict[str, bytes] = {}
     is64 = elf.elfclass == 64
     for section in elf.iter_sections():
@@ -110,7 +112,7 @@ def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap) -> dict[s
         if offset + size > len(data):
             raise MalformedObject(f"section {name} points past the end of the file")
         raw = bytes(data[offset:offset + size])
-        out[key] = _decompress(name, raw, section["sh_flags"], is64, elf.little_endian)
+        out[key] = _decompress(name, raw, section["sh_flags"], is64, elf.little_endian, max_section_bytes)
     return out
 
 

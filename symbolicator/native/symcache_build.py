@@ -21,7 +21,7 @@ import numpy as np
 from symbolicator.errors import MalformedObject, SymbolicatorError, UnsupportedFormat
 from symbolicator.native import symcache as fmt
 from symbolicator.native.demangle import demangle
-from symbolicator.native.dwarf import DwarfData, elf_dwarf_sections, read_dwarf
+from symbolicator.native.dwarf import MAX_SECTION_BYTES, DwarfData, elf_dwarf_sections, read_dwarf
 from symbolicator.native.dwarf_units import Collector
 from symbolicator.native.macho_dwarf import dsym_payload, macho_dwarf_sections, open_slice
 from symbolicator.native.symtab import Symbol, elf_symbols, macho_symbols
@@ -33,7 +33,7 @@ _ELF_ARCH = {"EM_X86_64": Arch.X86_64, "EM_386": Arch.X86, "EM_AARCH64": Arch.AR
              "EM_PPC": Arch.PPC, "EM_PPC64": Arch.PPC64, "EM_MIPS": Arch.MIPS, "EM_RISCV": Arch.RISCV64}
 
 
-def _elf(data: mmap.mmap) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
+def _elf(data: mmap.mmap, max_section_bytes: int) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
     """Read through the mapping: only the DWARF sections are copied out (and decompressed)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
@@ -46,13 +46,17 @@ def _elf(data: mmap.mmap) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
         arch = _ELF_ARCH.get(elf["e_machine"], Arch.UNKNOWN)
         if arch == Arch.MIPS and elf.elfclass == 64:
             arch = Arch.MIPS64
-        return elf_dwarf_sections(elf, data), elf_symbols(elf), arch, elf.little_endian
+        return elf_dwarf_sections(elf, data, max_section_bytes), elf_symbols(elf), arch, elf.little_endian
     except (ELFError, struct.error, ValueError, KeyError, AssertionError) as exc:
         raise MalformedObject(f"malformed ELF: {exc}") from exc
 
 
-def load_object(path: str | Path, arch: Arch | str | None = None) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
-    """DWARF sections, function symbols, arch and byte order of an ELF file, Mach-O slice or dSYM."""
+def load_object(path: str | Path, arch: Arch | str | None = None,
+                max_section_bytes: int = MAX_SECTION_BYTES) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
+    """DWARF sections, function symbols, arch and byte order of an ELF file, Mach-O slice or dSYM.
+
+    `max_section_bytes` caps each decompressed DWARF section (a bigger one is `MalformedObject`).
+    """
     p = Path(path)
     if p.is_dir():
         p = dsym_payload(p)
@@ -66,7 +70,7 @@ def load_object(path: str | Path, arch: Arch | str | None = None) -> tuple[dict[
             except ValueError as exc:
                 raise MalformedObject(f"{p}: empty file") from exc
             with mm:
-                return _elf(mm)
+                return _elf(mm, max_section_bytes)
     if magic in _MACHO_MAGICS:
         binary, found = open_slice(p, wanted)
         try:
@@ -237,7 +241,8 @@ def write(d: DwarfData | None, symbols: list[Symbol], arch: Arch) -> bytes:
     return bytes(out)
 
 
-def build(path: str | Path, arch: Arch | str | None = None, symbol_file: str | Path | None = None) -> bytes:
+def build(path: str | Path, arch: Arch | str | None = None, symbol_file: str | Path | None = None,
+          max_section_bytes: int = MAX_SECTION_BYTES) -> bytes:
     """Convert a debug file (ELF, Mach-O slice, dSYM bundle) into symcache bytes.
 
     `symbol_file`: the stripped binary a split debug file belongs to; its
@@ -246,9 +251,9 @@ def build(path: str | Path, arch: Arch | str | None = None, symbol_file: str | P
     `UnsupportedFormat` for other formats, `ArchitectureRequired` for a fat
     file without `arch`.
     """
-    sections, symbols, found, little_endian = load_object(path, arch)
+    sections, symbols, found, little_endian = load_object(path, arch, max_section_bytes)
     if symbol_file is not None and Path(symbol_file) != Path(path):
-        own_symbols = load_object(symbol_file, arch)[1]
+        own_symbols = load_object(symbol_file, arch, max_section_bytes)[1]
         if own_symbols:
             symbols = own_symbols
     try:

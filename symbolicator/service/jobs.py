@@ -7,11 +7,19 @@ A finished result stays readable for 90 s; after that (or after a restart) the
 id is unknown, and the client resubmits. Ids are random UUIDs bound to the
 scope that created them: polling from another scope looks exactly like an
 unknown id, so it reveals nothing.
+
+Only ids that were handed out can be polled, so only their results are kept:
+a request answered within its own wait (the usual case) is forgotten as soon
+as its answer is delivered. Under load that is the difference between holding
+90 s of every response in memory (hundreds of MB at a few hundred JS events a
+second) and holding only the few that went `pending`. Expiry walks the finished
+ids oldest first, so a busy registry pays per expired id, not per id held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -34,6 +42,7 @@ class Job:
     task: asyncio.Task[dict[str, Any]]
     finished_at: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    handed_out: bool = False
 
 
 class JobRegistry:
@@ -41,6 +50,7 @@ class JobRegistry:
         self.max_concurrent = max_concurrent
         self.job_timeout_s = job_timeout_s
         self._jobs: dict[str, Job] = {}
+        self._done: collections.deque[tuple[float, str]] = collections.deque()  # (finished_at, id), oldest first
         self._running = 0
 
     @property
@@ -62,8 +72,9 @@ class JobRegistry:
 
     async def _run(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         try:
-            payload = await asyncio.wait_for(work(), self.job_timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.job_timeout_s):  # unlike wait_for, no second task per job
+                payload = await work()
+        except TimeoutError:
             return {"status": "timeout"}
         except FormatError as exc:
             return {"status": "failed", "message": str(exc)}
@@ -76,11 +87,13 @@ class JobRegistry:
         self._running -= 1
         job.finished_at = time.monotonic()
         job.result = {"status": "internal_error"} if task.cancelled() else task.result()
+        self._done.append((job.finished_at, job.id))
 
     def _expire(self) -> None:
-        now = time.monotonic()
-        for job_id in [j.id for j in self._jobs.values() if j.finished_at and now - j.finished_at > KEEP_FINISHED_S]:
-            del self._jobs[job_id]
+        cutoff = time.monotonic() - KEEP_FINISHED_S
+        done = self._done
+        while done and done[0][0] < cutoff:
+            self._jobs.pop(done.popleft()[1], None)
 
     def get(self, job_id: str, scope: Scope) -> Job:
         self._expire()
@@ -93,11 +106,15 @@ class JobRegistry:
         """The job's envelope once done, or `pending` after `timeout` seconds."""
         if not job.task.done():
             try:
-                await asyncio.wait_for(asyncio.shield(job.task), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(job.task)
+            except TimeoutError:
+                job.handed_out = True
                 return {"status": "pending", "request_id": job.id, "retry_after": RETRY_AFTER_S}
         if job.finished_at is None:
             await asyncio.sleep(0)
+        if not job.handed_out:
+            self._jobs.pop(job.id, None)  # nobody was told its id, so nobody can poll it
         return job.result or job.task.result()
 
     def cancel_all(self) -> None:

@@ -16,9 +16,10 @@ the minified file (its scopes give function names) plus
 SHA-1 and its member name, a scraped or embedded one by the SHA-256 of its
 bytes, so a warm lookup never reads a map just to hash it. Downloads and
 conversions are coalesced per key: 50 concurrent events needing one map cause
-one download and one conversion. Opened caches, minified line indexes and
-bundle manifests stay in small per-process LRUs, so a warm request reads no
-JSON and no ZIP member.
+one download and one conversion. Opened caches (by their content key),
+minified line indexes and bundle manifests stay in small per-process LRUs, so
+a warm request reads no JSON and no ZIP member and touches no cache database:
+its only I/O is the release index lookup, which sees a new upload at once.
 """
 
 from __future__ import annotations
@@ -26,19 +27,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (
-    Any,
-    Awaitable,
-    Callable,
-    Generic,
-    Hashable,
-    Mapping,
-    Sequence,
-    TypeVar,
-)
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from symbolicator import keys
@@ -50,6 +41,7 @@ from symbolicator.artifacts.bundles import (
     read_capped,
 )
 from symbolicator.caching import Caches, Coalescer, get_or_compute
+from symbolicator.caching.memo import Lru, OpenedFiles
 from symbolicator.config import Settings
 from symbolicator.errors import (
     FormatError,
@@ -80,8 +72,6 @@ from symbolicator.storage.base import Storage
 from symbolicator.types import DebugId, Scope
 
 log = logging.getLogger(__name__)
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 BUNDLE_CACHE_VERSION = 1
 
 
@@ -93,34 +83,7 @@ class LookupFailure(Exception):
         self.error = error
 
 
-class Lru(Generic[K, V]):
-    """A small LRU by item count and (optionally) total size."""
-
-    def __init__(self, max_items: int, max_size: int | None = None) -> None:
-        self.max_items, self.max_size = max_items, max_size
-        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
-        self._size = 0
-
-    def get(self, key: K) -> V | None:
-        found = self._items.get(key)
-        if found is None:
-            return None
-        self._items.move_to_end(key)
-        return found[0]
-
-    def put(self, key: K, value: V, size: int = 0) -> V:
-        old = self._items.pop(key, None)
-        self._size -= old[1] if old else 0
-        self._items[key] = (value, size)
-        self._size += size
-        while len(self._items) > self.max_items or (self.max_size is not None and self._size > self.max_size
-                                                    and len(self._items) > 1):
-            _, (_, dropped) = self._items.popitem(last=False)
-            self._size -= dropped
-        return value
-
-
-_caches: Lru[tuple[str, str], SmCache] = Lru(128)
+_caches: OpenedFiles[SmCache] = OpenedFiles(128)
 _lines: Lru[str, LineIndex] = Lru(256, 256 * 1024 * 1024)
 _comments: Lru[str, "Comments"] = Lru(4096)
 _manifests: Lru[str, dict[str, BundleFile]] = Lru(64)
@@ -234,9 +197,12 @@ class JsLookup:
         self.attempts.setdefault(url, entry)
 
     async def module(self, abs_path: str) -> Module:
+        """Found once per request and path; every frame asks again, so a found one answers at once."""
         task = self._modules.get(abs_path)
         if task is None:
             task = self._modules[abs_path] = asyncio.ensure_future(self._module(abs_path))
+        elif task.done():
+            return task.result()
         return await asyncio.shield(task)
 
     async def original_source(self, url: str) -> Sequence[str] | None:
@@ -384,7 +350,7 @@ class JsLookup:
         """A file inside a stored artifact bundle (downloaded once into the downloads cache)."""
         bundle_key, member = str(ref.get("bundle")), str(ref.get("path"))
         sha1 = str(ref.get("bundle_sha1") or bundle_key.rsplit("/", 1)[-1])
-        await self._bundle(bundle_key)
+        await self._open_bundle(bundle_key)
         self.used_bundles[sha1] = None
         if url.startswith(("http://", "https://")):
             self._attempt(url, "not_attempted")
@@ -400,6 +366,14 @@ class JsLookup:
             return await self._read_member(bundle_key, member)
 
         return JsFile(url, f"bundle:{sha1}:{member}", headers, origin, resolved_with, load)
+
+    async def _open_bundle(self, bundle_key: str) -> None:
+        """Make the bundle's files findable for this request: from its memoized manifest (bundles are
+        content-addressed), else by downloading it."""
+        if _manifests.get(bundle_key) is not None:
+            self._open_bundles[bundle_key] = None
+            return
+        await self._bundle(bundle_key)
 
     async def _bundle(self, bundle_key: str) -> Path:
         """The downloaded bundle's path; its manifest is indexed by URL on first use."""
@@ -460,13 +434,13 @@ class JsLookup:
                 raise
             return out
 
+        cached = await _caches.get(derived, key, sourcemap.url)
+        if cached is not None:
+            return cached
         for attempt in range(2):
             entry = await get_or_compute(derived, self.deps.coalescer, key, convert)
             if entry.path is None:
                 raise MalformedSourceMap(f"{sourcemap.url} is not a valid source map ({entry.outcome})")
-            cached = _caches.get((str(entry.path), sourcemap.url))
-            if cached is not None:
-                return cached
             try:
                 opened = await asyncio.to_thread(SmCache.open, entry.path, sourcemap.url)
             except (CacheFormatError, FileNotFoundError):
@@ -474,7 +448,7 @@ class JsLookup:
                     raise
                 await asyncio.to_thread(derived.delete, key)
                 continue
-            return _caches.put((str(entry.path), sourcemap.url), opened)
+            return _caches.put(key, opened, sourcemap.url)
         raise MalformedSourceMap(f"{sourcemap.url}: the sourcemap cache cannot be built")
 
 

@@ -18,7 +18,11 @@ needing one module cause one download and one conversion:
   download that is gone as `not_found` for 1 h (`get_or_compute` does both).
 
 The index itself is read on every request: it is one small object, and reading
-it means an upload is seen at once, with no negative entry to clear.
+it means an upload is seen at once, with no negative entry to clear. What it
+points to never changes meaning (content SHA-1 + version), so an opened
+symcache and its meta stay in a small per-process LRU: a warm module costs the
+index read and nothing else (no cache-database transaction, no file open, and
+the names the symcache decoded stay decoded).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.caching.memo import OpenedFiles
 from symbolicator.config import Settings
 from symbolicator.errors import (
     FormatError,
@@ -47,6 +52,7 @@ from symbolicator.errors import (
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native import objects
+from symbolicator.native.dwarf import MAX_SECTION_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service.stored_files import cached_download
 from symbolicator.service.workers import WorkerPool
@@ -75,12 +81,15 @@ _OUTCOME_STATUS = {
     Outcome.FETCH_FAILED: ObjectFileStatus.FETCHING_FAILED,
     Outcome.TIMEOUT: ObjectFileStatus.TIMEOUT,
 }
+OPEN_SYMCACHES = 64
+OPEN_SYMCACHE_BYTES = 2 << 30  # mapped, not resident: the page cache decides what stays in memory
 
 
 @dataclass
 class ResolvedModule:
     """What one module lookup found. `image_vmaddr` is the debug file's stated
-    load address (API.md §0); `symcache` is open when `status` is FOUND."""
+    load address (API.md §0); `symcache` is open when `status` is FOUND.
+    A `shared` symcache belongs to the process-wide LRU: `close` leaves it open."""
 
     status: ObjectFileStatus
     symcache: SymCache | None = None
@@ -88,11 +97,26 @@ class ResolvedModule:
     arch: Arch = Arch.UNKNOWN
     features: dict[str, bool] = field(default_factory=lambda: dict(NO_FEATURES))
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    shared: bool = False
 
     def close(self) -> None:
-        if self.symcache is not None:
+        if self.symcache is not None and not self.shared:
             self.symcache.close()
-            self.symcache = None
+        self.symcache = None
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A symcache opened once for the process, with the meta its address arithmetic needs."""
+
+    symcache: SymCache
+    image_vmaddr: int
+    arch: Arch
+    features: dict[str, bool]
+    size: int
+
+
+_opened: OpenedFiles[_Opened] = OpenedFiles(OPEN_SYMCACHES, OPEN_SYMCACHE_BYTES)
 
 
 def features_json(info: objects.ObjectInfo) -> dict[str, bool]:
@@ -101,7 +125,8 @@ def features_json(info: objects.ObjectInfo) -> dict[str, bool]:
             "has_symbols": f.has_symbols, "has_sources": f.has_sources}
 
 
-def convert_debug_file(src: str, out: str, arch: str | None) -> dict[str, Any]:
+def convert_debug_file(src: str, out: str, arch: str | None,
+                       max_section_bytes: int = MAX_SECTION_BYTES) -> dict[str, Any]:
     """Worker-process entry: identify `src`, build its symcache into `out`, return the meta.
 
     Top level and plain arguments, so it pickles into the process pool.
@@ -113,7 +138,7 @@ def convert_debug_file(src: str, out: str, arch: str | None) -> dict[str, Any]:
     info = next((i for i in infos if wanted is None or i.arch == wanted), None)
     if info is None:
         raise UnsupportedFormat(f"the file holds no {arch} object")
-    data = symcache_build.build(src, info.arch if len(infos) > 1 else None)
+    data = symcache_build.build(src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes)
     Path(out).write_bytes(data)
     return {"arch": info.arch.value, "image_vmaddr": info.image_vmaddr, "features": features_json(info),
             "file_format": info.file_format}
@@ -185,6 +210,9 @@ class ModuleLookup:
         sc_key = keys.cache_key("symcache", SYMCACHE_VERSION, sha1, arch or "any")
         meta_key = keys.cache_key("symcache-meta", SYMCACHE_VERSION, sha1, arch or "any")
         derived = self.caches.derived
+        opened = await _opened.get(derived, sc_key, companions=(meta_key,))
+        if opened is not None:
+            return self._found(result, candidate, opened)
 
         async def convert() -> Path | Outcome:
             downloaded = await fetch()
@@ -193,7 +221,8 @@ class ModuleLookup:
             assert downloaded.path is not None
             out = await asyncio.to_thread(derived.temp_path, ".symcache")
             try:
-                meta = await self.workers.run(convert_debug_file, str(downloaded.path), str(out), arch)
+                meta = await self.workers.run(convert_debug_file, str(downloaded.path), str(out), arch,
+                                              self.settings.limits.max_decompressed_section_bytes)
                 self.conversions.inc()
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
             except BaseException:
@@ -218,28 +247,31 @@ class ModuleLookup:
             if entry.is_negative:
                 return self._failed(result, candidate, entry.outcome, None)
             try:
-                meta_entry, symcache = await asyncio.to_thread(self._open, meta_key, entry)
-            except (FileNotFoundError, ValueError, FormatError) as exc:
+                opened = await asyncio.to_thread(self._open, meta_key, entry)
+            except (FileNotFoundError, ValueError, KeyError, FormatError) as exc:
                 log.info("symcache %s unusable (%s); rebuilding", sc_key, exc)
                 await asyncio.to_thread(derived.delete, sc_key)
                 continue
-            result.status = ObjectFileStatus.FOUND
-            result.symcache = symcache
-            result.image_vmaddr = int(meta_entry["image_vmaddr"])
-            result.arch = Arch.parse(meta_entry["arch"])
-            result.features = dict(meta_entry["features"])
-            candidate["download"] = {"status": "ok", "features": dict(result.features)}
-            candidate["debug"] = {"status": "ok"}
-            return True
+            return self._found(result, candidate, _opened.put(sc_key, opened, size=opened.size))
         return self._failed(result, candidate, None, "the converted file could not be opened")
 
-    def _open(self, meta_key: str, entry: CacheEntry) -> tuple[dict[str, Any], SymCache]:
+    def _open(self, meta_key: str, entry: CacheEntry) -> _Opened:
         meta_entry = self.caches.derived.get(meta_key)
         if meta_entry is None or meta_entry.path is None:
             raise FileNotFoundError(meta_key)
         meta = json.loads(meta_entry.path.read_bytes())
         assert entry.path is not None
-        return meta, SymCache.open(entry.path)
+        return _Opened(SymCache.open(entry.path), int(meta["image_vmaddr"]), Arch.parse(meta["arch"]),
+                       dict(meta["features"]), entry.path.stat().st_size)
+
+    @staticmethod
+    def _found(result: ResolvedModule, candidate: dict[str, Any], opened: _Opened) -> bool:
+        result.status = ObjectFileStatus.FOUND
+        result.symcache, result.shared = opened.symcache, True
+        result.image_vmaddr, result.arch, result.features = opened.image_vmaddr, opened.arch, dict(opened.features)
+        candidate["download"] = {"status": "ok", "features": dict(result.features)}
+        candidate["debug"] = {"status": "ok"}
+        return True
 
     @staticmethod
     def _failed(result: ResolvedModule, candidate: dict[str, Any], outcome: Outcome | None,

@@ -68,7 +68,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers = {"Retry-After": "5"}
         return error_response(status, str(exc), headers)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"request body too large (limit {request.client_max_size} bytes)")
+        return error_response(413, f"request body too large: limits.max_body_bytes is {request.client_max_size}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

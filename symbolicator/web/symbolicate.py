@@ -1,9 +1,9 @@
 """`POST /symbolicate` and `POST /applecrashreport`: translate HTTP to a native job and back.
 
 The body is parsed before the job starts, so a bad one answers 400 (not JSON,
-bad multipart, not a crash report) or 422 (JSON of the wrong shape) at once;
-everything after that is the job's, answered through `run_job` with
-Symbolicator's envelope and `?timeout` / polling.
+nested too deep, bad multipart, not a crash report), 413 (too many frames) or
+422 (JSON of the wrong shape) at once; everything after that is the job's,
+answered through `run_job` with Symbolicator's envelope and `?timeout` / polling.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from symbolicator.service.native_modules import (
     ResolvedModule,
 )
 from symbolicator.types import Scope
-from symbolicator.web.bodies import loads, read_json
+from symbolicator.web.bodies import check_frame_count, loads, read_json
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -63,17 +63,19 @@ def _resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> 
 async def symbolicate(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    req = native.NativeRequest.from_json(await read_json(request))
+    body = await read_json(request)
+    check_frame_count(body, request.app[SETTINGS].limits.max_frames_per_request)
+    req = native.NativeRequest.from_json(body)
     resolve = _resolver(request, scope, req)
     return await run_job(request, scope, lambda: native.symbolicate(req, resolve))
 
 
-async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+async def _read_part(part: BodyPartReader, limit: int, setting: str) -> bytes:
     chunks, size = [], 0
     while block := await part.read_chunk(1 << 16):
         size += len(block)
         if size > limit:
-            raise PayloadTooLarge(f"multipart field {part.name!r} is larger than {limit} bytes")
+            raise PayloadTooLarge(f"multipart field {part.name!r} is larger than {limit} bytes ({setting})")
         chunks.append(block)
     return b"".join(chunks)
 
@@ -86,20 +88,23 @@ async def apple_crash_report(request: web.Request) -> web.Response:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as exc:
         raise BadRequest(f"expected multipart/form-data with an `apple_crash_report` part: {exc}") from exc
+    limits = request.app[SETTINGS].limits
     report_bytes: bytes | None = None
     fields: dict[str, Any] = {}
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             continue
         if part.name == "apple_crash_report":
-            report_bytes = await _read_part(part, request.app[SETTINGS].limits.max_body_bytes)
+            report_bytes = await _read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
         elif part.name in _JSON_FIELDS:
-            fields[part.name] = loads(await _read_part(part, MAX_FIELD_BYTES), f"field `{part.name}`")
+            raw = await _read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
+            fields[part.name] = loads(raw, limits.max_json_depth, f"field `{part.name}`")
     if report_bytes is None:
         raise BadRequest("no `apple_crash_report` part in the request")
     report = await asyncio.to_thread(parse_apple_crash_report, report_bytes)
     platform = fields.get("platform")
     body = to_symbolicate_request(report, platform=platform if isinstance(platform, str) else None)
+    check_frame_count(body, limits.max_frames_per_request)
     for name in ("sources", "options"):
         if name in fields:
             body[name] = fields[name]

@@ -1,0 +1,111 @@
+"""Per-process memos in front of the disk cache: a small LRU, and opened cache files.
+
+A warm request must not pay for a cache-database transaction or a file open, so
+opened sourcemap caches and symcaches are kept in memory by their cache key. A
+memo hit never reaches the disk cache, though, and that has two costs:
+- the disk cache's LRU sees the hottest files as unused and evicts them first;
+- a memory map of a file the disk cache has evicted keeps its disk space.
+`OpenedFiles` therefore asks the store again when a memoized file was last
+checked more than `recheck_s` ago: that refreshes the file's place in the disk
+LRU, and a file the store no longer has leaves the memo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from symbolicator.caching.store import CacheStore
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+RECHECK_S = 5.0
+
+
+class Lru(Generic[K, V]):
+    """A small LRU by item count and (optionally) total size."""
+
+    def __init__(self, max_items: int, max_size: int | None = None) -> None:
+        self.max_items, self.max_size = max_items, max_size
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: K) -> V | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        self._items.move_to_end(key)
+        return found[0]
+
+    def put(self, key: K, value: V, size: int = 0) -> V:
+        self.pop(key)
+        self._items[key] = (value, size)
+        self._size += size
+        while len(self._items) > self.max_items or (self.max_size is not None and self._size > self.max_size
+                                                    and len(self._items) > 1):
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._size -= dropped
+        return value
+
+    def pop(self, key: K) -> V | None:
+        old = self._items.pop(key, None)
+        if old is None:
+            return None
+        self._size -= old[1]
+        return old[0]
+
+
+class _Memoized(Generic[V]):
+    __slots__ = ("value", "checked")
+
+    def __init__(self, value: V) -> None:
+        self.value = value
+        self.checked = time.monotonic()
+
+
+class OpenedFiles(Generic[V]):
+    """Objects opened from derived-cache entries, by (cache key, variant), kept in step with the store.
+
+    Values are never closed here: a request may still be using one when it leaves the
+    memo; its memory map goes when the last reference does.
+    """
+
+    def __init__(self, max_items: int, max_size: int | None = None, recheck_s: float = RECHECK_S) -> None:
+        self._lru: Lru[tuple[str, Hashable], _Memoized[V]] = Lru(max_items, max_size)
+        self.recheck_s = recheck_s
+
+    async def get(self, store: CacheStore, key: str, variant: Hashable = None,
+                  companions: tuple[str, ...] = ()) -> V | None:
+        """The memoized value; `companions` are entries it was opened with (e.g. its meta),
+        kept in the disk LRU alongside it."""
+        memo = self._lru.get((key, variant))
+        if memo is None:
+            return None
+        now = time.monotonic()
+        if now - memo.checked >= self.recheck_s:
+            memo.checked = now
+            if not await asyncio.to_thread(_all_present, store, (key, *companions)):
+                self._lru.pop((key, variant))
+                return None
+        return memo.value
+
+    def put(self, key: str, value: V, variant: Hashable = None, size: int = 0) -> V:
+        """Memoize `value` unless a concurrent request did first; the memoized one is returned."""
+        memo = self._lru.get((key, variant))
+        if memo is not None:
+            return memo.value
+        self._lru.put((key, variant), _Memoized(value), size)
+        return value
+
+
+def _all_present(store: CacheStore, keys: tuple[str, ...]) -> bool:
+    """Each `get` also moves the entry to the front of the disk LRU."""
+    present = True
+    for key in keys:
+        entry = store.get(key)
+        present = present and entry is not None and entry.path is not None
+    return present
