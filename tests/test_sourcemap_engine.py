@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from symbolicator.errors import MalformedSourceMap
 from symbolicator.sourcemaps import vlq
-from symbolicator.sourcemaps.context import LineIndex, context_from_lines, split_lines, trim_line, utf16_to_index
+from symbolicator.sourcemaps.context import (
+    LineIndex,
+    context_from_lines,
+    minified_context,
+    split_lines,
+    trim_line,
+    utf16_to_index,
+)
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
     CacheFormatError,
@@ -346,6 +353,19 @@ def test_context_counts_utf16_and_js_line_breaks() -> None:
     ctx = context_from_lines(["1", "2", "3"], 1, n=5)
     assert ctx is not None and ctx.pre_context == [] and ctx.post_context == ["2", "3"]
 
+
+
+@given(
+    st.lists(st.text(st.sampled_from("ab; \té🎉"), max_size=400), min_size=1, max_size=12),
+    st.integers(-3, 14), st.integers(-5, 420),
+)
+def test_minified_context_from_a_line_index_equals_the_one_from_split_lines(
+    lines: list[str], lineno: int, colno: int
+) -> None:
+    """The LineIndex path slices the window straight from the text; it must trim exactly as
+    `trim_line` does on each whole line, for ASCII and non-ASCII texts alike."""
+    for text in ("\n".join(lines), "\n".join(line.encode("ascii", "ignore").decode() for line in lines)):
+        assert minified_context(LineIndex(text), lineno, colno, 5) == minified_context(text, lineno, colno, 5)
 
 segments_strategy = st.lists(
     st.lists(

@@ -80,6 +80,21 @@ class LineIndex(Sequence[str]):
         if starts.size > 1 and starts[-1] == len(text):
             starts, ends = starts[:-1], ends[:-1]
         self._starts, self._ends = array("q", starts.tobytes()), array("q", ends.tobytes())
+        self._ascii = text.isascii()
+
+    def trimmed(self, index: int, column16: int) -> str:
+        """`trim_line(self[index], column16)` without copying the whole line first.
+
+        A bundle's line can be megabytes and a frame shows eleven of them; in ASCII text a
+        UTF-16 column is a character index, so the window is sliced straight from the text.
+        """
+        if not self._ascii:
+            return trim_line(self[index], column16)
+        begin, length = self._starts[index], self._ends[index] - self._starts[index]
+        if length <= _MAX_LINE:
+            return self._text[begin : begin + length]
+        start, end = _window(length, column16)
+        return _snipped(self._text[begin + start : begin + end], start, end, length)
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -130,6 +145,12 @@ def trim_line(line: str, column16: int) -> str:
     length = utf16_length(line)
     if length <= _MAX_LINE:
         return line
+    start, end = _window(length, column16)
+    return _snipped(line[utf16_to_index(line, start) : utf16_to_index(line, end)], start, end, length)
+
+
+def _window(length: int, column16: int) -> tuple[int, int]:
+    """The [start, end) UTF-16 window `trim_line` keeps of a line longer than `_MAX_LINE`."""
     col = min(max(column16, 0), length)
     start = max(col - _LEAD, 0)
     if start < 5:
@@ -139,7 +160,10 @@ def trim_line(line: str, column16: int) -> str:
         end = length
     if end == length:
         start = max(end - _WINDOW, 0)
-    text = line[utf16_to_index(line, start) : utf16_to_index(line, end)]
+    return start, end
+
+
+def _snipped(text: str, start: int, end: int, length: int) -> str:
     if end < length:
         text = f"{text} {_SNIP}"
     if start > 0:
@@ -147,19 +171,19 @@ def trim_line(line: str, column16: int) -> str:
     return text
 
 
-def minified_context(source: str | list[str], lineno: int, colno: int, n: int = 5) -> Context | None:
+def minified_context(source: str | Sequence[str], lineno: int, colno: int, n: int = 5) -> Context | None:
     """Context of a minified file at 1-based `lineno` / 1-based UTF-16 `colno`.
 
     Every line is trimmed around the same column, so that neighbouring lines of a
     one-line-per-module bundle stay readable.
     """
     lines = split_lines(source) if isinstance(source, str) else source
-    ctx = context_from_lines(lines, lineno, n)
-    if ctx is None:
+    if lineno < 1 or lineno > len(lines):
         return None
-    col = colno - 1
+    i, col = lineno - 1, colno - 1
+    trim = lines.trimmed if isinstance(lines, LineIndex) else lambda k, c: trim_line(lines[k], c)
     return Context(
-        [trim_line(x, col) for x in ctx.pre_context],
-        trim_line(ctx.context_line, col),
-        [trim_line(x, col) for x in ctx.post_context],
+        [trim(k, col) for k in range(max(0, i - n), i)],
+        trim(i, col),
+        [trim(k, col) for k in range(i + 1, min(len(lines), i + 1 + n))],
     )
