@@ -266,7 +266,7 @@ class FrameMapper:
             self.error(abs_path, module.minified_error or "missing_source")
             return FrameOutcome(raw, raw)
         if self.apply_source_context:
-            _set_context(raw, minified_context(module.lines, lineno, colno or 1, CONTEXT_LINES))  # type: ignore[arg-type]
+            _set_context(raw, minified_context(module.lines, lineno, colno or 1, CONTEXT_LINES))
         if module.cache is None:
             found = dict(module.map_error or {"type": "missing_sourcemap"})
             kind = found.pop("type")
