@@ -50,6 +50,9 @@ class Metrics:
         self.native_conversions = Counter(
             "symbolicator_native_conversions", "Debug files converted to symcaches", registry=r
         )
+        self.js_conversions = Counter(
+            "symbolicator_js_conversions", "Source maps converted to sourcemap caches", registry=r
+        )
         self.native_downloads = Counter(
             "symbolicator_native_downloads", "Debug files downloaded for native lookups", registry=r
         )

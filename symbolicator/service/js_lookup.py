@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from prometheus_client import Counter
+
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.artifacts.bundles import (
@@ -122,6 +124,7 @@ class JsDeps:
     coalescer: Coalescer
     workers: WorkerPool
     fetcher: Fetcher | None
+    conversions: Counter | None = None
 
 
 @dataclass
@@ -429,6 +432,8 @@ class JsLookup:
             out = derived.temp_path(".smcache")
             try:
                 await workers.run(convert_sourcemap, data, source, str(out))
+                if self.deps.conversions is not None:
+                    self.deps.conversions.inc()
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise
