@@ -524,3 +524,13 @@ def test_lru_by_count_and_size() -> None:
     lru.put("d", 4, 4)
     assert lru.get("b") is None and lru.get("a") == 4
     assert lru.pop("a") == 4 and lru.get("a") is None
+
+
+async def test_memo_drops_a_file_changed_on_disk_at_the_next_hit(store: CacheStore) -> None:
+    memo: OpenedFiles[str] = OpenedFiles(8, recheck_s=3600.0)
+    path = store.put_bytes(key("a"), b"a" * 100)
+    memo.put(key("a"), "opened a", path=path)
+    assert await memo.get(store, key("a")) == "opened a"
+    with open(path, "r+b") as f:
+        f.write(b"X")
+    assert await memo.get(store, key("a")) is None

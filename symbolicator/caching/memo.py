@@ -7,7 +7,10 @@ memo hit never reaches the disk cache, though, and that has two costs:
 - a memory map of a file the disk cache has evicted keeps its disk space.
 `OpenedFiles` therefore asks the store again when a memoized file was last
 checked more than `recheck_s` ago: that refreshes the file's place in the disk
-LRU, and a file the store no longer has leaves the memo.
+LRU, and a file the store no longer has leaves the memo. Every hit also compares
+the file's state (one stat): a file rewritten or damaged on disk since it was
+opened leaves the memo at once, so the caller goes back to the store, which
+checks and rebuilds it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Generic, TypeVar
 
-from symbolicator.caching.store import CacheStore
+from symbolicator.caching.store import CacheStore, FileState
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -60,11 +64,13 @@ class Lru(Generic[K, V]):
 
 
 class _Memoized(Generic[V]):
-    __slots__ = ("value", "checked")
+    __slots__ = ("value", "checked", "path", "state")
 
-    def __init__(self, value: V) -> None:
+    def __init__(self, value: V, path: Path | None) -> None:
         self.value = value
         self.checked = time.monotonic()
+        self.path = path
+        self.state = FileState.of(path) if path is not None else None
 
 
 class OpenedFiles(Generic[V]):
@@ -85,6 +91,9 @@ class OpenedFiles(Generic[V]):
         memo = self._lru.get((key, variant))
         if memo is None:
             return None
+        if memo.path is not None and FileState.of(memo.path) != memo.state:
+            self._lru.pop((key, variant))
+            return None
         now = time.monotonic()
         if now - memo.checked >= self.recheck_s:
             memo.checked = now
@@ -93,12 +102,13 @@ class OpenedFiles(Generic[V]):
                 return None
         return memo.value
 
-    def put(self, key: str, value: V, variant: Hashable = None, size: int = 0) -> V:
-        """Memoize `value` unless a concurrent request did first; the memoized one is returned."""
+    def put(self, key: str, value: V, variant: Hashable = None, size: int = 0, path: Path | None = None) -> V:
+        """Memoize `value` (opened from `path`) unless a concurrent request did first; the
+        memoized one is returned."""
         memo = self._lru.get((key, variant))
         if memo is not None:
             return memo.value
-        self._lru.put((key, variant), _Memoized(value), size)
+        self._lru.put((key, variant), _Memoized(value, path), size)
         return value
 
 

@@ -13,9 +13,19 @@ processes and their conversion workers all open the same directory.
   `_FileDisk` makes every positive value a file regardless of diskcache's
   `disk_min_file_size`, and returns paths instead of opening them. Temp files are
   made with `temp_path()` inside the cache directory so the final move is a rename.
-* **Every file is checked on the way out.** The size written is kept in the entry's
-  tag; a file that vanished or whose size differs is removed and reads as a miss,
-  never served.
+* **Every file is checked on the way out.** The entry's tag holds the size and the
+  CRC-32 of what was written; a file that vanished, changed size or no longer has
+  that checksum is removed and reads as a miss, never served (the caller computes
+  it again). Hashing costs ~0.5 ms per MB, so each process hashes a file once and
+  then trusts it while its inode, size, mtime and ctime stay the same: any write
+  through the file system (a flipped byte, a truncation) changes the ctime, which
+  nobody can set back, and makes the next `get` hash it again.
+* **A full or failing disk degrades, it does not break.** Reading an entry updates
+  its access time (LRU), which is a write; when SQLite cannot write, `get` falls
+  back to a plain read, so warm entries keep being served. Writes that fail
+  (`put_file`, `put_bytes`) raise `CacheWriteFailed`; a negative entry that cannot
+  be stored, or a damaged one that cannot be dropped, is only logged: both are
+  optimisations, and the request they belong to must still answer.
 * **Two budgets** (`Caches`): downloads are big and cheap to fetch again, derived
   caches (symcaches, sourcemap caches) are small and expensive to rebuild. One
   shared cap would let a burst of big downloads evict every derived cache. Each
@@ -28,6 +38,11 @@ processes and their conversion workers all open the same directory.
 * **Internal errors are never cached**: a bug or a flaky disk must not poison a key
   for an hour. `set_negative` takes an `Outcome`, and `Outcome` has no member for
   them; anything else is a `TypeError`.
+* **A crash leaves nothing behind.** A value is produced in a temp file named after
+  the producing process and moved in whole, so a process killed mid-write leaves no
+  entry, only that temp file; opening the store removes temp files of processes
+  that are gone (as `LocalStorage` does), and `prune` those older than
+  `TEMP_MAX_AGE`.
 * **Versions live in the keys** (`keys.cache_key`), so a format change never reads
   an old entry; old entries age out through LRU.
 
@@ -42,9 +57,14 @@ import errno
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +73,7 @@ import diskcache
 from diskcache.core import MODE_BINARY, UNKNOWN
 
 from symbolicator.errors import Outcome, SymbolicatorError
+from symbolicator.storage.local import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +83,52 @@ DEFAULT_NEGATIVE_TTL = HOUR
 TEMP_MAX_AGE = 6 * HOUR
 _NEGATIVE_TAG = "negative"
 _DB_TIMEOUT = 60.0
+_HASH_BLOCK = 1 << 20
+_VERIFIED_MAX = 8192
 
 
 class EntryTooLarge(SymbolicatorError):
     """A value does not fit in the cache's budget at all."""
+
+
+class CacheWriteFailed(SymbolicatorError):
+    """The cache's disk refused a write (full, read-only, failing): the value is not cached."""
+
+
+def file_tag(size: int, crc: int) -> str:
+    """The tag of a positive entry: what `_intact` checks the file against."""
+    return f"crc32:{size}:{crc:08x}"
+
+
+def file_crc(path: Path) -> int:
+    """CRC-32 of a file, streamed (zlib releases the GIL on big blocks)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """One version of a file on disk. Any write through the file system changes the
+    ctime, which no one can set back, so an unchanged state means unchanged bytes:
+    code that keeps a cached file open (a memory map in an LRU) compares states to
+    notice that the file was damaged meanwhile, without hashing it again."""
+
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileState | None:
+        """The file's current state; None when it is gone."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +217,11 @@ class CacheStore:
         self._cache = diskcache.Cache(str(self.directory), timeout=_DB_TIMEOUT, disk=_FileDisk, **settings)
         self.max_bytes: int = int(self._cache.size_limit)
         self._lock = threading.Lock()
+        self._verified: OrderedDict[str, tuple[FileState, str]] = OrderedDict()
+        self._warned_at = -60.0
         self._hits = 0
         self._misses = 0
+        self._remove_orphaned_temp_files()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CacheStore, (self.directory, self.max_bytes, self.name))
@@ -165,7 +231,11 @@ class CacheStore:
 
     def get(self, key: str) -> CacheEntry | None:
         """The entry at `key`, or None (missing, expired, or its file gone or damaged)."""
-        value, expire_time, tag = self._cache.get(key, read=True, expire_time=True, tag=True, retry=True)
+        try:
+            value, expire_time, tag = self._cache.get(key, read=True, expire_time=True, tag=True, retry=True)
+        except sqlite3.OperationalError as exc:
+            self._warn_degraded(f"cannot record accesses ({exc}); reading without them")
+            value, expire_time, tag = self._peek(key)
         entry: CacheEntry | None = None
         if tag == _NEGATIVE_TAG and isinstance(value, str):
             try:
@@ -196,18 +266,37 @@ class CacheStore:
         src = Path(src)
         size = src.stat().st_size
         self._check_fits(size)
-        self._cache.set(key, _Incoming(src, size), tag=size, retry=True)
-        return self._stored(key)
+        return self._put(key, src, size, file_crc(src))
 
     def put_bytes(self, key: str, data: bytes) -> Path:
         """Store `data` (a small value) as a file; the cached path."""
         self._check_fits(len(data))
-        path = self.temp_path()
+        with self._writing(key):
+            path = self.temp_path()
+            try:
+                path.write_bytes(data)
+                return self._put(key, path, len(data), zlib.crc32(data))
+            finally:
+                path.unlink(missing_ok=True)
+
+    def _put(self, key: str, src: Path, size: int, crc: int) -> Path:
+        with self._writing(key):
+            self._cache.set(key, _Incoming(src, size), tag=file_tag(size, crc), retry=True)
+            stored = self._stored(key)
+        self._remember_intact(stored, file_tag(size, crc))
+        return stored
+
+    @contextmanager
+    def _writing(self, key: str) -> Iterator[None]:
+        """Disk errors of a write become `CacheWriteFailed` (cause kept); the caller answers without caching."""
         try:
-            path.write_bytes(data)
-            return self.put_file(key, path)
-        finally:
-            path.unlink(missing_ok=True)
+            yield
+        except (sqlite3.OperationalError, diskcache.Timeout) as exc:
+            raise CacheWriteFailed(f"the {self.name} cache cannot store {key!r}: {exc}") from exc
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise CacheWriteFailed(f"the {self.name} cache cannot store {key!r}: {exc}") from exc
 
     def set_negative(self, key: str, outcome: Outcome, expire: float | None = None) -> CacheEntry:
         """Remember that `key` has no content, for `expire` seconds (default by outcome)."""
@@ -215,7 +304,11 @@ class CacheStore:
             raise TypeError(f"only an Outcome can be cached, not {outcome!r}")
         ttl = NEGATIVE_TTL.get(outcome, DEFAULT_NEGATIVE_TTL) if expire is None else float(expire)
         now = time.time()
-        self._cache.set(key, outcome.value, expire=ttl, tag=_NEGATIVE_TAG, retry=True)
+        try:
+            with self._writing(key):
+                self._cache.set(key, outcome.value, expire=ttl, tag=_NEGATIVE_TAG, retry=True)
+        except CacheWriteFailed as exc:
+            log.warning("%s; the %s outcome is not remembered", exc, outcome.value)
         return CacheEntry(outcome=outcome, expires_at=now + ttl)
 
     def clear_negative(self, key: str) -> bool:
@@ -235,7 +328,8 @@ class CacheStore:
         Pass it to `put_file` when done (a rename) or delete it; `prune` removes
         temp files older than `TEMP_MAX_AGE`.
         """
-        fd, name = tempfile.mkstemp(prefix=f"{self.name}-", suffix=suffix, dir=self.temp_dir)
+        with self._writing("a temp file"):
+            fd, name = tempfile.mkstemp(prefix=f"{self.name}-{os.getpid()}-", suffix=suffix, dir=self.temp_dir)
         os.close(fd)
         return Path(name)
 
@@ -317,20 +411,90 @@ class CacheStore:
             raise EntryTooLarge(f"{key!r} was evicted from the {self.name} cache as soon as it was stored")
         return value
 
-    @staticmethod
-    def _intact(path: Path, tag: Any) -> bool:
+    def _warn_degraded(self, message: str) -> None:
+        """Once a minute at most: a full disk would otherwise log once per request."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._warned_at < 60.0:
+                return
+            self._warned_at = now
+        log.warning("cache %s: %s", self.name, message)
+
+    def _peek(self, key: str) -> tuple[Any, float | None, Any]:
+        """(value, expire time, tag) read without a transaction: no access time recorded."""
+        db_key, raw = self._cache._disk.put(key)
+        rows = self._cache._sql(
+            "SELECT expire_time, tag, mode, filename, value FROM Cache"
+            " WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
+            (db_key, raw, time.time()),
+        ).fetchall()
+        if not rows:
+            return None, None, None
+        expire_time, tag, mode, filename, db_value = rows[0]
         try:
-            size = path.stat().st_size
+            return self._cache._disk.fetch(mode, filename, db_value, True), expire_time, tag
         except OSError:
+            return None, None, None
+
+    def _intact(self, path: Path, tag: Any) -> bool:
+        """The file is the one stored: size and CRC-32 as tagged (hashed once per process and file state)."""
+        if not isinstance(tag, str) or not tag.startswith("crc32:"):
             return False
-        return not isinstance(tag, int) or size == tag
+        state = FileState.of(path)
+        if state is None:
+            return False
+        with self._lock:
+            if self._verified.get(str(path)) == (state, tag):
+                self._verified.move_to_end(str(path))
+                return True
+        try:
+            _, size, crc = tag.split(":")
+            if state.size != int(size) or file_crc(path) != int(crc, 16):
+                return False
+        except (OSError, ValueError):
+            return False
+        self._remember(path, state, tag)
+        return True
+
+    def _remember_intact(self, path: Path, tag: str) -> None:
+        """A file just written with `tag`: trusted in this process until it changes."""
+        state = FileState.of(path)
+        if state is not None:
+            self._remember(path, state, tag)
+
+    def _remember(self, path: Path, state: FileState, tag: str) -> None:
+        with self._lock:
+            self._verified[str(path)] = (state, tag)
+            self._verified.move_to_end(str(path))
+            while len(self._verified) > _VERIFIED_MAX:
+                self._verified.popitem(last=False)
 
     def _discard(self, key: str, path: Path | None) -> None:
-        """Delete `key` if it still holds `path` (another process may have replaced it)."""
-        with self._cache.transact(retry=True):
-            current = self._cache.get(key, read=True, retry=True)
-            if path is None or current == path:
-                self._cache.delete(key, retry=True)
+        """Delete `key` if it still holds `path` (another process may have replaced it).
+
+        On a disk that refuses writes the entry stays, and is refused again on every read.
+        """
+        if path is not None:
+            with self._lock:
+                self._verified.pop(str(path), None)
+        try:
+            with self._cache.transact(retry=True):
+                current = self._cache.get(key, read=True, retry=True)
+                if path is None or current == path:
+                    self._cache.delete(key, retry=True)
+        except sqlite3.OperationalError as exc:
+            log.warning("cache %s: cannot drop %s (%s)", self.name, key, exc)
+
+    def _remove_orphaned_temp_files(self) -> None:
+        """Temp files of `temp_path` whose process is gone: what a crash mid-write left."""
+        prefix = f"{self.name}-"
+        for entry in os.scandir(self.temp_dir):
+            pid = entry.name[len(prefix):].split("-", 1)[0] if entry.name.startswith(prefix) else ""
+            if pid.isdigit() and not process_alive(int(pid)):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
     def _remove_old_temp_files(self) -> int:
         cutoff = time.time() - TEMP_MAX_AGE
@@ -356,7 +520,7 @@ class Caches:
     @classmethod
     def open(
         cls, cache_dir: Path, downloads_max_bytes: int | None, derived_max_bytes: int | None
-    ) -> "Caches":
+    ) -> Caches:
         root = Path(cache_dir)
         return cls(
             root=root,

@@ -224,13 +224,28 @@ class JsLookup:
 
     async def _line_index(self, found: JsFile) -> LineIndex:
         lines = _lines.get(found.identity)
-        if lines is None:
+        if lines is not None:
+            return lines
+
+        async def read_and_index() -> LineIndex:
             data = await found.read()
-            lines = await asyncio.to_thread(lambda: LineIndex(data.decode("utf-8", "replace")))
-            _lines.put(found.identity, lines, len(data))
-        return lines
+            fresh = await asyncio.to_thread(lambda: LineIndex(data.decode("utf-8", "replace")))
+            _lines.put(found.identity, fresh, len(data))
+            return fresh
+
+        return await self.deps.coalescer.run(f"lines:{found.identity}", read_and_index)
 
     async def _module(self, abs_path: str) -> Module:
+        """A store that is down or a cache disk that is full fails this module's frames, not the job."""
+        try:
+            return await self._find_module(abs_path)
+        except SymbolicatorError as exc:
+            log.warning("looking up %s failed: %s", abs_path, exc)
+            module = Module(abs_path)
+            module.minified_error = "missing_source"
+            return module
+
+    async def _find_module(self, abs_path: str) -> Module:
         module = Module(abs_path)
         debug_id = self.request.modules.get(abs_path)
         minified: JsFile | None = None
@@ -278,15 +293,23 @@ class JsLookup:
         return minified.headers.get("sourcemap") or minified.headers.get("x-sourcemap") or comments.source_mapping_url
 
     async def _inspect(self, minified: JsFile) -> tuple[LineIndex, Comments]:
-        """Lines and comments of a minified file, read and scanned once per process."""
+        """Lines and comments of a minified file, read and scanned once per process.
+
+        Coalesced by content: a bundle's text and line index are held once however many
+        requests arrive for it at the same time (each read of a 60 MB bundle costs ~300 MB).
+        """
         lines, comments = _lines.get(minified.identity), _comments.get(minified.identity)
         if lines is not None and comments is not None:
             return lines, comments
-        data = await minified.read()
-        fresh_lines, fresh_comments = await asyncio.to_thread(inspect_minified, data)
-        _lines.put(minified.identity, fresh_lines, len(data))
-        _comments.put(minified.identity, fresh_comments)
-        return fresh_lines, fresh_comments
+
+        async def read_and_scan() -> tuple[LineIndex, Comments]:
+            data = await minified.read()
+            fresh_lines, fresh_comments = await asyncio.to_thread(inspect_minified, data)
+            _lines.put(minified.identity, fresh_lines, len(data))
+            _comments.put(minified.identity, fresh_comments)
+            return fresh_lines, fresh_comments
+
+        return await self.deps.coalescer.run(f"inspect:{minified.identity}", read_and_scan)
 
     async def _referenced_map(self, minified: JsFile, comments: Comments, abs_path: str) -> JsFile:
         ref = self._map_reference(minified, comments)
@@ -453,7 +476,7 @@ class JsLookup:
                     raise
                 await asyncio.to_thread(derived.delete, key)
                 continue
-            return _caches.put(key, opened, sourcemap.url)
+            return _caches.put(key, opened, sourcemap.url, path=entry.path)
         raise MalformedSourceMap(f"{sourcemap.url}: the sourcemap cache cannot be built")
 
 

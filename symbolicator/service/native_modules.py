@@ -252,7 +252,7 @@ class ModuleLookup:
                 log.info("symcache %s unusable (%s); rebuilding", sc_key, exc)
                 await asyncio.to_thread(derived.delete, sc_key)
                 continue
-            return self._found(result, candidate, _opened.put(sc_key, opened, size=opened.size))
+            return self._found(result, candidate, _opened.put(sc_key, opened, size=opened.size, path=entry.path))
         return self._failed(result, candidate, None, "the converted file could not be opened")
 
     def _open(self, meta_key: str, entry: CacheEntry) -> _Opened:

@@ -194,6 +194,11 @@ class UploadService:
             try:
                 actual, size = self.chunks.concatenate(chunks, path)
                 if actual != sha1:
+                    damaged = self._drop_damaged_chunks(chunks)
+                    if damaged:
+                        return state_json(AssembleState.ERROR, detail=(
+                            f"{len(damaged)} stored chunk(s) did not match their SHA-1 and were dropped "
+                            f"({', '.join(damaged[:3])}); upload the file again"))
                     return state_json(AssembleState.ERROR, detail=(
                         f"checksum mismatch: the chunks make a file with SHA-1 {actual}, not {sha1}"))
                 if self.settings.testing.assemble_delay_s:
@@ -218,6 +223,26 @@ class UploadService:
         log.info("assembled %s %s in %s: %s (%.2f s)", kind, sha1, ",".join(map(str, scopes)), answer["state"],
                  time.monotonic() - started)
         return {**answer, "persisted": True}
+
+    def _drop_damaged_chunks(self, chunks: tuple[str, ...]) -> list[str]:
+        """Chunks whose stored bytes are not what their name says, deleted so the next upload sends them again.
+
+        Chunks are trusted once stored (`missing` only asks whether they exist), so a
+        chunk damaged in storage, such as the empty object a store kept from a writer
+        killed mid-request, would otherwise fail every later upload of the file.
+        """
+        damaged = []
+        for sha1 in dict.fromkeys(chunks):
+            key = keys.chunk(sha1)
+            try:
+                data = self.storage.get_bytes(key, max_bytes=self.settings.limits.chunk_size)
+            except ObjectNotFound:
+                continue
+            if hashlib.sha1(data).hexdigest() != sha1:
+                log.warning("chunk %s is damaged in storage (%d bytes); dropping it", sha1, len(data))
+                self.storage.delete(key)
+                damaged.append(sha1)
+        return damaged
 
     def _publish_dif(self, scope: Scope, path: Path, sha1: str, name: str,
                      stored_parts: list[str] | None = None) -> dict[str, Any]:

@@ -188,7 +188,7 @@ class LocalStorage:
             pid_text = entry.name.split("-", 1)[0]
             try:
                 old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS
-                if old or not (pid_text.isdigit() and _process_alive(int(pid_text))):
+                if old or not (pid_text.isdigit() and process_alive(int(pid_text))):
                     os.unlink(entry.path)
             except FileNotFoundError:
                 pass
@@ -228,7 +228,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (on this host's pid namespace): whose temp files may still be in use."""
     if pid == os.getpid():
         return True
     try:

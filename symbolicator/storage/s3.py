@@ -18,18 +18,26 @@ Why it is built this way:
 - **Failing fast:** a short connect timeout and few retries, so an unreachable
   store becomes `StorageUnavailable` (HTTP 503) in seconds, not minutes.
   Errors are mapped at this boundary, cause kept: 404/NoSuchKey → `ObjectNotFound`;
-  connection errors, timeouts and S3's own 503 (SlowDown) → `StorageUnavailable`;
-  any other failure → `StorageError`.
+  connection errors, timeouts and any 5xx (S3's SlowDown, and the 500
+  InternalError a store answers while it shuts down or loses its backends) →
+  `StorageUnavailable`, since retrying later is the cure; any other failure →
+  `StorageError`.
 - **`list` sorts.** AWS lists in byte order, but SeaweedFS walks its directory
   tree (`a/b` before `a-c`), so keys are gathered and sorted: memory grows with
   the number of keys under the prefix, which callers keep narrow.
 - **Checksums only when required**, as many S3-compatible stores reject the
   CRC headers newer botocore sends by default; chunks are content-addressed
-  and verified by SHA-1 above this layer anyway.
+  and verified by SHA-1 above this layer anyway. The exception is `put_bytes`,
+  which sends Content-MD5: a writer killed after the request headers but before
+  the body (a SIGKILL mid-upload) made SeaweedFS store an *empty* object at the
+  key, and a chunk that exists is never sent again. With the digest the store
+  refuses the truncated body instead.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import tempfile
@@ -59,7 +67,7 @@ READ_CHUNK = 1 << 20
 MULTIPART_BYTES = 8 << 20
 MIN_PART_BYTES = 5 << 20
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_UNAVAILABLE_CODES = frozenset({"503", "SlowDown", "ServiceUnavailable"})
+_UNAVAILABLE_CODES = frozenset({"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError"})
 
 
 class S3Storage:
@@ -184,9 +192,11 @@ class S3Storage:
         return ObjectInfo(key, size)
 
     def put_bytes(self, key: str, data: bytes | bytearray) -> None:
+        """One PUT with Content-MD5: the store refuses a body that did not arrive whole (see the module notes)."""
         full = self._full(key)
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
         with self._errors(key):
-            self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=data, ContentMD5=md5)
 
     def put_file(self, key: str, path: Path) -> None:
         full = self._full(key)
@@ -289,7 +299,7 @@ def _translate(e: BaseException, key: str | None, storage: S3Storage) -> Storage
             if code in _NOT_FOUND_CODES:
                 return ObjectNotFound(f"no object at {what} in {where}", key)
             status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in _UNAVAILABLE_CODES or status == 503:
+            if code in _UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500):
                 return StorageUnavailable(f"S3 unavailable for {what} ({code}) in {where}", key)
             return StorageError(f"S3 error {code or status} for {what} in {where}: {cause}", key)
         if isinstance(cause, (BotoConnectionError, HTTPClientError)):
