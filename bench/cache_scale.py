@@ -35,7 +35,6 @@ runs all along.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -52,7 +51,7 @@ from typing import Any
 from bench.cache_inputs import MapSet, map_set
 from bench.coalescing import js_problem
 from bench.inputs import REPO, WORK
-from bench.report import MiB, Row, Section, table
+from bench.report import MiB, Row, Section, section_main
 from bench.s3_rig import Rig, delta, run_plan, scrape, service_on_s3
 
 CAP = {True: 24 * MiB, False: 64 * MiB}
@@ -322,13 +321,7 @@ def run(quick: bool, log: Callable[[str], None]) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cache_scale", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="24 MiB cap, 8 hot + 60 cold maps")
-    args = parser.parse_args(argv)
-    section = run(args.quick, lambda m: print(f"[bench {time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
-    print("\n".join([f"## {section.title}", "", *section.notes, "", *table(section.rows)]))
-    return 0 if all(r.passed is not False for r in section.rows) else 1
+    return section_main("python -m bench.cache_scale", __doc__, "24 MiB cap, 8 hot + 60 cold maps", run, argv)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,9 @@ checked against the source map's own mapping (JS) and `llvm-symbolizer` (native)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from aiohttp import web
 from bench.counting_proxy import CountingProxy, Hold
 from bench.inputs import WORK, JsInput, NativeInput, js_input, native_input
 from bench.native_bench import N_FRAMES as N_ADDRESSES
-from bench.report import Row, Section, table
+from bench.report import Row, Section, section_main
 from bench.s3_rig import Rig, delta, run_plan, scrape, service_on_s3
 from bench.sourcemap_bench import N_FRAMES as N_POSITIONS
 from bench.upload import upload
@@ -317,13 +315,7 @@ def run(quick: bool, log: Callable[[str], None]) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.coalescing", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the small inputs (rollup, the 2-unit program)")
-    args = parser.parse_args(argv)
-    section = run(args.quick, lambda m: print(f"[bench {time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
-    print("\n".join([f"## {section.title}", "", *section.notes, "", *table(section.rows)]))
-    return 0 if all(r.passed is not False for r in section.rows) else 1
+    return section_main("python -m bench.coalescing", __doc__, "the small inputs (rollup, the 2-unit program)", run, argv)
 
 
 if __name__ == "__main__":

@@ -139,3 +139,18 @@ def peer_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def section_main(prog: str, doc: str | None, quick_help: str, run: Callable[[bool, Callable[[str], None]], Section],
+                 argv: list[str] | None = None) -> int:
+    """`python -m bench.<part> [--quick]` for a part run alone: its section as Markdown on stdout."""
+    import argparse
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args(argv)
+    section = run(args.quick, lambda m: print(f"[bench {time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
+    print("\n".join([f"## {section.title}", "", *section.notes, "", *table(section.rows)]))
+    return 0 if all(r.passed is not False for r in section.rows) else 1
