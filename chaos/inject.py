@@ -38,7 +38,7 @@ from unittest import mock
 import tests.support.seaweed as seaweed_support
 import tests.support.service as service_support
 from tests.support.seaweed import SeaweedServer, find_weed
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, child_pids
 
 FAST_ELECTION = "-master.electionTimeout=1s"
 
@@ -185,17 +185,7 @@ def corrupt(path: Path, how: str) -> None:
         f.write(bytes(b ^ 0xFF for b in data))
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of `pid` (the service's worker processes)."""
-    out = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            out.append(int(status.parent.name))
-    return sorted(out)
+children = child_pids
 
 
 def workers(pid: int) -> list[int]:

@@ -11,6 +11,7 @@ import pytest
 
 from symbolicator.service.workers import WorkerCrashed, WorkerPool
 from tests.support import worker_jobs
+from tests.support.service import child_pids
 
 
 async def test_a_killed_worker_fails_its_job_and_the_pool_restarts() -> None:
@@ -41,18 +42,6 @@ async def test_jobs_in_flight_when_a_worker_dies_fail_fast_and_later_jobs_succee
         pool.close()
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            found.add(int(status.parent.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/status").read_text()
@@ -66,9 +55,9 @@ def test_workers_leave_when_the_service_is_killed(service_factory: Any, tmp_path
                            "workers": 2})
     assert svc.proc is not None
     deadline = time.monotonic() + 30
-    while len(_children(svc.proc.pid)) < 2 and time.monotonic() < deadline:
+    while len(set(child_pids(svc.proc.pid))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)  # the pool is warmed at start
-    workers = _children(svc.proc.pid)
+    workers = set(child_pids(svc.proc.pid))
     assert len(workers) >= 2
     svc.kill()
     deadline = time.monotonic() + 10

@@ -147,3 +147,16 @@ def service_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
     yield make
     for svc in started:
         svc.stop()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (the service's worker processes), from /proc."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            out.append(int(status.parent.name))
+    return sorted(out)
