@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -534,3 +535,39 @@ async def test_memo_drops_a_file_changed_on_disk_at_the_next_hit(store: CacheSto
     with open(path, "r+b") as f:
         f.write(b"X")
     assert await memo.get(store, key("a")) is None
+
+
+def test_concurrent_writers_never_take_the_folder_past_the_cap(tmp_path: Path) -> None:
+    """Room is made before a file moves in, under a lock all processes share."""
+    store = CacheStore(tmp_path / "c", 4 * MiB, "test")
+    payload = os.urandom(256 * KiB)
+
+    def writer(prefix: str) -> None:
+        for i in range(60):
+            src = store.temp_path()
+            src.write_bytes(payload)
+            store.put_file(key(f"{prefix}{i}"), src)
+
+    def folder_bytes() -> int:
+        total = 0
+        for folder, _, names in os.walk(store.directory):  # what the cap bounds: entries + cache.db
+            if folder.startswith(str(store.temp_dir)):
+                continue
+            for name in names:
+                if not name.startswith("cache.db-"):
+                    try:
+                        total += os.stat(os.path.join(folder, name)).st_size
+                    except FileNotFoundError:
+                        pass
+        return total
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in "ab"]
+    for t in threads:
+        t.start()
+    worst = 0
+    while any(t.is_alive() for t in threads):
+        worst = max(worst, folder_bytes())
+    for t in threads:
+        t.join()
+    assert 0 < worst <= 4 * MiB
+    store.close()

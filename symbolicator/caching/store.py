@@ -54,6 +54,7 @@ POSIX) and treat `FileNotFoundError` as a miss.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -82,6 +83,7 @@ NEGATIVE_TTL: dict[Outcome, float] = {Outcome.NOT_FOUND: HOUR, Outcome.MALFORMED
 DEFAULT_NEGATIVE_TTL = HOUR
 TEMP_MAX_AGE = 6 * HOUR
 _NEGATIVE_TAG = "negative"
+_ROW_BYTES = 64 * 1024  # room for the entry's row: the database file counts against the cap too
 _DB_TIMEOUT = 60.0
 _HASH_BLOCK = 1 << 20
 _VERIFIED_MAX = 8192
@@ -280,7 +282,8 @@ class CacheStore:
                 path.unlink(missing_ok=True)
 
     def _put(self, key: str, src: Path, size: int, crc: int) -> Path:
-        with self._writing(key):
+        with self._writing(key), self._making_room():
+            self._cull(reserve=size + _ROW_BYTES)
             self._cache.set(key, _Incoming(src, size), tag=file_tag(size, crc), retry=True)
             stored = self._stored(key)
         self._remember_intact(stored, file_tag(size, crc))
@@ -386,10 +389,21 @@ class CacheStore:
                 f"{size} bytes do not fit in the {self.name} cache ({self.max_bytes} bytes); raise its size limit"
             )
 
-    def _cull(self) -> int:
-        """Drop expired entries, then least-recently-used ones until under the cap."""
+    @contextmanager
+    def _making_room(self) -> Iterator[None]:
+        """Writers of every process take turns to make room and move their file in, so the
+        folder never holds more than the cap, not even for a moment per concurrent writer."""
+        with open(self.directory / ".space.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _cull(self, reserve: int = 0) -> int:
+        """Drop expired entries, then least-recently-used ones until `reserve` more bytes fit under the cap."""
         removed = int(self._cache.expire(retry=True))
-        while (excess := int(self._cache.volume()) - self.max_bytes) > 0:
+        while (excess := int(self._cache.volume()) + reserve - self.max_bytes) > 0:
             # diskcache has no public "oldest keys" call; `key` is the plain str for str keys.
             rows = self._cache._sql(
                 "SELECT key, size FROM Cache WHERE raw = 1 ORDER BY access_time LIMIT 100"
