@@ -180,13 +180,16 @@ def frame_adjustment(frame: FrameAddr, default: Adjustment) -> Adjustment:
     return Adjustment.YES if frame.adjust_instruction_addr else Adjustment.NO
 
 
-def parse_register(name: str, value: str | int) -> int:
-    """A register value as sent on the wire: an int, or hex with or without `0x`."""
-    if isinstance(value, bool):
-        raise InvalidShape(f"register {name!r}: expected a hex string, got {value!r}")
+def parse_register(name: str, value: object) -> int:
+    """A register value as sent on the wire: an int, or hex with or without `0x`; 64 bits at most.
+
+    `value` is whatever the JSON held: any other type is the caller's mistake (422), not ours.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidShape(f"register {name!r}: expected a hex string or an integer, got {value!r:.80}")
     if isinstance(value, int):
-        if value < 0:
-            raise InvalidShape(f"register {name!r}: negative value {value}")
+        if not 0 <= value < 1 << 64:
+            raise InvalidShape(f"register {name!r}: value {value} outside 0..2^64-1")
         return value
     text = value.strip()
     digits = text[2:] if text[:2] in ("0x", "0X") else text

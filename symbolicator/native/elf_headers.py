@@ -142,8 +142,8 @@ def read_elf(f: BinaryIO, size: int) -> ElfFacts:
     try:
         return _read_sections(f, size, h)
     except (ELFError, ConstructError, struct.error, IndexError, KeyError, ValueError, UnicodeDecodeError,
-            OverflowError) as e:
-        raise MalformedObject(f"malformed ELF: {e}") from e
+            OverflowError, AssertionError) as e:  # pyelftools checks some invariants with `assert`
+        raise MalformedObject(f"malformed ELF: {e or type(e).__name__}") from e
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise
@@ -203,7 +203,7 @@ def _read_sections(f: BinaryIO, size: int, h: _Header) -> ElfFacts:
         has_unwind_info=has_data(".eh_frame") or has_data(".debug_frame"),
         image_vmaddr=image_vmaddr or 0,
         debug_link=_debug_link(f, sections.get(".gnu_debuglink")),
-        soname=_soname(sections.get(".dynamic")),
+        soname=_soname(elf, sections.get(".dynamic")),
     )
 
 
@@ -231,9 +231,13 @@ def _debug_link(f: BinaryIO, sec: Any) -> str | None:
     return name.decode("utf-8", "replace") or None
 
 
-def _soname(sec: Any) -> str | None:
+def _soname(elf: ELFFile, sec: Any) -> str | None:
+    """DT_SONAME, a string of the table `.dynamic` links to (which must be one: pyelftools asserts it)."""
     if not isinstance(sec, DynamicSection) or sec["sh_type"] == _SHT_NOBITS:
         return None
+    link = sec["sh_link"]
+    if not 0 < link < elf.num_sections() or elf.get_section(link)["sh_type"] != "SHT_STRTAB":
+        raise MalformedObject(f"malformed ELF: .dynamic links to section {link}, which is not a string table")
     for tag in sec.iter_tags():
         if tag.entry.d_tag == "DT_SONAME":
             return str(getattr(tag, "soname"))  # noqa: B009 (set dynamically; mypy cannot see it)

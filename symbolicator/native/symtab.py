@@ -35,6 +35,10 @@ class Symbol:
 
 
 _BIND_RANK = {"STB_GLOBAL": 0, "STB_WEAK": 1, "STB_GNU_UNIQUE": 1, "STB_LOCAL": 2}
+LAST_ADDRESS = (1 << 64) - 1
+"""Where symbols end at the latest: a size or a section running past 2^64 (a corrupt header) is cut
+there, as the DWARF walker cuts ranges, so every end fits the symcache's u64 (a symbol never
+covers the very last address)."""
 
 
 def _bounded(raw: list[tuple[int, int, int, str, str | None]], sections: list[tuple[int, int]], clip: bool) -> list[Symbol]:
@@ -46,6 +50,7 @@ def _bounded(raw: list[tuple[int, int, int, str, str | None]], sections: list[tu
     (Mach-O). ELF's size-less symbols are not clipped to their section because
     llvm-symbolizer does not clip them either: `.plt` stubs after a size-less
     `_init` are reported as `_init`; the last one ends with the code sections.
+    No end goes past `LAST_ADDRESS`.
     """
     raw.sort(key=lambda s: (s[0], -s[1], s[2]))
     uniq: list[tuple[int, int, str, str | None]] = []
@@ -67,7 +72,7 @@ def _bounded(raw: list[tuple[int, int, int, str, str | None]], sections: list[tu
                 end = max(hi for _, hi in sections)
             if not end:
                 end = addr + 1
-        out.append(Symbol(addr, end, name, file))
+        out.append(Symbol(addr, min(end, LAST_ADDRESS), name, file))
     return out
 
 

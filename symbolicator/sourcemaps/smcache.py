@@ -374,7 +374,7 @@ class SmCache:
         None for line/column < 1, positions past 2^32, positions before the first
         mapping of their line, and mappings without a source.
         """
-        if line < 1 or column < 1 or line > 0xFFFFFFFF or column > 0xFFFFFFFF:
+        if line < 1 or column < 1 or line > 1 << 32 or column > 1 << 32:
             return None
         i = find_segment(self._keys, line - 1, column - 1)
         if i < 0:

@@ -36,6 +36,7 @@ from symbolicator.types import DebugId
 
 _XSSI_PREFIX = b")]}'"
 _MAX_SECTION_DEPTH = 8
+_MAX_OFFSET = 2**31 - 1  # generated positions are int32 (vlq.py); JSON may hold up to 2^64
 _U32 = 2**32
 
 
@@ -269,9 +270,9 @@ def _offset(section: Any, index: int) -> tuple[int, int]:
     offset = section.get("offset") if isinstance(section, dict) else None
     line = offset.get("line") if isinstance(offset, dict) else None
     column = offset.get("column") if isinstance(offset, dict) else None
-    if type(line) is not int or type(column) is not int or line < 0 or column < 0:
+    if not (type(line) is int and type(column) is int and 0 <= line <= _MAX_OFFSET and 0 <= column <= _MAX_OFFSET):
         raise MalformedSourceMap(
-            f"index map section {index} needs an `offset` with non-negative integer `line` and `column`"
+            f"index map section {index} needs an `offset` with non-negative integer `line` and `column` below 2^31"
         )
     return line, column
 
