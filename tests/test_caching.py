@@ -571,3 +571,24 @@ def test_concurrent_writers_never_take_the_folder_past_the_cap(tmp_path: Path) -
         t.join()
     assert 0 < worst <= 4 * MiB
     store.close()
+
+
+async def test_noted_uses_keep_a_hot_file_even_when_the_cache_turns_over_between_rechecks(tmp_path: Path) -> None:
+    store = CacheStore(tmp_path / "c", 1 * MiB, "test")
+    memo: OpenedFiles[str] = OpenedFiles(8, recheck_s=3600.0)
+    memo.put(key("hot"), "opened hot", path=store.put_bytes(key("hot"), b"h" * 300_000))
+    for i in range(12):
+        store.put_bytes(key(f"cold{i}"), b"c" * 300_000)
+        assert await memo.get(store, key("hot")) == "opened hot"
+    assert store.get(key("hot")) is not None
+    store.close()
+
+
+async def test_opening_a_file_forgets_the_ones_the_store_evicted(tmp_path: Path) -> None:
+    """Each is opened once and never asked for again: only a sweep can release their maps."""
+    store = CacheStore(tmp_path / "c", 1 * MiB, "test")
+    memo: OpenedFiles[str] = OpenedFiles(64, recheck_s=3600.0)
+    for i in range(12):
+        memo.put(key(f"m{i}"), f"opened {i}", path=store.put_bytes(key(f"m{i}"), b"m" * 300_000))
+    assert len(memo) <= 4
+    store.close()

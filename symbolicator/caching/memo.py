@@ -7,7 +7,11 @@ memo hit never reaches the disk cache, though, and that has two costs:
 - a memory map of a file the disk cache has evicted keeps its disk space.
 `OpenedFiles` therefore asks the store again when a memoized file was last
 checked more than `recheck_s` ago: that refreshes the file's place in the disk
-LRU, and a file the store no longer has leaves the memo. Every hit also compares
+LRU, and a file the store no longer has leaves the memo. Every hit is also
+noted with the store (`note_use`), which counts it as an access at its next
+cull, so a cache turning over faster than `recheck_s` still keeps a hot file;
+and files evicted meanwhile leave the memo whenever a new one is opened. Every
+hit also compares
 the file's state (one stat): a file rewritten or damaged on disk since it was
 opened leaves the memo at once, so the caller goes back to the store, which
 checks and rebuilds it.
@@ -55,6 +59,9 @@ class Lru(Generic[K, V]):
             self._size -= dropped
         return value
 
+    def items(self) -> list[tuple[K, V]]:
+        return [(k, v) for k, (v, _) in self._items.items()]
+
     def pop(self, key: K) -> V | None:
         old = self._items.pop(key, None)
         if old is None:
@@ -84,6 +91,9 @@ class OpenedFiles(Generic[V]):
         self._lru: Lru[tuple[str, Hashable], _Memoized[V]] = Lru(max_items, max_size)
         self.recheck_s = recheck_s
 
+    def __len__(self) -> int:
+        return len(self._lru.items())
+
     async def get(self, store: CacheStore, key: str, variant: Hashable = None,
                   companions: tuple[str, ...] = ()) -> V | None:
         """The memoized value; `companions` are entries it was opened with (e.g. its meta),
@@ -94,6 +104,9 @@ class OpenedFiles(Generic[V]):
         if memo.path is not None and FileState.of(memo.path) != memo.state:
             self._lru.pop((key, variant))
             return None
+        store.note_use(key)
+        for companion in companions:
+            store.note_use(companion)
         now = time.monotonic()
         if now - memo.checked >= self.recheck_s:
             memo.checked = now
@@ -108,8 +121,17 @@ class OpenedFiles(Generic[V]):
         memo = self._lru.get((key, variant))
         if memo is not None:
             return memo.value
+        self._forget_gone()
         self._lru.put((key, variant), _Memoized(value, path), size)
         return value
+
+    def _forget_gone(self) -> None:
+        """Drop entries whose file the store has evicted meanwhile: a memory map of an unlinked
+        file keeps its disk space, and a file opened once and never asked for again would
+        otherwise stay until the LRU pushed it out."""
+        for memo_key, memo in self._lru.items():
+            if memo.path is not None and FileState.of(memo.path) != memo.state:
+                self._lru.pop(memo_key)
 
 
 def _all_present(store: CacheStore, keys: tuple[str, ...]) -> bool:

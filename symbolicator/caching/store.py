@@ -219,6 +219,7 @@ class CacheStore:
         self._cache = diskcache.Cache(str(self.directory), timeout=_DB_TIMEOUT, disk=_FileDisk, **settings)
         self.max_bytes: int = int(self._cache.size_limit)
         self._lock = threading.Lock()
+        self._used: set[str] = set()
         self._verified: OrderedDict[str, tuple[FileState, str]] = OrderedDict()
         self._warned_at = -60.0
         self._hits = 0
@@ -258,6 +259,12 @@ class CacheStore:
             else:
                 self._hits += 1
         return entry
+
+    def note_use(self, key: str) -> None:
+        """Record a use of `key` served from memory (no database write now); the next cull
+        counts it as an access, so entries hot in a memo are not evicted as if unused."""
+        with self._lock:
+            self._used.add(key)
 
     def put_file(self, key: str, src: Path) -> Path:
         """Move the finished file `src` in as the value of `key`; the cached path.
@@ -403,6 +410,10 @@ class CacheStore:
     def _cull(self, reserve: int = 0) -> int:
         """Drop expired entries, then least-recently-used ones until `reserve` more bytes fit under the cap."""
         removed = int(self._cache.expire(retry=True))
+        with self._lock:
+            used, self._used = self._used, set()
+        for key in used:
+            self._cache.get(key, retry=True)  # moves it to the front of the LRU
         while (excess := int(self._cache.volume()) + reserve - self.max_bytes) > 0:
             # diskcache has no public "oldest keys" call; `key` is the plain str for str keys.
             rows = self._cache._sql(
