@@ -237,8 +237,10 @@ def test_compressed_dwarf_bomb_is_a_malformed_module(svc: ServiceProcess, name: 
     assert good["stacktraces"][0]["frames"][0]["status"] == "symbolicated"
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big pytest
+# process would report the parent's size.
 _PEAK_RSS = """
-import resource, sys
+import re, sys
 from symbolicator.errors import MalformedObject
 from symbolicator.native.symcache_build import build
 try:
@@ -246,7 +248,8 @@ try:
     print("built")
 except MalformedObject as exc:
     print("malformed:", exc)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) * 1024)
 """
 
 
