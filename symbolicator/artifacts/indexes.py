@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
-from typing import Any, Iterable
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from symbolicator import keys
 from symbolicator.errors import ObjectNotFound
@@ -37,7 +40,13 @@ def read_json(storage: Storage, key: str) -> dict[str, Any] | None:
         data = storage.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
     except ObjectNotFound:
         return None
-    value = json.loads(data)
+    return _parse_index(data)
+
+
+def _parse_index(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    value = orjson.loads(data)
     return value if isinstance(value, dict) else None
 
 
@@ -57,8 +66,8 @@ def add_debug_file(storage: Storage, scope: Scope, debug_id: DebugId, code_id: s
         write_json(storage, key, index)
 
 
-def debug_files(storage: Storage, scope: Scope, debug_id: DebugId) -> dict[str, Any] | None:
-    return read_json(storage, keys.debug_id_index(scope, debug_id))
+def debug_files_key(scope: Scope, debug_id: DebugId) -> str:
+    return keys.debug_id_index(scope, debug_id)
 
 
 def add_js_debug_id(storage: Storage, scope: Scope, debug_id: DebugId, file_type: str, ref: dict[str, Any]) -> None:
@@ -69,9 +78,9 @@ def add_js_debug_id(storage: Storage, scope: Scope, debug_id: DebugId, file_type
         write_json(storage, key, index)
 
 
-def js_by_debug_id(storage: Storage, scope: Scope, debug_id: DebugId) -> dict[str, Any] | None:
-    """`{"files": {"minified_source": ref, "source_map": ref}}` or None."""
-    return read_json(storage, keys.js_debug_id_index(scope, debug_id))
+def js_debug_id_key(scope: Scope, debug_id: DebugId) -> str:
+    """Its index reads `{"files": {"minified_source": ref, "source_map": ref}}`."""
+    return keys.js_debug_id_index(scope, debug_id)
 
 
 def add_js_release_file(storage: Storage, scope: Scope, release: str, dist: str | None, url: str,
@@ -80,14 +89,9 @@ def add_js_release_file(storage: Storage, scope: Scope, release: str, dist: str 
                                                                           "release": release, "dist": dist})
 
 
-def js_by_release(storage: Storage, scope: Scope, release: str, dist: str | None,
-                  abs_path: str) -> dict[str, Any] | None:
-    """The first release file matching one of `abs_path`'s URL candidates."""
-    for candidate in url_candidates(abs_path):
-        found = read_json(storage, keys.js_release_index(scope, release, dist, candidate))
-        if found is not None:
-            return found
-    return None
+def js_release_keys(scope: Scope, release: str, dist: str | None, abs_path: str) -> list[str]:
+    """Where a release file for `abs_path` may be recorded, in the order its URL candidates are tried."""
+    return [keys.js_release_index(scope, release, dist, c) for c in url_candidates(abs_path)]
 
 
 def url_candidates(abs_path: str) -> list[str]:
@@ -115,3 +119,77 @@ def bundle_ref(bundle_key: str, bundle_sha1: str, path: str, url: str | None,
 
 def release_entries(storage: Storage, scope: Scope, release: str, dist: str | None) -> Iterable[str]:
     return storage.list(keys.js_release_prefix(scope, release, dist))
+
+
+NOT_REMEMBERED = object()
+REMEMBER_MAX_OBJECT = 64 * 1024
+REMEMBER_MAX_BYTES = 32 * 1024 * 1024
+
+
+class IndexReader:
+    """Reads indexes for the service, remembering each with the storage's `version` of it.
+
+    A request must see every upload at once, another instance's too, so nothing
+    here expires by time. Where the storage can tell cheaply that an object is
+    unchanged (local storage: one stat), `remembered` answers a known index
+    without reading it, cheaply enough for the event loop: a warm request then
+    takes no trip through a thread, which costs more here (~0.25 ms each, see
+    PERFORMANCE-NOTES) than its lookups. Where it cannot (S3), `remembered`
+    knows nothing and every read goes to the store, as before.
+
+    The answers are shared: callers must not modify them.
+    """
+
+    def __init__(self, storage: Storage, max_bytes: int = REMEMBER_MAX_BYTES) -> None:
+        self.storage = storage
+        self._known: OrderedDict[str, tuple[Hashable, dict[str, Any] | None, int]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def remembered(self, key: str) -> dict[str, Any] | None | object:
+        """The index at `key` if known and unchanged (None: no such object); else `NOT_REMEMBERED`."""
+        known = self._known.get(key)
+        if known is None:
+            return NOT_REMEMBERED
+        version = self.storage.version(key)
+        if version is None or version != known[0]:
+            return NOT_REMEMBERED
+        with self._lock:
+            if key in self._known:
+                self._known.move_to_end(key)
+        return known[1]
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        """Blocking: the index at `key` from the store (None when absent), remembered when it can be checked."""
+        version = self.storage.version(key)  # before the read: a change in between makes it stale, never wrong
+        try:
+            data = self.storage.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
+        except ObjectNotFound:
+            data = None
+        value = _parse_index(data)
+        size = len(key) + len(data or b"")  # what it costs in memory, give or take the parsed form
+        if version is not None and size <= REMEMBER_MAX_OBJECT:
+            with self._lock:
+                old = self._known.pop(key, None)
+                self._bytes += size - (old[2] if old else 0)
+                self._known[key] = (version, value, size)
+                while self._bytes > self._max_bytes:
+                    self._bytes -= self._known.popitem(last=False)[1][2]
+        return value
+
+    def first(self, keys_in_order: Iterable[str]) -> dict[str, Any] | None:
+        """Blocking: the first index found among `keys_in_order`."""
+        for key in keys_in_order:
+            found = self.read(key)
+            if found is not None:
+                return found
+        return None
+
+    def first_remembered(self, keys_in_order: Iterable[str]) -> dict[str, Any] | None | object:
+        """`first` from memory alone, or `NOT_REMEMBERED` as soon as a key before the answer is unknown."""
+        for key in keys_in_order:
+            found = self.remembered(key)
+            if found is not None:
+                return found
+        return None

@@ -45,6 +45,7 @@ CONTEXT_LINES = 5
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 _WEBPACK_NAMESPACE = re.compile(r"^webpack://[a-zA-Z0-9_\-@.]+/\./")
 _NODE_MODULES = re.compile(r"\bnode_modules/")
+_URL_SOURCE = re.compile(r"^(https?|webpack|app):")
 _CLEAN_MODULE = re.compile(
     r"^(?:/|(?:(?:java)?scripts?|js|build|static|node_modules|bower_components|[_.~].*?|v?(?:\d+\.)*\d+"
     r"|[a-f0-9]{7,8}|[a-f0-9]{32}|[a-f0-9]{40})/)+|(?:[-.][a-f0-9]{7,}$)",
@@ -192,18 +193,43 @@ class Module:
     sourcemap_origin: Any = None
     resolved_with: str | None = None
 
-    def filename(self, source_index: int, resolved: str) -> str:
-        """The map's own `sources[i]` (as the bundler wrote it); the resolved URL when it has none."""
+    def naming(self, source_index: int, resolved: str) -> SourceNaming:
+        """How frames mapped into `sources[source_index]` (resolved: `resolved`) are named; worked out
+        once per source and opened cache, since every frame there is named alike."""
         if self.cache is None:
-            return resolved
-        raw_sources = _RAW_SOURCES.get(self.cache)
-        if raw_sources is None:
-            raw_sources = _RAW_SOURCES[self.cache] = self.cache.raw_sources
-        raw = raw_sources[source_index] if 0 <= source_index < len(raw_sources) else None
-        return raw or resolved
+            return SourceNaming.of(resolved, None)
+        known = _NAMINGS.get(self.cache)
+        if known is None:
+            known = _NAMINGS[self.cache] = {}
+        naming = known.get(source_index)
+        if naming is None:
+            raw_sources = self.cache.raw_sources
+            raw = raw_sources[source_index] if 0 <= source_index < len(raw_sources) else None
+            naming = known[source_index] = SourceNaming.of(resolved, raw)
+        return naming
 
 
-_RAW_SOURCES: weakref.WeakKeyDictionary[SmCache, tuple[str | None, ...]] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True, slots=True)
+class SourceNaming:
+    """`filename` is the map's own `sources[i]` (as the bundler wrote it; the resolved URL when it has
+    none); `module` Sentry's module name, for URL-like sources; `in_app` the verdict of the path alone."""
+
+    filename: str
+    module: str | None
+    in_app: bool | None
+
+    @classmethod
+    def of(cls, source: str, raw: str | None) -> SourceNaming:
+        filename, module = raw or source, None
+        if filename.startswith("webpack:"):
+            filename = fixup_webpack_filename(filename)
+            module = generate_module(filename)
+        elif _URL_SOURCE.match(source):
+            module = generate_module(source)
+        return cls(filename, module, is_in_app(source, filename))
+
+
+_NAMINGS: weakref.WeakKeyDictionary[SmCache, dict[int, SourceNaming]] = weakref.WeakKeyDictionary()
 
 
 GetModule = Callable[[str], Awaitable[Module]]
@@ -282,14 +308,11 @@ class FrameMapper:
             self.error(abs_path, "invalid_location", line=lineno, col=colno)
             return FrameOutcome(raw, raw)
         out = {k: v for k, v in raw.items() if k not in ("pre_context", "context_line", "post_context")}
-        filename = module.filename(token.source_index, token.source)
+        naming = module.naming(token.source_index, token.source)
         out["abs_path"] = token.source
-        if filename.startswith("webpack:"):
-            filename = fixup_webpack_filename(filename)
-            out["module"] = generate_module(filename)
-        elif re.match(r"^(https?|webpack|app):", token.source):
-            out["module"] = generate_module(token.source)
-        out["filename"] = filename
+        if naming.module is not None:
+            out["module"] = naming.module
+        out["filename"] = naming.filename
         out["lineno"], out["colno"] = token.original_line, token.original_column
         scope_name = token.function
         if scope_name and scope_name.startswith("$async$"):
@@ -297,7 +320,7 @@ class FrameMapper:
         out["function"] = function_name(frame.get("function"), scope_name, callsite)
         if out["function"] is None:
             out.pop("function")
-        in_app = False if not token.in_app else is_in_app(token.source, filename)
+        in_app = False if not token.in_app else naming.in_app
         if in_app is not None:
             out["in_app"] = in_app
         out["data"] = {**raw["data"], "sourcemap": module.sourcemap, "resolved_with": module.resolved_with,

@@ -27,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter
@@ -42,6 +43,7 @@ from symbolicator.artifacts.bundles import (
     read_bundle,
     read_capped,
 )
+from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.caching.memo import Lru, OpenedFiles
 from symbolicator.config import Settings
@@ -53,7 +55,7 @@ from symbolicator.errors import (
 from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js_scraping import ScrapeFailure, Scraper
-from symbolicator.service.stored_files import cached_download
+from symbolicator.service.stored_files import cached_download, read_index
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -120,6 +122,7 @@ class JsDeps:
 
     settings: Settings
     storage: Storage
+    index_reader: IndexReader
     caches: Caches
     coalescer: Coalescer
     workers: WorkerPool
@@ -331,7 +334,7 @@ class JsLookup:
                 from None
 
     async def _by_debug_id(self, debug_id: DebugId, abs_path: str) -> tuple[JsFile | None, JsFile | None]:
-        index = await asyncio.to_thread(indexes.js_by_debug_id, self.deps.storage, self.scope, debug_id)
+        index = await read_index(self.deps.index_reader, [indexes.js_debug_id_key(self.scope, debug_id)])
         files = (index or {}).get("files") or {}
         found: list[JsFile | None] = []
         for kind in ("minified_source", "source_map"):
@@ -366,8 +369,8 @@ class JsLookup:
                     return await self._from_ref(ref, "release" if self.request.release else "url", url)
         if self.request.release:
             release, dist = self.request.release, self.request.dist
-            released = await asyncio.to_thread(indexes.js_by_release, self.deps.storage, self.scope, release, dist,
-                                               url)
+            released = await read_index(self.deps.index_reader,
+                                        indexes.js_release_keys(self.scope, release, dist, url))
             if released is not None:
                 return await self._from_ref(released, "release", url)
         return await self._scrape(url)

@@ -24,7 +24,6 @@ import asyncio
 import bisect
 import dataclasses
 import itertools
-import posixpath
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from symbolicator.service.native_modules import ResolvedModule
 from symbolicator.types import Arch, CodeId, DebugId
 
 _ADDR_MODE = re.compile(r"^rel:(\d{1,9})$")
+_HEX_ADDR = re.compile(r"(?:0[xX])?([0-9a-fA-F]{1,16})")
 _MODULE_FIELDS = ("type", "code_id", "code_file", "debug_id", "debug_file", "debug_checksum")
 _KEPT_FRAME_FIELDS = ("platform", "addr_mode", "adjust_instruction_addr", "function_id", "trust")
 _THREAD_FIELDS = ("thread_id", "thread_name", "is_requesting")
@@ -50,18 +50,16 @@ def parse_addr(value: Any, where: str) -> int:
     if isinstance(value, int):
         number = value
     else:
-        text = value.strip()
-        digits = text[2:] if text[:2] in ("0x", "0X") else text
-        if not digits or len(digits) > 16 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+        m = _HEX_ADDR.fullmatch(value.strip())
+        if m is None:
             raise InvalidShape(f"{where}: invalid address {value!r}")
-        number = int(digits, 16)
+        number = int(m.group(1), 16)
     if not 0 <= number <= MAX_ADDR:
         raise InvalidShape(f"{where}: address out of range: {value!r}")
     return number
 
 
-def _hex(value: int) -> str:
-    return f"0x{value:x}"
+_SYMBOLICATED = FrameStatus.SYMBOLICATED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +77,7 @@ class RawModule:
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.fields)
-        out["image_addr"] = _hex(self.image_addr)
+        out["image_addr"] = hex(self.image_addr)
         if self.image_size is not None:
             out["image_size"] = self.image_size
         return out
@@ -352,11 +350,13 @@ def _symbolicate_frame(frame: RawFrame, index: int, loc: tuple[RawModule, int] |
     hits = found.symcache.lookup(relative + found.image_vmaddr)
     if not hits:
         return [_failed(frame, index, FrameStatus.MISSING_SYMBOL, package)]
-    base = {k: frame.fields[k] for k in _KEPT_FRAME_FIELDS if k in frame.fields}
+    fields = frame.fields
+    base = {k: fields[k] for k in _KEPT_FRAME_FIELDS if k in fields}
+    instruction_addr = hex(frame.addr)
     out = []
     for hit in hits:
-        f: dict[str, Any] = {"status": FrameStatus.SYMBOLICATED.value, "original_index": index, **base,
-                             "instruction_addr": _hex(frame.addr)}
+        f: dict[str, Any] = {"status": _SYMBOLICATED, "original_index": index, **base,
+                             "instruction_addr": instruction_addr}
         if package:
             f["package"] = package
         if hit.symbol:
@@ -364,7 +364,7 @@ def _symbolicate_frame(frame: RawFrame, index: int, loc: tuple[RawModule, int] |
         if hit.function or hit.symbol:
             f["function"] = hit.function or hit.symbol
         if hit.file:
-            f["filename"] = posixpath.basename(hit.file)
+            f["filename"] = hit.file.rpartition("/")[2]
             f["abs_path"] = hit.file
         else:
             for k in ("filename", "abs_path"):
@@ -373,7 +373,7 @@ def _symbolicate_frame(frame: RawFrame, index: int, loc: tuple[RawModule, int] |
         if hit.line is not None:
             f["lineno"] = hit.line
         if not hit.inlined and hit.sym_addr is not None and module.image_addr:
-            f["sym_addr"] = _hex(hit.sym_addr - found.image_vmaddr + module.image_addr)
+            f["sym_addr"] = hex(hit.sym_addr - found.image_vmaddr + module.image_addr)
         out.append(f)
     return out
 
@@ -381,7 +381,7 @@ def _symbolicate_frame(frame: RawFrame, index: int, loc: tuple[RawModule, int] |
 def _failed(frame: RawFrame, index: int, status: FrameStatus, package: str | None) -> dict[str, Any]:
     """The input frame with its status; a lone mangled `function` or `symbol` is demangled."""
     out: dict[str, Any] = {"status": status.value, "original_index": index, **frame.fields,
-                           "instruction_addr": _hex(frame.addr)}
+                           "instruction_addr": hex(frame.addr)}
     if package:
         out["package"] = package
     function, symbol = out.get("function"), out.get("symbol")

@@ -17,11 +17,12 @@ needing one module cause one download and one conversion:
 * a file that cannot be converted is remembered as `malformed` for 24 h, a
   download that is gone as `not_found` for 1 h (`get_or_compute` does both).
 
-The index itself is read on every request: it is one small object, and reading
-it means an upload is seen at once, with no negative entry to clear. What it
-points to never changes meaning (content SHA-1 + version), so an opened
-symcache and its meta stay in a small per-process LRU: a warm module costs the
-index read and nothing else (no cache-database transaction, no file open, and
+The index itself is read on every request (from memory when the store vouches
+that it is unchanged, `IndexReader`), so an upload is seen at once, with no
+negative entry to clear. What it points to never changes meaning (content
+SHA-1 + version), so an opened symcache and its meta stay in a small
+per-process LRU: on local storage a warm module costs one stat of its index
+and nothing else (no thread, no cache-database transaction, no file open, and
 the names the symcache decoded stay decoded).
 """
 
@@ -38,6 +39,7 @@ from typing import Any
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
+from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
 from symbolicator.caching.memo import OpenedFiles
 from symbolicator.config import Settings
@@ -54,7 +56,7 @@ from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.dwarf import MAX_SECTION_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
-from symbolicator.service.stored_files import cached_download
+from symbolicator.service.stored_files import cached_download, read_index
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import (
     FilesystemSource,
@@ -147,10 +149,11 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 class ModuleLookup:
     """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
 
-    def __init__(self, settings: Settings, storage: Storage, caches: Caches, coalescer: Coalescer,
-                 workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
+    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
+                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
         self.settings = settings
         self.storage = storage
+        self.index_reader = index_reader
         self.caches = caches
         self.coalescer = coalescer
         self.workers = workers
@@ -172,7 +175,7 @@ class ModuleLookup:
         index: dict[str, Any] | None = None
         if scope != GLOBAL_SCOPE:
             try:
-                index = await asyncio.to_thread(indexes.debug_files, self.storage, scope, debug_id)
+                index = await read_index(self.index_reader, [indexes.debug_files_key(scope, debug_id)])
             except (StorageError, ValueError) as exc:
                 log.warning("reading the debug-id index of %s in %s failed: %s", debug_id, scope, exc)
                 result.status = ObjectFileStatus.FETCHING_FAILED

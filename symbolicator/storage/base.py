@@ -10,11 +10,14 @@ refuses any key that could escape its root (`..`, absolute, backslash, NUL).
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from symbolicator.errors import StorageError
+
+ABSENT = "absent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,16 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix`, in lexicographic order."""
+        ...
+
+    def version(self, key: str) -> Hashable | None:
+        """A marker that changes whenever the object at `key` appears, changes or goes, or None.
+
+        Only a backend that can tell without a network call or a read answers
+        (local storage: one stat, so the service may ask on its event loop);
+        None means "ask the store itself" (S3). `ABSENT` is the marker of a key
+        with no object.
+        """
         ...
 
 

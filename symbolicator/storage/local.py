@@ -27,13 +27,13 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
 from symbolicator.errors import ObjectNotFound, StorageError
-from symbolicator.storage.base import ObjectInfo, check_key
+from symbolicator.storage.base import ABSENT, ObjectInfo, check_key
 
 TMP_DIR = ".tmp"
 COPY_CHUNK = 1 << 20
@@ -135,6 +135,16 @@ class LocalStorage:
         folder, _, name_prefix = prefix.rpartition("/")
         base = self.root / folder if folder else self.root
         return self._walk(base, folder + "/" if folder else "", name_prefix)
+
+    def version(self, key: str) -> Hashable | None:
+        """Inode, mtime and size: every publish is a rename, so a new object is a new inode."""
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return ABSENT
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _walk(self, folder: Path, key_prefix: str, name_prefix: str) -> Iterator[str]:
         try:

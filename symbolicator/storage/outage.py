@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -159,6 +159,9 @@ class OutageGuard:
 
     def list(self, prefix: str) -> Iterator[str]:
         return self._call(self.backend.list, prefix)
+
+    def version(self, key: str) -> Hashable | None:
+        return self.backend.version(key)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         self._enter(args[0] if args and isinstance(args[0], str) else None)

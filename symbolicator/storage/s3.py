@@ -42,7 +42,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -251,6 +251,10 @@ class S3Storage:
         full = self._full(key)
         with self._errors(key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
+
+    def version(self, key: str) -> Hashable | None:
+        """None: only a request to S3 could tell."""
+        return None
 
     def list(self, prefix: str) -> Iterator[str]:
         if prefix:

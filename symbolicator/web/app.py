@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
 from symbolicator.config import Settings
 from symbolicator.fetch import Fetcher
@@ -29,6 +30,7 @@ from symbolicator.web.state import (
     CACHES,
     COALESCER,
     FETCHER,
+    INDEXES,
     JOBS,
     METRICS,
     SETTINGS,
@@ -54,6 +56,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     storage = open_storage(settings.storage)
     app[STORAGE] = storage
+    app[INDEXES] = IndexReader(storage)
     caches = Caches.open(settings.cache.dir, settings.cache.downloads_max_bytes, settings.cache.derived_max_bytes)
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))

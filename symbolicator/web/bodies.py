@@ -13,7 +13,8 @@ before parsing, in a few C/numpy passes instead of a walk over the parsed
 objects: `translate` keeps only `"[]{}`, quote parity masks the brackets inside
 strings, and a running sum of ±1 gives the depth. Escapes are removed first
 (`\\\\`, then `\\"`), which is exact for valid JSON; invalid JSON may measure
-wrong but is refused by the parser anyway.
+wrong but is refused by the parser anyway. A body with no more openings than
+the limit cannot nest deeper, and two byte counts say so without numpy.
 
 The frame count is capped too (`limits.max_frames_per_request`, 413): the
 byte limit alone lets a 55 MB body carry two million tiny frames, each a
@@ -69,7 +70,8 @@ def nesting_depth(raw: bytes, stop_above: int | None = None) -> int:
 def loads(data: bytes | str, max_depth: int, what: str = "the body") -> Any:
     """Parse JSON nested at most `max_depth` deep; anything else is a BadRequest naming the reason."""
     raw = data.encode() if isinstance(data, str) else data
-    if len(raw) > 2 * max_depth and nesting_depth(raw, max_depth) > max_depth:
+    if (len(raw) > 2 * max_depth and raw.count(b"[") + raw.count(b"{") > max_depth
+            and nesting_depth(raw, max_depth) > max_depth):
         raise BadRequest(f"{what} nests arrays/objects deeper than {max_depth} levels (limits.max_json_depth)")
     try:
         return orjson.loads(raw)

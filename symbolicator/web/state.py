@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
 from symbolicator.config import Settings
 from symbolicator.fetch import Fetcher
@@ -18,6 +19,7 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", Authenticator)
 STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+INDEXES = web.AppKey("indexes", IndexReader)
 UPLOADS = web.AppKey("uploads", UploadService)
 CACHES = web.AppKey("caches", Caches)
 JOBS = web.AppKey("jobs", JobRegistry)

@@ -33,6 +33,7 @@ from symbolicator.web.state import (
     CACHES,
     COALESCER,
     FETCHER,
+    INDEXES,
     METRICS,
     SETTINGS,
     STORAGE,
@@ -48,8 +49,8 @@ _JSON_FIELDS = ("sources", "options", "platform", "scraping")
 def _resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> native.Resolve:
     """Module lookup for this request; request `sources` of the wrong shape raise InvalidShape here."""
     app = request.app
-    lookup = ModuleLookup(app[SETTINGS], app[STORAGE], app[CACHES], app[COALESCER], app[WORKERS], app[METRICS],
-                          app.get(FETCHER))
+    lookup = ModuleLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
+                          app[METRICS], app.get(FETCHER))
     sources = RequestSources.from_request(app[SETTINGS], req.sources)
 
     async def resolve(module: native.RawModule) -> ResolvedModule:

@@ -15,6 +15,7 @@ from symbolicator.web.state import (
     CACHES,
     COALESCER,
     FETCHER,
+    INDEXES,
     METRICS,
     SETTINGS,
     STORAGE,
@@ -32,8 +33,8 @@ async def symbolicate_js_endpoint(request: web.Request) -> web.Response:
     body = await read_json(request)
     check_frame_count(body, app[SETTINGS].limits.max_frames_per_request)
     js_request = JsRequest.from_json(body)
-    deps = JsDeps(app[SETTINGS], app[STORAGE], app[CACHES], app[COALESCER], app[WORKERS], app[FETCHER],
-                  app[METRICS].js_conversions)
+    deps = JsDeps(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
+                  app[FETCHER], app[METRICS].js_conversions)
 
     async def work() -> dict[str, Any]:
         return await symbolicate_js(js_request, deps, scope)

@@ -1,0 +1,153 @@
+"""`IndexReader`: indexes answered from memory only while the store vouches for them.
+
+Every upload must be seen by the next request, also one made through another
+process or instance, so the memory is checked against the storage's `version`
+of the object and never trusted by time. On S3, which cannot vouch without a
+request, every read goes to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symbolicator.artifacts.indexes import NOT_REMEMBERED, IndexReader
+from symbolicator.storage.base import ABSENT, Storage
+from symbolicator.storage.local import LocalStorage
+from symbolicator.storage.outage import OutageGuard
+from symbolicator.storage.s3 import S3Storage
+
+KEY = "scope/x/index/abc.json"
+
+
+class CountingStorage:
+    """A storage that counts `get_bytes` calls: the reads that really reached the store."""
+
+    def __init__(self, backend: Storage) -> None:
+        self.backend = backend
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def get_bytes(self, key: str, max_bytes: int | None = None) -> bytes:
+        self.reads += 1
+        return self.backend.get_bytes(key, max_bytes)
+
+
+def put(storage: Storage, value: dict[str, Any]) -> None:
+    storage.put_bytes(KEY, json.dumps(value).encode())
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[CountingStorage]:
+    yield CountingStorage(OutageGuard(LocalStorage(tmp_path / "uploads")))
+
+
+def test_local_version_changes_with_every_publish_and_delete(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "uploads")
+    assert storage.version(KEY) == ABSENT
+    put(storage, {"a": 1})
+    first = storage.version(KEY)
+    put(storage, {"a": 1})  # same bytes, same size: a new object all the same
+    second = storage.version(KEY)
+    storage.delete(KEY)
+    assert len({first, second, ABSENT, storage.version(KEY)}) == 3
+    assert first != second and storage.version(KEY) == ABSENT
+
+
+def test_remembered_answer_needs_no_read_until_the_object_changes(local: CountingStorage) -> None:
+    reader = IndexReader(local)  # type: ignore[arg-type]
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+    assert reader.read(KEY) is None
+    assert reader.remembered(KEY) is None  # "no such index" is remembered too, checked the same way
+    put(local, {"files": ["one"]})
+    assert reader.remembered(KEY) is NOT_REMEMBERED  # an upload is seen at the next request
+    reads = local.reads
+    assert reader.read(KEY) == {"files": ["one"]}
+    for _ in range(100):
+        assert reader.remembered(KEY) == {"files": ["one"]}
+    assert local.reads == reads + 1
+    put(local, {"files": ["one", "two"]})
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+    assert reader.read(KEY) == {"files": ["one", "two"]}
+    local.delete(KEY)
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+    assert reader.read(KEY) is None
+
+
+def test_an_upload_by_another_process_is_seen(tmp_path: Path) -> None:
+    """Another instance on the same folder writes the index: no notification reaches this reader."""
+    reader = IndexReader(LocalStorage(tmp_path / "uploads"))
+    assert reader.read(KEY) is None
+    other = LocalStorage(tmp_path / "uploads")
+    put(other, {"files": ["theirs"]})
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+    assert reader.read(KEY) == {"files": ["theirs"]}
+
+
+def test_first_remembered_stops_at_the_first_unknown_key(local: CountingStorage) -> None:
+    reader = IndexReader(local)  # type: ignore[arg-type]
+    keys = ["scope/x/index/a.json", KEY]
+    put(local, {"found": True})
+    assert reader.first_remembered(keys) is NOT_REMEMBERED
+    assert reader.first(keys) == {"found": True}
+    assert reader.first_remembered(keys) == {"found": True}
+    local.put_bytes(keys[0], b'{"earlier": true}')  # an earlier candidate appears: it wins from now on
+    assert reader.first_remembered(keys) is NOT_REMEMBERED
+    assert reader.first(keys) == {"earlier": True}
+
+
+def test_memory_is_bounded_by_bytes(local: CountingStorage) -> None:
+    reader = IndexReader(local, max_bytes=4096)  # type: ignore[arg-type]
+    keys = [f"scope/x/index/{i}.json" for i in range(50)]
+    for key in keys:
+        local.put_bytes(key, json.dumps({"pad": "x" * 200}).encode())
+        reader.read(key)
+    known = [k for k in keys if reader.remembered(k) is not NOT_REMEMBERED]
+    assert 0 < len(known) < len(keys) and known == keys[-len(known):]  # the newest stay
+
+
+def test_a_large_index_is_never_remembered(local: CountingStorage) -> None:
+    reader = IndexReader(local)  # type: ignore[arg-type]
+    put(local, {"pad": "x" * (128 * 1024)})
+    assert reader.read(KEY) is not None
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+
+
+@pytest.mark.s3
+def test_s3_cannot_vouch_so_every_read_reaches_the_store(s3_storage: S3Storage) -> None:
+    storage = CountingStorage(OutageGuard(s3_storage))
+    reader = IndexReader(storage)  # type: ignore[arg-type]
+    put(storage, {"files": ["one"]})
+    assert s3_storage.version(KEY) is None
+    assert reader.read(KEY) == {"files": ["one"]}
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+    put(storage, {"files": ["two"]})
+    assert reader.read(KEY) == {"files": ["two"]}
+    assert storage.reads == 2
+
+
+def test_a_rewrite_between_version_and_read_is_read_again(local: CountingStorage,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version is taken before the bytes: a concurrent upload leaves the memory stale-marked, never wrong."""
+    reader = IndexReader(local)  # type: ignore[arg-type]
+    put(local, {"v": 1})
+    real_get = local.get_bytes
+
+    def racing_get(key: str, max_bytes: int | None = None) -> bytes:
+        data = real_get(key, max_bytes)
+        put(local.backend, {"v": 2})  # lands after the version was taken, before the answer is kept
+        return data
+
+    monkeypatch.setattr(local, "get_bytes", racing_get)
+    assert reader.read(KEY) == {"v": 1}
+    monkeypatch.undo()
+    assert reader.remembered(KEY) is NOT_REMEMBERED
+    assert reader.read(KEY) == {"v": 2}
+    assert os.path.exists(local.backend.root / KEY)
