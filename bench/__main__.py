@@ -102,6 +102,12 @@ def render(sections: list[Section], args: argparse.Namespace, command: str, star
                   "so read shares, not seconds)."]
         for title, figure, text in profiled:
             lines += ["", f"### {title}: {figure}", "", "```", _trim_profile(text), "```"]
+    records = sorted((REPO / "bench" / "results" / "ab").glob("*.md"))
+    if records:
+        lines += ["", "## Before and after: changes to the service (`python -m bench.ab`, recorded)", "",
+                  "Each record was taken when its change was made, on the machine of that day (`bench/README.md`)."]
+        for record in records:
+            lines += ["", f"### {record.stem}", "", record.read_text().strip()]
     lines += ["", "## Appendix: every sample", ""]
     lines += [f"- {s.title}, {k}: {v}" for s in sections for k, v in s.samples.items()]
     return "\n".join(lines) + "\n"

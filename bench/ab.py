@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench import native_bench, sourcemap_bench
 from bench.inputs import REPO, WORK, js_input, native_input
+from bench.report import machine
 from bench.service_events import RELEASE, SCOPE, js_events, native_events, native_modules
 from bench.service_harness import answer_all, run_wrk, upload, wrk_available
 from tests.support.service import ServiceProcess
@@ -90,6 +91,11 @@ def _one_round(tree: Path | None, run_dir: Path, files: dict[str, Path], uploads
         svc.stop()
 
 
+def machine_line() -> str:
+    m = machine()
+    return f"{m['host']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--windows", type=int, default=5, help="wrk windows per kind and round")
     parser.add_argument("--window-s", type=float, default=2.0)
+    parser.add_argument("--record", metavar="NAME",
+                        help="also keep the table as bench/results/ab/NAME.md (folded into bench/RESULTS.md)")
     args = parser.parse_args(argv)
     if not wrk_available():
         print("bench.ab needs wrk (Debian package `wrk`)", file=sys.stderr)
@@ -138,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {kind} | {fmt(f'{x * 1000:.2f} ms' for x in b)} | {fmt(f'{x * 1000:.2f} ms' for x in a)} | "
                      f"{statistics.median(a) / statistics.median(b):.2f}× |")
     print("\n".join(lines))
+    if args.record:
+        out = REPO / "bench" / "results" / "ab" / f"{args.record}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine_line()}.\n\n"
+                       + "\n".join(lines) + "\n")
     return 0
 
 
