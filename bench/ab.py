@@ -1,6 +1,6 @@
 """The service's warm round trip before and after a change, measured side by side.
 
-    python -m bench.ab BEFORE [--after REV] [--full] [--rounds 3] [--windows 5] [--window-s 2]
+    python -m bench.ab BEFORE [--after REV] [--full] [--s3] [--rounds 3] [--windows 5] [--window-s 2]
 
 A single service run cannot show a before/after of a few hundred microseconds
 here: the p50 of one window moves by half from one window to the next with
@@ -32,7 +32,14 @@ from pathlib import Path
 from bench import native_bench, sourcemap_bench
 from bench.inputs import REPO, WORK, js_input, native_input
 from bench.report import machine
-from bench.service_events import RELEASE, SCOPE, js_events, native_events, native_modules
+from bench.s3_rig import service_on_s3
+from bench.service_events import (
+    RELEASE,
+    SCOPE,
+    js_events,
+    native_events,
+    native_modules,
+)
 from bench.service_harness import answer_all, run_wrk, upload, wrk_available
 from tests.support.service import ServiceProcess
 
@@ -71,24 +78,27 @@ def _events(quick: bool, run_dir: Path) -> tuple[dict[str, Path], list[Path]]:
 
 
 def _one_round(tree: Path | None, run_dir: Path, files: dict[str, Path], uploads: list[Path], windows: int,
-               window_s: float) -> dict[str, list[float]]:
-    """A fresh service from `tree` (None: this one), warmed with every event; p50 (s) of each window by kind."""
-    for sub in ("uploads", "cache"):
+               window_s: float, s3: bool) -> dict[str, list[float]]:
+    """A fresh service from `tree` (None: this one) on fresh storage, warmed with every event; p50 (s) of
+    each window by kind."""
+    for sub in ("uploads", "cache", "seaweed"):
         shutil.rmtree(run_dir / sub, ignore_errors=True)
-    settings = {"storage": {"backend": "local", "local_dir": str(run_dir / "uploads")},
-                "cache": {"dir": str(run_dir / "cache")}}
+    cache = {"cache": {"dir": str(run_dir / "cache")}}
     env = {"PYTHONPATH": str(tree)} if tree is not None else {}
-    svc = ServiceProcess(run_dir, settings, env=env)
-    try:
-        svc.start(timeout=60)
-        upload(svc.url, SCOPE, RELEASE, uploads)
+    with ExitStack() as stack:
+        if s3:
+            url = stack.enter_context(service_on_s3(run_dir, cache, counting=False, env=env)).url
+        else:
+            svc = ServiceProcess(run_dir, {"storage": {"backend": "local", "local_dir": str(run_dir / "uploads")},
+                                           **cache}, env=env)
+            stack.callback(svc.stop)
+            url = svc.start(timeout=60).url
+        upload(url, SCOPE, RELEASE, uploads)
         p50s: dict[str, list[float]] = {}
         for kind, path in files.items():
-            answer_all(svc.url, json.loads(path.read_text()))
-            p50s[kind] = [run_wrk(run_dir, svc.url, path, 1, window_s)["p50_s"] for _ in range(windows)]
+            answer_all(url, json.loads(path.read_text()))
+            p50s[kind] = [run_wrk(run_dir, url, path, 1, window_s)["p50_s"] for _ in range(windows)]
         return p50s
-    finally:
-        svc.stop()
 
 
 def machine_line() -> str:
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("before", help="git revision of the service before the change")
     parser.add_argument("--after", help="git revision after the change (default: the working tree)")
     parser.add_argument("--full", action="store_true", help="the full-size inputs (default: the quick ones)")
+    parser.add_argument("--s3", action="store_true", help="the uploads on SeaweedFS (S3), not a local folder")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--windows", type=int, default=5, help="wrk windows per kind and round")
     parser.add_argument("--window-s", type=float, default=2.0)
@@ -132,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for side, tree in (("before", before_tree), ("after", after_tree)):
                 log(f"round {r + 1}/{args.rounds}: {side}")
-                for kind, p50s in _one_round(tree, run_dir, files, uploads, args.windows, args.window_s).items():
+                for kind, p50s in _one_round(tree, run_dir, files, uploads, args.windows, args.window_s,
+                                             args.s3).items():
                     best[side].setdefault(kind, []).append(min(p50s))
     lines = [f"`python -m bench.ab {' '.join(sys.argv[1:] if argv is None else argv)}`: before {before_sha}, "
-             f"after {after_name}; {'full' if args.full else 'quick'} inputs, {N_EVENTS[quick]} events of each kind; "
+             f"after {after_name}; {'full' if args.full else 'quick'} inputs, {N_EVENTS[quick]} events of each kind, "
+             f"uploads on {'SeaweedFS (S3)' if args.s3 else 'a local folder'}; "
              f"{args.rounds} alternating rounds, each a fresh service; per round the best p50 of {args.windows} "
              f"`wrk` windows of {args.window_s:g} s at concurrency 1.", "",
              "| events | before: best p50 per round | after: best p50 per round | after ÷ before (medians) |",

@@ -55,25 +55,26 @@ class Rig:
 
 @contextmanager
 def service_on_s3(work: Path, settings: dict[str, Any], counting: bool, weed: SeaweedServer | None = None,
-                  bucket: str = BUCKET) -> Iterator[Rig]:
+                  bucket: str = BUCKET, env: dict[str, str] | None = None) -> Iterator[Rig]:
     """The service with `settings` on S3 storage in a new `bucket` (+ the counting proxy in front).
 
-    Starts its own SeaweedFS unless given one (the tests share the session's).
+    Starts its own SeaweedFS unless given one (the tests share the session's); `env` is added to
+    the service's environment.
     """
     if weed is None:
         (work / "seaweed").mkdir(parents=True, exist_ok=True)
         with SeaweedServer(data_dir=work / "seaweed") as own, service_on_s3(work, settings, counting, own,
-                                                                            bucket) as rig:
+                                                                            bucket, env) as rig:
             yield rig
         return
     weed.make_bucket(bucket)
     proxy = CountingProxy(weed.endpoint_url).start() if counting else None
     try:
         endpoint = proxy.url if proxy is not None else weed.endpoint_url
-        env = {"AWS_ACCESS_KEY_ID": weed.access_key, "AWS_SECRET_ACCESS_KEY": weed.secret_key,
-               "AWS_DEFAULT_REGION": weed.region}
+        service_env = {"AWS_ACCESS_KEY_ID": weed.access_key, "AWS_SECRET_ACCESS_KEY": weed.secret_key,
+                       "AWS_DEFAULT_REGION": weed.region, **(env or {})}
         storage = {"backend": "s3", "s3": {"bucket": bucket, "endpoint_url": endpoint, "region": weed.region}}
-        with ServiceProcess(work, {"storage": storage, **settings}, env=env) as svc:
+        with ServiceProcess(work, {"storage": storage, **settings}, env=service_env) as svc:
             yield Rig(svc, weed, bucket, proxy)
     finally:
         if proxy is not None:

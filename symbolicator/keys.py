@@ -55,6 +55,11 @@ def bundle(scope: Scope, bundle_sha1: str) -> str:
     return f"bundles/{scope}/{_sha1_hex(bundle_sha1)}"
 
 
+def index_generation(scope: Scope) -> str:
+    """Rewritten after every change to the scope's indexes (`indexes.mark_changed`)."""
+    return f"index/{scope}/generation"
+
+
 def js_debug_id_index(scope: Scope, debug_id: DebugId) -> str:
     return f"index/{scope}/js/debug-id/{debug_id}.json"
 

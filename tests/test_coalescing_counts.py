@@ -4,7 +4,8 @@ The real service (subprocess, S3 storage on the session's SeaweedFS, through
 the counting proxy of `bench/counting_proxy.py`) gets 50 identical first-time
 requests at once from a separate client process. The origin (JS, scraped) and
 the proxy (native, uploaded) hold the one download until all 50 requests have
-read their index entry, so all of them are provably waiting on it; then the
+read the scope's generation marker (each reads it once, just before its index
+entries and the file), so all of them have started their lookup; then the
 origin must have served each file once, S3 must have sent the debug file once
 (by request count and by bytes), and the service must have converted once.
 Every answer is checked: JS against the map's own mapping, native against

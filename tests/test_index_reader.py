@@ -2,12 +2,16 @@
 
 Every upload must be seen by the next request, also one made through another
 process or instance, so the memory is checked against the storage's `version`
-of the object and never trusted by time. On S3, which cannot vouch without a
-request, every read goes to the store.
+of the object and never trusted by time. S3 cannot vouch for an object without
+a request, so there the memory is checked against the scope's generation
+marker, which every change to the scope's indexes rewrites (`mark_changed`)
+and a request reads once (`ScopeIndexes`); without it, every read goes to the
+store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -16,13 +20,18 @@ from typing import Any
 
 import pytest
 
+from symbolicator import keys
+from symbolicator.artifacts import indexes
 from symbolicator.artifacts.indexes import NOT_REMEMBERED, IndexReader
+from symbolicator.service.stored_files import ScopeIndexes
 from symbolicator.storage.base import ABSENT, Storage
 from symbolicator.storage.local import LocalStorage
 from symbolicator.storage.outage import OutageGuard
 from symbolicator.storage.s3 import S3Storage
+from symbolicator.types import Scope
 
-KEY = "scope/x/index/abc.json"
+SCOPE = Scope.parse("acme/web")
+KEY = f"index/{SCOPE}/debug-id/abc.json"
 
 
 class CountingStorage:
@@ -31,12 +40,14 @@ class CountingStorage:
     def __init__(self, backend: Storage) -> None:
         self.backend = backend
         self.reads = 0
+        self.keys_read: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
 
     def get_bytes(self, key: str, max_bytes: int | None = None) -> bytes:
         self.reads += 1
+        self.keys_read.append(key)
         return self.backend.get_bytes(key, max_bytes)
 
 
@@ -93,24 +104,24 @@ def test_an_upload_by_another_process_is_seen(tmp_path: Path) -> None:
 
 def test_first_remembered_stops_at_the_first_unknown_key(local: CountingStorage) -> None:
     reader = IndexReader(local)  # type: ignore[arg-type]
-    keys = ["scope/x/index/a.json", KEY]
+    candidates = [f"index/{SCOPE}/debug-id/a.json", KEY]
     put(local, {"found": True})
-    assert reader.first_remembered(keys) is NOT_REMEMBERED
-    assert reader.first(keys) == {"found": True}
-    assert reader.first_remembered(keys) == {"found": True}
-    local.put_bytes(keys[0], b'{"earlier": true}')  # an earlier candidate appears: it wins from now on
-    assert reader.first_remembered(keys) is NOT_REMEMBERED
-    assert reader.first(keys) == {"earlier": True}
+    assert reader.first_remembered(candidates) is NOT_REMEMBERED
+    assert reader.first(candidates) == {"found": True}
+    assert reader.first_remembered(candidates) == {"found": True}
+    local.put_bytes(candidates[0], b'{"earlier": true}')  # an earlier candidate appears: it wins from now on
+    assert reader.first_remembered(candidates) is NOT_REMEMBERED
+    assert reader.first(candidates) == {"earlier": True}
 
 
 def test_memory_is_bounded_by_bytes(local: CountingStorage) -> None:
     reader = IndexReader(local, max_bytes=4096)  # type: ignore[arg-type]
-    keys = [f"scope/x/index/{i}.json" for i in range(50)]
-    for key in keys:
+    many = [f"index/{SCOPE}/debug-id/{i}.json" for i in range(50)]
+    for key in many:
         local.put_bytes(key, json.dumps({"pad": "x" * 200}).encode())
         reader.read(key)
-    known = [k for k in keys if reader.remembered(k) is not NOT_REMEMBERED]
-    assert 0 < len(known) < len(keys) and known == keys[-len(known):]  # the newest stay
+    known = [k for k in many if reader.remembered(k) is not NOT_REMEMBERED]
+    assert 0 < len(known) < len(many) and known == many[-len(known):]  # the newest stay
 
 
 def test_a_large_index_is_never_remembered(local: CountingStorage) -> None:
@@ -121,9 +132,10 @@ def test_a_large_index_is_never_remembered(local: CountingStorage) -> None:
 
 
 @pytest.mark.s3
-def test_s3_cannot_vouch_so_every_read_reaches_the_store(s3_storage: S3Storage) -> None:
+def test_s3_cannot_vouch_so_without_a_generation_every_read_reaches_the_store(s3_storage: S3Storage) -> None:
     storage = CountingStorage(OutageGuard(s3_storage))
     reader = IndexReader(storage)  # type: ignore[arg-type]
+    assert reader.needs_generation and not IndexReader(LocalStorage(Path("/nonexistent"))).needs_generation
     put(storage, {"files": ["one"]})
     assert s3_storage.version(KEY) is None
     assert reader.read(KEY) == {"files": ["one"]}
@@ -131,6 +143,58 @@ def test_s3_cannot_vouch_so_every_read_reaches_the_store(s3_storage: S3Storage) 
     put(storage, {"files": ["two"]})
     assert reader.read(KEY) == {"files": ["two"]}
     assert storage.reads == 2
+
+
+@pytest.mark.s3
+def test_s3_indexes_are_remembered_while_the_scope_generation_is_unchanged(s3_storage: S3Storage) -> None:
+    """Another instance writes through its own storage object: only the marker tells this reader."""
+    storage = CountingStorage(OutageGuard(s3_storage))
+    reader = IndexReader(storage)  # type: ignore[arg-type]
+    before = reader.generation(SCOPE)
+    assert before == ABSENT  # nothing uploaded yet: the marker does not exist
+    assert reader.read(KEY, before) is None
+    assert reader.remembered(KEY, before) is None  # "no such index" is remembered too
+
+    put(s3_storage, {"files": ["one"]})  # another instance's upload, then its marker
+    indexes.mark_changed(s3_storage, SCOPE)
+    assert reader.remembered(KEY, before) is None  # a request that read the marker before still sees the old state
+    first = reader.generation(SCOPE)
+    assert first != before
+    assert reader.remembered(KEY, first) is NOT_REMEMBERED
+    assert reader.read(KEY, first) == {"files": ["one"]}
+    reads = storage.reads
+    for _ in range(20):
+        same = reader.generation(SCOPE)  # what each later request reads: the marker alone
+        assert reader.remembered(KEY, same) == {"files": ["one"]}
+    assert storage.keys_read[reads:] == [keys.index_generation(SCOPE)] * 20
+
+    put(s3_storage, {"files": ["one", "two"]})
+    indexes.mark_changed(s3_storage, SCOPE)
+    second = reader.generation(SCOPE)
+    assert second not in (first, before)
+    assert reader.remembered(KEY, second) is NOT_REMEMBERED
+    assert reader.read(KEY, second) == {"files": ["one", "two"]}
+
+
+@pytest.mark.s3
+async def test_one_request_reads_the_generation_marker_once(s3_storage: S3Storage) -> None:
+    storage = CountingStorage(OutageGuard(s3_storage))
+    reader = IndexReader(storage)  # type: ignore[arg-type]
+    many = [f"index/{SCOPE}/debug-id/{i}.json" for i in range(5)]
+    for key in many:
+        storage.put_bytes(key, b'{"files": []}')
+    indexes.mark_changed(storage, SCOPE)
+    await ScopeIndexes(reader, SCOPE).first(many[:1])  # an earlier request remembered the first index
+    storage.keys_read.clear()
+    request = ScopeIndexes(reader, SCOPE)
+    found = await asyncio.gather(*(request.first([key]) for key in many))
+    assert found == [{"files": []}] * 5
+    marker = keys.index_generation(SCOPE)
+    assert storage.keys_read.count(marker) == 1
+    assert sorted(k for k in storage.keys_read if k != marker) == many[1:]  # the remembered one was not read again
+    storage.keys_read.clear()
+    await asyncio.gather(*(ScopeIndexes(reader, SCOPE).first([key]) for key in many))  # five warm requests
+    assert storage.keys_read == [marker] * 5
 
 
 def test_a_rewrite_between_version_and_read_is_read_again(local: CountingStorage,

@@ -85,3 +85,53 @@ def test_upload_through_one_symbolicate_through_the_other(two: list[ServiceProce
     for frame, want in zip(js["stacktraces"][0]["frames"], node["frames"]):
         assert frame["abs_path"].endswith(want["original"]["file"]), frame
         assert (frame["lineno"], frame["colno"]) == (want["original"]["line"], want["original"]["column"])
+
+
+def test_an_upload_through_one_is_seen_by_the_other_that_had_looked_before(two: list[ServiceProcess]) -> None:
+    """B remembers indexes while the scope's generation marker is unchanged (S3 cannot vouch per object);
+    A's upload rewrites the marker, so B's next request reads the new index."""
+    a, b = two
+    start, _ = elf_info(ELF)["text"]
+    base = 0x5555_0000_0000
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(base + start), "adjust_instruction_addr": False}]}],
+            "modules": [elf_module(ELF, image_addr=base)]}
+
+    def debug_status() -> str:
+        answer = requests.post(f"{b.url}/symbolicate", params={"scope": "acme/web"}, json=body, timeout=120).json()
+        assert answer["status"] == "completed", answer
+        return str(answer["modules"][0]["debug_status"])
+
+    assert debug_status() == "missing"
+    assert debug_status() == "missing"  # now from B's memory, checked against the marker
+    r = requests.post(f"{a.url}/api/0/projects/acme/web/files/dsyms/", files={"file": (ELF.name, ELF.read_bytes())},
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    assert r.status_code == 201, r.text
+    assert debug_status() == "found"
+
+
+def test_a_bundle_uploaded_through_one_is_seen_by_the_other_that_had_looked_before(
+        two: list[ServiceProcess], tmp_path: Path) -> None:
+    a, b = two
+    node = json.loads((JS / "expected" / "esbuild.node.json").read_text())
+    first = node["frames"][0]
+    js_body = {"release": "2.0", "scraping": {"enabled": False}, "stacktraces": [{"frames": [
+        {"abs_path": "https://shop.example/static/app.js", "lineno": first["line"], "colno": first["column"]}]}]}
+
+    def frame() -> dict[str, Any]:
+        answer = requests.post(f"{b.url}/symbolicate-js", params={"scope": "acme/web"}, json=js_body,
+                               timeout=120).json()
+        assert answer["status"] == "completed", answer
+        return dict(answer["stacktraces"][0]["frames"][0])
+
+    assert not frame()["data"]["symbolicated"]
+    web = tmp_path / "web"
+    (web / "static").mkdir(parents=True)
+    for f in ("app.js", "app.js.map"):
+        (web / "static" / f).write_bytes((JS / "out" / "esbuild" / f).read_bytes())
+    up = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", a.url, "--token", TOKEN,
+                         "--scope", "acme/web", "--release", "2.0", "--wait", "--no-progress", str(web)],
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    got = frame()
+    assert got["data"]["symbolicated"], got
+    assert (got["lineno"], got["colno"]) == (first["original"]["line"], first["original"]["column"])

@@ -45,6 +45,7 @@ def publish(storage: Storage, scopes: list[Scope], path: Path, sha1: str, releas
                 indexes.add_js_debug_id(storage, scope, f.debug_id, f.type, ref)
             if release and f.url:
                 indexes.add_js_release_file(storage, scope, release, dist, f.url, ref)
+        indexes.mark_changed(storage, scope)
     return BundleSummary(
         files=len(js_files),
         debug_ids=len({f.debug_id for f in js_files if f.debug_id}),

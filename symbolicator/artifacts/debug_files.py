@@ -102,6 +102,8 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
                 "sha1": file_sha1,
                 "size": p.size,
             })
+    if any(p.info.debug_id is not None for p in out):
+        indexes.mark_changed(storage, scope)
     return out
 
 

@@ -7,12 +7,18 @@ read-modify-write; a lock per key serialises writers inside one instance, and
 two instances racing on the same debug id at the same moment is the one case
 where the later writer wins (both wrote the same files, so nothing is lost but
 an index line that the next upload of that file restores).
+
+Every change to a scope's indexes ends with `mark_changed`, which rewrites the
+scope's generation marker. A store that cannot tell cheaply whether one object
+changed (S3) is then asked one question per request instead of one per index:
+has the marker changed (`IndexReader`)?
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -22,8 +28,8 @@ import orjson
 
 from symbolicator import keys
 from symbolicator.errors import ObjectNotFound
-from symbolicator.storage.base import Storage
-from symbolicator.types import DebugId, Scope
+from symbolicator.storage.base import ABSENT, Storage
+from symbolicator.types import GLOBAL_SCOPE, DebugId, Scope
 
 MAX_INDEX_BYTES = 4 * 1024 * 1024
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -64,6 +70,12 @@ def add_debug_file(storage: Storage, scope: Scope, debug_id: DebugId, code_id: s
         index["files"] = sorted(files, key=lambda f: f["key"])
         index["code_id"] = code_id
         write_json(storage, key, index)
+
+
+def mark_changed(storage: Storage, scope: Scope) -> None:
+    """A new generation marker for `scope`: called after its indexes were written, before the
+    upload that wrote them reports success, so a request that starts later sees the change."""
+    storage.put_bytes(keys.index_generation(scope), uuid.uuid4().hex.encode())
 
 
 def debug_files_key(scope: Scope, debug_id: DebugId) -> str:
@@ -124,18 +136,22 @@ def release_entries(storage: Storage, scope: Scope, release: str, dist: str | No
 NOT_REMEMBERED = object()
 REMEMBER_MAX_OBJECT = 64 * 1024
 REMEMBER_MAX_BYTES = 32 * 1024 * 1024
+MAX_GENERATION_BYTES = 256
 
 
 class IndexReader:
-    """Reads indexes for the service, remembering each with the storage's `version` of it.
+    """Reads indexes for the service, remembering each with a version of it.
 
     A request must see every upload at once, another instance's too, so nothing
-    here expires by time. Where the storage can tell cheaply that an object is
-    unchanged (local storage: one stat), `remembered` answers a known index
-    without reading it, cheaply enough for the event loop: a warm request then
-    takes no trip through a thread, which costs more here (~0.25 ms each, see
-    PERFORMANCE-NOTES) than its lookups. Where it cannot (S3), `remembered`
-    knows nothing and every read goes to the store, as before.
+    here expires by time. The version comes from one of two places:
+    - the storage's own `version` of the index, where it can tell cheaply (local
+      storage: one stat), so `remembered` answers a known index without reading
+      it, cheaply enough for the event loop: a warm request then takes no trip
+      through a thread (~0.25 ms each, see PERFORMANCE-NOTES);
+    - else (S3) the scope's generation marker (`mark_changed`), which the caller
+      reads once per request (`generation`, a blocking call) and passes in: while
+      it is unchanged, every index of the scope is answered from memory, so a
+      warm request costs one small read instead of one per index.
 
     The answers are shared: callers must not modify them.
     """
@@ -146,13 +162,29 @@ class IndexReader:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._lock = threading.Lock()
+        self.needs_generation = storage.version(keys.index_generation(GLOBAL_SCOPE)) is None
 
-    def remembered(self, key: str) -> dict[str, Any] | None | object:
+    def generation(self, scope: Scope) -> Hashable | None:
+        """Blocking: the scope's generation marker where the storage cannot version each index
+        itself; None where it can (nothing to read)."""
+        if not self.needs_generation:
+            return None
+        try:
+            return ("generation", self.storage.get_bytes(keys.index_generation(scope),
+                                                         max_bytes=MAX_GENERATION_BYTES))
+        except ObjectNotFound:
+            return ABSENT
+
+    def _version(self, key: str, generation: Hashable | None) -> Hashable | None:
+        version = self.storage.version(key)
+        return generation if version is None else version
+
+    def remembered(self, key: str, generation: Hashable | None = None) -> dict[str, Any] | None | object:
         """The index at `key` if known and unchanged (None: no such object); else `NOT_REMEMBERED`."""
         known = self._known.get(key)
         if known is None:
             return NOT_REMEMBERED
-        version = self.storage.version(key)
+        version = self._version(key, generation)
         if version is None or version != known[0]:
             return NOT_REMEMBERED
         with self._lock:
@@ -160,9 +192,11 @@ class IndexReader:
                 self._known.move_to_end(key)
         return known[1]
 
-    def read(self, key: str) -> dict[str, Any] | None:
-        """Blocking: the index at `key` from the store (None when absent), remembered when it can be checked."""
-        version = self.storage.version(key)  # before the read: a change in between makes it stale, never wrong
+    def read(self, key: str, generation: Hashable | None = None) -> dict[str, Any] | None:
+        """Blocking: the index at `key` from the store (None when absent), remembered when it can be
+        checked. `generation` must have been read before: a change in between makes the memory
+        stale-marked, never wrong."""
+        version = self._version(key, generation)
         try:
             data = self.storage.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
         except ObjectNotFound:
@@ -178,18 +212,19 @@ class IndexReader:
                     self._bytes -= self._known.popitem(last=False)[1][2]
         return value
 
-    def first(self, keys_in_order: Iterable[str]) -> dict[str, Any] | None:
+    def first(self, keys_in_order: Iterable[str], generation: Hashable | None = None) -> dict[str, Any] | None:
         """Blocking: the first index found among `keys_in_order`."""
         for key in keys_in_order:
-            found = self.read(key)
+            found = self.read(key, generation)
             if found is not None:
                 return found
         return None
 
-    def first_remembered(self, keys_in_order: Iterable[str]) -> dict[str, Any] | None | object:
+    def first_remembered(self, keys_in_order: Iterable[str],
+                         generation: Hashable | None = None) -> dict[str, Any] | None | object:
         """`first` from memory alone, or `NOT_REMEMBERED` as soon as a key before the answer is unknown."""
         for key in keys_in_order:
-            found = self.remembered(key)
+            found = self.remembered(key, generation)
             if found is not None:
                 return found
         return None

@@ -55,7 +55,7 @@ from symbolicator.errors import (
 from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js_scraping import ScrapeFailure, Scraper
-from symbolicator.service.stored_files import cached_download, read_index
+from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -180,6 +180,7 @@ class JsLookup:
         self.deps = deps
         self.scope = scope
         self.request = request
+        self.indexes = ScopeIndexes(deps.index_reader, scope)
         self.max_bytes = deps.settings.fetch.max_bytes
         self.attempts: dict[str, dict[str, Any]] = {}
         self.used_bundles: dict[str, None] = {}
@@ -334,7 +335,7 @@ class JsLookup:
                 from None
 
     async def _by_debug_id(self, debug_id: DebugId, abs_path: str) -> tuple[JsFile | None, JsFile | None]:
-        index = await read_index(self.deps.index_reader, [indexes.js_debug_id_key(self.scope, debug_id)])
+        index = await self.indexes.first([indexes.js_debug_id_key(self.scope, debug_id)])
         files = (index or {}).get("files") or {}
         found: list[JsFile | None] = []
         for kind in ("minified_source", "source_map"):
@@ -369,8 +370,7 @@ class JsLookup:
                     return await self._from_ref(ref, "release" if self.request.release else "url", url)
         if self.request.release:
             release, dist = self.request.release, self.request.dist
-            released = await read_index(self.deps.index_reader,
-                                        indexes.js_release_keys(self.scope, release, dist, url))
+            released = await self.indexes.first(indexes.js_release_keys(self.scope, release, dist, url))
             if released is not None:
                 return await self._from_ref(released, "release", url)
         return await self._scrape(url)

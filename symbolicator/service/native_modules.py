@@ -17,13 +17,14 @@ needing one module cause one download and one conversion:
 * a file that cannot be converted is remembered as `malformed` for 24 h, a
   download that is gone as `not_found` for 1 h (`get_or_compute` does both).
 
-The index itself is read on every request (from memory when the store vouches
-that it is unchanged, `IndexReader`), so an upload is seen at once, with no
-negative entry to clear. What it points to never changes meaning (content
-SHA-1 + version), so an opened symcache and its meta stay in a small
-per-process LRU: on local storage a warm module costs one stat of its index
-and nothing else (no thread, no cache-database transaction, no file open, and
-the names the symcache decoded stay decoded).
+The index itself is checked on every request (from memory while the store
+vouches that it is unchanged, `IndexReader`: one stat of it on local storage,
+one read of the scope's generation marker per request on S3), so an upload is
+seen at once, with no negative entry to clear. What it points to never changes
+meaning (content SHA-1 + version), so an opened symcache and its meta stay in a
+small per-process LRU: on local storage a warm module costs one stat of its
+index and nothing else (no thread, no cache-database transaction, no file open,
+and the names the symcache decoded stay decoded).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.dwarf import MAX_SECTION_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
-from symbolicator.service.stored_files import cached_download, read_index
+from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import (
     FilesystemSource,
@@ -154,6 +155,7 @@ class ModuleLookup:
         self.settings = settings
         self.storage = storage
         self.index_reader = index_reader
+        self._indexes: dict[Scope, ScopeIndexes] = {}
         self.caches = caches
         self.coalescer = coalescer
         self.workers = workers
@@ -175,7 +177,10 @@ class ModuleLookup:
         index: dict[str, Any] | None = None
         if scope != GLOBAL_SCOPE:
             try:
-                index = await read_index(self.index_reader, [indexes.debug_files_key(scope, debug_id)])
+                scope_indexes = self._indexes.get(scope)
+                if scope_indexes is None:
+                    scope_indexes = self._indexes[scope] = ScopeIndexes(self.index_reader, scope)
+                index = await scope_indexes.first([indexes.debug_files_key(scope, debug_id)])
             except (StorageError, ValueError) as exc:
                 log.warning("reading the debug-id index of %s in %s failed: %s", debug_id, scope, exc)
                 result.status = ObjectFileStatus.FETCHING_FAILED

@@ -2,7 +2,8 @@
 
 Both engines read uploads this way (native debug files, JS artifact bundles):
 - an index is answered from memory when the store vouches that it is unchanged
-  (`IndexReader`), else read in a thread;
+  (`IndexReader`; on S3 through the scope's generation marker, read once per
+  request by `ScopeIndexes`), else read in a thread;
 - a file is downloaded on a miss into a temp file of the downloads cache
   (blocking storage calls off the loop), concurrent requests share the download,
   and a missing object is remembered as a NOT_FOUND negative entry.
@@ -11,7 +12,7 @@ Both engines read uploads this way (native debug files, JS artifact bundles):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from symbolicator.artifacts.indexes import NOT_REMEMBERED, IndexReader
 from symbolicator.caching import CacheEntry, CacheStore, Coalescer, get_or_compute
 from symbolicator.errors import ObjectNotFound, Outcome
 from symbolicator.storage.base import Storage
+from symbolicator.types import Scope
 
 
 async def cached_download(storage: Storage, downloads: CacheStore, coalescer: Coalescer, cache_key: str,
@@ -42,9 +44,33 @@ async def cached_download(storage: Storage, downloads: CacheStore, coalescer: Co
     return await get_or_compute(downloads, coalescer, cache_key, download)
 
 
-async def read_index(reader: IndexReader, keys: Sequence[str]) -> dict[str, Any] | None:
-    """The first index found among `keys` (None: none is there)."""
-    found = reader.first_remembered(keys)
-    if found is not NOT_REMEMBERED:
-        return cast("dict[str, Any] | None", found)
-    return await asyncio.to_thread(reader.first, keys)
+class ScopeIndexes:
+    """One request's reads of one scope's indexes.
+
+    Where the store cannot version each index itself (S3), the scope's
+    generation marker is read once, by the first index read of the request, and
+    every index the request needs is then answered from memory while it is
+    unchanged: a warm request costs one small read, however many modules or
+    URLs it looks up. Everything read before the request started is checked
+    against a marker read after it, so an upload finished before is seen.
+    """
+
+    def __init__(self, reader: IndexReader, scope: Scope) -> None:
+        self.reader = reader
+        self.scope = scope
+        self._generation: asyncio.Future[Hashable | None] | None = None
+
+    async def first(self, keys: Sequence[str]) -> dict[str, Any] | None:
+        """The first index found among `keys` (None: none is there)."""
+        generation = await self._current_generation()
+        found = self.reader.first_remembered(keys, generation)
+        if found is not NOT_REMEMBERED:
+            return cast("dict[str, Any] | None", found)
+        return await asyncio.to_thread(self.reader.first, keys, generation)
+
+    async def _current_generation(self) -> Hashable | None:
+        if not self.reader.needs_generation:
+            return None
+        if self._generation is None:
+            self._generation = asyncio.ensure_future(asyncio.to_thread(self.reader.generation, self.scope))
+        return await asyncio.shield(self._generation)
