@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.after:
             after_tree, after_name = _worktree(args.after, stack)
         else:
-            after_tree, after_name = None, "working tree"
+            head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+            after_tree, after_name = None, f"the working tree on {head}"
         log("inputs and events")
         files, uploads = _events(quick, run_dir)
         best: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}

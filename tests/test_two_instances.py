@@ -49,19 +49,24 @@ def two(seaweed: Any, tmp_path: Path) -> Any:
         svc.stop()
 
 
+def upload_bundle(svc: ServiceProcess, tmp_path: Path, release: str) -> None:
+    """The esbuild fixture's bundle and map under `release`, through `symbolicator upload`."""
+    web = tmp_path / "web"
+    (web / "static").mkdir(parents=True)
+    for f in ("app.js", "app.js.map"):
+        (web / "static" / f).write_bytes((JS / "out" / "esbuild" / f).read_bytes())
+    up = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", svc.url, "--token", TOKEN,
+                         "--scope", "acme/web", "--release", release, "--wait", "--no-progress", str(web)],
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+
+
 def test_upload_through_one_symbolicate_through_the_other(two: list[ServiceProcess], tmp_path: Path) -> None:
     a, b = two
     r = requests.post(f"{a.url}/api/0/projects/acme/web/files/dsyms/", files={"file": (ELF.name, ELF.read_bytes())},
                       headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert r.status_code == 201, r.text
-    web = tmp_path / "web"
-    (web / "static").mkdir(parents=True)
-    for f in ("app.js", "app.js.map"):
-        (web / "static" / f).write_bytes((JS / "out" / "esbuild" / f).read_bytes())
-    up = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", a.url, "--token", TOKEN,
-                         "--scope", "acme/web", "--release", "1.0", "--wait", "--no-progress", str(web)],
-                        capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stderr
+    upload_bundle(a, tmp_path, "1.0")
 
     start, end = elf_info(ELF)["text"]
     addrs = list(range(start, end, max(1, (end - start) // 40)))[:40]
@@ -124,14 +129,7 @@ def test_a_bundle_uploaded_through_one_is_seen_by_the_other_that_had_looked_befo
         return dict(answer["stacktraces"][0]["frames"][0])
 
     assert not frame()["data"]["symbolicated"]
-    web = tmp_path / "web"
-    (web / "static").mkdir(parents=True)
-    for f in ("app.js", "app.js.map"):
-        (web / "static" / f).write_bytes((JS / "out" / "esbuild" / f).read_bytes())
-    up = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", a.url, "--token", TOKEN,
-                         "--scope", "acme/web", "--release", "2.0", "--wait", "--no-progress", str(web)],
-                        capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stderr
+    upload_bundle(a, tmp_path, "2.0")
     got = frame()
     assert got["data"]["symbolicated"], got
     assert (got["lineno"], got["colno"]) == (first["original"]["line"], first["original"]["column"])
