@@ -78,21 +78,12 @@ def mark_changed(storage: Storage, scope: Scope) -> None:
     storage.put_bytes(keys.index_generation(scope), uuid.uuid4().hex.encode())
 
 
-def debug_files_key(scope: Scope, debug_id: DebugId) -> str:
-    return keys.debug_id_index(scope, debug_id)
-
-
 def add_js_debug_id(storage: Storage, scope: Scope, debug_id: DebugId, file_type: str, ref: dict[str, Any]) -> None:
     key = keys.js_debug_id_index(scope, debug_id)
     with _lock(key):
         index = read_json(storage, key) or {"debug_id": str(debug_id), "files": {}}
         index["files"][file_type] = ref
         write_json(storage, key, index)
-
-
-def js_debug_id_key(scope: Scope, debug_id: DebugId) -> str:
-    """Its index reads `{"files": {"minified_source": ref, "source_map": ref}}`."""
-    return keys.js_debug_id_index(scope, debug_id)
 
 
 def add_js_release_file(storage: Storage, scope: Scope, release: str, dist: str | None, url: str,

@@ -335,7 +335,7 @@ class JsLookup:
                 from None
 
     async def _by_debug_id(self, debug_id: DebugId, abs_path: str) -> tuple[JsFile | None, JsFile | None]:
-        index = await self.indexes.first([indexes.js_debug_id_key(self.scope, debug_id)])
+        index = await self.indexes.first([keys.js_debug_id_index(self.scope, debug_id)])  # {"files": {kind: ref}}
         files = (index or {}).get("files") or {}
         found: list[JsFile | None] = []
         for kind in ("minified_source", "source_map"):

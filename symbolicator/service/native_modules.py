@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.artifacts import indexes
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
 from symbolicator.caching.memo import OpenedFiles
@@ -180,7 +179,7 @@ class ModuleLookup:
                 scope_indexes = self._indexes.get(scope)
                 if scope_indexes is None:
                     scope_indexes = self._indexes[scope] = ScopeIndexes(self.index_reader, scope)
-                index = await scope_indexes.first([indexes.debug_files_key(scope, debug_id)])
+                index = await scope_indexes.first([keys.debug_id_index(scope, debug_id)])
             except (StorageError, ValueError) as exc:
                 log.warning("reading the debug-id index of %s in %s failed: %s", debug_id, scope, exc)
                 result.status = ObjectFileStatus.FETCHING_FAILED
