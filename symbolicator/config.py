@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from symbolicator.errors import ConfigError, InvalidShape
+from symbolicator.sources.config import SourceConfig, parse_config_sources
 from symbolicator.types import Scope
 
 ENV_PREFIX = "SYMBOLICATOR_"
@@ -140,7 +141,7 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     scraping: ScrapingSettings = field(default_factory=ScrapingSettings)
     scope_aliases: Mapping[str, str] = field(default_factory=dict)
-    sources: tuple[Mapping[str, Any], ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
     allow_request_sources: bool = False
     workers: int = max(1, os.cpu_count() or 1)
     testing: TestingSettings = field(default_factory=TestingSettings)
@@ -271,6 +272,10 @@ def parse_size(value: Any, where: str) -> int:
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
+    if hint == tuple[SourceConfig, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list of source tables, got {value!r}")
+        return parse_config_sources(value)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
@@ -363,9 +368,6 @@ def _validate(s: Settings) -> None:
                 _scope(pattern.removesuffix("/*"), "auth.tokens.<token>.scopes")
     for alias, target in s.scope_aliases.items():
         _scope(target, f"scope_aliases.{alias}")
-    from symbolicator.sources.config import parse_config_sources
-
-    parse_config_sources(s.sources)
     if s.workers < 1:
         raise ConfigError("workers: must be at least 1")
 
@@ -399,7 +401,11 @@ def check_serving(s: Settings) -> None:
         )
 
 
-_SECRET_NAMES = ("secret", "token", "password", "access_key", "authorization", "cookie")
+_SECRET_NAMES = ("secret", "token", "password", "access_key", "authorization", "cookie", "headers")
+
+
+def _secret(name: str) -> bool:
+    return any(n in name.lower() for n in _SECRET_NAMES)
 
 
 def describe(s: Settings) -> dict[str, Any]:
@@ -407,14 +413,17 @@ def describe(s: Settings) -> dict[str, Any]:
 
     def mask(value: Any, key: str = "") -> Any:
         if dataclasses.is_dataclass(value):
-            return {f.name: mask(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+            return {f.name: "***" if f.name != "tokens" and _secret(f.name) and getattr(value, f.name)
+                    else mask(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
         if key == "tokens" and isinstance(value, Mapping):
             return {f"{t[:4]}…({len(t)} chars)": mask(v) for t, v in value.items()}
         if isinstance(value, Mapping):
-            return {k: ("***" if any(n in str(k).lower() for n in _SECRET_NAMES) else mask(v, str(k)))
+            return {k: ("***" if _secret(str(k)) else mask(v, str(k)))
                     for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [mask(v) for v in value]
+        if isinstance(value, (set, frozenset)):
+            return sorted(mask(v) for v in value)
         if isinstance(value, Path):
             return str(value)
         return value

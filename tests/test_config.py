@@ -100,3 +100,29 @@ def test_serve_refuses_open_network_bind(tmp_path: Path) -> None:
 def test_bad_sources_stop_startup(tmp_path: Path, source: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, f"[[sources]]\n{source}\n"), env={})
+
+
+def test_sources_are_parsed_into_the_settings_each_object_its_own() -> None:
+    """Parsed once at load, held by the settings: nothing keyed by `id(settings)` can hand one
+    settings object another's sources after Python reuses the id."""
+    from symbolicator.service.native_modules import RequestSources
+    from symbolicator.sources import FilesystemSource
+
+    wrong = 0
+    for i in range(300):
+        settings = load_settings(env={}, overrides={"sources": [{"id": f"s{i}", "type": "filesystem", "path": f"/srv/{i}"}]})
+        assert settings.sources == (FilesystemSource(id=f"s{i}", path=Path(f"/srv/{i}")),)
+        plan = RequestSources.from_request(settings, None).plan
+        wrong += [s.id for s in plan.sources] != [f"s{i}"]
+        del settings
+    assert wrong == 0
+
+
+def test_source_secrets_are_masked_in_the_description() -> None:
+    settings = load_settings(env={}, overrides={"sources": [
+        {"id": "h", "type": "http", "url": "https://symbols.example/", "headers": {"Authorization": "Bearer hunter2"}},
+        {"id": "b", "type": "s3", "bucket": "syms", "access_key": "AKIA1", "secret_key": "hunter3"},
+    ]})
+    text = json.dumps(describe(settings))
+    assert "hunter2" not in text and "hunter3" not in text and "AKIA1" not in text
+    assert '"bucket": "syms"' in text

@@ -58,15 +58,9 @@ from symbolicator.native.dwarf import MAX_SECTION_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
-from symbolicator.sources import (
-    FilesystemSource,
-    SourcePlan,
-    find_debug_file,
-    parse_config_sources,
-    plan_sources,
-)
+from symbolicator.sources import FilesystemSource, SourcePlan, fingerprint, plan_sources
 from symbolicator.sources import ModuleLookup as SourceModule
-from symbolicator.sources.config import fingerprint
+from symbolicator.sources.native import find_debug_file
 from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 
@@ -404,17 +398,7 @@ class RequestSources:
     @classmethod
     def from_request(cls, settings: Settings, request_sources: list[dict[str, Any]] | None) -> RequestSources:
         """Raises InvalidShape for request sources of the wrong shape."""
-        plan = plan_sources(_config_sources(settings), request_sources, settings.allow_request_sources)
+        plan = plan_sources(settings.sources, request_sources, settings.allow_request_sources)
         sentry = next((s for s in request_sources or [] if s.get("type") == "sentry"), None)
         return cls(plan, str(sentry.get("id") or "sentry:project") if sentry else UPLOADS_SOURCE)
 
-
-_parsed_config: dict[int, tuple[Any, ...]] = {}
-
-
-def _config_sources(settings: Settings) -> tuple[Any, ...]:
-    """The server's sources, parsed once per settings object."""
-    key = id(settings)
-    if key not in _parsed_config:
-        _parsed_config[key] = parse_config_sources(settings.sources)
-    return _parsed_config[key]

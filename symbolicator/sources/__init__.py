@@ -1,16 +1,15 @@
-"""External native symbol sources: `filesystem`, `http`, `s3` (reference §2.1–§2.4).
+"""External native symbol sources: `filesystem`, `http`, `s3` (docs/configuration.md, "Symbol sources").
 
 `config` parses and validates source configs (server and request), `layouts` maps ids to
 paths, `download` fetches one path from one source, `native` searches the sources for a
 module and verifies what it finds. No web code and no caching here: the native service
-calls `find_debug_file` and caches the result itself.
+calls `sources.native.find_debug_file` and caches the result itself.
 
-The search functions are imported lazily, so `symbolicator.config` can validate
-`sources` with `parse_config_sources` without importing the HTTP client (which imports
-`symbolicator.config` itself).
+This package's top level re-exports only the config and layout halves, which import nothing
+of the service: `symbolicator.config` parses `sources` with them at load time, so the search
+half (which pulls in the HTTP client, which reads the settings) is imported from
+`symbolicator.sources.native` by the code that searches.
 """
-
-from typing import TYPE_CHECKING, Any
 
 from symbolicator.sources.config import (
     FilesystemSource,
@@ -30,25 +29,8 @@ from symbolicator.sources.config import (
 )
 from symbolicator.sources.layouts import ModuleLookup, candidate_paths
 
-if TYPE_CHECKING:
-    from symbolicator.sources.native import (
-        SourceLookupResult,
-        find_debug_file,
-        find_source_bundle,
-    )
-
-_LAZY = {"SourceLookupResult", "find_debug_file", "find_source_bundle"}
-
 __all__ = [
     "FilesystemSource", "HttpSource", "Layout", "ModuleLookup", "S3Source", "SentrySource", "SkippedSource",
-    "SourceConfig", "SourceConfigError", "SourceFilters", "SourceLookupResult", "SourcePlan", "candidate_paths",
-    "find_debug_file", "find_source_bundle", "fingerprint", "parse_config_sources", "parse_source", "plan_sources",
+    "SourceConfig", "SourceConfigError", "SourceFilters", "SourcePlan", "candidate_paths",
+    "fingerprint", "parse_config_sources", "parse_source", "plan_sources",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from symbolicator.sources import native
-
-        return getattr(native, name)
-    raise AttributeError(f"module 'symbolicator.sources' has no attribute {name!r}")
