@@ -81,10 +81,6 @@ class DebugId:
         data = (build_id + b"\0" * 16)[:16]
         return cls(uuid.UUID(bytes_le=data))
 
-    @classmethod
-    def from_macho_uuid(cls, raw: bytes | str) -> "DebugId":
-        return cls(uuid.UUID(bytes=raw) if isinstance(raw, bytes) else uuid.UUID(raw))
-
     def __str__(self) -> str:
         base = str(self.uuid)
         return f"{base}-{self.appendix:x}" if self.appendix else base
