@@ -59,6 +59,7 @@ from symbolicator.fetch_policy import (
     AddressPolicy,
     HostDenyList,
     HostSlots,
+    hostname_problem,
     origin_allowed,
     parse_ip,
 )
@@ -255,6 +256,8 @@ class Fetcher:
             refusal = self.policy.refusal(ip, port)
             if refusal:
                 raise FetchError("invalid_host", f"address {ip} is not allowed ({refusal})", url=url)
+        elif (problem := hostname_problem(host)) is not None:
+            raise FetchError("invalid_host", f"host of {url!r} cannot be valid: {problem}", url=url)
         elif _is_localhost(host) and not self.policy.name_allowed(host, port):
             refusal = self.policy.refusal(_LOOPBACK, port)
             if refusal:
@@ -328,7 +331,12 @@ _FORBIDDEN_MARK = "refused by address policy"
 
 
 class ForbiddenAddress(OSError):
-    """Raised inside aiohttp's connect path when the policy refuses an address."""
+    """Raised inside a connect path (aiohttp's, or an S3 client's) when the policy refuses an address."""
+
+
+def forbidden_message(what: str) -> str:
+    """A refusal's text, marked so `forbidden_cause` recognises it after a client wrapped it."""
+    return f"{_FORBIDDEN_MARK}: {what}"
 
 
 class GuardedResolver(AbstractResolver):
@@ -359,7 +367,7 @@ class GuardedResolver(AbstractResolver):
             else:
                 refused.append(f"{answer['host']} ({reason})")
         if not kept:
-            raise ForbiddenAddress(f"{_FORBIDDEN_MARK}: {host} resolves to {', '.join(refused) or 'nothing'}")
+            raise ForbiddenAddress(forbidden_message(f"{host} resolves to {', '.join(refused) or 'nothing'}"))
         return kept
 
     async def close(self) -> None:
@@ -379,12 +387,12 @@ class GuardedResolver(AbstractResolver):
         if (str(ip), port) not in self._vouched:
             reason = self.policy.refusal(ip, port)
             if reason is not None:
-                raise ForbiddenAddress(f"{_FORBIDDEN_MARK}: {ip} ({reason})")
+                raise ForbiddenAddress(forbidden_message(f"{ip} ({reason})"))
         return socket.socket(family, type_, proto)
 
 
 def forbidden_cause(exc: BaseException) -> str | None:
-    """The policy refusal behind an aiohttp connection error, if that is what it was."""
+    """The policy refusal behind a connection error (aiohttp's or botocore's), if that is what it was."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -392,9 +400,15 @@ def forbidden_cause(exc: BaseException) -> str | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, ForbiddenAddress) or _FORBIDDEN_MARK in str(e):
-            return str(e) if isinstance(e, ForbiddenAddress) else _FORBIDDEN_MARK
+        text = str(e)
+        if isinstance(e, ForbiddenAddress):
+            return text
+        if _FORBIDDEN_MARK in text:
+            return text[text.index(_FORBIDDEN_MARK):]
         todo += [e.__cause__, e.__context__, getattr(e, "os_error", None)]
+        kwargs = getattr(e, "kwargs", None)  # botocore keeps the urllib3 error in `kwargs["error"]`
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("error"), BaseException):
+            todo.append(kwargs["error"])
     return None
 
 

@@ -39,6 +39,8 @@ _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPAT = ipaddress.IPv6Network("::/96")
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _INET_ATON_CHARS = re.compile(r"^[0-9a-fA-FxX.]+$")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+MAX_HOSTNAME = 253
 
 
 def parse_ip(host: str) -> IPAddress | None:
@@ -65,6 +67,30 @@ def parse_ip(host: str) -> IPAddress | None:
             return ipaddress.IPv4Address(socket.inet_aton(h))
         except OSError:
             return None
+    return None
+
+
+def hostname_problem(host: str) -> str | None:
+    """Why `host` (not an IP literal) cannot be a DNS name, or None if it can.
+
+    Checked before any lookup, so a name that no resolver could answer never
+    costs a DNS query: at most 253 characters, dot-separated labels of 1 to 63
+    letters, digits, `-` (not at either end) or `_` (seen in real names), one
+    trailing dot, and a last label that is not all digits (no TLD is, and
+    `1.2.3.999` is a bad address, not a name). Non-ASCII names arrive
+    IDNA-encoded (`xn--`) from URL parsing, so they pass as ASCII.
+    """
+    name = host[:-1] if host.endswith(".") else host
+    if not name:
+        return "the host name is empty"
+    if len(name) > MAX_HOSTNAME:
+        return f"the host name is longer than {MAX_HOSTNAME} characters"
+    labels = name.lower().split(".")
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            return f"{label[:70]!r} is not a valid host name label"
+    if labels[-1].isdigit():
+        return "the last label of a host name cannot be all digits"
     return None
 
 
