@@ -23,6 +23,11 @@ source map comment, a request's `sources`), so this client assumes hostility:
   for a while (`HostDenyList`), as Symbolicator does, and each host gets at
   most `per_host_concurrency` requests at a time. Hosts are keyed by
   `host:port`, so two services on one machine do not block each other.
+- **Tenants** (`fetch_tenants`): inside a job, failures count per scope and
+  host; a scope gets `per_scope_concurrency` fetches at once and all but a
+  quarter of each host's slots; a URL that failed is not fetched twice for
+  one request; a request fetches at most `max_fetches_per_request` URLs
+  (past it: `other`, naming the setting).
 
 Outcomes are `FetchError.reason`, Symbolicator's `scraping_attempts` reasons:
 `not_found` (404/410), `permission_denied` (401/403), `invalid_host` (scheme,
@@ -43,7 +48,7 @@ import os
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
@@ -53,6 +58,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from symbolicator import fetch_tenants
 from symbolicator.config import FetchSettings
 from symbolicator.errors import ConfigError, SymbolicatorError
 from symbolicator.fetch_policy import (
@@ -147,6 +153,8 @@ class Fetcher:
             clock=clock,
         )
         self._slots = HostSlots(settings.per_host_concurrency)
+        self._scope_slots = HostSlots(settings.per_scope_concurrency)
+        self._scope_host_slots = HostSlots(_scope_share(settings.per_host_concurrency))
         self._max_connections = max_connections
         self._dns_resolver = dns_resolver
         self._session: aiohttp.ClientSession | None = None
@@ -159,6 +167,8 @@ class Fetcher:
             return self._session
         self._loop = loop
         self._slots = HostSlots(self.settings.per_host_concurrency)
+        self._scope_slots = HostSlots(self.settings.per_scope_concurrency)
+        self._scope_host_slots = HostSlots(_scope_share(self.settings.per_host_concurrency))
         inner = self._dns_resolver() if self._dns_resolver is not None else None
         self._resolver = GuardedResolver(self.policy, inner)
         connector = aiohttp.TCPConnector(
@@ -200,14 +210,29 @@ class Fetcher:
         at all); otherwise the body is returned in memory.
         """
         limit = self.settings.max_bytes if max_bytes is None else max_bytes
-        state = _HopState(url)
+        request = fetch_tenants.current()
+        state = _HopState(url, tenant=request.scope if request is not None else "")
+        if request is not None:
+            known = request.failures.get(url)
+            if known is not None:  # this request saw it fail: the same answer, no second request
+                raise FetchError(known.reason, str(known), url=known.url, status=known.status)
+            refusal = request.admit(url)
+            if refusal is not None:
+                raise FetchError("other", refusal, url=url)
         try:
             async with asyncio.timeout(self.settings.total_timeout_s):
                 check = _origin_predicate(allowed_origins, origin_check)
                 return await self._follow(url, headers or {}, limit, dest, check, state)
         except TimeoutError as e:
             self._record_failure(state)
-            raise FetchError("timeout", f"timed out fetching {state.url}", url=state.url) from e
+            error = FetchError("timeout", f"timed out fetching {state.url}", url=state.url)
+            if request is not None:
+                request.failures[url] = error
+            raise error from e
+        except FetchError as e:
+            if request is not None and e.reason != "other":
+                request.failures[url] = e
+            raise
 
     async def _follow(
         self,
@@ -268,13 +293,13 @@ class Fetcher:
         self, url: URL, headers: Mapping[str, str], limit: int, dest: Path | None, state: _HopState
     ) -> FetchResult | URL:
         """One request; a redirect target or the finished result."""
-        if self.deny_list.is_blocked(state.host_key):
+        if self.deny_list.is_blocked(state.host_key, state.tenant):
             raise FetchError("denied", f"host {state.host_key} is blocked after repeated failures", url=str(url))
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.settings.connect_timeout_s, sock_read=self.settings.read_timeout_s
         )
-        async with self._slots.hold(state.host_key):
+        async with self._tenant_slots(state), self._slots.hold(state.host_key):
             try:
                 async with session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as resp:
                     return await self._handle(resp, url, limit, dest, state)
@@ -322,9 +347,19 @@ class Fetcher:
             size = await _stream_to_file(resp, limit, url, dest)
         return FetchResult(url=str(url), status=status, headers=_lower_headers(resp), body=body, path=path, size=size)
 
+    @contextlib.asynccontextmanager
+    async def _tenant_slots(self, state: _HopState) -> AsyncIterator[None]:
+        """Inside a job: the scope's slot, then the scope's share of the host's slots (taken before the host's)."""
+        if not state.tenant:
+            yield
+            return
+        async with self._scope_slots.hold(state.tenant), \
+                self._scope_host_slots.hold(f"{state.tenant} {state.host_key}"):
+            yield
+
     def _record_failure(self, state: _HopState) -> None:
         if state.host_key:
-            self.deny_list.record_failure(state.host_key)
+            self.deny_list.record_failure(state.host_key, state.tenant)
 
 
 _FORBIDDEN_MARK = "refused by address policy"
@@ -437,6 +472,12 @@ class _HopState:
 
     url: str
     host_key: str = ""
+    tenant: str = ""
+
+
+def _scope_share(per_host: int) -> int:
+    """One scope's share of a host's slots: all but a quarter, which stays for the other scopes."""
+    return max(1, per_host - per_host // 4)
 
 
 def _host_key(url: URL) -> str:

@@ -276,9 +276,10 @@ def origin_allowed(url: str, patterns: Sequence[str]) -> bool:
 
 
 class HostDenyList:
-    """Blocks a host after `threshold` failures within `window_s`, for `block_s`.
+    """Blocks a host after `threshold` failures within `window_s`, for `block_s`, per tenant.
 
-    Symbolicator blocks after 60 failures in 60 s for an hour; we default to a
+    Failures are counted per (tenant, host): a scope whose frames keep failing on a
+    host blocks that host for itself only (`fetch_tenants`). Symbolicator blocks after 60 failures in 60 s for an hour; we default to a
     smaller, faster-healing 20 in 60 s for 5 minutes because one instance here
     serves fewer requests. Hosts in `never_block` (`host` or `host:port`) are
     exempt. Memory is bounded: at most `threshold` timestamps per host, and
@@ -299,23 +300,25 @@ class HostDenyList:
         self.block_s = block_s
         self.never_block = frozenset(h.lower() for h in never_block)
         self.clock = clock or time.monotonic
-        self._failures: dict[str, deque[float]] = {}
-        self._blocked_until: dict[str, float] = {}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._blocked_until: dict[tuple[str, str], float] = {}
 
     def _exempt(self, host_key: str) -> bool:
         return host_key in self.never_block or host_key.rpartition(":")[0] in self.never_block
 
-    def record_failure(self, host_key: str) -> None:
+    def record_failure(self, host_key: str, tenant: str = "") -> None:
+        """One failure of `host_key` seen by `tenant` (a scope): tenants never block a host for each other."""
         if self._exempt(host_key):
             return
         now = self.clock()
-        stamps = self._failures.setdefault(host_key, deque(maxlen=self.threshold))
+        key = (tenant, host_key)
+        stamps = self._failures.setdefault(key, deque(maxlen=self.threshold))
         stamps.append(now)
         while stamps and stamps[0] < now - self.window_s:
             stamps.popleft()
         if len(stamps) >= self.threshold:
-            self._blocked_until[host_key] = now + self.block_s
-            del self._failures[host_key]
+            self._blocked_until[key] = now + self.block_s
+            del self._failures[key]
         if len(self._failures) > 10_000:
             self._sweep(now)
 
@@ -325,12 +328,13 @@ class HostDenyList:
         for key in [k for k, until in self._blocked_until.items() if until <= now]:
             del self._blocked_until[key]
 
-    def is_blocked(self, host_key: str) -> bool:
-        until = self._blocked_until.get(host_key)
+    def is_blocked(self, host_key: str, tenant: str = "") -> bool:
+        key = (tenant, host_key)
+        until = self._blocked_until.get(key)
         if until is None:
             return False
         if until <= self.clock():
-            del self._blocked_until[host_key]
+            del self._blocked_until[key]
             return False
         return True
 

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from symbolicator import fetch_tenants
 from symbolicator.errors import ObjectNotFound, StorageError
 from symbolicator.fetch import Fetcher, FetchError, forbidden_cause
 from symbolicator.fetch_policy import DEFAULT_PORTS, AddressPolicy, parse_ip
@@ -78,6 +79,10 @@ async def download(source: FilesystemSource | HttpSource | S3Source, rel: str, d
     else:
         if source.from_request and source.endpoint_url:
             _check_endpoint(source.endpoint_url, fetcher)
+        request = fetch_tenants.current()
+        refusal = request.admit(location(source, rel)) if request is not None else None
+        if refusal is not None:
+            raise DownloadMiss("error", f"other: {refusal}")
         storage = _s3_storage(source, fetcher)
         key = f"{source.prefix}/{rel}" if source.prefix else rel
         await asyncio.to_thread(_get_s3, storage, key, dest, max_bytes)
