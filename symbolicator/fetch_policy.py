@@ -80,7 +80,7 @@ def hostname_problem(host: str) -> str | None:
     `1.2.3.999` is a bad address, not a name). Non-ASCII names arrive
     IDNA-encoded (`xn--`) from URL parsing, so they pass as ASCII.
     """
-    name = host[:-1] if host.endswith(".") else host
+    name = host.removesuffix(".")
     if not name:
         return "the host name is empty"
     if len(name) > MAX_HOSTNAME:

@@ -51,7 +51,7 @@ def _check_endpoint(url: str) -> None:
 
 
 def _check_hostname(host: str) -> None:
-    name = host[:-1] if host.endswith(".") else host
+    name = host.removesuffix(".")
     labels = name.split(".")
     if len(name) > 253 or any(not 1 <= len(label) <= 63 for label in labels):
         raise Violation("wrong", f"accepted a host name DNS cannot carry: {host!r}")

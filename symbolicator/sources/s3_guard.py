@@ -29,11 +29,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.awsrequest
-from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from urllib3.util import parse_url
 
 from symbolicator.fetch import ForbiddenAddress, forbidden_message
-from symbolicator.fetch_policy import DEFAULT_PORTS, AddressPolicy, hostname_problem, parse_ip
+from symbolicator.fetch_policy import (
+    DEFAULT_PORTS,
+    AddressPolicy,
+    hostname_problem,
+    parse_ip,
+)
 
 _BAD_CHARS = re.compile(r"[\\@\s\x00-\x1f\x7f]")
 
