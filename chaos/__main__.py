@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from chaos import cache_faults, crashes, outage, overload
+from chaos import cache_faults, crashes, hostile, outage, overload
 from chaos.report import machine, render
 from chaos.rig import Result, say
 
@@ -26,6 +26,10 @@ SCENARIOS: dict[str, tuple[Callable[[Path, bool], Result], str]] = {
     "worker-kill": (crashes.worker_kill, "SIGKILL of the conversion worker while it builds a symcache"),
     "overload": (overload.run, "500 clients for 60 s against origins that are slow (10 s) and huge (60 MB)"),
     "overload-slow": (overload.run_slow_only, "the same without the huge origin (the overload behaviour alone)"),
+    "slow-clients": (hostile.slow_clients, "3,000 half-sent headers and 200 trickled 50 MB bodies beside an honest "
+                     "client"),
+    "hostile-tenant": (hostile.hostile_tenant, "one scope floods a 10 s website with 50 URLs a request; another "
+                       "scope symbolicates throughout"),
 }
 
 

@@ -89,6 +89,13 @@ class LimitsSettings:
     `max_bundle_entries`, `max_bundle_uncompressed_bytes` (zip bombs),
     `max_decompressed_section_bytes` (a compressed DWARF section claiming or
     inflating to more is `malformed`, and is never inflated past it).
+    Tenants: `max_concurrent_jobs_per_scope` is one scope's share of the job
+    slots (503 beyond, while other scopes still get theirs; unset, all but a
+    quarter of `max_concurrent_jobs`, which stays for the other scopes); `max_stacktraces_per_request`
+    and `max_modules_per_request` (413) bound the work of bodies of many empty
+    entries. Connections: `header_timeout_s` to send a request's headers,
+    `body_timeout_s` to send its body (408, then the connection closes), and
+    `max_connections` open at once (more are closed as they arrive).
     """
 
     max_body_bytes: int = 55 * MiB
@@ -102,16 +109,35 @@ class LimitsSettings:
     max_frames_per_request: int = 10_000
     max_json_depth: int = 64
     max_decompressed_section_bytes: int = 4 * GiB
+    max_concurrent_jobs_per_scope: int | None = None
+    max_stacktraces_per_request: int = 2_000
+    max_modules_per_request: int = 5_000
+    header_timeout_s: float = 15.0
+    body_timeout_s: float = 300.0
+    max_connections: int = 1_024
+
+
+def jobs_per_scope(limits: LimitsSettings) -> int:
+    """One scope's share of the job slots: the setting, else all but a quarter (kept for the other scopes)."""
+    if limits.max_concurrent_jobs_per_scope is not None:
+        return limits.max_concurrent_jobs_per_scope
+    return limits.max_concurrent_jobs - limits.max_concurrent_jobs // 4
 
 
 @dataclass(frozen=True)
 class FetchSettings:
+    """The outbound client. Tenants: `per_scope_concurrency` fetches at once per scope
+    (and all but a quarter of `per_host_concurrency` per scope and host); `max_fetches_per_request`
+    distinct outbound fetches per request, frames past it fail with a reason naming it."""
+
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     total_timeout_s: float = 300.0
     max_redirects: int = 5
     max_bytes: int = 64 * MiB
     per_host_concurrency: int = 8
+    per_scope_concurrency: int = 32
+    max_fetches_per_request: int = 200
     allow_private_addresses: bool = False
     allowed_hosts: tuple[str, ...] = ()
     allowed_networks: tuple[str, ...] = ()
@@ -357,6 +383,9 @@ def _validate(s: Settings) -> None:
     if chunk < 64 * KiB or chunk & (chunk - 1):
         raise ConfigError("limits.chunk_size: must be a power of two of at least 65536 (sentry-cli requires it)")
     _validate_limits(s.limits)
+    for name in ("per_host_concurrency", "per_scope_concurrency", "max_fetches_per_request"):
+        if getattr(s.fetch, name) < 1:
+            raise ConfigError(f"fetch.{name}: must be at least 1")
     for token, t in s.auth.tokens.items():
         if not token:
             raise ConfigError("auth.tokens: empty token")
@@ -375,11 +404,15 @@ def _validate(s: Settings) -> None:
 def _validate_limits(limits: LimitsSettings) -> None:
     """Zero or negative caps would refuse everything; a deeper JSON limit would let 500s through."""
     for name in ("max_body_bytes", "max_concurrent_jobs", "max_frames_per_request", "max_json_depth",
-                 "max_decompressed_section_bytes"):
+                 "max_decompressed_section_bytes", "max_stacktraces_per_request",
+                 "max_modules_per_request", "max_connections"):
         if getattr(limits, name) < 1:
             raise ConfigError(f"limits.{name}: must be at least 1")
-    if limits.job_timeout_s <= 0:
-        raise ConfigError("limits.job_timeout_s: must be more than 0")
+    if limits.max_concurrent_jobs_per_scope is not None and limits.max_concurrent_jobs_per_scope < 1:
+        raise ConfigError("limits.max_concurrent_jobs_per_scope: must be at least 1")
+    for name in ("job_timeout_s", "header_timeout_s", "body_timeout_s"):
+        if getattr(limits, name) <= 0:
+            raise ConfigError(f"limits.{name}: must be more than 0")
     if limits.max_json_depth > JSON_MAX_DEPTH:
         raise ConfigError(f"limits.max_json_depth: at most {JSON_MAX_DEPTH} (responses echo frames, and the JSON "
                           "writer refuses anything deeper)")

@@ -12,6 +12,7 @@ below `web/` knows about HTTP::
     │   ├── Unauthorized            401: no or unknown token
     │   ├── Forbidden               403: token lacks the scope or the right
     │   ├── NotFound                404
+    │   ├── RequestTimeout          408: the body did not arrive in time
     │   └── PayloadTooLarge         413
     ├── Overloaded                  503 with Retry-After: too many jobs
     ├── StorageError                a backend call failed (cause kept)
@@ -65,6 +66,10 @@ class NotFound(RequestError):
 
 class PayloadTooLarge(RequestError):
     pass
+
+
+class RequestTimeout(RequestError):
+    """The client did not send its request within the server's deadline (`limits.body_timeout_s`)."""
 
 
 class Overloaded(SymbolicatorError):

@@ -23,6 +23,11 @@ source map comment, a request's `sources`), so this client assumes hostility:
   for a while (`HostDenyList`), as Symbolicator does, and each host gets at
   most `per_host_concurrency` requests at a time. Hosts are keyed by
   `host:port`, so two services on one machine do not block each other.
+- **Tenants** (`fetch_tenants`): inside a job, failures count per scope and
+  host; a scope gets `per_scope_concurrency` fetches at once and all but a
+  quarter of each host's slots; a URL that failed is not fetched twice for
+  one request; a request fetches at most `max_fetches_per_request` URLs
+  (past it: `other`, naming the setting).
 
 Outcomes are `FetchError.reason`, Symbolicator's `scraping_attempts` reasons:
 `not_found` (404/410), `permission_denied` (401/403), `invalid_host` (scheme,
@@ -43,7 +48,7 @@ import os
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
@@ -53,12 +58,14 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from symbolicator import fetch_tenants
 from symbolicator.config import FetchSettings
 from symbolicator.errors import ConfigError, SymbolicatorError
 from symbolicator.fetch_policy import (
     AddressPolicy,
     HostDenyList,
     HostSlots,
+    hostname_problem,
     origin_allowed,
     parse_ip,
 )
@@ -146,6 +153,8 @@ class Fetcher:
             clock=clock,
         )
         self._slots = HostSlots(settings.per_host_concurrency)
+        self._scope_slots = HostSlots(settings.per_scope_concurrency)
+        self._scope_host_slots = HostSlots(_scope_share(settings.per_host_concurrency))
         self._max_connections = max_connections
         self._dns_resolver = dns_resolver
         self._session: aiohttp.ClientSession | None = None
@@ -158,6 +167,8 @@ class Fetcher:
             return self._session
         self._loop = loop
         self._slots = HostSlots(self.settings.per_host_concurrency)
+        self._scope_slots = HostSlots(self.settings.per_scope_concurrency)
+        self._scope_host_slots = HostSlots(_scope_share(self.settings.per_host_concurrency))
         inner = self._dns_resolver() if self._dns_resolver is not None else None
         self._resolver = GuardedResolver(self.policy, inner)
         connector = aiohttp.TCPConnector(
@@ -199,14 +210,29 @@ class Fetcher:
         at all); otherwise the body is returned in memory.
         """
         limit = self.settings.max_bytes if max_bytes is None else max_bytes
-        state = _HopState(url)
+        request = fetch_tenants.current()
+        state = _HopState(url, tenant=request.scope if request is not None else "")
+        if request is not None:
+            known = request.failures.get(url)
+            if known is not None:  # this request saw it fail: the same answer, no second request
+                raise FetchError(known.reason, str(known), url=known.url, status=known.status)
+            refusal = request.admit(url)
+            if refusal is not None:
+                raise FetchError("other", refusal, url=url)
         try:
             async with asyncio.timeout(self.settings.total_timeout_s):
                 check = _origin_predicate(allowed_origins, origin_check)
                 return await self._follow(url, headers or {}, limit, dest, check, state)
         except TimeoutError as e:
             self._record_failure(state)
-            raise FetchError("timeout", f"timed out fetching {state.url}", url=state.url) from e
+            error = FetchError("timeout", f"timed out fetching {state.url}", url=state.url)
+            if request is not None:
+                request.failures[url] = error
+            raise error from e
+        except FetchError as e:
+            if request is not None and e.reason != "other":
+                request.failures[url] = e
+            raise
 
     async def _follow(
         self,
@@ -255,6 +281,8 @@ class Fetcher:
             refusal = self.policy.refusal(ip, port)
             if refusal:
                 raise FetchError("invalid_host", f"address {ip} is not allowed ({refusal})", url=url)
+        elif (problem := hostname_problem(host)) is not None:
+            raise FetchError("invalid_host", f"host of {url!r} cannot be valid: {problem}", url=url)
         elif _is_localhost(host) and not self.policy.name_allowed(host, port):
             refusal = self.policy.refusal(_LOOPBACK, port)
             if refusal:
@@ -265,13 +293,13 @@ class Fetcher:
         self, url: URL, headers: Mapping[str, str], limit: int, dest: Path | None, state: _HopState
     ) -> FetchResult | URL:
         """One request; a redirect target or the finished result."""
-        if self.deny_list.is_blocked(state.host_key):
+        if self.deny_list.is_blocked(state.host_key, state.tenant):
             raise FetchError("denied", f"host {state.host_key} is blocked after repeated failures", url=str(url))
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.settings.connect_timeout_s, sock_read=self.settings.read_timeout_s
         )
-        async with self._slots.hold(state.host_key):
+        async with self._tenant_slots(state), self._slots.hold(state.host_key):
             try:
                 async with session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as resp:
                     return await self._handle(resp, url, limit, dest, state)
@@ -319,16 +347,31 @@ class Fetcher:
             size = await _stream_to_file(resp, limit, url, dest)
         return FetchResult(url=str(url), status=status, headers=_lower_headers(resp), body=body, path=path, size=size)
 
+    @contextlib.asynccontextmanager
+    async def _tenant_slots(self, state: _HopState) -> AsyncIterator[None]:
+        """Inside a job: the scope's slot, then the scope's share of the host's slots (taken before the host's)."""
+        if not state.tenant:
+            yield
+            return
+        async with self._scope_slots.hold(state.tenant), \
+                self._scope_host_slots.hold(f"{state.tenant} {state.host_key}"):
+            yield
+
     def _record_failure(self, state: _HopState) -> None:
         if state.host_key:
-            self.deny_list.record_failure(state.host_key)
+            self.deny_list.record_failure(state.host_key, state.tenant)
 
 
 _FORBIDDEN_MARK = "refused by address policy"
 
 
 class ForbiddenAddress(OSError):
-    """Raised inside aiohttp's connect path when the policy refuses an address."""
+    """Raised inside a connect path (aiohttp's, or an S3 client's) when the policy refuses an address."""
+
+
+def forbidden_message(what: str) -> str:
+    """A refusal's text, marked so `forbidden_cause` recognises it after a client wrapped it."""
+    return f"{_FORBIDDEN_MARK}: {what}"
 
 
 class GuardedResolver(AbstractResolver):
@@ -359,7 +402,7 @@ class GuardedResolver(AbstractResolver):
             else:
                 refused.append(f"{answer['host']} ({reason})")
         if not kept:
-            raise ForbiddenAddress(f"{_FORBIDDEN_MARK}: {host} resolves to {', '.join(refused) or 'nothing'}")
+            raise ForbiddenAddress(forbidden_message(f"{host} resolves to {', '.join(refused) or 'nothing'}"))
         return kept
 
     async def close(self) -> None:
@@ -379,12 +422,12 @@ class GuardedResolver(AbstractResolver):
         if (str(ip), port) not in self._vouched:
             reason = self.policy.refusal(ip, port)
             if reason is not None:
-                raise ForbiddenAddress(f"{_FORBIDDEN_MARK}: {ip} ({reason})")
+                raise ForbiddenAddress(forbidden_message(f"{ip} ({reason})"))
         return socket.socket(family, type_, proto)
 
 
 def forbidden_cause(exc: BaseException) -> str | None:
-    """The policy refusal behind an aiohttp connection error, if that is what it was."""
+    """The policy refusal behind a connection error (aiohttp's or botocore's), if that is what it was."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -392,9 +435,15 @@ def forbidden_cause(exc: BaseException) -> str | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, ForbiddenAddress) or _FORBIDDEN_MARK in str(e):
-            return str(e) if isinstance(e, ForbiddenAddress) else _FORBIDDEN_MARK
+        text = str(e)
+        if isinstance(e, ForbiddenAddress):
+            return text
+        if _FORBIDDEN_MARK in text:
+            return text[text.index(_FORBIDDEN_MARK):]
         todo += [e.__cause__, e.__context__, getattr(e, "os_error", None)]
+        kwargs = getattr(e, "kwargs", None)  # botocore keeps the urllib3 error in `kwargs["error"]`
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("error"), BaseException):
+            todo.append(kwargs["error"])
     return None
 
 
@@ -423,6 +472,12 @@ class _HopState:
 
     url: str
     host_key: str = ""
+    tenant: str = ""
+
+
+def _scope_share(per_host: int) -> int:
+    """One scope's share of a host's slots: all but a quarter, which stays for the other scopes."""
+    return max(1, per_host - per_host // 4)
 
 
 def _host_key(url: URL) -> str:

@@ -39,6 +39,8 @@ _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPAT = ipaddress.IPv6Network("::/96")
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _INET_ATON_CHARS = re.compile(r"^[0-9a-fA-FxX.]+$")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+MAX_HOSTNAME = 253
 
 
 def parse_ip(host: str) -> IPAddress | None:
@@ -65,6 +67,30 @@ def parse_ip(host: str) -> IPAddress | None:
             return ipaddress.IPv4Address(socket.inet_aton(h))
         except OSError:
             return None
+    return None
+
+
+def hostname_problem(host: str) -> str | None:
+    """Why `host` (not an IP literal) cannot be a DNS name, or None if it can.
+
+    Checked before any lookup, so a name that no resolver could answer never
+    costs a DNS query: at most 253 characters, dot-separated labels of 1 to 63
+    letters, digits, `-` (not at either end) or `_` (seen in real names), one
+    trailing dot, and a last label that is not all digits (no TLD is, and
+    `1.2.3.999` is a bad address, not a name). Non-ASCII names arrive
+    IDNA-encoded (`xn--`) from URL parsing, so they pass as ASCII.
+    """
+    name = host.removesuffix(".")
+    if not name:
+        return "the host name is empty"
+    if len(name) > MAX_HOSTNAME:
+        return f"the host name is longer than {MAX_HOSTNAME} characters"
+    labels = name.lower().split(".")
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            return f"{label[:70]!r} is not a valid host name label"
+    if labels[-1].isdigit():
+        return "the last label of a host name cannot be all digits"
     return None
 
 
@@ -250,9 +276,10 @@ def origin_allowed(url: str, patterns: Sequence[str]) -> bool:
 
 
 class HostDenyList:
-    """Blocks a host after `threshold` failures within `window_s`, for `block_s`.
+    """Blocks a host after `threshold` failures within `window_s`, for `block_s`, per tenant.
 
-    Symbolicator blocks after 60 failures in 60 s for an hour; we default to a
+    Failures are counted per (tenant, host): a scope whose frames keep failing on a
+    host blocks that host for itself only (`fetch_tenants`). Symbolicator blocks after 60 failures in 60 s for an hour; we default to a
     smaller, faster-healing 20 in 60 s for 5 minutes because one instance here
     serves fewer requests. Hosts in `never_block` (`host` or `host:port`) are
     exempt. Memory is bounded: at most `threshold` timestamps per host, and
@@ -273,23 +300,25 @@ class HostDenyList:
         self.block_s = block_s
         self.never_block = frozenset(h.lower() for h in never_block)
         self.clock = clock or time.monotonic
-        self._failures: dict[str, deque[float]] = {}
-        self._blocked_until: dict[str, float] = {}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._blocked_until: dict[tuple[str, str], float] = {}
 
     def _exempt(self, host_key: str) -> bool:
         return host_key in self.never_block or host_key.rpartition(":")[0] in self.never_block
 
-    def record_failure(self, host_key: str) -> None:
+    def record_failure(self, host_key: str, tenant: str = "") -> None:
+        """One failure of `host_key` seen by `tenant` (a scope): tenants never block a host for each other."""
         if self._exempt(host_key):
             return
         now = self.clock()
-        stamps = self._failures.setdefault(host_key, deque(maxlen=self.threshold))
+        key = (tenant, host_key)
+        stamps = self._failures.setdefault(key, deque(maxlen=self.threshold))
         stamps.append(now)
         while stamps and stamps[0] < now - self.window_s:
             stamps.popleft()
         if len(stamps) >= self.threshold:
-            self._blocked_until[host_key] = now + self.block_s
-            del self._failures[host_key]
+            self._blocked_until[key] = now + self.block_s
+            del self._failures[key]
         if len(self._failures) > 10_000:
             self._sweep(now)
 
@@ -299,12 +328,13 @@ class HostDenyList:
         for key in [k for k, until in self._blocked_until.items() if until <= now]:
             del self._blocked_until[key]
 
-    def is_blocked(self, host_key: str) -> bool:
-        until = self._blocked_until.get(host_key)
+    def is_blocked(self, host_key: str, tenant: str = "") -> bool:
+        key = (tenant, host_key)
+        until = self._blocked_until.get(key)
         if until is None:
             return False
         if until <= self.clock():
-            del self._blocked_until[host_key]
+            del self._blocked_until[key]
             return False
         return True
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from symbolicator.types import CodeId, DebugId, ObjectKind, Scope
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
+MAX_SEGMENT = 200
 
 
 def _sha1_hex(value: str) -> str:
@@ -25,9 +26,14 @@ def _sha1_hex(value: str) -> str:
 def _segment(text: str) -> str:
     """Encode free text (a release, a dist) as one safe path segment.
 
-    The `v=` prefix keeps `.` and `..` from ever being a whole segment.
+    The `v=` prefix keeps `.` and `..` from ever being a whole segment. An encoding longer
+    than `MAX_SEGMENT` (file systems refuse names over 255 bytes) becomes `h=` + its SHA-256:
+    requests cap release and dist lengths, but a bundle's manifest may still carry a long one.
     """
-    return "v=" + quote(text, safe="")
+    encoded = "v=" + quote(text, safe="")
+    if len(encoded) > MAX_SEGMENT:
+        return "h=" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return encoded
 
 
 def chunk(sha1: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from symbolicator.errors import InvalidShape
 
-_SLUG = re.compile(r"^[a-z0-9_-]{1,64}$")
+_SLUG = re.compile(r"[a-z0-9_-]{1,64}")  # always fullmatch: `$` would let a trailing newline through
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
@@ -29,7 +29,7 @@ class Scope:
     @classmethod
     def parse(cls, text: str) -> "Scope":
         parts = text.split("/")
-        if not 1 <= len(parts) <= 2 or not all(_SLUG.match(p) for p in parts):
+        if not 1 <= len(parts) <= 2 or not all(_SLUG.fullmatch(p) for p in parts):
             raise InvalidShape(f"invalid scope {text!r}: one or two slugs [a-z0-9_-]{{1,64}} joined by '/'")
         return cls(text)
 
@@ -38,6 +38,36 @@ class Scope:
 
 
 GLOBAL_SCOPE = Scope("global")
+
+MAX_RELEASE_CHARS = 200  # Sentry's MAX_VERSION_LENGTH
+MAX_DIST_CHARS = 64  # Sentry's Distribution.name
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_release(text: object, what: str = "`release`") -> str:
+    """A release name as Sentry takes it: 1 to 200 characters, no `/`, `\\` or control characters.
+
+    Not `.`, `..` or blank either. Checked at the edge so a long or odd name is a 422
+    naming the rule, not a storage error when it becomes part of a key.
+    """
+    if not isinstance(text, str) or not text.strip() or text in (".", ".."):
+        raise InvalidShape(f"{what} must be a non-empty release name")
+    if len(text) > MAX_RELEASE_CHARS:
+        raise InvalidShape(f"{what} is {len(text)} characters long; a release has at most {MAX_RELEASE_CHARS}")
+    if _BAD_NAME_CHARS.search(text):
+        raise InvalidShape(f"{what} must not contain '/', '\\' or control characters")
+    return text
+
+
+def check_dist(text: object, what: str = "`dist`") -> str:
+    """A distribution name as Sentry takes it: 1 to 64 characters, no `/`, `\\` or control characters."""
+    if not isinstance(text, str) or not text:
+        raise InvalidShape(f"{what} must be a non-empty string")
+    if len(text) > MAX_DIST_CHARS:
+        raise InvalidShape(f"{what} is {len(text)} characters long; a dist has at most {MAX_DIST_CHARS}")
+    if _BAD_NAME_CHARS.search(text):
+        raise InvalidShape(f"{what} must not contain '/', '\\' or control characters")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

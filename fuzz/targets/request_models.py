@@ -2,7 +2,7 @@
 
 An input is the raw body. It is decoded the way every handler decodes one
 (`web.bodies.loads` with the default `limits.max_json_depth`: not JSON or nested too deep →
-`BadRequest`; then the `limits.max_frames_per_request` cap), then given to both request models —
+`BadRequest`; then the caps on frames, stack traces and modules), then given to both request models —
 `NativeRequest.from_json` and `JsRequest.from_json` — and whatever a model accepts is
 symbolicated (`fuzz.service_calls`: real symcache and sourcemap-cache lookups) and
 serialised as the handler serialises it. Each model is held to the contract on its own:
@@ -23,7 +23,7 @@ from fuzz.service_calls import symbolicate_js, symbolicate_native
 from symbolicator.config import LimitsSettings
 from symbolicator.service.js import JsRequest
 from symbolicator.service.native import NativeRequest
-from symbolicator.web.bodies import check_frame_count, loads
+from symbolicator.web.bodies import check_counts, loads
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st
@@ -37,7 +37,7 @@ LIMITS = LimitsSettings()
 
 def run(data: bytes) -> None:
     body = loads(data, LIMITS.max_json_depth)
-    check_frame_count(body, LIMITS.max_frames_per_request)
+    check_counts(body, LIMITS)
     try:
         symbolicate_native(NativeRequest.from_json(body))
     except ALLOWED:

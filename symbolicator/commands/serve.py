@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("settings: %s", json.dumps(describe(settings), default=str))
     settings.cache.dir.mkdir(parents=True, exist_ok=True)
 
-    from aiohttp import web
-
+    from symbolicator.web import server
     from symbolicator.web.app import create_app
 
     try:
@@ -54,6 +53,5 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     loop = loop_factory() if loop_factory else asyncio.new_event_loop()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, loop=loop,
-                access_log=None, handle_signals=True)
+    server.run(create_app(settings), settings.host, settings.port, loop)  # web.run_app plus slow-client limits
     return 0

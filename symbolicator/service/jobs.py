@@ -8,6 +8,10 @@ id is unknown, and the client resubmits. Ids are random UUIDs bound to the
 scope that created them: polling from another scope looks exactly like an
 unknown id, so it reveals nothing.
 
+Fairness: one scope runs at most `max_per_scope` of the `max_concurrent` jobs,
+so a tenant whose requests hang on a slow website gets 503 for its own extra
+requests while every other scope still finds free slots.
+
 Only ids that were handed out can be polled, so only their results are kept:
 a request answered within its own wait (the usual case) is forgotten as soon
 as its answer is delivered. Under load that is the difference between holding
@@ -46,12 +50,16 @@ class Job:
 
 
 class JobRegistry:
-    def __init__(self, max_concurrent: int, job_timeout_s: float) -> None:
+    """`max_concurrent` jobs at once, of which one scope runs at most `max_per_scope`."""
+
+    def __init__(self, max_concurrent: int, job_timeout_s: float, max_per_scope: int | None = None) -> None:
         self.max_concurrent = max_concurrent
+        self.max_per_scope = max_concurrent if max_per_scope is None else max_per_scope
         self.job_timeout_s = job_timeout_s
         self._jobs: dict[str, Job] = {}
         self._done: collections.deque[tuple[float, str]] = collections.deque()  # (finished_at, id), oldest first
         self._running = 0
+        self._running_by_scope: collections.Counter[Scope] = collections.Counter()
 
     @property
     def running(self) -> int:
@@ -62,8 +70,12 @@ class JobRegistry:
         self._expire()
         if self._running >= self.max_concurrent:
             raise Overloaded(f"maximum number of concurrent requests reached ({self.max_concurrent})")
+        if self._running_by_scope[scope] >= self.max_per_scope:
+            raise Overloaded(f"scope {scope} already runs {self.max_per_scope} requests "
+                             f"(limits.max_concurrent_jobs_per_scope); other scopes are still served")
         job_id = str(uuid.uuid4())
         self._running += 1
+        self._running_by_scope[scope] += 1
         task = asyncio.ensure_future(self._run(work))
         job = Job(job_id, scope, task)
         self._jobs[job_id] = job
@@ -85,6 +97,9 @@ class JobRegistry:
 
     def _finished(self, job: Job, task: asyncio.Task[dict[str, Any]]) -> None:
         self._running -= 1
+        self._running_by_scope[job.scope] -= 1
+        if self._running_by_scope[job.scope] <= 0:
+            del self._running_by_scope[job.scope]
         job.finished_at = time.monotonic()
         job.result = {"status": "internal_error"} if task.cancelled() else task.result()
         self._done.append((job.finished_at, job.id))

@@ -38,7 +38,7 @@ from symbolicator.sourcemaps.context import (
     minified_context,
 )
 from symbolicator.sourcemaps.smcache import SmCache
-from symbolicator.types import DebugId
+from symbolicator.types import DebugId, check_dist, check_release
 
 USELESS_FN_NAMES = frozenset({"<anonymous>", "__webpack_require__", "__webpack_modules__"})
 CONTEXT_LINES = 5
@@ -100,8 +100,8 @@ class JsRequest:
         return cls(
             stacktraces=tuple(traces),
             modules=_modules(body.get("modules")),
-            release=_optional_str(body, "release"),
-            dist=_optional_str(body, "dist"),
+            release=_optional_name(body, "release", check_release),
+            dist=_optional_name(body, "dist", check_dist),
             scraping=_scraping(body),
             apply_source_context=apply_context,
             callee_first=order == "callee_first",
@@ -122,6 +122,11 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidShape(f"`{key}` must be a string or null")
     return value or None
+
+
+def _optional_name(body: dict[str, Any], key: str, check: Callable[[object, str], str]) -> str | None:
+    value = _optional_str(body, key)
+    return None if value is None else check(value, f"`{key}`")
 
 
 def _check_frame(frame: Any, where: str) -> None:

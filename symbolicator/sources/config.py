@@ -27,6 +27,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from symbolicator.errors import ConfigError, InvalidShape
+from symbolicator.sources.s3_guard import endpoint_problem
 
 LAYOUT_TYPES = ("native", "unified", "debuginfod", "symstore", "symstore_index2", "ssqp")
 CASINGS = ("default", "lowercase", "uppercase")
@@ -197,9 +198,9 @@ def _s3(raw: Mapping[str, Any], sid: str, where: str, origin: Origin, layout: La
         if len(region) != 2 or not all(isinstance(r, str) and r for r in region):
             raise SourceConfigError(f"{where}: region must be a name or [name, endpoint_url]")
         region, endpoint_url = region[0], region[1]
-        parts = urlsplit(endpoint_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SourceConfigError(f"{where}: endpoint_url must be an http(s) URL, got {endpoint_url!r}")
+        problem = endpoint_problem(endpoint_url)
+        if problem is not None:
+            raise SourceConfigError(f"{where}: endpoint_url {endpoint_url!r} is refused: {problem}")
     elif region is not None and not (isinstance(region, str) and region):
         raise SourceConfigError(f"{where}: region must be a name or [name, endpoint_url]")
     access_key, secret_key = raw.get("access_key"), raw.get("secret_key")

@@ -11,8 +11,9 @@ Nothing here knows about layouts or object files.
   (LLDB's UUID folders link to bundles) and its DWARF file is used.
 - **http**: the shared `Fetcher` (timeouts, size cap, address policy, deny list).
 - **s3**: boto3 through `S3Storage`, in a thread, one client per source config (clients are
-  thread-safe and costly to make). An endpoint sent in a request must resolve to addresses
-  the fetcher's policy admits, as an HTTP source's would.
+  thread-safe and costly to make). An endpoint sent in a request is read the way botocore
+  reads it, and its client connects only to addresses the fetcher's policy admits, checked
+  on the socket as an HTTP source's are (`s3_guard`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from symbolicator import fetch_tenants
 from symbolicator.errors import ObjectNotFound, StorageError
-from symbolicator.fetch import Fetcher, FetchError
-from symbolicator.fetch_policy import parse_ip
+from symbolicator.fetch import Fetcher, FetchError, forbidden_cause
+from symbolicator.fetch_policy import DEFAULT_PORTS, AddressPolicy, parse_ip
 from symbolicator.native.objects import find_dsym_files
 from symbolicator.sources.config import FilesystemSource, HttpSource, S3Source
+from symbolicator.sources.s3_guard import endpoint_problem, guard_client
 from symbolicator.storage.s3 import S3Storage
 
 MAX_S3_CLIENTS = 64
@@ -75,7 +78,11 @@ async def download(source: FilesystemSource | HttpSource | S3Source, rel: str, d
                                timeout=e.reason == "timeout") from e
     else:
         if source.from_request and source.endpoint_url:
-            await _check_endpoint(source.endpoint_url, fetcher)
+            _check_endpoint(source.endpoint_url, fetcher)
+        request = fetch_tenants.current()
+        refusal = request.admit(location(source, rel)) if request is not None else None
+        if refusal is not None:
+            raise DownloadMiss("error", f"other: {refusal}")
         storage = _s3_storage(source, fetcher)
         key = f"{source.prefix}/{rel}" if source.prefix else rel
         await asyncio.to_thread(_get_s3, storage, key, dest, max_bytes)
@@ -115,23 +122,30 @@ def _copy_local(root: Path, rel: str, dest: Path, max_bytes: int) -> None:
             tmp.unlink(missing_ok=True)
 
 
-_S3_CLIENTS: OrderedDict[S3Source, S3Storage] = OrderedDict()
+_S3_CLIENTS: OrderedDict[tuple[S3Source, AddressPolicy | None], S3Storage] = OrderedDict()
 _S3_LOCK = threading.Lock()
 
 
 def _s3_storage(source: S3Source, fetcher: Fetcher) -> S3Storage:
-    """The client for this exact config (made once; the oldest is dropped past MAX_S3_CLIENTS)."""
+    """The client for this exact config (made once; the oldest is dropped past MAX_S3_CLIENTS).
+
+    A request's source gets a client whose sockets only open to addresses the fetcher's policy admits.
+    """
+    policy = fetcher.policy if source.from_request else None
+    key = (source, policy)
     with _S3_LOCK:
-        storage = _S3_CLIENTS.get(source)
+        storage = _S3_CLIENTS.get(key)
         if storage is not None:
-            _S3_CLIENTS.move_to_end(source)
+            _S3_CLIENTS.move_to_end(key)
             return storage
     storage = S3Storage(source.bucket, endpoint_url=source.endpoint_url, region=source.region,
                         access_key=source.access_key, secret_key=source.secret_key,
                         connect_timeout=fetcher.settings.connect_timeout_s,
                         read_timeout=fetcher.settings.read_timeout_s)
+    if policy is not None:
+        guard_client(storage._client, policy)
     with _S3_LOCK:
-        _S3_CLIENTS[source] = storage
+        _S3_CLIENTS[key] = storage
         while len(_S3_CLIENTS) > MAX_S3_CLIENTS:
             _S3_CLIENTS.popitem(last=False)
     return storage
@@ -152,6 +166,9 @@ def _get_s3(storage: S3Storage, key: str, dest: Path, max_bytes: int) -> None:
 
 
 def _s3_miss(e: StorageError) -> DownloadMiss:
+    forbidden = forbidden_cause(e)
+    if forbidden is not None:
+        return DownloadMiss("error", f"invalid_host: {forbidden}")
     cause: BaseException | None = e
     while cause is not None:
         if isinstance(cause, ClientError):
@@ -164,28 +181,19 @@ def _s3_miss(e: StorageError) -> DownloadMiss:
     return DownloadMiss("error", str(e))
 
 
-async def _check_endpoint(endpoint_url: str, fetcher: Fetcher) -> None:
-    """Refuse a request's S3 endpoint that resolves to an address the fetch policy forbids.
+def _check_endpoint(endpoint_url: str, fetcher: Fetcher) -> None:
+    """Refuse a request's S3 endpoint that cannot be valid or is a forbidden IP literal, before any lookup.
 
-    boto3 opens its own sockets, so this check cannot follow a later DNS change the way the
-    fetcher's socket factory does; it stops the plain case (a private IP or an internal name).
+    Names are not resolved here: the guarded client resolves each one once, when it connects,
+    and connects only to an answer the policy admits (`s3_guard`).
     """
+    problem = endpoint_problem(endpoint_url)
+    if problem is not None:
+        raise DownloadMiss("error", f"invalid_host: {problem}")
     parts = urlsplit(endpoint_url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    policy = fetcher.policy
-    if policy.allow_private or policy.name_allowed(host, port):
-        return
+    port = parts.port or DEFAULT_PORTS[parts.scheme.lower()]
     ip = parse_ip(host)
-    if ip is not None:
-        addresses = [ip]
-    else:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-        except OSError as e:
-            raise DownloadMiss("error", f"invalid_host: cannot resolve {host}: {e}") from None
-        addresses = [a for a in (parse_ip(str(info[4][0])) for info in infos) if a is not None]
-    for address in addresses:
-        refusal = policy.refusal(address, port)
-        if refusal:
-            raise DownloadMiss("error", f"invalid_host: S3 endpoint {host} resolves to {address} ({refusal})")
+    refusal = None if ip is None else fetcher.policy.refusal(ip, port)
+    if refusal:
+        raise DownloadMiss("error", f"invalid_host: S3 endpoint {host} is {ip} ({refusal})")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
-from symbolicator.config import Settings
+from symbolicator.config import Settings, jobs_per_scope
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics, cache_gauges
 from symbolicator.service.jobs import JobRegistry
@@ -25,6 +25,7 @@ from symbolicator.storage.configured import open_storage
 from symbolicator.web import health, requests, symbolicate, symbolicate_js, uploads
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
+from symbolicator.web.server import body_deadline_middleware
 from symbolicator.web.state import (
     AUTH,
     CACHES,
@@ -76,13 +77,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[body_deadline_middleware, metrics_middleware, error_middleware],
         client_max_size=settings.limits.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[AUTH] = Authenticator(settings)
-    app[JOBS] = JobRegistry(settings.limits.max_concurrent_jobs, settings.limits.job_timeout_s)
+    app[JOBS] = JobRegistry(settings.limits.max_concurrent_jobs, settings.limits.job_timeout_s,
+                            jobs_per_scope(settings.limits))
     app[COALESCER] = Coalescer()
     app.cleanup_ctx.append(_resources)
     app.add_routes(health.routes)

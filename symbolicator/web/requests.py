@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from symbolicator.errors import InvalidShape
+from symbolicator.fetch_tenants import fetches_for
 from symbolicator.types import GLOBAL_SCOPE, Scope
 from symbolicator.web.state import AUTH, JOBS, SETTINGS
 
@@ -46,7 +47,8 @@ async def run_job(request: web.Request, scope: Scope, work: Callable[[], Awaitab
     request.app[AUTH].require_symbolicate(request, scope)
     timeout = request_timeout(request)
     jobs = request.app[JOBS]
-    job = jobs.submit(scope, work)
+    with fetches_for(str(scope), request.app[SETTINGS].fetch.max_fetches_per_request):
+        job = jobs.submit(scope, work)  # the job's task copies the context: its fetches are the scope's
     return json_response(await jobs.wait(job, timeout))
 
 

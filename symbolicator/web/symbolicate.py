@@ -26,7 +26,7 @@ from symbolicator.service.native_modules import (
     ResolvedModule,
 )
 from symbolicator.types import Scope
-from symbolicator.web.bodies import check_frame_count, loads, read_json
+from symbolicator.web.bodies import check_counts, loads, read_request
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -64,9 +64,7 @@ def _resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> 
 async def symbolicate(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    body = await read_json(request)
-    check_frame_count(body, request.app[SETTINGS].limits.max_frames_per_request)
-    req = native.NativeRequest.from_json(body)
+    req = await read_request(request, native.NativeRequest.from_json)
     resolve = _resolver(request, scope, req)
     return await run_job(request, scope, lambda: native.symbolicate(req, resolve))
 
@@ -105,7 +103,7 @@ async def apple_crash_report(request: web.Request) -> web.Response:
     report = await asyncio.to_thread(parse_apple_crash_report, report_bytes)
     platform = fields.get("platform")
     body = to_symbolicate_request(report, platform=platform if isinstance(platform, str) else None)
-    check_frame_count(body, limits.max_frames_per_request)
+    check_counts(body, limits)
     for name in ("sources", "options"):
         if name in fields:
             body[name] = fields[name]

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from symbolicator.service.js import JsRequest
 from symbolicator.service.js_lookup import JsDeps, symbolicate_js
-from symbolicator.web.bodies import check_frame_count, read_json
+from symbolicator.web.bodies import read_request
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -30,9 +30,7 @@ async def symbolicate_js_endpoint(request: web.Request) -> web.Response:
     scope = request_scope(request)
     app = request.app
     app[AUTH].require_symbolicate(request, scope)
-    body = await read_json(request)
-    check_frame_count(body, app[SETTINGS].limits.max_frames_per_request)
-    js_request = JsRequest.from_json(body)
+    js_request = await read_request(request, JsRequest.from_json)
     deps = JsDeps(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
                   app[FETCHER], app[METRICS].js_conversions)
 

@@ -15,7 +15,7 @@ from aiohttp import BodyPartReader, web
 
 from symbolicator.errors import BadRequest, InvalidShape, NotFound, PayloadTooLarge
 from symbolicator.service.uploads import CHUNKS_PER_REQUEST, parse_dif_assemble
-from symbolicator.types import Scope
+from symbolicator.types import Scope, check_dist, check_release
 from symbolicator.web.bodies import read_json
 from symbolicator.web.state import AUTH, SETTINGS, UPLOADS
 
@@ -106,10 +106,12 @@ async def bundle_assemble(request: web.Request) -> web.Response:
     scopes = list(dict.fromkeys(project_scope(request, org, str(p)) for p in projects))
     request.app[AUTH].require_upload(request, scopes)
     release, dist = body.get("version"), body.get("dist")
-    if release is not None and (not isinstance(release, str) or not release or "/" in release):
-        raise InvalidShape("`version` must be a non-empty release name without '/'")
+    if release is not None:
+        check_release(release, "`version`")
     if dist is not None and (not isinstance(dist, str) or release is None):
         raise InvalidShape("`dist` must be a string and needs `version`")
+    if dist is not None:
+        check_dist(dist)
     answer = await request.app[UPLOADS].assemble_bundle(scopes, body["checksum"], chunks, release, dist)
     return web.json_response(answer)
 
