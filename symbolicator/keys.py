@@ -34,6 +34,13 @@ def chunk(sha1: str) -> str:
     return f"chunks/{_sha1_hex(sha1)[:2]}/{sha1}"
 
 
+def chunk_owner(org: Scope, sha1: str) -> str:
+    """Marks that `org` sent the chunk itself: only then may it assemble the chunk (`chunks.ChunkStore`)."""
+    if "/" in org.value:
+        raise ValueError(f"chunks are owned by an organization, not by {org}")
+    return f"chunk-owners/{org}/{_sha1_hex(sha1)[:2]}/{sha1}"
+
+
 def assemble_state(scope: Scope, file_sha1: str) -> str:
     return f"assemble/{scope}/{_sha1_hex(file_sha1)}.json"
 

@@ -116,31 +116,32 @@ class UploadService:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def store_chunk(self, name: str, body: bytes | bytearray, gzipped: bool) -> int:
-        size: int = await self._run(self.chunks.put, name, body, gzipped)
+    async def store_chunk(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
+        size: int = await self._run(self.chunks.put, org, name, body, gzipped)
         self.metrics.chunks_received.inc()
         self.metrics.chunk_bytes_received.inc(size)
         return size
 
-    async def assemble_difs(self, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
+    async def assemble_difs(self, org: Scope, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
+        """`org` is the organization the request was addressed to: it may only assemble chunks it sent."""
         answers = await asyncio.gather(*(
-            self._assemble(f"dif:{scope}:{f.sha1}", [scope], f.sha1, f.chunks,
+            self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks,
                            lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name,
                                                                [keys.chunk(c) for c in f.chunks]), "debug_file")
             for f in files
         ))
         return {f.sha1: a for f, a in zip(files, answers)}
 
-    async def assemble_bundle(self, scopes: list[Scope], checksum: str, chunks: list[str],
+    async def assemble_bundle(self, org: Scope, scopes: list[Scope], checksum: str, chunks: list[str],
                               release: str | None, dist: str | None) -> dict[str, Any]:
         sha1 = check_sha1(checksum)
         chunk_ids = tuple(check_sha1(str(c)) for c in chunks)
         key = f"bundle:{','.join(sorted(map(str, scopes)))}:{sha1}"
-        return await self._assemble(key, scopes, sha1, chunk_ids,
+        return await self._assemble(key, org, scopes, sha1, chunk_ids,
                                     lambda path: self._publish_bundle(scopes, path, sha1, release, dist),
                                     "artifact_bundle")
 
-    async def _assemble(self, task_key: str, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
+    async def _assemble(self, task_key: str, org: Scope, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
                         publish: Callable[[Path], dict[str, Any]], kind: str) -> dict[str, Any]:
         done = await self._run(self._load_state, scopes, sha1)
         if done is not None:
@@ -153,7 +154,7 @@ class UploadService:
             return transient[1]
         if not chunks:
             return state_json(AssembleState.NOT_FOUND)
-        missing = await self._run(self.chunks.missing, chunks)
+        missing = await self._run(self.chunks.missing, org, chunks)
         if missing:
             return state_json(AssembleState.NOT_FOUND, missing)
         future = asyncio.ensure_future(self._run(self._assemble_sync, scopes, sha1, chunks, publish, kind))

@@ -54,7 +54,7 @@ async def chunk_options(request: web.Request) -> web.Response:
 @routes.post("/api/0/organizations/{org}/chunk-upload/")
 async def chunk_upload(request: web.Request) -> web.Response:
     org = request.match_info["org"]
-    url_scope(org)
+    owner = url_scope(org)
     request.app[AUTH].require_upload_org(request, org)
     uploads = request.app[UPLOADS]
     limit = uploads.options("")["maxRequestSize"] + 64 * 1024
@@ -78,7 +78,7 @@ async def chunk_upload(request: web.Request) -> web.Response:
             total += len(block)
             if total > limit:
                 raise PayloadTooLarge(f"request too large: the limit is {limit} bytes")
-        await uploads.store_chunk(part.filename or "", data, part.name == "file_gzip")
+        await uploads.store_chunk(owner, part.filename or "", data, part.name == "file_gzip")
     return web.json_response({})
 
 
@@ -88,7 +88,7 @@ async def difs_assemble(request: web.Request) -> web.Response:
     request.app[AUTH].require_upload(request, [scope])
     uploads = request.app[UPLOADS]
     files = parse_dif_assemble(await read_json(request), uploads.max_chunks)
-    return web.json_response(await uploads.assemble_difs(scope, files))
+    return web.json_response(await uploads.assemble_difs(url_scope(request.match_info["org"]), scope, files))
 
 
 @routes.post("/api/0/organizations/{org}/artifactbundle/assemble/")
@@ -110,7 +110,7 @@ async def bundle_assemble(request: web.Request) -> web.Response:
         raise InvalidShape("`version` must be a non-empty release name without '/'")
     if dist is not None and (not isinstance(dist, str) or release is None):
         raise InvalidShape("`dist` must be a string and needs `version`")
-    answer = await request.app[UPLOADS].assemble_bundle(scopes, body["checksum"], chunks, release, dist)
+    answer = await request.app[UPLOADS].assemble_bundle(url_scope(org), scopes, body["checksum"], chunks, release, dist)
     return web.json_response(answer)
 
 
