@@ -11,12 +11,13 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from symbolicator.errors import BadRequest, InvalidShape, NotFound, PayloadTooLarge
 from symbolicator.service.uploads import CHUNKS_PER_REQUEST, parse_dif_assemble
 from symbolicator.types import Scope
 from symbolicator.web.bodies import read_json
+from symbolicator.web.multipart import next_part, open_form, read_block
 from symbolicator.web.state import AUTH, SETTINGS, UPLOADS
 
 routes = web.RouteTableDef()
@@ -60,20 +61,17 @@ async def chunk_upload(request: web.Request) -> web.Response:
     limit = uploads.options("")["maxRequestSize"] + 64 * 1024
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request too large: {request.content_length} bytes, the limit is {limit}")
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise BadRequest(f"expected multipart/form-data with `file` or `file_gzip` parts: {exc}") from exc
+    reader = await open_form(request, "`file` or `file_gzip` parts")
     count = 0
     total = 0
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name not in ("file", "file_gzip"):
+    while (part := await next_part(reader)) is not None:
+        if part.name not in ("file", "file_gzip"):
             continue
         count += 1
         if count > CHUNKS_PER_REQUEST:
             raise BadRequest(f"too many chunks: at most {CHUNKS_PER_REQUEST} per request")
         data = bytearray()
-        while block := await part.read_chunk(1 << 20):
+        while block := await read_block(part, 1 << 20):
             data += block
             total += len(block)
             if total > limit:
@@ -121,17 +119,14 @@ async def single_upload(request: web.Request) -> web.Response:
     request.app[AUTH].require_upload(request, [scope])
     uploads = request.app[UPLOADS]
     limit = request.app[SETTINGS].limits.max_file_bytes
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise BadRequest(f"expected multipart/form-data with a `file` part: {exc}") from exc
+    reader = await open_form(request, "a `file` part")
     answers = []
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name != "file":
+    while (part := await next_part(reader)) is not None:
+        if part.name != "file":
             continue
         with tempfile.NamedTemporaryFile(dir=uploads.work_dir, prefix="single-") as tmp:
             size = 0
-            while block := await part.read_chunk(1 << 20):
+            while block := await read_block(part, 1 << 20):
                 size += len(block)
                 if size > limit:
                     raise PayloadTooLarge(f"file larger than {limit} bytes")
