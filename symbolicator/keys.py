@@ -45,6 +45,12 @@ def assemble_state(scope: Scope, file_sha1: str) -> str:
     return f"assemble/{scope}/{_sha1_hex(file_sha1)}.json"
 
 
+def bundle_assemble_state(scope: Scope, bundle_sha1: str, release: str | None, dist: str | None) -> str:
+    """One state per release and dist: the same bundle assembled under a new release must be indexed again."""
+    tag = hashlib.sha1(f"{release or ''}\0{dist or ''}".encode("utf-8")).hexdigest()
+    return f"assemble/{scope}/{_sha1_hex(bundle_sha1)}/{tag}.json"
+
+
 def unified_path(file_id: str, kind: ObjectKind) -> str:
     """Sentry's unified layout below a prefix: `{id[0:2]}/{id[2:]}/{kind}`."""
     return f"{file_id[:2]}/{file_id[2:]}/{kind.value}"

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,35 @@ def test_another_org_cannot_claim_a_bundle_named_in_used_artifact_bundles(
     assert chunks_received(svc) > before, "globex must send the bundle's chunks itself"
     mine = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "globex/app"}, json=event, timeout=60).json()
     assert len(mine["used_artifact_bundles"]) == 1, "its own bundle (the manifest names globex, so another SHA-1)"
+
+
+
+def test_identical_bundle_under_a_new_release_is_indexed(s3_service: tuple[ServiceProcess, S3Storage],
+                                                         tmp_path: Path) -> None:
+    """Issue 15.10: the same bundle (same SHA-1) assembled again with another `version` answered `ok` from the
+    first upload's state and was not findable under the new release."""
+    svc, s3 = s3_service
+    dist = esbuild_app(tmp_path)
+    assert sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path).returncode == 0
+    out = sentry_cli(svc, "sourcemaps", "upload", "--wait", str(dist), cwd=tmp_path)  # no release in its manifest
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    [bundle_key] = s3.list("bundles/acme/web/")
+    sha1 = bundle_key.rsplit("/", 1)[-1]
+    size = s3.head(bundle_key).size  # type: ignore[union-attr]
+    assert size <= 8 * 1024 * 1024, "one chunk: its SHA-1 is the bundle's"
+    event = {"scraping": {"enabled": False},
+             "stacktraces": [{"frames": [{"abs_path": "https://cdn.example.org/app.min.js", "lineno": 3,
+                                          "colno": 1}]}]}
+    for release in ("2.0.0", "2.0.1"):
+        body = {"checksum": sha1, "chunks": [sha1], "projects": ["web"], "version": release}
+        deadline = time.monotonic() + 30
+        while (answer := requests.post(f"{svc.url}/api/0/organizations/acme/artifactbundle/assemble/", json=body,
+                                       headers=bearer(TOKEN), timeout=30).json())["state"] in ("created", "assembling"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert answer["state"] == "ok", answer
+        by_url = json.loads(s3.get_bytes(keys.js_release_index(SCOPE, release, None, "~/app.min.js")))
+        assert by_url["bundle"] == bundle_key
+        found = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "acme/web"},
+                              json={**event, "release": release}, timeout=60).json()
+        assert found["stacktraces"][0]["frames"][0]["data"]["symbolicated"] is True, found
