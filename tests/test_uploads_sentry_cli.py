@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from symbolicator import keys
+from symbolicator.artifacts import indexes
 from symbolicator.storage.s3 import S3Storage
 from symbolicator.types import CodeId, DebugId, ObjectKind, Scope
 from tests.support.service import ServiceProcess
@@ -98,7 +99,7 @@ def test_debug_files_upload_lands_at_unified_keys(s3_service: tuple[ServiceProce
     stored = tmp_path / "stored"
     s3.get_to_path(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.DEBUGINFO), stored)
     assert stored.read_bytes() == elf.read_bytes()
-    index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, debug_id)))
+    index = indexes.read_json(s3, keys.debug_id_index(SCOPE, debug_id))
     assert index["code_id"] == code_id
     assert [f["kind"] for f in index["files"]] == ["debuginfo"]
     assert index["files"][0]["arch"] == "x86_64"
@@ -140,7 +141,7 @@ def test_sourcemaps_inject_and_upload_are_indexed(s3_service: tuple[ServiceProce
                      major=major)
     assert out.returncode == 0, out.stderr + out.stdout + svc.log()
 
-    by_id = json.loads(s3.get_bytes(keys.js_debug_id_index(SCOPE, debug_id)))
+    by_id = indexes.read_json(s3, keys.js_debug_id_index(SCOPE, debug_id))
     assert set(by_id["files"]) == {"minified_source", "source_map"}
     bundle_key = by_id["files"]["source_map"]["bundle"]
     assert bundle_key.startswith("bundles/acme/web/") and s3.head(bundle_key) is not None
@@ -190,7 +191,7 @@ def test_include_sources_stores_a_source_bundle(s3_service: tuple[ServiceProcess
     out = sentry_cli(svc, "debug-files", "upload", "--include-sources", "--wait", str(elf), cwd=tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout + svc.log()
     debug_id = DebugId.from_elf_build_id(bytes.fromhex(code_id))
-    index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, debug_id)))
+    index = indexes.read_json(s3, keys.debug_id_index(SCOPE, debug_id))
     assert sorted(f["kind"] for f in index["files"]) == ["debuginfo", "sourcebundle"]
     bundle = tmp_path / "bundle.zip"
     s3.get_to_path(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.SOURCEBUNDLE), bundle)
@@ -216,7 +217,7 @@ def test_fat_dsym_is_stored_slice_by_slice(s3_service: tuple[ServiceProcess, S3S
         s3.get_to_path(key, sliced)
         uuid = subprocess.run(["llvm-dwarfdump", "--uuid", str(sliced)], capture_output=True, text=True, check=True)
         assert obj["uuid"] in uuid.stdout and f"({obj['arch']})" in uuid.stdout
-        index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, DebugId.parse(obj["uuid"]))))
+        index = indexes.read_json(s3, keys.debug_id_index(SCOPE, DebugId.parse(obj["uuid"])))
         assert index["files"][0]["arch"] == obj["arch"] and index["files"][0]["object_type"] == "debug_companion"
 
 
@@ -246,14 +247,14 @@ def test_another_org_must_send_the_bytes_of_a_debug_file_itself(s3_service: tupl
     stolen = probe(sha1)
     assert stolen["state"] == "not_found" and stolen["missingChunks"] == [sha1], stolen
     assert stolen == {**probe(never_sent), "missingChunks": [sha1]}, "the answer must not tell that acme has the file"
-    assert s3.head(keys.debug_id_index(Scope("globex/app"), debug_id)) is None
+    assert indexes.read_json(s3, keys.debug_id_index(Scope("globex/app"), debug_id)) is None
 
     before = chunks_received(svc)
     out = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path, org="globex", project="app",
                      token=GLOBEX_TOKEN)
     assert out.returncode == 0 and f"OK {debug_id}" in out.stdout + out.stderr, out.stderr + out.stdout + svc.log()
     assert chunks_received(svc) > before, "globex must send the chunks itself"
-    assert s3.head(keys.debug_id_index(Scope("globex/app"), debug_id)) is not None
+    assert indexes.read_json(s3, keys.debug_id_index(Scope("globex/app"), debug_id)) is not None
     assert list(s3.list("chunks/")) == [keys.chunk(sha1)], "the bytes are still stored once"
 
 
