@@ -211,7 +211,8 @@ async def native_burst(rig: Rig, inp: NativeInput, n: int, work: Path) -> Burst:
     body, expected = await asyncio.to_thread(native_request, inp)
     scope = Scope.parse(NATIVE_SCOPE)
     index_key = keys.debug_id_index(scope, DebugId.parse(body["modules"][0]["debug_id"]))
-    stored = [str(f["key"]) for f in json.loads(await asyncio.to_thread(rig.read_object, index_key))["files"]]
+    entries = await asyncio.to_thread(rig.list_keys, index_key)  # an index folder: one object per stored file
+    stored = [str(f["key"]) for e in entries for f in json.loads(await asyncio.to_thread(rig.read_object, e))["files"]]
     # Every request reads the scope's generation marker once before its indexes (`ScopeIndexes`), so n reads
     # of it mean every request has come past its index lookup to the download.
     marker_path = rig.object_path(keys.index_generation(scope))

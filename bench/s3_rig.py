@@ -52,6 +52,11 @@ class Rig:
         """An object straight from SeaweedFS (around the proxy, so it is not counted)."""
         return bytes(self.weed.client().get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix` (an index folder's entries), straight from SeaweedFS."""
+        listing = self.weed.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return [str(o["Key"]) for o in listing.get("Contents", [])]
+
 
 @contextmanager
 def service_on_s3(work: Path, settings: dict[str, Any], counting: bool, weed: SeaweedServer | None = None,

@@ -40,8 +40,21 @@ def chunk(sha1: str) -> str:
     return f"chunks/{_sha1_hex(sha1)[:2]}/{sha1}"
 
 
+def chunk_owner(org: Scope, sha1: str) -> str:
+    """Marks that `org` sent the chunk itself: only then may it assemble the chunk (`chunks.ChunkStore`)."""
+    if "/" in org.value:
+        raise ValueError(f"chunks are owned by an organization, not by {org}")
+    return f"chunk-owners/{org}/{_sha1_hex(sha1)[:2]}/{sha1}"
+
+
 def assemble_state(scope: Scope, file_sha1: str) -> str:
     return f"assemble/{scope}/{_sha1_hex(file_sha1)}.json"
+
+
+def bundle_assemble_state(scope: Scope, bundle_sha1: str, release: str | None, dist: str | None) -> str:
+    """One state per release and dist: the same bundle assembled under a new release must be indexed again."""
+    tag = hashlib.sha1(f"{release or ''}\0{dist or ''}".encode("utf-8")).hexdigest()
+    return f"assemble/{scope}/{_sha1_hex(bundle_sha1)}/{tag}.json"
 
 
 def unified_path(file_id: str, kind: ObjectKind) -> str:
@@ -53,8 +66,21 @@ def debug_file(scope: Scope, code_id: CodeId, kind: ObjectKind) -> str:
     return f"files/{scope}/{unified_path(code_id.value, kind)}"
 
 
+_ENTRY_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+_ENTRIES = re.compile(r"^index/(?P<scope>[^@]+)/@(?P<kind>debug-id|js-debug-id)/(?P<id>[^/]+)/$")
+_LEGACY_INDEX = {"debug-id": "debug-id", "js-debug-id": "js/debug-id"}
+
+
 def debug_id_index(scope: Scope, debug_id: DebugId) -> str:
-    return f"index/{scope}/debug-id/{debug_id}.json"
+    """A folder of entries, one object per stored file (`indexes.add_debug_file`): writers never overwrite each other.
+
+    The `@` cannot occur in a scope, so no scope's keys can collide with another's.
+    """
+    return f"index/{scope}/@debug-id/{debug_id}/"
+
+
+def debug_id_index_entry(scope: Scope, debug_id: DebugId, file_key: str) -> str:
+    return f"{debug_id_index(scope, debug_id)}{hashlib.sha1(file_key.encode('utf-8')).hexdigest()}.json"
 
 
 def bundle(scope: Scope, bundle_sha1: str) -> str:
@@ -67,7 +93,26 @@ def index_generation(scope: Scope) -> str:
 
 
 def js_debug_id_index(scope: Scope, debug_id: DebugId) -> str:
-    return f"index/{scope}/js/debug-id/{debug_id}.json"
+    """A folder of entries, one per file type (`minified_source`, `source_map`, …)."""
+    return f"index/{scope}/@js-debug-id/{debug_id}/"
+
+
+def js_debug_id_index_entry(scope: Scope, debug_id: DebugId, file_type: str) -> str:
+    if not _ENTRY_NAME.match(file_type):
+        raise ValueError(f"not an index entry name: {file_type!r}")
+    return f"{js_debug_id_index(scope, debug_id)}{file_type}.json"
+
+
+def entries_scope(index: str) -> str | None:
+    """The scope text of an entry-folder index key, None for any other key."""
+    m = _ENTRIES.match(index)
+    return m.group("scope") if m else None
+
+
+def legacy_index(index: str) -> str | None:
+    """Where releases before the entry folders kept the same index, as one read-modify-written object."""
+    m = _ENTRIES.match(index)
+    return f"index/{m.group('scope')}/{_LEGACY_INDEX[m.group('kind')]}/{m.group('id')}.json" if m else None
 
 
 def js_release_prefix(scope: Scope, release: str, dist: str | None) -> str:

@@ -133,3 +133,51 @@ def test_a_bundle_uploaded_through_one_is_seen_by_the_other_that_had_looked_befo
     got = frame()
     assert got["data"]["symbolicated"], got
     assert (got["lineno"], got["colno"]) == (first["original"]["line"], first["original"]["column"])
+
+
+def test_concurrent_uploads_of_one_debug_id_through_both_lose_no_entry(two: list[ServiceProcess],
+                                                                        tmp_path: Path) -> None:
+    """Issue 15.12: 20 + 20 files with one debug id (build-ids that differ past the 16 bytes the debug id
+    keeps) uploaded at once through two instances; each instance used to read-modify-write the one index
+    object, so entries written by the other at the same moment were lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from symbolicator import keys
+    from symbolicator.artifacts.indexes import IndexReader
+    from symbolicator.storage.s3 import S3Storage
+    from symbolicator.types import DebugId, Scope
+
+    a, b = two
+    data = ELF.read_bytes()
+    build_id = bytes.fromhex(elf_info(ELF)["build_id"])
+    assert len(build_id) == 20 and data.count(build_id) == 1
+    variants = [data.replace(build_id, build_id[:16] + i.to_bytes(4, "big")) for i in range(40)]
+
+    def upload(i: int) -> str:
+        svc = (a, b)[i % 2]
+        r = requests.post(f"{svc.url}/api/0/projects/acme/web/files/dsyms/",
+                          files={"file": (f"app-{i}", variants[i])}, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=120)
+        assert r.status_code == 201, r.text
+        return str(r.json()[0]["codeId"])
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        code_ids = set(pool.map(upload, range(40)))
+    assert len(code_ids) == 40
+
+    s3_settings = a.settings["storage"]["s3"]
+    s3 = S3Storage(bucket=s3_settings["bucket"], endpoint_url=s3_settings["endpoint_url"], region="us-east-1",
+                   access_key=a.env["AWS_ACCESS_KEY_ID"], secret_key=a.env["AWS_SECRET_ACCESS_KEY"])
+    debug_id = DebugId.from_elf_build_id(build_id)
+    index = IndexReader(s3).read(keys.debug_id_index(Scope("acme/web"), debug_id), generation=None)
+    assert index is not None
+    indexed = {f["key"].split("/")[-3] + f["key"].split("/")[-2] for f in index["files"]}
+    assert indexed == code_ids, f"{len(code_ids - indexed)} of 40 index entries lost"
+
+    start, _ = elf_info(ELF)["text"]
+    base = 0x5555_0000_0000
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(base + start), "adjust_instruction_addr": False}]}],
+            "modules": [elf_module(ELF, image_addr=base)]}
+    for svc in (a, b):
+        answer = requests.post(f"{svc.url}/symbolicate", params={"scope": "acme/web"}, json=body, timeout=120).json()
+        assert answer["modules"][0]["debug_status"] == "found", answer

@@ -264,3 +264,31 @@ def test_single_request_upload_with_curl(svc: ServiceProcess, tmp_path: Path) ->
                          capture_output=True, text=True, timeout=30)
     body, status = bad.stdout.rsplit("\n", 1)
     assert status == "400" and "not a debug file" in json.loads(body)["detail"]
+
+
+MALFORMED_MULTIPART = {
+    "no starting boundary": b"this is not multipart at all",
+    "another boundary": b'--abc\r\nContent-Disposition: form-data; name="F"\r\n\r\nabc\r\n--abc--\r\n',
+    "bad part header": b"--xyz\r\nnonsense header line\r\n\r\nabc\r\n--xyz--\r\n",
+    "nested multipart": (b'--xyz\r\nContent-Type: multipart/mixed; boundary=q\r\nContent-Disposition: form-data; '
+                         b'name="F"\r\n\r\n--q\r\n\r\nabc\r\n--xyz--\r\n'),
+    "truncated part": b'--xyz\r\nContent-Disposition: form-data; name="F"; filename="' + b"a" * 40 + b'"\r\n\r\nabc',
+}
+MULTIPART_ROUTES = {
+    "/api/0/organizations/acme/chunk-upload/": "file",
+    "/api/0/projects/acme/web/files/dsyms/": "file",
+    "/applecrashreport": "apple_crash_report",
+}
+
+
+@pytest.mark.parametrize("route", list(MULTIPART_ROUTES))
+def test_malformed_multipart_is_a_400(svc: ServiceProcess, tmp_path: Path, route: str) -> None:
+    """Issue 15.9: each of these answered 500 "internal error" with a traceback in the log."""
+    for what, body in MALFORMED_MULTIPART.items():
+        r = requests.post(svc.url + route, data=body.replace(b'name="F"', f'name="{MULTIPART_ROUTES[route]}"'.encode()),
+                          headers={**auth(), "Content-Type": "multipart/form-data; boundary=xyz"}, timeout=10)
+        assert r.status_code == 400, (what, r.status_code, r.text)
+        assert "multipart" in r.json()["detail"], (what, r.text)
+    assert "Traceback" not in svc.log() and "internal error" not in svc.log()
+    assert stored(tmp_path, "chunks") == [] and stored(tmp_path, "files") == []
+    assert upload_dif(svc, ELF.read_bytes(), "hello")["state"] == "ok", "the service keeps serving"

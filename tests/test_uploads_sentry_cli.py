@@ -6,11 +6,13 @@ a second identical upload must send no chunk (counted by the server).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import requests
 
 from symbolicator import keys
+from symbolicator.artifacts import indexes
 from symbolicator.storage.s3 import S3Storage
 from symbolicator.types import CodeId, DebugId, ObjectKind, Scope
 from tests.support.service import ServiceProcess
@@ -27,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / "node_modules" / ".bin"
 NATIVE = REPO / "tests" / "fixtures" / "native"
 TOKEN = "sntryu_" + "ab" * 32
+GLOBEX_TOKEN = "sntryu_" + "cd" * 32
 SCOPE = Scope("acme/web")
 
 pytestmark = pytest.mark.s3
@@ -49,10 +53,11 @@ def chunks_received(svc: ServiceProcess) -> float:
 CLIS = {"3": SENTRY_CLI, "2": SENTRY_CLI_2}
 
 
-def sentry_cli(svc: ServiceProcess, *args: str, cwd: Path, major: str = "3") -> subprocess.CompletedProcess[str]:
+def sentry_cli(svc: ServiceProcess, *args: str, cwd: Path, major: str = "3", org: str = "acme",
+               project: str = "web", token: str = TOKEN) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ["PATH"], "HOME": str(cwd),
-        "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": TOKEN, "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web",
+        "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": token, "SENTRY_ORG": org, "SENTRY_PROJECT": project,
         "SENTRY_DISABLE_UPDATE_CHECK": "true", "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0",
     }
     return subprocess.run([*CLIS[major], *args], cwd=cwd, env=env, capture_output=True, text=True,
@@ -69,7 +74,8 @@ def s3_service(seaweed: Any, service_factory: Any, tmp_path: Path) -> tuple[Serv
         "storage": {"backend": "s3", "s3": {"bucket": bucket, "prefix": "sym/", "endpoint_url": seaweed.endpoint_url,
                                             "region": "us-east-1"}},
         "cache": {"dir": str(tmp_path / "cache")},
-        "auth": {"tokens": {TOKEN: {"scopes": ["acme/*"], "rights": ["upload", "symbolicate"]}}},
+        "auth": {"tokens": {TOKEN: {"scopes": ["acme/*"], "rights": ["upload", "symbolicate"]},
+                            GLOBEX_TOKEN: {"scopes": ["globex/*"], "rights": ["upload", "symbolicate"]}}},
     }, env=env)
     reader = S3Storage(bucket=bucket, prefix="sym/", endpoint_url=seaweed.endpoint_url, region="us-east-1",
                        access_key=seaweed.access_key, secret_key=seaweed.secret_key)
@@ -93,7 +99,7 @@ def test_debug_files_upload_lands_at_unified_keys(s3_service: tuple[ServiceProce
     stored = tmp_path / "stored"
     s3.get_to_path(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.DEBUGINFO), stored)
     assert stored.read_bytes() == elf.read_bytes()
-    index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, debug_id)))
+    index = indexes.read_json(s3, keys.debug_id_index(SCOPE, debug_id))
     assert index["code_id"] == code_id
     assert [f["kind"] for f in index["files"]] == ["debuginfo"]
     assert index["files"][0]["arch"] == "x86_64"
@@ -135,7 +141,7 @@ def test_sourcemaps_inject_and_upload_are_indexed(s3_service: tuple[ServiceProce
                      major=major)
     assert out.returncode == 0, out.stderr + out.stdout + svc.log()
 
-    by_id = json.loads(s3.get_bytes(keys.js_debug_id_index(SCOPE, debug_id)))
+    by_id = indexes.read_json(s3, keys.js_debug_id_index(SCOPE, debug_id))
     assert set(by_id["files"]) == {"minified_source", "source_map"}
     bundle_key = by_id["files"]["source_map"]["bundle"]
     assert bundle_key.startswith("bundles/acme/web/") and s3.head(bundle_key) is not None
@@ -185,7 +191,7 @@ def test_include_sources_stores_a_source_bundle(s3_service: tuple[ServiceProcess
     out = sentry_cli(svc, "debug-files", "upload", "--include-sources", "--wait", str(elf), cwd=tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout + svc.log()
     debug_id = DebugId.from_elf_build_id(bytes.fromhex(code_id))
-    index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, debug_id)))
+    index = indexes.read_json(s3, keys.debug_id_index(SCOPE, debug_id))
     assert sorted(f["kind"] for f in index["files"]) == ["debuginfo", "sourcebundle"]
     bundle = tmp_path / "bundle.zip"
     s3.get_to_path(keys.debug_file(SCOPE, CodeId(code_id), ObjectKind.SOURCEBUNDLE), bundle)
@@ -211,5 +217,106 @@ def test_fat_dsym_is_stored_slice_by_slice(s3_service: tuple[ServiceProcess, S3S
         s3.get_to_path(key, sliced)
         uuid = subprocess.run(["llvm-dwarfdump", "--uuid", str(sliced)], capture_output=True, text=True, check=True)
         assert obj["uuid"] in uuid.stdout and f"({obj['arch']})" in uuid.stdout
-        index = json.loads(s3.get_bytes(keys.debug_id_index(SCOPE, DebugId.parse(obj["uuid"]))))
+        index = indexes.read_json(s3, keys.debug_id_index(SCOPE, DebugId.parse(obj["uuid"])))
         assert index["files"][0]["arch"] == obj["arch"] and index["files"][0]["object_type"] == "debug_companion"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_another_org_must_send_the_bytes_of_a_debug_file_itself(s3_service: tuple[ServiceProcess, S3Storage],
+                                                                tmp_path: Path) -> None:
+    """Issue 15.1: knowing a file's SHA-1 is not enough to take it into one's own scope."""
+    svc, s3 = s3_service
+    elf = tmp_path / "hello"
+    shutil.copy(NATIVE / "out/elf/c_gcc_O2_dwarf5", elf)
+    debug_id = DebugId.from_elf_build_id(bytes.fromhex(fixture_code_id("out/elf/c_gcc_O2_dwarf5")))
+    sha1 = hashlib.sha1(elf.read_bytes()).hexdigest()  # one chunk: the chunk's SHA-1 is the file's
+    never_sent = hashlib.sha1(b"a file nobody uploaded").hexdigest()
+
+    def probe(file_sha1: str) -> dict[str, Any]:
+        r = requests.post(f"{svc.url}/api/0/projects/globex/app/files/difs/assemble/",
+                          json={file_sha1: {"name": "hello", "chunks": [file_sha1]}}, headers=bearer(GLOBEX_TOKEN),
+                          timeout=30)
+        assert r.status_code == 200, r.text
+        return dict(r.json()[file_sha1])
+
+    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path)
+    assert out.returncode == 0 and f"OK {debug_id}" in out.stdout + out.stderr, out.stderr + out.stdout
+    stolen = probe(sha1)
+    assert stolen["state"] == "not_found" and stolen["missingChunks"] == [sha1], stolen
+    assert stolen == {**probe(never_sent), "missingChunks": [sha1]}, "the answer must not tell that acme has the file"
+    assert indexes.read_json(s3, keys.debug_id_index(Scope("globex/app"), debug_id)) is None
+
+    before = chunks_received(svc)
+    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(elf), cwd=tmp_path, org="globex", project="app",
+                     token=GLOBEX_TOKEN)
+    assert out.returncode == 0 and f"OK {debug_id}" in out.stdout + out.stderr, out.stderr + out.stdout + svc.log()
+    assert chunks_received(svc) > before, "globex must send the chunks itself"
+    assert indexes.read_json(s3, keys.debug_id_index(Scope("globex/app"), debug_id)) is not None
+    assert list(s3.list("chunks/")) == [keys.chunk(sha1)], "the bytes are still stored once"
+
+
+def test_another_org_cannot_claim_a_bundle_named_in_used_artifact_bundles(
+        s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path) -> None:
+    """Symbolication is open by default, so anyone may learn a bundle's SHA-1: it must grant nothing."""
+    svc, s3 = s3_service
+    dist = esbuild_app(tmp_path)
+    assert sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path).returncode == 0
+    out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    event = {"release": "1.0.0", "scraping": {"enabled": False},
+             "stacktraces": [{"frames": [{"abs_path": "https://cdn.example.org/app.min.js", "lineno": 3,
+                                          "colno": 1}]}]}
+    answer = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "acme/web"}, json=event, timeout=60).json()
+    [bundle_sha1] = answer["used_artifact_bundles"]
+
+    body = {"checksum": bundle_sha1, "chunks": [bundle_sha1], "projects": ["app"], "version": "1.0.0"}
+    r = requests.post(f"{svc.url}/api/0/organizations/globex/artifactbundle/assemble/", json=body,
+                      headers=bearer(GLOBEX_TOKEN), timeout=30)
+    assert r.status_code == 200 and r.json()["state"] == "not_found", r.text
+    assert r.json()["missingChunks"] == [bundle_sha1]
+    other = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "globex/app"}, json=event, timeout=60).json()
+    assert other["used_artifact_bundles"] == [] and other["stacktraces"][0]["frames"][0]["data"] == \
+        {"symbolicated": False}
+
+    before = chunks_received(svc)
+    out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path,
+                     org="globex", project="app", token=GLOBEX_TOKEN)
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    assert chunks_received(svc) > before, "globex must send the bundle's chunks itself"
+    mine = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "globex/app"}, json=event, timeout=60).json()
+    assert len(mine["used_artifact_bundles"]) == 1, "its own bundle (the manifest names globex, so another SHA-1)"
+
+
+
+def test_identical_bundle_under_a_new_release_is_indexed(s3_service: tuple[ServiceProcess, S3Storage],
+                                                         tmp_path: Path) -> None:
+    """Issue 15.10: the same bundle (same SHA-1) assembled again with another `version` answered `ok` from the
+    first upload's state and was not findable under the new release."""
+    svc, s3 = s3_service
+    dist = esbuild_app(tmp_path)
+    assert sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path).returncode == 0
+    out = sentry_cli(svc, "sourcemaps", "upload", "--wait", str(dist), cwd=tmp_path)  # no release in its manifest
+    assert out.returncode == 0, out.stderr + out.stdout + svc.log()
+    [bundle_key] = s3.list("bundles/acme/web/")
+    sha1 = bundle_key.rsplit("/", 1)[-1]
+    size = s3.head(bundle_key).size  # type: ignore[union-attr]
+    assert size <= 8 * 1024 * 1024, "one chunk: its SHA-1 is the bundle's"
+    event = {"scraping": {"enabled": False},
+             "stacktraces": [{"frames": [{"abs_path": "https://cdn.example.org/app.min.js", "lineno": 3,
+                                          "colno": 1}]}]}
+    for release in ("2.0.0", "2.0.1"):
+        body = {"checksum": sha1, "chunks": [sha1], "projects": ["web"], "version": release}
+        deadline = time.monotonic() + 30
+        while (answer := requests.post(f"{svc.url}/api/0/organizations/acme/artifactbundle/assemble/", json=body,
+                                       headers=bearer(TOKEN), timeout=30).json())["state"] in ("created", "assembling"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert answer["state"] == "ok", answer
+        by_url = json.loads(s3.get_bytes(keys.js_release_index(SCOPE, release, None, "~/app.min.js")))
+        assert by_url["bundle"] == bundle_key
+        found = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "acme/web"},
+                              json={**event, "release": release}, timeout=60).json()
+        assert found["stacktraces"][0]["frames"][0]["data"]["symbolicated"] is True, found

@@ -1,10 +1,17 @@
-"""Upload chunks: content-addressed by the SHA-1 of their raw bytes, shared by all scopes.
+"""Upload chunks: content-addressed by the SHA-1 of their raw bytes, each org's own.
 
 A chunk is verified before it is stored (its name must be its SHA-1), so a
 stored chunk is always right and assembling never has to doubt it. Storing
 chunks in `Storage` rather than on a local disk lets any instance assemble what
 another received, and makes an interrupted upload resumable: the client is told
 only the chunks still missing.
+
+The bytes are stored once whoever sent them, but each org that sent a chunk gets
+an owner marker (`keys.chunk_owner`), as Sentry keeps an owner per blob, and a
+chunk counts as present only for the orgs that sent it. Otherwise knowing a
+file's SHA-1s would be enough to assemble another tenant's file into one's own
+scope (and read its sources), and `missingChunks` would tell anyone whether
+another tenant had uploaded a file.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Callable, Iterable, Sequence
 from symbolicator import keys
 from symbolicator.errors import BadRequest, ObjectNotFound
 from symbolicator.storage.base import Storage
+from symbolicator.types import Scope
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
@@ -77,8 +85,8 @@ class ChunkStore:
         self.chunk_size = chunk_size
         self.observe = observe
 
-    def put(self, name: str, body: bytes | bytearray, gzipped: bool) -> int:
-        """Verify and store one chunk; returns its uncompressed size."""
+    def put(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
+        """Verify and store one chunk sent by `org`; returns its uncompressed size."""
         sha1 = check_sha1(name)
         t0 = time.perf_counter()
         data = gunzip_capped(body, self.chunk_size) if gzipped else body
@@ -93,18 +101,24 @@ class ChunkStore:
             raise ChunkError(f"chunk checksum mismatch: named {sha1}, content has SHA-1 {actual}")
         if self.storage.head(keys.chunk(sha1)) is None:
             self.storage.put_bytes(keys.chunk(sha1), data)
+        self.storage.put_bytes(keys.chunk_owner(org, sha1), b"%d" % len(data))
         self.observe("chunk_put", time.perf_counter() - t2, len(data))
         return len(data)
 
-    def missing(self, sha1s: Iterable[str]) -> list[str]:
-        """The chunks of `sha1s` not stored yet, in first-seen order, each once."""
+    def missing(self, org: Scope, sha1s: Iterable[str]) -> list[str]:
+        """The chunks of `sha1s` that `org` has not sent (or whose bytes are gone), in first-seen order, each once."""
         wanted = list(dict.fromkeys(check_sha1(s) for s in sha1s))
+
+        def present(sha1: str) -> bool:
+            return (self.storage.head(keys.chunk_owner(org, sha1)) is not None
+                    and self.storage.head(keys.chunk(sha1)) is not None)
+
         if len(wanted) <= 4:
-            present = [self.storage.head(keys.chunk(s)) is not None for s in wanted]
+            found = [present(s) for s in wanted]
         else:
             with ThreadPoolExecutor(max_workers=8) as pool:
-                present = list(pool.map(lambda s: self.storage.head(keys.chunk(s)) is not None, wanted))
-        return [s for s, ok in zip(wanted, present) if not ok]
+                found = list(pool.map(present, wanted))
+        return [s for s, ok in zip(wanted, found) if not ok]
 
     def concatenate(self, sha1s: Sequence[str], dest: Path, prefetch: int = 3) -> tuple[str, int]:
         """Write the chunks in order into `dest`; returns the SHA-1 and size of the whole.

@@ -2,11 +2,13 @@
 release + dist + URL → a file inside an artifact bundle.
 
 Indexes are small JSON objects in `Storage` (keys from `symbolicator.keys`), one
-object per entry, because S3 has no atomic append. The debug-id indexes are
-read-modify-write; a lock per key serialises writers inside one instance, and
-two instances racing on the same debug id at the same moment is the one case
-where the later writer wins (both wrote the same files, so nothing is lost but
-an index line that the next upload of that file restores).
+object per entry, because S3 has no atomic append and no conditional write that
+every S3-compatible store honours: a debug-id index is a folder holding one
+object per stored file (native) or per file type (JS), and a reader lists the
+folder and merges what it holds. Writers never read-modify-write, so two
+instances (or processes) adding to one index at the same moment both land; a
+rewrite of the same entry carries the same meaning. A release + URL index was
+already one object per URL.
 
 Every change to a scope's indexes ends with `mark_changed`, which rewrites the
 scope's generation marker. A store that cannot tell cheaply whether one object
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,21 +34,57 @@ from symbolicator.storage.base import ABSENT, Storage
 from symbolicator.types import GLOBAL_SCOPE, DebugId, Scope
 
 MAX_INDEX_BYTES = 4 * 1024 * 1024
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
-
-
-def _lock(key: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks[key]
+MAX_ENTRIES = 1000
+"""Entries read from one index folder; more (a debug id uploaded as a thousand different files) are left out."""
 
 
 def read_json(storage: Storage, key: str) -> dict[str, Any] | None:
-    try:
-        data = storage.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
-    except ObjectNotFound:
-        return None
-    return _parse_index(data)
+    """The index at `key` (an object, or an entry folder merged), None when there is none."""
+    return _parse_index(_read_raw(storage, key)[0])
+
+
+def _read_raw(storage: Storage, key: str) -> tuple[bytes | None, int]:
+    """The index's bytes (an entry folder's merged into one JSON object) and what they cost to remember."""
+    if keys.entries_scope(key) is None:
+        try:
+            data = storage.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
+        except ObjectNotFound:
+            return None, len(key)
+        return data, len(key) + len(data)
+    parts = []
+    size = len(key)
+    for n, entry in enumerate(storage.list(key)):
+        if n >= MAX_ENTRIES:
+            break
+        try:
+            data = storage.get_bytes(entry, max_bytes=MAX_INDEX_BYTES)
+        except ObjectNotFound:  # removed since the listing
+            continue
+        size += len(entry) + len(data)
+        value = _parse_index(data)
+        if value is not None:
+            parts.append(value)
+    if not parts:
+        legacy = keys.legacy_index(key)
+        return _read_raw(storage, legacy) if legacy else (None, size)
+    return orjson.dumps(merge_entries(parts)), size
+
+
+def merge_entries(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One index from its entries: `files` lists are joined (one per stored object key), `files` maps united."""
+    out: dict[str, Any] = {}
+    listed: dict[str, Any] = {}
+    for part in parts:
+        for name, value in part.items():
+            if name == "files" and isinstance(value, list):
+                listed.update((str(f.get("key")), f) for f in value if isinstance(f, dict))
+            elif name == "files" and isinstance(value, dict):
+                out.setdefault("files", {}).update(value)
+            else:
+                out[name] = value
+    if listed:
+        out["files"] = [listed[k] for k in sorted(listed)]
+    return out
 
 
 def _parse_index(data: bytes | None) -> dict[str, Any] | None:
@@ -62,14 +100,8 @@ def write_json(storage: Storage, key: str, value: dict[str, Any]) -> None:
 
 def add_debug_file(storage: Storage, scope: Scope, debug_id: DebugId, code_id: str, entry: dict[str, Any]) -> None:
     """Record one stored debug file under its debug id (an ELF's id cannot give back its build id)."""
-    key = keys.debug_id_index(scope, debug_id)
-    with _lock(key):
-        index = read_json(storage, key) or {"debug_id": str(debug_id), "code_id": code_id, "files": []}
-        files = [f for f in index.get("files", []) if f.get("key") != entry["key"]]
-        files.append(entry)
-        index["files"] = sorted(files, key=lambda f: f["key"])
-        index["code_id"] = code_id
-        write_json(storage, key, index)
+    write_json(storage, keys.debug_id_index_entry(scope, debug_id, entry["key"]),
+               {"debug_id": str(debug_id), "code_id": code_id, "files": [entry]})
 
 
 def mark_changed(storage: Storage, scope: Scope) -> None:
@@ -79,11 +111,8 @@ def mark_changed(storage: Storage, scope: Scope) -> None:
 
 
 def add_js_debug_id(storage: Storage, scope: Scope, debug_id: DebugId, file_type: str, ref: dict[str, Any]) -> None:
-    key = keys.js_debug_id_index(scope, debug_id)
-    with _lock(key):
-        index = read_json(storage, key) or {"debug_id": str(debug_id), "files": {}}
-        index["files"][file_type] = ref
-        write_json(storage, key, index)
+    write_json(storage, keys.js_debug_id_index_entry(scope, debug_id, file_type),
+               {"debug_id": str(debug_id), "files": {file_type: ref}})
 
 
 def add_js_release_file(storage: Storage, scope: Scope, release: str, dist: str | None, url: str,
@@ -167,7 +196,10 @@ class IndexReader:
             return ABSENT
 
     def _version(self, key: str, generation: Hashable | None) -> Hashable | None:
-        version = self.storage.version(key)
+        """An entry folder is versioned by its scope's generation marker (a folder's own mtime can miss a change
+        made within the same clock tick; the marker is a new object, so a new inode, at every change)."""
+        scope = keys.entries_scope(key)
+        version = self.storage.version(key if scope is None else keys.index_generation(Scope(scope)))
         return generation if version is None else version
 
     def remembered(self, key: str, generation: Hashable | None = None) -> dict[str, Any] | None | object:
@@ -188,12 +220,8 @@ class IndexReader:
         checked. `generation` must have been read before: a change in between makes the memory
         stale-marked, never wrong."""
         version = self._version(key, generation)
-        try:
-            data = self.storage.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
-        except ObjectNotFound:
-            data = None
+        data, size = _read_raw(self.storage, key)  # size: what it costs in memory, give or take the parsed form
         value = _parse_index(data)
-        size = len(key) + len(data or b"")  # what it costs in memory, give or take the parsed form
         if version is not None and size <= REMEMBER_MAX_OBJECT:
             with self._lock:
                 old = self._known.pop(key, None)

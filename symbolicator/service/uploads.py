@@ -3,7 +3,8 @@
 States follow sentry-cli's reading: `not_found` + `missingChunks` (upload
 these), `created` / `assembling` (poll), `ok` (+ `dif`), `error` (+ `detail`).
 
-Only *terminal* states are persisted (`assemble/{scope}/{sha1}.json`), after
+Only *terminal* states are persisted (`keys.assemble_state`, and for artifact
+bundles `keys.bundle_assemble_state`, one per release and dist), after
 the files and indexes they announce: a state read from storage is always true,
 on every instance and after a restart. Work in progress lives in this process
 only; if it dies (SIGKILL, deploy), nothing claims the file is done, and the
@@ -116,33 +117,36 @@ class UploadService:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def store_chunk(self, name: str, body: bytes | bytearray, gzipped: bool) -> int:
-        size: int = await self._run(self.chunks.put, name, body, gzipped)
+    async def store_chunk(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
+        size: int = await self._run(self.chunks.put, org, name, body, gzipped)
         self.metrics.chunks_received.inc()
         self.metrics.chunk_bytes_received.inc(size)
         return size
 
-    async def assemble_difs(self, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
+    async def assemble_difs(self, org: Scope, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
+        """`org` is the organization the request was addressed to: it may only assemble chunks it sent."""
         answers = await asyncio.gather(*(
-            self._assemble(f"dif:{scope}:{f.sha1}", [scope], f.sha1, f.chunks,
+            self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks,
                            lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name,
-                                                               [keys.chunk(c) for c in f.chunks]), "debug_file")
+                                                               [keys.chunk(c) for c in f.chunks]), "debug_file",
+                           lambda s, f=f: keys.assemble_state(s, f.sha1))
             for f in files
         ))
         return {f.sha1: a for f, a in zip(files, answers)}
 
-    async def assemble_bundle(self, scopes: list[Scope], checksum: str, chunks: list[str],
+    async def assemble_bundle(self, org: Scope, scopes: list[Scope], checksum: str, chunks: list[str],
                               release: str | None, dist: str | None) -> dict[str, Any]:
         sha1 = check_sha1(checksum)
         chunk_ids = tuple(check_sha1(str(c)) for c in chunks)
-        key = f"bundle:{','.join(sorted(map(str, scopes)))}:{sha1}"
-        return await self._assemble(key, scopes, sha1, chunk_ids,
+        key = f"bundle:{','.join(sorted(map(str, scopes)))}:{sha1}:{release}:{dist}"
+        return await self._assemble(key, org, scopes, sha1, chunk_ids,
                                     lambda path: self._publish_bundle(scopes, path, sha1, release, dist),
-                                    "artifact_bundle")
+                                    "artifact_bundle", lambda s: keys.bundle_assemble_state(s, sha1, release, dist))
 
-    async def _assemble(self, task_key: str, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
-                        publish: Callable[[Path], dict[str, Any]], kind: str) -> dict[str, Any]:
-        done = await self._run(self._load_state, scopes, sha1)
+    async def _assemble(self, task_key: str, org: Scope, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
+                        publish: Callable[[Path], dict[str, Any]], kind: str,
+                        state_key: Callable[[Scope], str]) -> dict[str, Any]:
+        done = await self._run(self._load_state, [state_key(s) for s in scopes])
         if done is not None:
             return done
         running = self._running.get(task_key)
@@ -153,10 +157,11 @@ class UploadService:
             return transient[1]
         if not chunks:
             return state_json(AssembleState.NOT_FOUND)
-        missing = await self._run(self.chunks.missing, chunks)
+        missing = await self._run(self.chunks.missing, org, chunks)
         if missing:
             return state_json(AssembleState.NOT_FOUND, missing)
-        future = asyncio.ensure_future(self._run(self._assemble_sync, scopes, sha1, chunks, publish, kind))
+        future = asyncio.ensure_future(self._run(self._assemble_sync, scopes, sha1, chunks, publish, kind,
+                                                 state_key))
         self._running[task_key] = future
         self.metrics.assembling.inc()
         future.add_done_callback(lambda fut: self._finished(task_key, fut))
@@ -177,17 +182,18 @@ class UploadService:
         if answer["state"] == AssembleState.ERROR.value and not answer.get("persisted"):
             self._transient[task_key] = (time.monotonic() + TRANSIENT_TTL_S, answer)
 
-    def _load_state(self, scopes: list[Scope], sha1: str) -> dict[str, Any] | None:
+    def _load_state(self, state_keys: list[str]) -> dict[str, Any] | None:
         states = []
-        for scope in scopes:
+        for key in state_keys:
             try:
-                states.append(json.loads(self.storage.get_bytes(keys.assemble_state(scope, sha1), 1 << 20)))
+                states.append(json.loads(self.storage.get_bytes(key, 1 << 20)))
             except ObjectNotFound:
                 return None
         return states[0] if all(s.get("state") == states[0].get("state") for s in states) else None
 
     def _assemble_sync(self, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
-                       publish: Callable[[Path], dict[str, Any]], kind: str) -> dict[str, Any]:
+                       publish: Callable[[Path], dict[str, Any]], kind: str,
+                       state_key: Callable[[Scope], str]) -> dict[str, Any]:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
             path = Path(tmp) / "file"
@@ -216,7 +222,7 @@ class UploadService:
                 self.metrics.uploads.labels(kind, "failed").inc()
                 return state_json(AssembleState.ERROR, detail=f"storage unavailable: {exc}; retry the upload")
         for scope in scopes:
-            self.storage.put_bytes(keys.assemble_state(scope, sha1), json.dumps(answer).encode())
+            self.storage.put_bytes(state_key(scope), json.dumps(answer).encode())
         self.metrics.uploads.labels(kind, answer["state"]).inc()
         if answer["state"] == "ok":
             self.metrics.bytes_stored.labels(kind).inc(size)

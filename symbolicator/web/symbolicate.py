@@ -27,6 +27,7 @@ from symbolicator.service.native_modules import (
 )
 from symbolicator.types import Scope
 from symbolicator.web.bodies import check_counts, loads, read_request
+from symbolicator.web.multipart import next_part, open_form, read_block
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -71,7 +72,7 @@ async def symbolicate(request: web.Request) -> web.Response:
 
 async def _read_part(part: BodyPartReader, limit: int, setting: str) -> bytes:
     chunks, size = [], 0
-    while block := await part.read_chunk(1 << 16):
+    while block := await read_block(part, 1 << 16):
         size += len(block)
         if size > limit:
             raise PayloadTooLarge(f"multipart field {part.name!r} is larger than {limit} bytes ({setting})")
@@ -83,16 +84,11 @@ async def _read_part(part: BodyPartReader, limit: int, setting: str) -> bytes:
 async def apple_crash_report(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise BadRequest(f"expected multipart/form-data with an `apple_crash_report` part: {exc}") from exc
+    reader = await open_form(request, "an `apple_crash_report` part")
     limits = request.app[SETTINGS].limits
     report_bytes: bytes | None = None
     fields: dict[str, Any] = {}
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
+    while (part := await next_part(reader)) is not None:
         if part.name == "apple_crash_report":
             report_bytes = await _read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
         elif part.name in _JSON_FIELDS:

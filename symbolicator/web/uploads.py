@@ -11,12 +11,13 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from symbolicator.errors import BadRequest, InvalidShape, NotFound, PayloadTooLarge
 from symbolicator.service.uploads import CHUNKS_PER_REQUEST, parse_dif_assemble
 from symbolicator.types import Scope, check_dist, check_release
 from symbolicator.web.bodies import read_json
+from symbolicator.web.multipart import next_part, open_form, read_block
 from symbolicator.web.state import AUTH, SETTINGS, UPLOADS
 
 routes = web.RouteTableDef()
@@ -54,31 +55,28 @@ async def chunk_options(request: web.Request) -> web.Response:
 @routes.post("/api/0/organizations/{org}/chunk-upload/")
 async def chunk_upload(request: web.Request) -> web.Response:
     org = request.match_info["org"]
-    url_scope(org)
+    owner = url_scope(org)
     request.app[AUTH].require_upload_org(request, org)
     uploads = request.app[UPLOADS]
     limit = uploads.options("")["maxRequestSize"] + 64 * 1024
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request too large: {request.content_length} bytes, the limit is {limit}")
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise BadRequest(f"expected multipart/form-data with `file` or `file_gzip` parts: {exc}") from exc
+    reader = await open_form(request, "`file` or `file_gzip` parts")
     count = 0
     total = 0
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name not in ("file", "file_gzip"):
+    while (part := await next_part(reader)) is not None:
+        if part.name not in ("file", "file_gzip"):
             continue
         count += 1
         if count > CHUNKS_PER_REQUEST:
             raise BadRequest(f"too many chunks: at most {CHUNKS_PER_REQUEST} per request")
         data = bytearray()
-        while block := await part.read_chunk(1 << 20):
+        while block := await read_block(part, 1 << 20):
             data += block
             total += len(block)
             if total > limit:
                 raise PayloadTooLarge(f"request too large: the limit is {limit} bytes")
-        await uploads.store_chunk(part.filename or "", data, part.name == "file_gzip")
+        await uploads.store_chunk(owner, part.filename or "", data, part.name == "file_gzip")
     return web.json_response({})
 
 
@@ -88,7 +86,7 @@ async def difs_assemble(request: web.Request) -> web.Response:
     request.app[AUTH].require_upload(request, [scope])
     uploads = request.app[UPLOADS]
     files = parse_dif_assemble(await read_json(request), uploads.max_chunks)
-    return web.json_response(await uploads.assemble_difs(scope, files))
+    return web.json_response(await uploads.assemble_difs(url_scope(request.match_info["org"]), scope, files))
 
 
 @routes.post("/api/0/organizations/{org}/artifactbundle/assemble/")
@@ -112,7 +110,7 @@ async def bundle_assemble(request: web.Request) -> web.Response:
         raise InvalidShape("`dist` must be a string and needs `version`")
     if dist is not None:
         check_dist(dist)
-    answer = await request.app[UPLOADS].assemble_bundle(scopes, body["checksum"], chunks, release, dist)
+    answer = await request.app[UPLOADS].assemble_bundle(url_scope(org), scopes, body["checksum"], chunks, release, dist)
     return web.json_response(answer)
 
 
@@ -123,17 +121,14 @@ async def single_upload(request: web.Request) -> web.Response:
     request.app[AUTH].require_upload(request, [scope])
     uploads = request.app[UPLOADS]
     limit = request.app[SETTINGS].limits.max_file_bytes
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise BadRequest(f"expected multipart/form-data with a `file` part: {exc}") from exc
+    reader = await open_form(request, "a `file` part")
     answers = []
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name != "file":
+    while (part := await next_part(reader)) is not None:
+        if part.name != "file":
             continue
         with tempfile.NamedTemporaryFile(dir=uploads.work_dir, prefix="single-") as tmp:
             size = 0
-            while block := await part.read_chunk(1 << 20):
+            while block := await read_block(part, 1 << 20):
                 size += len(block)
                 if size > limit:
                     raise PayloadTooLarge(f"file larger than {limit} bytes")
