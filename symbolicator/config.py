@@ -87,7 +87,10 @@ class LimitsSettings:
     `job_timeout_s` (the job ends `timeout`). Files: `max_file_bytes`,
     `max_bundle_entries`, `max_bundle_uncompressed_bytes` (zip bombs),
     `max_decompressed_section_bytes` (a compressed DWARF section claiming or
-    inflating to more is `malformed`, and is never inflated past it).
+    inflating to more is `malformed`, and is never inflated past it). Memory:
+    `js_names_max_memory_bytes` (the function-name pass of one minified file;
+    over it the frames keep exact positions without original function names),
+    `worker_max_memory_bytes` (RLIMIT_DATA of each conversion worker; 0: none).
     """
 
     max_body_bytes: int = 55 * MiB
@@ -101,6 +104,8 @@ class LimitsSettings:
     max_frames_per_request: int = 10_000
     max_json_depth: int = 64
     max_decompressed_section_bytes: int = 4 * GiB
+    js_names_max_memory_bytes: int = 384 * MiB
+    worker_max_memory_bytes: int = 2 * GiB
 
 
 @dataclass(frozen=True)
@@ -376,6 +381,11 @@ def _validate_limits(limits: LimitsSettings) -> None:
                  "max_decompressed_section_bytes"):
         if getattr(limits, name) < 1:
             raise ConfigError(f"limits.{name}: must be at least 1")
+    if limits.js_names_max_memory_bytes < 0 or limits.worker_max_memory_bytes < 0:
+        raise ConfigError("limits.js_names_max_memory_bytes, limits.worker_max_memory_bytes: must not be negative")
+    if 0 < limits.worker_max_memory_bytes < 256 * MiB:
+        raise ConfigError("limits.worker_max_memory_bytes: at least 256 MiB (a worker needs ~100 MiB to start), "
+                          "or 0 for no limit")
     if limits.job_timeout_s <= 0:
         raise ConfigError("limits.job_timeout_s: must be more than 0")
     if limits.max_json_depth > JSON_MAX_DEPTH:

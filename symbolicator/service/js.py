@@ -11,6 +11,9 @@ Per-frame failures are data (reference §1.7): the frame comes back unchanged,
 with the minified source context when the minified file was found, and an entry
 in `errors`. One output frame per input frame, always.
 
+A minified file over the memory bound of the function-name pass still has its
+positions mapped; its frames carry `data.function_names = "skipped"`.
+
 Function names follow Symbolicator: the original name of the enclosing scope
 (from the sourcemap cache; for Dart's `$async$` rewrites the token's name); for
 an anonymous scope, the name of the token at the *caller's* call site ("caller
@@ -327,6 +330,8 @@ class FrameMapper:
                        "symbolicated": True}
         if module.sourcemap_origin is not None:
             out["data"]["sourcemap_origin"] = module.sourcemap_origin
+        if module.cache.names_skipped:
+            out["data"]["function_names"] = "skipped"  # over the name pass's memory bound (docs/security.md)
         if self.apply_source_context:
             context = module.cache.source_context(token.source_index, token.original_line, CONTEXT_LINES)
             if context is None:

@@ -56,7 +56,7 @@ from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js_scraping import ScrapeFailure, Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerPool
+from symbolicator.service.workers import WorkerCrashed, WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
 from symbolicator.sourcemaps.smcache import (
@@ -107,10 +107,11 @@ def inspect_minified(data: bytes) -> tuple[LineIndex, Comments]:
     return LineIndex(text), Comments(existing_debug_id(text), find_source_mapping_url(text))
 
 
-def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str) -> int:
-    """Worker-pool job: map (+ minified source for scope names) → sourcemap cache file; its size."""
-    text = minified.decode("utf-8", "replace") if minified is not None else None
-    data = build_from_sources(map_bytes, text)
+def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str,
+                      names_max_memory: int | None = None) -> int:
+    """Worker-pool job: map (+ minified source for function names, within `names_max_memory` bytes;
+    0: names skipped and flagged; None: unbounded) → sourcemap cache file; its size."""
+    data = build_from_sources(map_bytes, minified, names_max_memory=names_max_memory)
     with open(out_path, "wb") as f:
         f.write(data)
     return len(data)
@@ -456,8 +457,15 @@ class JsLookup:
         async def convert() -> Path:
             data, source = await sourcemap.read(), await minified.read()
             out = derived.temp_path(".smcache")
+            budget = self.deps.settings.limits.js_names_max_memory_bytes
             try:
-                await workers.run(convert_sourcemap, data, source, str(out))
+                try:
+                    await workers.run(convert_sourcemap, data, source, str(out), budget)
+                except WorkerCrashed as exc:
+                    # The name pass is the part a hostile minified file controls: positions without it.
+                    log.warning("converting %s with function names failed (%s); converting without", sourcemap.url,
+                                exc)
+                    await workers.run(convert_sourcemap, data, source, str(out), 0)
                 if self.deps.conversions is not None:
                     self.deps.conversions.inc()
             except BaseException:
