@@ -182,7 +182,8 @@ def _scraping(body: dict[str, Any]) -> ScrapingOptions:
 class Module:
     """What was found for one `abs_path`.
 
-    `minified_error` is the JS error type when the minified file is missing;
+    `minified_error` is the JS error type when the minified file is missing (`minified_details`
+    why, when it was found but cannot be read: a bundle member over the size cap);
     `map_error` the error object (without `abs_path`) when its map is missing
     or broken; `cache` the opened sourcemap cache on success.
     """
@@ -190,6 +191,7 @@ class Module:
     abs_path: str
     lines: Sequence[str] | None = None
     minified_error: str | None = None
+    minified_details: str | None = None
     cache: SmCache | None = None
     map_error: dict[str, Any] | None = None
     sourcemap: str | None = None
@@ -292,7 +294,8 @@ class FrameMapper:
         assert isinstance(abs_path, str)
         module = await self.get_module(abs_path)
         if module.lines is None:
-            self.error(abs_path, module.minified_error or "missing_source")
+            details = {"details": module.minified_details} if module.minified_details else {}
+            self.error(abs_path, module.minified_error or "missing_source", **details)
             return FrameOutcome(raw, raw)
         if self.apply_source_context:
             _set_context(raw, minified_context(module.lines, lineno, colno or 1, CONTEXT_LINES))

@@ -29,12 +29,12 @@ Positions are 0-based lines and 0-based columns in UTF-16 code units (what engin
 maps count); `end` is exclusive. Tree-sitter reports UTF-8 byte columns: lines holding
 non-ASCII text are converted.
 
-The pass is bounded in memory (issue 15): a syntax tree costs ~100-200 bytes per token of the
-source (≈55× the size of real minifier output, ≈200× for crafted input), all of it alive until
-the walk ends. So `collect_scopes(…, max_memory=N)` first estimates the tree from a token count
-(`estimated_cost`, one vectorised pass) and refuses at once above N; a file under the estimate is
-parsed through a read callback that watches the process's RSS and ends the input early once it
-grew by N, and the walk checks again. Either refusal raises `NamesOverBudget`: the caller
+The pass is bounded in memory (issue 15): a syntax tree costs ~100-150 bytes per token of real
+minifier output (≈55× the file's size) and up to ~390 per token of crafted input (≈390×), all of
+it alive until the walk ends. So `collect_scopes(…, max_memory=N)` first estimates the tree from a
+token count (`estimated_cost`, one vectorised pass, the real-output rate) and refuses at once
+above N; a file under the estimate is parsed through a read callback, 64 KiB at a time, that
+watches the process's RSS and ends the input early once it grew by N, and the walk checks again. Either refusal raises `NamesOverBudget`: the caller
 converts positions without names and marks the frames.
 """
 
@@ -105,9 +105,11 @@ class NamesOverBudget(OverBudget):
 
 
 # Tree growth per token of the source, measured with tree-sitter-javascript 0.25 (docs/security.md):
-# 140 bytes on esbuild's TypeScript bundle, up to 198 on crafted input (`a+a+…`, `[1,1,…]`).
-BYTES_PER_TOKEN = 200
-_READ_CHUNK = 256 * 1024
+# 140 bytes on esbuild's TypeScript bundle, 95-130 on other minifier output. Crafted input reaches
+# ~390 (`[,,,…]`, `a?a:a?a:…`): the estimate only saves parsing what surely does not fit; the RSS
+# watch is the bound.
+BYTES_PER_TOKEN = 150
+_READ_CHUNK = 64 * 1024
 _WALK_CHECK_EVERY = 4096
 _WORD = np.zeros(256, dtype=bool)
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$", dtype=np.uint8)] = True
@@ -133,7 +135,7 @@ def token_count(source: bytes) -> int:
 
 
 def estimated_cost(source: bytes) -> int:
-    """Bytes the syntax tree of `source` is expected to take, at worst."""
+    """Bytes the syntax tree of `source` is expected to take if it is real minifier output."""
     return token_count(source) * BYTES_PER_TOKEN
 
 
