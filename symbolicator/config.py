@@ -95,7 +95,10 @@ class LimitsSettings:
     and `max_modules_per_request` (413) bound the work of bodies of many empty
     entries. Connections: `header_timeout_s` to send a request's headers,
     `body_timeout_s` to send its body (408, then the connection closes), and
-    `max_connections` open at once (more are closed as they arrive).
+    `max_connections` open at once (more are closed as they arrive). Memory:
+    `js_names_max_memory_bytes` (the function-name pass of one minified file;
+    over it the frames keep exact positions without original function names),
+    `worker_max_memory_bytes` (RLIMIT_DATA of each conversion worker; 0: none).
     """
 
     max_body_bytes: int = 55 * MiB
@@ -115,6 +118,8 @@ class LimitsSettings:
     header_timeout_s: float = 15.0
     body_timeout_s: float = 300.0
     max_connections: int = 1_024
+    js_names_max_memory_bytes: int = 384 * MiB
+    worker_max_memory_bytes: int = 2 * GiB
 
 
 def jobs_per_scope(limits: LimitsSettings) -> int:
@@ -413,6 +418,11 @@ def _validate_limits(limits: LimitsSettings) -> None:
     for name in ("job_timeout_s", "header_timeout_s", "body_timeout_s"):
         if getattr(limits, name) <= 0:
             raise ConfigError(f"limits.{name}: must be more than 0")
+    if limits.js_names_max_memory_bytes < 0 or limits.worker_max_memory_bytes < 0:
+        raise ConfigError("limits.js_names_max_memory_bytes, limits.worker_max_memory_bytes: must not be negative")
+    if 0 < limits.worker_max_memory_bytes < 256 * MiB:
+        raise ConfigError("limits.worker_max_memory_bytes: at least 256 MiB (a worker needs ~100 MiB to start), "
+                          "or 0 for no limit")
     if limits.max_json_depth > JSON_MAX_DEPTH:
         raise ConfigError(f"limits.max_json_depth: at most {JSON_MAX_DEPTH} (responses echo frames, and the JSON "
                           "writer refuses anything deeper)")

@@ -15,6 +15,8 @@ below `web/` knows about HTTP::
     │   ├── RequestTimeout          408: the body did not arrive in time
     │   └── PayloadTooLarge         413
     ├── Overloaded                  503 with Retry-After: too many jobs
+    ├── OverBudget                  a file that would cost more than its memory/CPU bound (a
+    │                               per-frame marker or per-module status, never an HTTP code)
     ├── StorageError                a backend call failed (cause kept)
     │   ├── StorageUnavailable      503: the backend cannot be reached
     │   └── ObjectNotFound          the key does not exist
@@ -78,6 +80,10 @@ class Overloaded(SymbolicatorError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OverBudget(SymbolicatorError):
+    """Processing a file would cost more memory or CPU than its configured bound."""
 
 
 class StorageError(SymbolicatorError):

@@ -11,6 +11,9 @@ Per-frame failures are data (reference §1.7): the frame comes back unchanged,
 with the minified source context when the minified file was found, and an entry
 in `errors`. One output frame per input frame, always.
 
+A minified file over the memory bound of the function-name pass still has its
+positions mapped; its frames carry `data.function_names = "skipped"`.
+
 Function names follow Symbolicator: the original name of the enclosing scope
 (from the sourcemap cache; for Dart's `$async$` rewrites the token's name); for
 an anonymous scope, the name of the token at the *caller's* call site ("caller
@@ -184,7 +187,8 @@ def _scraping(body: dict[str, Any]) -> ScrapingOptions:
 class Module:
     """What was found for one `abs_path`.
 
-    `minified_error` is the JS error type when the minified file is missing;
+    `minified_error` is the JS error type when the minified file is missing (`minified_details`
+    why, when it was found but cannot be read: a bundle member over the size cap);
     `map_error` the error object (without `abs_path`) when its map is missing
     or broken; `cache` the opened sourcemap cache on success.
     """
@@ -192,6 +196,7 @@ class Module:
     abs_path: str
     lines: Sequence[str] | None = None
     minified_error: str | None = None
+    minified_details: str | None = None
     cache: SmCache | None = None
     map_error: dict[str, Any] | None = None
     sourcemap: str | None = None
@@ -294,7 +299,8 @@ class FrameMapper:
         assert isinstance(abs_path, str)
         module = await self.get_module(abs_path)
         if module.lines is None:
-            self.error(abs_path, module.minified_error or "missing_source")
+            details = {"details": module.minified_details} if module.minified_details else {}
+            self.error(abs_path, module.minified_error or "missing_source", **details)
             return FrameOutcome(raw, raw)
         if self.apply_source_context:
             _set_context(raw, minified_context(module.lines, lineno, colno or 1, CONTEXT_LINES))
@@ -332,6 +338,8 @@ class FrameMapper:
                        "symbolicated": True}
         if module.sourcemap_origin is not None:
             out["data"]["sourcemap_origin"] = module.sourcemap_origin
+        if module.cache.names_skipped:
+            out["data"]["function_names"] = "skipped"  # over the name pass's memory bound (docs/security.md)
         if self.apply_source_context:
             context = module.cache.source_context(token.source_index, token.original_line, CONTEXT_LINES)
             if context is None:

@@ -56,7 +56,7 @@ from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js_scraping import ScrapeFailure, Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerPool
+from symbolicator.service.workers import WorkerCrashed, WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
 from symbolicator.sourcemaps.smcache import (
@@ -80,11 +80,13 @@ BUNDLE_CACHE_VERSION = 1
 
 
 class LookupFailure(Exception):
-    """A file was not found; `error` is the JS error type to report."""
+    """A file was not found or cannot be read; `error` is the JS error type to report, `details`
+    what a user needs to fix it (a bundle member over the size cap)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, details: str | None = None) -> None:
         super().__init__(error)
         self.error = error
+        self.details = details
 
 
 _caches: OpenedFiles[SmCache] = OpenedFiles(128)
@@ -107,13 +109,31 @@ def inspect_minified(data: bytes) -> tuple[LineIndex, Comments]:
     return LineIndex(text), Comments(existing_debug_id(text), find_source_mapping_url(text))
 
 
-def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str) -> int:
-    """Worker-pool job: map (+ minified source for scope names) → sourcemap cache file; its size."""
-    text = minified.decode("utf-8", "replace") if minified is not None else None
-    data = build_from_sources(map_bytes, text)
+def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str,
+                      names_max_memory: int | None = None) -> int:
+    """Worker-pool job: map (+ minified source for function names, within `names_max_memory` bytes;
+    0: names skipped and flagged; None: unbounded) → sourcemap cache file; its size."""
+    data = build_from_sources(map_bytes, minified, names_max_memory=names_max_memory)
+    del map_bytes, minified
     with open(out_path, "wb") as f:
         f.write(data)
     return len(data)
+
+
+def convert_sourcemap_files(map_path: str, minified_path: str, out_path: str, names_max_memory: int) -> int:
+    """`convert_sourcemap` with the inputs in files: a pickled 64 MB file plus its map would be
+    copied twice more on their way to the worker (the pickle, then its unpickled objects)."""
+    with open(map_path, "rb") as f:
+        map_bytes = f.read()
+    with open(minified_path, "rb") as f:
+        minified = f.read()
+    return convert_sourcemap(map_bytes, minified, out_path, names_max_memory)
+
+
+def _write_inputs(paths: tuple[Path, Path], data: tuple[bytes, bytes]) -> None:
+    for path, content in zip(paths, data):
+        with open(path, "wb") as f:
+            f.write(content)
 
 
 @dataclass(frozen=True)
@@ -262,7 +282,11 @@ class JsLookup:
             except LookupFailure as exc:
                 module.minified_error = exc.error
                 return module
-        module.lines, comments = await self._inspect(minified)
+        try:
+            module.lines, comments = await self._inspect(minified)
+        except LookupFailure as exc:  # found in a bundle, but over the size cap or unreadable
+            module.minified_error, module.minified_details = exc.error, exc.details
+            return module
         if sourcemap is None and debug_id is None:
             found_id = _parse_debug_id(comments.debug_id)
             if found_id is not None:
@@ -283,6 +307,10 @@ class JsLookup:
         module.resolved_with = sourcemap.resolved_with
         try:
             module.cache = await self._convert(sourcemap, minified)
+        except LookupFailure as exc:  # the map's bundle member is over the size cap or unreadable
+            module.map_error = {"type": "missing_sourcemap", "url": sourcemap.url}
+            if exc.details:
+                module.map_error["details"] = exc.details
         except FormatError as exc:
             log.info("malformed source map %s: %s", sourcemap.url, exc)
             module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
@@ -438,7 +466,7 @@ class JsLookup:
                                         keys.cache_key("bundle", BUNDLE_CACHE_VERSION, bundle_key))
             except FormatError as exc:
                 log.warning("bundle %s member %s: %s", bundle_key, member, exc)
-                raise LookupFailure("missing_source") from exc
+                raise LookupFailure("missing_source", str(exc)) from exc
         raise LookupFailure("missing_source")
 
     async def _scrape(self, url: str) -> JsFile:
@@ -456,13 +484,26 @@ class JsLookup:
         async def convert() -> Path:
             data, source = await sourcemap.read(), await minified.read()
             out = derived.temp_path(".smcache")
+            inputs = (derived.temp_path(".map"), derived.temp_path(".js"))
+            args = (str(inputs[0]), str(inputs[1]), str(out))
+            budget = self.deps.settings.limits.js_names_max_memory_bytes
             try:
-                await workers.run(convert_sourcemap, data, source, str(out))
+                await asyncio.to_thread(_write_inputs, inputs, (data, source))
+                try:
+                    await workers.run(convert_sourcemap_files, *args, budget)
+                except WorkerCrashed as exc:
+                    # The name pass is the part a hostile minified file controls: positions without it.
+                    log.warning("converting %s with function names failed (%s); converting without", sourcemap.url,
+                                exc)
+                    await workers.run(convert_sourcemap_files, *args, 0)
                 if self.deps.conversions is not None:
                     self.deps.conversions.inc()
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise
+            finally:
+                for path in inputs:
+                    path.unlink(missing_ok=True)
             return out
 
         cached = await _caches.get(derived, key, sourcemap.url)

@@ -9,6 +9,15 @@ with a status instead of hanging, and the next job runs on a fresh pool.
 The other way round matters too: a pool worker blocks on its job queue forever,
 so when the *service* is killed the workers would live on as orphans. Workers
 are direct children (`spawn`) and each watches its parent: once re-parented, it exits.
+
+Each worker runs under a memory limit (`limits.worker_max_memory_bytes`, set as
+RLIMIT_DATA in the worker: heap and private mappings, not the memory-mapped input
+files), so one hostile file cannot take the machine. Hitting it raises
+`MemoryError` in Python code, reported as `WorkerOutOfMemory`; C code that cannot
+allocate (tree-sitter aborts) kills the worker. When a worker dies, every job the
+broken pool held fails with it, not only the culprit's: each is run once more on
+the fresh pool, and a job that breaks that pool too is the culprit
+(`WorkerCrashed`).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import importlib
 import logging
 import multiprocessing
 import os
+import resource
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,8 +47,14 @@ WARM_MODULES = ("symbolicator.native.symcache_build", "symbolicator.sourcemaps.s
 PARENT_CHECK_S = 0.5
 
 
+def _init_worker(parent_pid: int, max_memory: int) -> None:
+    """Worker initializer: cap our memory, and leave as soon as the service that started us is gone."""
+    if max_memory:
+        resource.setrlimit(resource.RLIMIT_DATA, (max_memory, max_memory))
+    _exit_with_parent(parent_pid)
+
+
 def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: leave as soon as the service that started us is gone."""
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -54,31 +70,48 @@ def _import_all(modules: tuple[str, ...]) -> None:
 
 
 class WorkerCrashed(SymbolicatorError):
-    """The worker process running a job died."""
+    """The worker process running a job died (twice: see the module docstring)."""
+
+
+class WorkerOutOfMemory(WorkerCrashed):
+    """The job ran into the worker's memory limit."""
 
 
 class WorkerPool:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, max_memory: int = 0) -> None:
         self.workers = workers
+        self.max_memory = max_memory
         self._context = multiprocessing.get_context("spawn")
         self._pool = self._new_pool()
         self.restarts = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+                                   initializer=_init_worker, initargs=(os.getpid(), self.max_memory))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        pool = self._pool
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        except BrokenProcessPool as exc:
-            if pool is self._pool:
-                log.error("a worker process died; restarting the pool")
-                self.restarts += 1
-                self._pool = self._new_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise WorkerCrashed("the worker process died while converting") from exc
+        """`fn(*args)` in a worker. A job whose pool broke runs once more on the fresh pool (it may
+        only have shared the pool with the job that killed it)."""
+        for attempt in range(2):
+            pool = self._pool
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            except BrokenProcessPool as exc:
+                self._replace(pool)
+                if attempt:
+                    raise WorkerCrashed("the worker process died while converting (twice)") from exc
+                log.warning("a worker process died under %s; running it once more", getattr(fn, "__name__", fn))
+            except MemoryError as exc:
+                raise WorkerOutOfMemory(f"the conversion ran out of memory (worker limit {self.max_memory} bytes)") \
+                    from exc
+        raise AssertionError("unreachable")
+
+    def _replace(self, pool: ProcessPoolExecutor) -> None:
+        if pool is self._pool:
+            log.error("a worker process died; restarting the pool")
+            self.restarts += 1
+            self._pool = self._new_pool()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def warm(self, modules: tuple[str, ...] = WARM_MODULES) -> None:
         """Start every worker and import the engines now, not on the first request's clock."""

@@ -28,18 +28,30 @@ scope of its own named `new Class` (constructor and field initialisers run there
 Positions are 0-based lines and 0-based columns in UTF-16 code units (what engines and source
 maps count); `end` is exclusive. Tree-sitter reports UTF-8 byte columns: lines holding
 non-ASCII text are converted.
+
+The pass is bounded in memory (issue 15): a syntax tree costs ~100-150 bytes per token of real
+minifier output (≈55× the file's size) and up to ~390 per token of crafted input (≈390×), all of
+it alive until the walk ends. So `collect_scopes(…, max_memory=N)` first estimates the tree from a
+token count (`estimated_cost`, one vectorised pass, the real-output rate) and refuses at once
+above N; a file under the estimate is parsed through a read callback, 64 KiB at a time, that
+watches the process's RSS and ends the input early once it grew by N, and the walk checks again. Either refusal raises `NamesOverBudget`: the caller
+converts positions without names and marks the frames.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import tree_sitter_javascript
 from tree_sitter import Language, Node, Parser
+
+from symbolicator.errors import OverBudget
 
 Resolve = Callable[[int, int], "str | None"]
 OriginalLine = Callable[[int, int], "tuple[str, int] | None"]
@@ -88,19 +100,93 @@ class ScopeName:
         return (self.start_line, self.start_col) <= (line, col) < (self.end_line, self.end_col)
 
 
+class NamesOverBudget(OverBudget):
+    """The function-name pass of a minified file would cost more memory than its budget."""
+
+
+# Tree growth per token of the source, measured with tree-sitter-javascript 0.25 (docs/security.md):
+# 140 bytes on esbuild's TypeScript bundle, 95-130 on other minifier output. Crafted input reaches
+# ~390 (`[,,,…]`, `a?a:a?a:…`): the estimate only saves parsing what surely does not fit; the RSS
+# watch is the bound.
+BYTES_PER_TOKEN = 150
+_READ_CHUNK = 64 * 1024
+_WALK_CHECK_EVERY = 4096
+_WORD = np.zeros(256, dtype=bool)
+_WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$", dtype=np.uint8)] = True
+_WORD[0x80:] = True
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[np.frombuffer(b" \t\r\n\f\v", dtype=np.uint8)] = True
+_COUNT_CHUNK = 4 * 1024 * 1024
+
+
+def token_count(source: bytes) -> int:
+    """An upper estimate of the tokens of `source`: identifier/number runs plus every other
+    non-space byte (a multi-byte operator counts several times). In 4 MiB slices, so the
+    temporaries stay small whatever the file's size."""
+    count = 0
+    previous_word = False
+    for start in range(0, len(source), _COUNT_CHUNK):
+        chunk = np.frombuffer(source, dtype=np.uint8, count=min(_COUNT_CHUNK, len(source) - start), offset=start)
+        word = _WORD[chunk]
+        count += int(word[0] and not previous_word) + int(np.count_nonzero(word[1:] & ~word[:-1]))
+        count += int(np.count_nonzero(~word & ~_SPACE[chunk]))
+        previous_word = bool(word[-1])
+    return count
+
+
+def estimated_cost(source: bytes) -> int:
+    """Bytes the syntax tree of `source` is expected to take if it is real minifier output."""
+    return token_count(source) * BYTES_PER_TOKEN
+
+
+def _rss() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class _Guard:
+    """Watches the process's growth while the tree is built and walked."""
+
+    def __init__(self, max_memory: int | None) -> None:
+        self.limit = None if max_memory is None else _rss() + max_memory
+        self.stopped = False
+
+    def over(self) -> bool:
+        if self.limit is not None and not self.stopped and _rss() > self.limit:
+            self.stopped = True
+        return self.stopped
+
+    def reader(self, source: bytes) -> Callable[[int, object], bytes]:
+        """Tree-sitter's input callback: the source in slices, and an early end once over budget
+        (the parser then closes what is open; the partial tree is discarded)."""
+        view = memoryview(source)
+
+        def read(offset: int, _point: object) -> bytes:
+            if offset >= len(source) or self.over():
+                return b""
+            return bytes(view[offset : offset + _READ_CHUNK])
+
+        return read
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Parser:
     return Parser(Language(tree_sitter_javascript.language()))
 
 
-def scope_nodes(root: Node, source: bytes) -> list[Node]:
+def scope_nodes(root: Node, source: bytes, guard: _Guard | None = None) -> list[Node]:
     """The function-like nodes of the tree, sorted by start, outer before inner.
 
     Why not a tree-sitter query: it visits every node of the tree (0.5 s on a 3.6 MB bundle),
     while asking the tree about the ~2 candidate tokens per scope costs a third of that.
     """
     found: dict[int, Node] = {}
-    for match in _SCOPE_TOKENS.finditer(source):
+    for i, match in enumerate(_SCOPE_TOKENS.finditer(source)):
+        if guard is not None and i % _WALK_CHECK_EVERY == 0 and guard.over():
+            raise NamesOverBudget("the function-name pass outgrew its memory budget while walking the tree")
         token = root.descendant_for_byte_range(match.start(), match.start() + 1)
         owner = token.parent if token is not None else None
         if owner is not None and owner.type == "formal_parameters":
@@ -253,8 +339,13 @@ class _Namer:
     afterwards, so the tree (the bulk of the memory) and the parsed map are never held at once.
     """
 
-    def __init__(self, columns: _Columns) -> None:
+    def __init__(self, columns: _Columns, source: bytes) -> None:
         self._columns = columns
+        self._source = source
+
+    def _text(self, node: Node) -> str:
+        """From the source bytes: `node.text` of a tree parsed through a read callback calls it again."""
+        return self._source[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
     def scope(self, node: Node) -> Name:
         kind = node.type
@@ -349,7 +440,7 @@ class _Namer:
 
     def _identifier(self, node: Node) -> Name:
         row, byte_col = node.start_point
-        return _At(row, self._columns.utf16(row, byte_col), _text(node))
+        return _At(row, self._columns.utf16(row, byte_col), self._text(node))
 
     def _key(self, node: Node | None) -> Name:
         """A property key: minifiers keep them, so the text; `#private` names are mangled."""
@@ -359,11 +450,11 @@ class _Namer:
         if kind == "computed_property_name":
             return NAMING["computed_key"]
         if kind == "string":
-            return _text(node)[1:-1] or None
+            return self._text(node)[1:-1] or None
         if kind == "private_property_identifier":
             row, byte_col = node.start_point
-            return _Private(row, self._columns.utf16(row, byte_col), _text(node))
-        return _text(node)
+            return _Private(row, self._columns.utf16(row, byte_col), self._text(node))
+        return self._text(node)
 
 
 def _utf16_to_index(line: str, col16: int) -> int:
@@ -395,10 +486,6 @@ def _member(owner: str | None, key: str | None) -> str | None:
     return NAMING["member"].format(owner=owner, key=key) if owner else key
 
 
-def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8", "replace")
-
-
 @dataclass(frozen=True, slots=True)
 class PendingScope:
     """A scope whose name is described but not yet resolved against a source map."""
@@ -410,20 +497,41 @@ class PendingScope:
     name: Name
 
 
-def collect_scopes(minified_source: str) -> list[PendingScope]:
+def source_bytes(minified_source: str | bytes) -> bytes:
+    """UTF-8 bytes of the source without a leading byte-order mark (engines skip it). ASCII
+    bytes are used as they are; other bytes go through a decode so invalid UTF-8 counts as
+    U+FFFD, as everywhere else."""
+    if isinstance(minified_source, bytes):
+        if minified_source.isascii():
+            return minified_source
+        minified_source = minified_source.decode("utf-8", "replace")
+    return minified_source.removeprefix("\ufeff").encode("utf-8")
+
+
+def collect_scopes(minified_source: str | bytes, max_memory: int | None = None) -> list[PendingScope]:
     """Every function-like scope of `minified_source`, sorted by start, outer before inner.
 
     Names are left as descriptions (`resolve_scopes` evaluates them), so the syntax tree is
     gone before the caller parses the map. Syntax errors do not stop extraction: tree-sitter
-    recovers and the scopes it still recognises are returned. A leading byte-order mark is
-    not counted, as engines skip it.
+    recovers and the scopes it still recognises are returned. With `max_memory`, raises
+    `NamesOverBudget` rather than grow the process by more (see the module docstring).
     """
-    source = minified_source.removeprefix("\ufeff").encode("utf-8")
-    tree = _parser().parse(source)
+    source = source_bytes(minified_source)
+    if max_memory is not None:
+        cost = estimated_cost(source)
+        if cost > max_memory:
+            raise NamesOverBudget(f"the syntax tree of this {len(source)}-byte file is estimated at {cost} bytes, "
+                                  f"over the {max_memory}-byte budget of the function-name pass")
+    guard = _Guard(max_memory)
+    tree = _parser().parse(guard.reader(source)) if max_memory is not None else _parser().parse(source)
+    if guard.stopped:
+        raise NamesOverBudget(f"parsing outgrew the {max_memory}-byte budget of the function-name pass")
     columns = _Columns(source)
-    namer = _Namer(columns)
+    namer = _Namer(columns, source)
     pending: list[PendingScope] = []
-    for node in scope_nodes(tree.root_node, source):
+    for i, node in enumerate(scope_nodes(tree.root_node, source, guard)):
+        if i % _WALK_CHECK_EVERY == 0 and guard.over():
+            raise NamesOverBudget(f"naming scopes outgrew the {max_memory}-byte budget of the function-name pass")
         (srow, scol), (erow, ecol) = node.start_point, node.end_point
         pending.append(PendingScope(srow, columns.utf16(srow, scol), erow, columns.utf16(erow, ecol),
                                     namer.scope(node)))
@@ -446,7 +554,7 @@ def resolve_scopes(
 
 
 def scope_names(
-    minified_source: str, resolve: Resolve, original: OriginalLine | None = None
+    minified_source: str | bytes, resolve: Resolve, original: OriginalLine | None = None
 ) -> list[ScopeName]:
     """`collect_scopes` then `resolve_scopes`: every scope with its original name."""
     return resolve_scopes(collect_scopes(minified_source), resolve, original)

@@ -13,7 +13,7 @@ about a microsecond and no JSON. The file is a header, a section table, and
     STR_OFFSETS  u64[k+1], STR_BLOB utf-8 — the string table, strings deduplicated
     JOINED_SOURCES, RAW_SOURCES, CONTENTS  u32[s] string ids; FLAGS u8[s] (bit 0: ignored)
     NAMES        u32[names]
-    META         u32[2]   string ids of `file` and `debug_id`
+    META         u32[3]   string ids of `file` and `debug_id`; flags (bit 0: function names skipped)
 
 Scopes arrive as nested ranges (outer before inner) and are flattened at build
 time into boundaries, so "which function encloses this position" is one bisect,
@@ -27,6 +27,7 @@ with `CacheFormatError` and the caller rebuilds it.
 from __future__ import annotations
 
 import enum
+import logging
 import mmap
 import os
 import struct
@@ -36,17 +37,19 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from symbolicator.errors import FormatError
+from symbolicator.errors import FormatError, OverBudget
 from symbolicator.sourcemaps.context import Context, LineIndex, context_from_lines
 from symbolicator.sourcemaps.sourcemap import NameResolver, OriginalLineResolver, SourceMap, Token, find_segment, parse
 from symbolicator.sourcemaps.urls import resolve_joined
 
-SOURCEMAP_CACHE_VERSION = 1  # v1: tokens, flattened scopes, string table, ignore flags
+SOURCEMAP_CACHE_VERSION = 2  # v1: tokens, flattened scopes, string table, ignore flags; v2: names-skipped flag
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
 _HEADER = struct.Struct("<8sIIQ")
 _ENTRY = struct.Struct("<QQ")
 _IGNORED = 1
+_NAMES_SKIPPED = 1
+log = logging.getLogger(__name__)
 
 
 class CacheFormatError(FormatError):
@@ -146,8 +149,11 @@ def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
     return out
 
 
-def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = ()) -> bytearray:
+def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), *, names_skipped: bool = False) -> bytearray:
     """Serialize a parsed map (and already-computed scopes) into cache bytes.
+
+    `names_skipped` records that the function-name pass was skipped (over its budget), so frames
+    can say why they have no original function name.
 
     Sections are copied straight into one preallocated buffer: the cache of a
     15 MB map is ~25 MB, and building it through intermediate `bytes` and a
@@ -169,7 +175,8 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = ()) -> byte
         _Section.CONTENTS: np.array([strings.add(c) for c in sm.sources_content], dtype="<u4"),
         _Section.FLAGS: np.array([_IGNORED if i in sm.ignored else 0 for i in range(len(sm.sources))], dtype=np.uint8),
         _Section.NAMES: np.array([strings.add(n) for n in sm.names], dtype="<u4"),
-        _Section.META: np.array([strings.add(sm.file), strings.add(sm.debug_id)], dtype="<u4"),
+        _Section.META: np.array([strings.add(sm.file), strings.add(sm.debug_id),
+                                 _NAMES_SKIPPED if names_skipped else 0], dtype="<u4"),
     }
     offsets = np.zeros(len(strings.items) + 1, dtype="<u8")
     np.cumsum(np.fromiter((len(b) for b in strings.items), dtype=np.uint64, count=len(strings.items)), out=offsets[1:])
@@ -201,19 +208,28 @@ def build(map_bytes: bytes, *, scope_names: Sequence[ScopeLike] = ()) -> bytearr
     return build_from_map(parse(map_bytes), scope_names)
 
 
-def build_from_sources(map_bytes: bytes, minified_source: str | None, *, with_scopes: bool = True) -> bytearray:
+def build_from_sources(map_bytes: bytes, minified_source: str | bytes | None, *, with_scopes: bool = True,
+                       names_max_memory: int | None = None) -> bytearray:
     """The full conversion: parse, find original function names in the minified source, serialize.
 
     Scopes need the minified source; without it (or with `with_scopes=False`)
     the cache still answers positions, with `function` None. The minified source is
     parsed first and its syntax tree freed before the map is parsed: the two largest
     structures of the conversion are never in memory together.
+
+    `names_max_memory` bounds the function-name pass (`scopes.collect_scopes`): over it, or
+    when the process runs out of memory during the pass (a worker's memory limit), positions
+    are converted without names and the cache is flagged (`SmCache.names_skipped`).
     """
     if not with_scopes or minified_source is None:
         return build_from_map(parse(map_bytes), ())
     from symbolicator.sourcemaps.scopes import collect_scopes, resolve_scopes
 
-    pending = collect_scopes(minified_source)
+    try:
+        pending = collect_scopes(minified_source, names_max_memory)
+    except (OverBudget, MemoryError) as exc:
+        log.warning("function names skipped: %s", exc or "out of memory")
+        return build_from_map(parse(map_bytes), (), names_skipped=True)
     sm = parse(map_bytes)
     return build_from_map(sm, resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm)))
 
@@ -260,6 +276,7 @@ class SmCache:
         self._resolved: dict[int, str] = {}
         self.file: str | None = self._str(v[_Section.META][0])
         self.debug_id: str | None = self._str(v[_Section.META][1])
+        self.names_skipped = bool(v[_Section.META][2] & _NAMES_SKIPPED)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], map_url: str | None = None) -> SmCache:
@@ -324,7 +341,7 @@ class SmCache:
             raise CacheFormatError("sourcemap cache token arrays differ in length")
         if any(n[s] != n[_Section.JOINED_SOURCES] for s in (_Section.RAW_SOURCES, _Section.CONTENTS, _Section.FLAGS)):
             raise CacheFormatError("sourcemap cache source arrays differ in length")
-        if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 2 or n[_Section.STR_OFFSETS] == 0:
+        if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 3 or n[_Section.STR_OFFSETS] == 0:
             raise CacheFormatError("sourcemap cache scope, meta or string arrays are corrupt")
         offsets_at, offsets_count = spans[_Section.STR_OFFSETS]
         (blob_size,) = struct.unpack_from("<Q", buf, offsets_at + 8 * (offsets_count - 1))

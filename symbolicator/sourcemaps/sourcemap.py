@@ -10,6 +10,10 @@ sorted by generated position; `smcache.py` turns them into the on-disk cache.
 Index maps are flattened the way `@jridgewell/trace-mapping`'s `FlattenMap` does
 it: a section's first line is shifted by the section's column offset, and a
 section's mappings stop where the next section begins (which may be mid-line).
+Each section costs a few hundred microseconds of fixed work (its own decode and
+validation), so an index map may hold at most `MAX_SECTIONS` sections, counted over
+every nesting level, and one with more is refused before any section is decoded
+(issue 15: 200,000 one-mapping sections cost 55 s of CPU).
 
 Lookups follow trace-mapping's `originalPositionFor` with its default
 greatest-lower-bound bias, restricted to the generated line: an exact hit on a
@@ -36,6 +40,7 @@ from symbolicator.types import DebugId
 
 _XSSI_PREFIX = b")]}'"
 _MAX_SECTION_DEPTH = 8
+MAX_SECTIONS = 10_000
 _MAX_OFFSET = 2**31 - 1  # generated positions are int32 (vlq.py); JSON may hold up to 2^64
 _U32 = 2**32
 
@@ -292,6 +297,10 @@ def _add_sections(
     sections = obj["sections"]
     if not isinstance(sections, list):
         raise MalformedSourceMap("`sections` must be an array")
+    parts.section_count += len(sections)
+    if parts.section_count > MAX_SECTIONS:
+        raise MalformedSourceMap(f"index map has more than {MAX_SECTIONS} sections (counted over every nesting "
+                                 f"level); at most {MAX_SECTIONS} are supported")
     offsets = [_offset(s, i) for i, s in enumerate(sections)]
     for i in range(1, len(offsets)):
         if offsets[i] < offsets[i - 1]:
@@ -325,6 +334,7 @@ class _Parts:
         self.names: list[str] = []
         self.ignored: list[int] = []
         self.arrays: list[tuple[np.ndarray, ...]] = []
+        self.section_count = 0
 
     def add(self, part: _Regular, line_off: int, col_off: int, stop_line: int, stop_col: int) -> None:
         s = part.segments

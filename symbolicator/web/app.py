@@ -62,7 +62,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
     app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
-    app[WORKERS] = WorkerPool(settings.workers)
+    app[WORKERS] = WorkerPool(settings.workers, settings.limits.worker_max_memory_bytes)
     warming = asyncio.ensure_future(app[WORKERS].warm())
     app[FETCHER] = Fetcher(settings.fetch, allowed_hosts=settings.fetch.allowed_hosts,
                            allowed_networks=settings.fetch.allowed_networks)
