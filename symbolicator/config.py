@@ -87,7 +87,9 @@ class LimitsSettings:
     `job_timeout_s` (the job ends `timeout`). Files: `max_file_bytes`,
     `max_bundle_entries`, `max_bundle_uncompressed_bytes` (zip bombs),
     `max_decompressed_section_bytes` (a compressed DWARF section claiming or
-    inflating to more is `malformed`, and is never inflated past it).
+    inflating to more is `malformed`, and is never inflated past it),
+    `conversion_memory_bytes` (rows a symcache conversion holds in memory before it
+    spills sorted runs to the cache folder; see docs/performance.md).
     """
 
     max_body_bytes: int = 55 * MiB
@@ -101,6 +103,7 @@ class LimitsSettings:
     max_frames_per_request: int = 10_000
     max_json_depth: int = 64
     max_decompressed_section_bytes: int = 4 * GiB
+    conversion_memory_bytes: int = 1 * GiB
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ def _validate(s: Settings) -> None:
 def _validate_limits(limits: LimitsSettings) -> None:
     """Zero or negative caps would refuse everything; a deeper JSON limit would let 500s through."""
     for name in ("max_body_bytes", "max_concurrent_jobs", "max_frames_per_request", "max_json_depth",
-                 "max_decompressed_section_bytes"):
+                 "max_decompressed_section_bytes", "conversion_memory_bytes"):
         if getattr(limits, name) < 1:
             raise ConfigError(f"limits.{name}: must be at least 1")
     if limits.job_timeout_s <= 0:

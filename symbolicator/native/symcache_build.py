@@ -360,7 +360,8 @@ def write(d: DwarfData | None, symbols: list[Symbol], arch: Arch) -> bytes:
 
 def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
                symbol_file: str | Path | None = None, max_section_bytes: int = MAX_SECTION_BYTES,
-               memory_bytes: int = DEFAULT_MEMORY_BYTES, spill_dir: str | Path | None = None) -> int:
+               memory_bytes: int = DEFAULT_MEMORY_BYTES, spill_dir: str | Path | None = None,
+               budget: Budget | None = None) -> int:
     """Convert a debug file (ELF, Mach-O slice, dSYM bundle) into a symcache written to `out`.
 
     `symbol_file`: the stripped binary a split debug file belongs to; its
@@ -369,8 +370,9 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
     spilled to unnamed files in `spill_dir`, the system temp folder when None).
     Raises `MalformedObject` for broken input, `UnsupportedFormat` for other
     formats, `ArchitectureRequired` for a fat file without `arch`. Returns the size.
+    A `budget` given replaces `memory_bytes` and `spill_dir` (and counts the runs spilled).
     """
-    budget = Budget(memory_bytes, spill_dir)
+    budget = budget if budget is not None else Budget(memory_bytes, spill_dir)
     with open_object(path, arch, max_section_bytes) as obj:
         symbols = obj.symbols
         if symbol_file is not None and Path(symbol_file) != Path(path):
@@ -388,7 +390,7 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
         if dwarf is None and not symbols:
             raise UnsupportedFormat(f"{path}: no DWARF and no symbol table")
         try:
-            return write_to(out, dwarf, symbols, obj.arch, spill_dir)
+            return write_to(out, dwarf, symbols, obj.arch, budget.spill_dir)
         finally:
             if dwarf is not None:
                 dwarf.close()
@@ -410,10 +412,10 @@ def _page_release(obj: LoadedObject, budget: Budget) -> Any:
 
 def build(path: str | Path, arch: Arch | str | None = None, symbol_file: str | Path | None = None,
           max_section_bytes: int = MAX_SECTION_BYTES, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-          spill_dir: str | Path | None = None) -> bytes:
+          spill_dir: str | Path | None = None, budget: Budget | None = None) -> bytes:
     """`build_into` memory: the symcache bytes."""
     buf = io.BytesIO()
-    build_into(buf, path, arch, symbol_file, max_section_bytes, memory_bytes, spill_dir)
+    build_into(buf, path, arch, symbol_file, max_section_bytes, memory_bytes, spill_dir, budget)
     return buf.getvalue()
 
 
