@@ -16,7 +16,7 @@ import mmap
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,15 +396,20 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
                 dwarf.close()
 
 
-def _page_release(obj: LoadedObject, budget: Budget) -> Any:
-    """After each unit: drop the file's mapped pages once the units read since the last drop
-    may have touched a budget share of them (the next reads fault them back from the page cache)."""
-    state = {"units": 0}
-    every = max(1, 64)
+def _page_release(obj: LoadedObject, budget: Budget) -> Callable[[], None]:
+    """After each unit: once the file's pages resident in this process pass a budget share,
+    drop them (`MADV_DONTNEED`; later reads fault them back from the page cache). Without
+    this a GB file read through its mapping would count whole in the worker's RSS."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    limit = budget.buffer_bytes
 
     def progress() -> None:
-        state["units"] += 1
-        if state["units"] % every == 0:
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                shared_pages = int(fh.read().split()[2])
+        except (OSError, IndexError, ValueError):
+            return
+        if shared_pages * page > limit:
             obj.release_pages()
 
     return progress
