@@ -99,6 +99,8 @@ class LimitsSettings:
     `js_names_max_memory_bytes` (the function-name pass of one minified file;
     over it the frames keep exact positions without original function names),
     `worker_max_memory_bytes` (RLIMIT_DATA of each conversion worker; 0: none).
+    Conversions: `conversion_memory_bytes` (rows a symcache conversion holds in memory before it
+    spills sorted runs to the cache folder; see docs/performance.md).
     """
 
     max_body_bytes: int = 55 * MiB
@@ -120,6 +122,7 @@ class LimitsSettings:
     max_connections: int = 1_024
     js_names_max_memory_bytes: int = 384 * MiB
     worker_max_memory_bytes: int = 2 * GiB
+    conversion_memory_bytes: int = 1 * GiB
 
 
 def jobs_per_scope(limits: LimitsSettings) -> int:
@@ -410,7 +413,7 @@ def _validate_limits(limits: LimitsSettings) -> None:
     """Zero or negative caps would refuse everything; a deeper JSON limit would let 500s through."""
     for name in ("max_body_bytes", "max_concurrent_jobs", "max_frames_per_request", "max_json_depth",
                  "max_decompressed_section_bytes", "max_stacktraces_per_request",
-                 "max_modules_per_request", "max_connections"):
+                 "max_modules_per_request", "max_connections", "conversion_memory_bytes"):
         if getattr(limits, name) < 1:
             raise ConfigError(f"limits.{name}: must be at least 1")
     if limits.max_concurrent_jobs_per_scope is not None and limits.max_concurrent_jobs_per_scope < 1:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import mmap
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +22,8 @@ import zstandard
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.dwarf_forms import Strings
 from symbolicator.native.dwarf_lines import END_OF_SEQUENCE, decode_line_program
-from symbolicator.native.dwarf_units import Collector, UnitWalker
+from symbolicator.native.dwarf_units import NO_NAME, Collector, UnitWalker
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, RunStore
 
 DWARF_SECTIONS = ("debug_info", "debug_abbrev", "debug_line", "debug_str", "debug_line_str", "debug_str_offsets",
                   "debug_addr", "debug_ranges", "debug_rnglists")
@@ -36,24 +38,27 @@ _ELFCOMPRESS_ZSTD = 2
 class DwarfData:
     """What the symcache needs from DWARF.
 
-    `rows_*` are numpy arrays sorted by address, one row per distinct address;
-    `rows_file == -1` starts a gap. `files[i]` is a normalised path. Node `i`
-    is a function (`node_parent[i] == -1`) or an inlined call; its name is
-    `functions[node_function[i]] = (symbol, linkage)` where symbol is the raw
-    name to show and `linkage` tells whether it is mangled.
+    `lines` holds `LINE_DTYPE` rows and `steps` the `STEP_DTYPE` inline steps, both as sorted
+    runs (in memory or spilled) for `spill.merge_windows`; `files[i]` is a normalised path.
+    Node `i` of `nodes` is a function (`node_parent[i] == -1`) or an inlined call; its name is
+    `functions[node_function[i]]`, the raw (possibly mangled) name to show. `close()` frees
+    the spill files.
     """
 
     files: list[str]
-    rows_addr: Any
-    rows_file: Any
-    rows_line: Any
-    rows_col: Any
+    lines: RunStore
+    steps: RunStore
     nodes: Collector
-    node_function: list[int] = field(default_factory=list)
-    functions: list[str | None] = field(default_factory=list)
+    node_function: Any
+    functions: list[str | None]
+    budget: Budget
+
+    def close(self) -> None:
+        self.lines.close()
+        self.steps.close()
 
 
-def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bool, max_bytes: int) -> bytes:
+def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endian: bool, max_bytes: int) -> bytes:
     """SHF_COMPRESSED (zlib/zstd, Elf_Chdr header) and legacy `.zdebug_*` (`ZLIB` + 8-byte BE size).
 
     Memory stays bounded by the size the header states, which must not exceed
@@ -69,7 +74,7 @@ def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bo
             size = int.from_bytes(raw[8:16] if is64 else raw[4:8], bo)
             body = raw[24 if is64 else 12:]
         elif name.startswith(".zdebug_"):
-            if raw[:4] != b"ZLIB":
+            if bytes(raw[:4]) != b"ZLIB":
                 raise MalformedObject(f"section {name}: missing ZLIB header")
             ch_type, size, body = _ELFCOMPRESS_ZLIB, int.from_bytes(raw[4:12], "big"), raw[12:]
         else:
@@ -91,7 +96,10 @@ def _decompress(name: str, raw: bytes, flags: int, is64: bool, little_endian: bo
 
 def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap,
                        max_section_bytes: int = MAX_SECTION_BYTES) -> dict[str, bytes]:
-    """Raw bytes of the DWARF sections of a pyelftools `ELFFile`, decompressed, bounds-checked.
+    """The DWARF sections of a pyelftools `ELFFile`, decompressed, bounds-checked.
+
+    A section stored as is comes back as a view of `data` (valid while `data` is); a
+    compressed one as the inflated bytes.
 
     `max_section_bytes` caps each decompressed section (the service passes
     `limits.max_decompressed_section_bytes`); more is a decompression bomb.
@@ -111,20 +119,27 @@ def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap,
         offset, size = section["sh_offset"], section["sh_size"]
         if offset + size > len(data):
             raise MalformedObject(f"section {name} points past the end of the file")
-        raw = bytes(data[offset:offset + size])
+        raw = memoryview(data)[offset:offset + size]  # a view of the mapping: no copy of the file
         out[key] = _decompress(name, raw, section["sh_flags"], is64, elf.little_endian, max_section_bytes)
     return out
 
 
-class _Lines:
-    """Decodes each unit's line program once and interns file paths globally."""
+LINE_DTYPE = np.dtype([("a", "<u8"), ("p", "u1"), ("f", "<i4"), ("l", "<u4"), ("c", "<u4")])
+"""A line row: address, priority (1 for a row, 0 for an end of sequence, which a row at the same
+address beats), global file id (-1 ends a sequence, -2 is an unknown file), line, column."""
+STEP_DTYPE = np.dtype([("a", "<u8"), ("p", "u1"), ("n", "<i4")])
+"""An inline step: from address `a` on, the innermost node is `n` (-1: none) until the next step."""
 
-    def __init__(self, sections: dict[str, bytes], little_endian: bool) -> None:
+
+class _Lines:
+    """Decodes each unit's line program once, interns file paths globally, stores the rows."""
+
+    def __init__(self, sections: dict[str, bytes], little_endian: bool, store: RunStore) -> None:
         self.line = sections.get("debug_line", b"")
         self.le = little_endian
         self.files: list[str] = []
         self.file_ids: dict[str, int] = {}
-        self.chunks: list[tuple[Any, Any, Any, Any]] = []
+        self.store = store
         self.done: dict[int, list[int]] = {}
 
     def on_unit(self, offset: int, comp_dir: str, cu_name: str, strings: Strings, addr_size: int) -> list[int]:
@@ -146,80 +161,149 @@ class _Lines:
         valid = (local >= 0) & (local < len(mapping))
         file_idx = np.where(valid, lut[np.where(valid, local, len(mapping))],
                             np.where(local == END_OF_SEQUENCE, END_OF_SEQUENCE, -2))
-        self.chunks.append((np.frombuffer(table.addrs, dtype=np.uint64), file_idx,
-                            np.frombuffer(table.lines, dtype=np.int64), np.frombuffer(table.columns, dtype=np.int64)))
+        rows = np.empty(len(local), dtype=LINE_DTYPE)
+        rows["a"] = np.frombuffer(table.addrs, dtype=np.uint64)
+        rows["p"] = file_idx != END_OF_SEQUENCE
+        rows["f"] = file_idx
+        rows["l"] = np.frombuffer(table.lines, dtype=np.int64).astype("<u4")
+        rows["c"] = np.frombuffer(table.columns, dtype=np.int64).astype("<u4")
+        self.store.append(rows)
         self.done[offset] = mapping
         return mapping
 
 
-def _merge_rows(chunks: list[tuple[Any, Any, Any, Any]]) -> tuple[Any, Any, Any, Any]:
-    """All units' rows sorted by address; at equal addresses the last row wins, as in LLVM."""
-    if not chunks:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, empty
-    addr = np.concatenate([c[0] for c in chunks]).astype(np.uint64)
-    file = np.concatenate([c[1] for c in chunks]).astype(np.int64)
-    line = np.concatenate([c[2] for c in chunks]).astype(np.int64)
-    col = np.concatenate([c[3] for c in chunks]).astype(np.int64)
-    is_row = (file != END_OF_SEQUENCE).astype(np.int8)
-    order = np.lexsort((is_row, addr))
-    addr, file, line, col = addr[order], file[order], line[order], col[order]
-    keep = np.ones(len(addr), dtype=bool)
-    keep[:-1] = addr[:-1] != addr[1:]
-    return addr[keep], file[keep], line[keep], col[keep]
+def unit_steps(c: Collector) -> Any:
+    """The innermost node of the current unit per address, as step rows (last one at an address wins)."""
+    if not c.unit_low:
+        return np.zeros(0, dtype=STEP_DTYPE)
+    first = c.unit_first_node
+    lows, highs, nodes, depths = c.unit_low, c.unit_high, c.unit_node, c.unit_depth
+    key_depth = np.array([depths[n - first] for n in nodes], dtype=np.int64)
+    order = np.lexsort((key_depth, np.array(lows, dtype=np.uint64))).tolist()
+    out_a: list[int] = []
+    out_n: list[int] = []
+    stack: list[tuple[int, int]] = []
+    for i in order:
+        lo, hi, n = lows[i], highs[i], nodes[i]
+        while stack and stack[-1][0] <= lo:
+            h = stack.pop()[0]
+            out_a.append(h)
+            out_n.append(stack[-1][1] if stack else -1)
+        if stack and hi > stack[-1][0]:
+            hi = stack[-1][0]
+        stack.append((hi, n))
+        out_a.append(lo)
+        out_n.append(n)
+    while stack:
+        h = stack.pop()[0]
+        out_a.append(h)
+        out_n.append(stack[-1][1] if stack else -1)
+    a = np.array(out_a, dtype=np.uint64)
+    n_arr = np.array(out_n, dtype=np.int64)
+    order2 = np.argsort(a, kind="stable")
+    a, n_arr = a[order2], n_arr[order2]
+    keep = np.ones(len(a), dtype=bool)
+    keep[:-1] = a[:-1] != a[1:]
+    steps = np.empty(int(keep.sum()), dtype=STEP_DTYPE)
+    steps["a"] = a[keep]
+    steps["n"] = n_arr[keep]
+    steps["p"] = steps["n"] >= 0
+    return steps
 
 
-def _resolve_names(nodes: Collector, debug_str: bytes) -> tuple[list[int], list[str | None]]:
-    """Function name of each node: the linkage name anywhere on its origin chain, else the plain name."""
-    names = nodes.names
-    memo: dict[int, int] = {}
-    table: list[str | None] = []
-    index: dict[str | None, int] = {}
+def _resolve_names(nodes: Collector, debug_str: bytes) -> tuple[Any, list[str | None]]:
+    """Function name of each node: the linkage name anywhere on its origin chain, else the plain name.
+
+    Vectorised over all nodes at once: each round follows every unresolved chain one reference
+    further (a binary search in the DIE offsets); `MAX_ORIGIN_CHAIN` rounds bound cycles.
+    Names are numbers until the end (`.debug_str` offsets or inline-string codes), so each
+    distinct name is decoded once.
+    """
+    die = np.frombuffer(nodes.name_die, dtype=np.int64)
+    e_name = np.frombuffer(nodes.name_name, dtype=np.int64)
+    e_link = np.frombuffer(nodes.name_linkage, dtype=np.int64)
+    e_ref = np.frombuffer(nodes.name_ref, dtype=np.int64)
+    if len(die) > 1 and not bool(np.all(die[1:] > die[:-1])):
+        order = np.argsort(die, kind="stable")
+        die, e_name, e_link, e_ref = die[order], e_name[order], e_link[order], e_ref[order]
+    cur = np.frombuffer(nodes.node_origin, dtype=np.int64).copy()
+    name = np.full(len(cur), NO_NAME, dtype=np.int64)
+    link = np.full(len(cur), NO_NAME, dtype=np.int64)
+    active = cur >= 0
+    for _ in range(MAX_ORIGIN_CHAIN):
+        idx = np.flatnonzero(active)
+        if not len(idx) or not len(die):
+            break
+        pos = np.searchsorted(die, cur[idx])
+        pos_c = np.minimum(pos, len(die) - 1)
+        found = (pos < len(die)) & (die[pos_c] == cur[idx])
+        idx, pos_c = idx[found], pos_c[found]
+        active[:] = False
+        fill = (name[idx] == NO_NAME) & (e_name[pos_c] != NO_NAME)
+        name[idx[fill]] = e_name[pos_c[fill]]
+        has_link = e_link[pos_c] != NO_NAME
+        link[idx[has_link]] = e_link[pos_c[has_link]]
+        go = ~has_link & (e_ref[pos_c] >= 0)
+        cur[idx[go]] = e_ref[pos_c[go]]
+        active[idx[go]] = True
     strings = Strings(debug_str)
+    inline = nodes.inline_names
 
-    def text(v: int | str | None) -> str | None:
-        if v is None or isinstance(v, str):
-            return v
+    def text(code: int) -> str | None:
+        if code == NO_NAME:
+            return None
+        if code < 0:
+            return inline[-2 - code]
         try:
-            return strings.at(debug_str, v)
+            return strings.at(debug_str, code)
         except MalformedObject:
             return None
 
-    out = []
-    for origin in nodes.node_origin:
-        fi = memo.get(origin)
+    if not len(cur):
+        return np.zeros(0, dtype=np.int64), []
+    pairs, first, inverse = np.unique(np.stack((link, name), axis=1), axis=0, return_index=True,
+                                      return_inverse=True)
+    table: list[str | None] = []
+    index: dict[str | None, int] = {}
+    code_fi = np.zeros(len(pairs), dtype=np.int64)
+    for k in np.argsort(first, kind="stable").tolist():
+        chosen = text(int(pairs[k, 0])) or text(int(pairs[k, 1]))
+        fi = index.get(chosen)
         if fi is None:
-            linkage = name = None
-            seen: set[int] = set()
-            off = origin
-            while off >= 0 and off not in seen and len(seen) < MAX_ORIGIN_CHAIN:
-                seen.add(off)
-                entry = names.get(off)
-                if entry is None:
-                    break
-                if name is None and entry[0] is not None:
-                    name = text(entry[0])
-                if entry[1] is not None:
-                    linkage = text(entry[1])
-                    break
-                off = entry[2]
-            chosen = linkage or name
-            fi = index.get(chosen)
-            if fi is None:
-                fi = index[chosen] = len(table)
-                table.append(chosen)
-            memo[origin] = fi
-        out.append(fi)
-    return out, table
+            fi = index[chosen] = len(table)
+            table.append(chosen)
+        code_fi[k] = fi
+    return code_fi[inverse.reshape(-1)], table
 
 
-def read_dwarf(sections: dict[str, bytes], little_endian: bool = True) -> DwarfData:
-    """Decode everything the symcache needs; malformed input raises `MalformedObject`."""
-    lines = _Lines(sections, little_endian)
+def read_dwarf(sections: dict[str, bytes], little_endian: bool = True, budget: Budget | None = None,
+               on_progress: Callable[[], None] | None = None) -> DwarfData:
+    """Decode everything the symcache needs; malformed input raises `MalformedObject`.
+
+    Rows go into run stores under `budget` (an in-memory default when None); `on_progress`
+    runs after each unit (the builder releases mapped pages there).
+    """
+    budget = budget if budget is not None else Budget(DEFAULT_MEMORY_BYTES)
+    lines = _Lines(sections, little_endian, RunStore(LINE_DTYPE, budget))
+    steps = RunStore(STEP_DTYPE, budget)
+
+    def unit_end(c: Collector) -> None:
+        steps.append(unit_steps(c))
+        budget.check()
+        if on_progress is not None:
+            on_progress()
+
     try:
-        collected = UnitWalker(sections, little_endian, lines.on_unit).walk()
+        collected = UnitWalker(sections, little_endian, lines.on_unit, unit_end).walk()
     except (IndexError, ValueError, OverflowError) as exc:
+        lines.store.close()
+        steps.close()
         raise MalformedObject(f"malformed DWARF: {exc}") from exc
-    addr, file, line, col = _merge_rows(lines.chunks)
+    except BaseException:
+        lines.store.close()
+        steps.close()
+        raise
+    lines.store.finish()
+    steps.finish()
     node_function, functions = _resolve_names(collected, sections.get("debug_str", b""))
-    return DwarfData(lines.files, addr, file, line, col, collected, node_function, functions)
+    return DwarfData(lines.files, lines.store, steps, collected, node_function, functions, budget)

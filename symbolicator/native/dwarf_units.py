@@ -16,6 +16,7 @@ resolved later, across units, because an origin may live in another unit.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -42,6 +43,7 @@ _SLOTS_BY_KIND = {
 _REF_LOCAL = frozenset({F.FORM_REF1, F.FORM_REF2, F.FORM_REF4, F.FORM_REF8, F.FORM_REF_UDATA})
 _ADDRESS_FORMS = frozenset({F.FORM_ADDR}) | F.ADDRX_FORMS
 MAX_DIE_DEPTH = 4096
+NO_NAME = -1
 
 Value = tuple[int, int | str]  # (form, raw value) of a decoded attribute
 Step = tuple[int, int, int]  # (slot or -1, form, fixed size or -1 / implicit const)
@@ -50,24 +52,58 @@ _ULEB_FORMS = frozenset({F.FORM_UDATA, F.FORM_SDATA, F.FORM_REF_UDATA, F.FORM_ST
                          F.FORM_RNGLISTX, F.FORM_GNU_ADDR_INDEX, F.FORM_GNU_STR_INDEX})
 
 
+def _ints() -> array[int]:
+    return array("q")
+
+
 @dataclass(slots=True)
 class Collector:
-    """Everything the DIE walk found, as parallel lists (cheap to build, easy to sort).
+    """Everything the DIE walk found, as compact typed columns (8 bytes a value, no object per row).
 
-    `names[die_offset] = (name, linkage_name, referenced_die_offset or -1)` where
-    names are `str` or an `int` offset into `.debug_str`, decoded only when used.
+    Names: one row per subprogram DIE that has a name, a linkage name or a reference, in DIE
+    offset order: `name_die`, `name_name`, `name_linkage` (a `.debug_str` offset, `NO_NAME`, or
+    `-2 - i` for `inline_names[i]`, a string stored in the DIE itself) and `name_ref` (the
+    referenced DIE offset or -1). Nodes: functions (parent -1) and inlined calls, with their
+    entry address (lowest range start). The ranges of the current unit only (`unit_*`): the
+    caller turns them into step rows when the unit ends and they are cleared.
     """
 
-    names: dict[int, tuple[int | str | None, int | str | None, int]] = field(default_factory=dict)
-    node_origin: list[int] = field(default_factory=list)
-    node_parent: list[int] = field(default_factory=list)
-    node_depth: list[int] = field(default_factory=list)
-    node_call_file: list[int] = field(default_factory=list)
-    node_call_line: list[int] = field(default_factory=list)
-    node_call_col: list[int] = field(default_factory=list)
-    range_low: list[int] = field(default_factory=list)
-    range_high: list[int] = field(default_factory=list)
-    range_node: list[int] = field(default_factory=list)
+    name_die: array[int] = field(default_factory=_ints)
+    name_name: array[int] = field(default_factory=_ints)
+    name_linkage: array[int] = field(default_factory=_ints)
+    name_ref: array[int] = field(default_factory=_ints)
+    inline_names: list[str] = field(default_factory=list)
+    node_origin: array[int] = field(default_factory=_ints)
+    node_parent: array[int] = field(default_factory=_ints)
+    node_call_file: array[int] = field(default_factory=_ints)
+    node_call_line: array[int] = field(default_factory=_ints)
+    node_call_col: array[int] = field(default_factory=_ints)
+    node_entry: array[int] = field(default_factory=lambda: array("Q"))
+    unit_first_node: int = 0
+    unit_depth: list[int] = field(default_factory=list)
+    unit_low: list[int] = field(default_factory=list)
+    unit_high: list[int] = field(default_factory=list)
+    unit_node: list[int] = field(default_factory=list)
+
+    def name_code(self, value: int | str | None) -> int:
+        if value is None:
+            return NO_NAME
+        if isinstance(value, str):
+            self.inline_names.append(value)
+            return -1 - len(self.inline_names)
+        return value
+
+    def start_unit(self) -> None:
+        self.unit_first_node = len(self.node_origin)
+        self.unit_depth.clear()
+        self.unit_low.clear()
+        self.unit_high.clear()
+        self.unit_node.clear()
+
+    def nbytes(self) -> int:
+        cols = (self.name_die, self.name_name, self.name_linkage, self.name_ref, self.node_origin, self.node_parent,
+                self.node_call_file, self.node_call_line, self.node_call_col, self.node_entry)
+        return sum(c.itemsize * len(c) for c in cols)
 
 
 def parse_abbrevs(data: bytes, offset: int) -> dict[int, tuple[int, bool, list[tuple[int, int, int]]]]:
@@ -156,12 +192,14 @@ class UnitWalker:
     """
 
     def __init__(self, sections: dict[str, bytes], little_endian: bool,
-                 on_unit: Callable[[int, str, str, Strings, int], list[int]]) -> None:
+                 on_unit: Callable[[int, str, str, Strings, int], list[int]],
+                 on_unit_end: Callable[[Collector], None] | None = None) -> None:
         self.info = sections.get("debug_info", b"")
         self.abbrev = sections.get("debug_abbrev", b"")
         self.sections = sections
         self.le = little_endian
         self.on_unit = on_unit
+        self.on_unit_end = on_unit_end
         self.out = Collector()
         self._abbrev_cache: dict[int, dict[int, tuple[int, bool, list[tuple[int, int, int]]]]] = {}
         self._plan_cache: dict[tuple[int, int, int, int], dict[int, Plan]] = {}
@@ -201,7 +239,10 @@ class UnitWalker:
                 addr_size = r.u8()
             if addr_size not in (4, 8):
                 raise MalformedObject(f"unsupported DWARF address size {addr_size}")
+            self.out.start_unit()
             self._walk_unit(pos, r.pos, end, version, addr_size, offset_size, abbrev_offset)
+            if self.on_unit_end is not None:
+                self.on_unit_end(self.out)
             pos = end
         return self.out
 
@@ -400,16 +441,20 @@ class UnitWalker:
         node = len(out.node_origin)
         out.node_origin.append(origin)
         out.node_parent.append(parent)
-        out.node_depth.append(depth)
+        out.unit_depth.append(depth)
         out.node_call_file.append(call[0])
         out.node_call_line.append(call[1])
         out.node_call_col.append(call[2])
         top = self._max_addr
+        entry = 0
         for lo, hi in spans:
             if lo and hi > lo and lo < top - 1:  # 0, -1 and -2 are linkers' tombstones for dropped code
-                out.range_low.append(lo)
-                out.range_high.append(min(hi, top))
-                out.range_node.append(node)
+                out.unit_low.append(lo)
+                out.unit_high.append(min(hi, top))
+                out.unit_node.append(node)
+                if not entry or lo < entry:
+                    entry = lo
+        out.node_entry.append(entry)
         return node
 
     def _subprogram(self, unit_offset: int, die_offset: int, vals: list[Value | None],
@@ -419,7 +464,11 @@ class UnitWalker:
         name = self._name(vals[S_NAME], strings)
         linkage = self._name(vals[S_LINKAGE], strings)
         if name is not None or linkage is not None or ref >= 0:
-            self.out.names[offset] = (name, linkage, ref)
+            out = self.out
+            out.name_die.append(offset)
+            out.name_name.append(out.name_code(name))
+            out.name_linkage.append(out.name_code(linkage))
+            out.name_ref.append(ref)
         spans = self._ranges_of(vals, ranges)
         if not spans:
             return -2
@@ -437,5 +486,5 @@ class UnitWalker:
         call_file = file_map[idx] if 0 <= idx < len(file_map) else -1
         call_line = _int(vals[S_CALL_LINE], 0)
         call_col = _int(vals[S_CALL_COL], 0)
-        depth = self.out.node_depth[scope] + 1
+        depth = self.out.unit_depth[scope - self.out.unit_first_node] + 1
         return self._add_node(origin, scope, depth, (call_file, call_line, call_col), spans)

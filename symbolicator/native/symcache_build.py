@@ -11,10 +11,16 @@ interned into tables the reader indexes directly.
 
 from __future__ import annotations
 
+import io
 import mmap
+import os
+import shutil
 import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -22,8 +28,8 @@ from symbolicator.errors import MalformedObject, SymbolicatorError, UnsupportedF
 from symbolicator.native import symcache as fmt
 from symbolicator.native.demangle import demangle
 from symbolicator.native.dwarf import MAX_SECTION_BYTES, DwarfData, elf_dwarf_sections, read_dwarf
-from symbolicator.native.dwarf_units import Collector
 from symbolicator.native.macho_dwarf import dsym_payload, macho_dwarf_sections, open_slice
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, merge_windows, open_spill_file
 from symbolicator.native.symtab import Symbol, elf_symbols, macho_symbols
 from symbolicator.types import Arch
 
@@ -33,8 +39,24 @@ _ELF_ARCH = {"EM_X86_64": Arch.X86_64, "EM_386": Arch.X86, "EM_AARCH64": Arch.AR
              "EM_PPC": Arch.PPC, "EM_PPC64": Arch.PPC64, "EM_MIPS": Arch.MIPS, "EM_RISCV": Arch.RISCV64}
 
 
-def _elf(data: mmap.mmap, max_section_bytes: int) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
-    """Read through the mapping: only the DWARF sections are copied out (and decompressed)."""
+@dataclass
+class LoadedObject:
+    """DWARF sections (views of `mapping` where stored as is), symbols, arch and byte order."""
+
+    sections: dict[str, bytes]
+    symbols: list[Symbol]
+    arch: Arch
+    little_endian: bool
+    mapping: mmap.mmap | None = None
+
+    def release_pages(self) -> None:
+        """Drop the mapped pages already read from this process's RSS (they stay in the page cache)."""
+        if self.mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self.mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def _elf(data: mmap.mmap, max_section_bytes: int) -> LoadedObject:
+    """Read through the mapping: only compressed DWARF sections are inflated into memory."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
@@ -46,16 +68,19 @@ def _elf(data: mmap.mmap, max_section_bytes: int) -> tuple[dict[str, bytes], lis
         arch = _ELF_ARCH.get(elf["e_machine"], Arch.UNKNOWN)
         if arch == Arch.MIPS and elf.elfclass == 64:
             arch = Arch.MIPS64
-        return elf_dwarf_sections(elf, data, max_section_bytes), elf_symbols(elf), arch, elf.little_endian
+        return LoadedObject(elf_dwarf_sections(elf, data, max_section_bytes), elf_symbols(elf), arch,
+                            elf.little_endian, data)
     except (ELFError, struct.error, ValueError, KeyError, AssertionError) as exc:
         raise MalformedObject(f"malformed ELF: {exc}") from exc
 
 
-def load_object(path: str | Path, arch: Arch | str | None = None,
-                max_section_bytes: int = MAX_SECTION_BYTES) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
-    """DWARF sections, function symbols, arch and byte order of an ELF file, Mach-O slice or dSYM.
+@contextmanager
+def open_object(path: str | Path, arch: Arch | str | None = None,
+                max_section_bytes: int = MAX_SECTION_BYTES) -> Iterator[LoadedObject]:
+    """The DWARF and symbols of an ELF file, Mach-O slice or dSYM, mapped for the `with` block.
 
     `max_section_bytes` caps each decompressed DWARF section (a bigger one is `MalformedObject`).
+    The file is memory-mapped, never read into memory as a whole.
     """
     p = Path(path)
     if p.is_dir():
@@ -69,90 +94,44 @@ def load_object(path: str | Path, arch: Arch | str | None = None,
                 mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError as exc:
                 raise MalformedObject(f"{p}: empty file") from exc
-            with mm:
-                return _elf(mm, max_section_bytes)
+            loaded = _elf(mm, max_section_bytes)
+            try:
+                yield loaded
+            finally:
+                _close(loaded)
+            return
     if magic in _MACHO_MAGICS:
         binary, found = open_slice(p, wanted)
         try:
-            return macho_dwarf_sections(binary), macho_symbols(binary), found, True
+            loaded = LoadedObject(macho_dwarf_sections(binary), macho_symbols(binary), found, True, binary.data)
         except (ValueError, TypeError, AttributeError) as exc:
             raise MalformedObject(f"{p}: malformed Mach-O ({exc})") from exc
+        try:
+            yield loaded
+        finally:
+            _close(loaded)
+        return
     raise UnsupportedFormat(f"{p}: neither ELF nor Mach-O")
 
 
-def _node_steps(c: Collector) -> tuple[Any, Any]:
-    """Innermost node per address as a step function (start addresses, node or -1)."""
-    if not c.range_low:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    low = np.array(c.range_low, dtype=np.uint64)
-    node = np.array(c.range_node, dtype=np.int64)
-    depth = np.array(c.node_depth, dtype=np.int64)[node]
-    order = np.lexsort((depth, low)).tolist()
-    lows, highs, nodes = c.range_low, c.range_high, c.range_node
-    out_a: list[int] = []
-    out_n: list[int] = []
-    stack: list[tuple[int, int]] = []
-    for i in order:
-        lo, hi, n = lows[i], highs[i], nodes[i]
-        while stack and stack[-1][0] <= lo:
-            h = stack.pop()[0]
-            out_a.append(h)
-            out_n.append(stack[-1][1] if stack else -1)
-        if stack and hi > stack[-1][0]:
-            hi = stack[-1][0]
-        stack.append((hi, n))
-        out_a.append(lo)
-        out_n.append(n)
-    while stack:
-        h = stack.pop()[0]
-        out_a.append(h)
-        out_n.append(stack[-1][1] if stack else -1)
-    a = np.array(out_a, dtype=np.uint64)
-    n_arr = np.array(out_n, dtype=np.int64)
-    order2 = np.argsort(a, kind="stable")
-    a, n_arr = a[order2], n_arr[order2]
-    keep = np.ones(len(a), dtype=bool)
-    keep[:-1] = a[:-1] != a[1:]
-    return a[keep], n_arr[keep]
+def _close(loaded: LoadedObject) -> None:
+    """Release the section views, then the mapping (a view still held elsewhere keeps it open)."""
+    for view in loaded.sections.values():
+        if isinstance(view, memoryview):
+            view.release()
+    loaded.sections.clear()
+    if loaded.mapping is not None:
+        try:
+            loaded.mapping.close()
+        except BufferError:
+            pass
 
 
-def _flatten(d: DwarfData | None, sym_start: Any, sym_end: Any) -> tuple[Any, ...]:
-    """Merge the line, node and symbol step functions into ranges (start, file, line, col, node, symbol)."""
-    empty = np.zeros(0, dtype=np.uint64)
-    if d is not None:
-        na, nn = _node_steps(d.nodes)
-        la = d.rows_addr
-    else:
-        na, nn, la = empty, np.zeros(0, dtype=np.int64), empty
-    bounds = np.union1d(np.union1d(la, na), np.union1d(sym_start, sym_end)).astype(np.uint64)
-    n = len(bounds)
-    if len(la):
-        li = np.searchsorted(la, bounds, side="right") - 1
-        has_l = li >= 0
-        li_c = np.where(has_l, li, 0)
-        file = np.where(has_l, d.rows_file[li_c], -1)  # type: ignore[union-attr]
-        is_row = has_l & (file != -1)
-        line = np.where(is_row, d.rows_line[li_c], 0)  # type: ignore[union-attr]
-        col = np.where(is_row, d.rows_col[li_c], 0)  # type: ignore[union-attr]
-        file = np.where(file < 0, -1, file)
-    else:
-        file = np.full(n, -1, dtype=np.int64)
-        line = col = np.zeros(n, dtype=np.int64)
-    if len(na):
-        ni = np.searchsorted(na, bounds, side="right") - 1
-        node = np.where(ni >= 0, nn[np.where(ni >= 0, ni, 0)], -1)
-    else:
-        node = np.full(n, -1, dtype=np.int64)
-    if len(sym_start):
-        si = np.searchsorted(sym_start, bounds, side="right") - 1
-        si_c = np.where(si >= 0, si, 0)
-        sym = np.where((si >= 0) & (bounds < sym_end[si_c]), si, -1)
-    else:
-        sym = np.full(n, -1, dtype=np.int64)
-    keep = np.ones(n, dtype=bool)
-    keep[1:] = ((file[1:] != file[:-1]) | (line[1:] != line[:-1]) | (col[1:] != col[:-1])
-                | (node[1:] != node[:-1]) | (sym[1:] != sym[:-1]))
-    return bounds[keep], file[keep], line[keep], col[keep], node[keep], sym[keep]
+def load_object(path: str | Path, arch: Arch | str | None = None,
+                max_section_bytes: int = MAX_SECTION_BYTES) -> tuple[dict[str, bytes], list[Symbol], Arch, bool]:
+    """DWARF sections (copied out), function symbols, arch and byte order; `open_object` maps instead."""
+    with open_object(path, arch, max_section_bytes) as o:
+        return {k: bytes(v) for k, v in o.sections.items()}, o.symbols, o.arch, o.little_endian
 
 
 class _Strings:
@@ -174,8 +153,148 @@ def _u32(values: Any) -> Any:
     return np.where(np.asarray(values, dtype=np.int64) < 0, fmt.NONE, values).astype("<u4")
 
 
-def write(d: DwarfData | None, symbols: list[Symbol], arch: Arch) -> bytes:
-    """Serialise the tables (see `symcache` for the layout)."""
+def _last_per_address(w: Any) -> Any:
+    """A window sorted by (address, priority): the last record at each address wins, as in LLVM."""
+    if len(w) < 2:
+        return w
+    keep = np.ones(len(w), dtype=bool)
+    keep[:-1] = w["a"][:-1] != w["a"][1:]
+    return w[keep]
+
+
+class _Flattener:
+    """Merges the line, node and symbol step functions into symcache ranges, one address window at a time.
+
+    Range boundaries are the union of every line row, inline step and symbol start/end; each
+    boundary takes the row, node and symbol in force there; equal neighbours are folded. What
+    is in force at a window's start comes from the previous window (`line_state`,
+    `node_state`), and folding compares with the last range written (`prev`), so the ranges
+    do not depend on where windows were cut.
+    """
+
+    def __init__(self, sym_start: Any, sym_end: Any) -> None:
+        self.sym_start, self.sym_end = sym_start, sym_end
+        self.line_state = np.zeros(1, dtype=[("f", "<i4"), ("l", "<u4"), ("c", "<u4")])
+        self.line_state["f"] = -1
+        self.node_state = -1
+        self.prev: tuple[int, int, int, int, int] | None = None
+
+    def window(self, low: int, high: int | None, lines: Any, steps: Any) -> tuple[Any, ...]:
+        lw, nw = _last_per_address(lines), _last_per_address(steps)
+        ss, se = self.sym_start, self.sym_end
+        lo_s = np.searchsorted(ss, low, side="left")
+        hi_s = len(ss) if high is None else np.searchsorted(ss, high, side="left")
+        lo_e = np.searchsorted(se_sorted := self._ends(), low, side="left")
+        hi_e = len(se_sorted) if high is None else np.searchsorted(se_sorted, high, side="left")
+        bounds = np.union1d(np.union1d(lw["a"], nw["a"]),
+                            np.union1d(ss[lo_s:hi_s], se_sorted[lo_e:hi_e])).astype(np.uint64)
+        n = len(bounds)
+        if not n:
+            return (bounds,) + tuple(np.zeros(0, dtype=np.int64) for _ in range(5))
+        li = np.searchsorted(lw["a"], bounds, side="right")  # 0: the state carried in
+        lf = np.concatenate((self.line_state["f"], lw["f"])).astype(np.int64)[li]
+        ll = np.concatenate((self.line_state["l"], lw["l"]))[li]
+        lc = np.concatenate((self.line_state["c"], lw["c"]))[li]
+        is_row = lf != -1
+        line = np.where(is_row, ll, 0).astype(np.int64)
+        col = np.where(is_row, lc, 0).astype(np.int64)
+        file = np.where(lf < 0, -1, lf)
+        ni = np.searchsorted(nw["a"], bounds, side="right")
+        node = np.concatenate((np.array([self.node_state], dtype=np.int64), nw["n"].astype(np.int64)))[ni]
+        if len(ss):
+            si = np.searchsorted(ss, bounds, side="right") - 1
+            si_c = np.where(si >= 0, si, 0)
+            sym = np.where((si >= 0) & (bounds < se[si_c]), si, -1)
+        else:
+            sym = np.full(n, -1, dtype=np.int64)
+        if len(lw):
+            self.line_state = lw[["f", "l", "c"]][-1:].copy()
+        if len(nw):
+            self.node_state = int(nw["n"][-1])
+        keep = np.ones(n, dtype=bool)
+        keep[1:] = ((file[1:] != file[:-1]) | (line[1:] != line[:-1]) | (col[1:] != col[:-1])
+                    | (node[1:] != node[:-1]) | (sym[1:] != sym[:-1]))
+        if self.prev is not None:
+            keep[0] = (int(file[0]), int(line[0]), int(col[0]), int(node[0]), int(sym[0])) != self.prev
+        out = bounds[keep], file[keep], line[keep], col[keep], node[keep], sym[keep]
+        if len(out[0]):
+            self.prev = (int(out[1][-1]), int(out[2][-1]), int(out[3][-1]), int(out[4][-1]), int(out[5][-1]))
+        return out
+
+    _ends_sorted: Any = None
+
+    def _ends(self) -> Any:
+        if self._ends_sorted is None:
+            self._ends_sorted = np.sort(self.sym_end)
+        return self._ends_sorted
+
+
+def _ranges_to(d: DwarfData | None, sym_start: Any, sym_end: Any, file_str: Any, n_files: int,
+               budget: Budget, starts_out: IO[bytes], recs_out: IO[bytes]) -> int:
+    """Write the ranges' start addresses and records to two files; returns how many."""
+    flat = _Flattener(sym_start, sym_end)
+    count = 0
+    if d is not None:
+        stores = [d.lines, d.steps]
+        windows = merge_windows(stores, budget)
+    else:
+        windows = iter([(0, None, [np.zeros(0, dtype=[("a", "<u8"), ("p", "u1"), ("f", "<i4"), ("l", "<u4"),
+                                                      ("c", "<u4")]),
+                                   np.zeros(0, dtype=[("a", "<u8"), ("p", "u1"), ("n", "<i4")])])])
+    for low, high, (lw, nw) in windows:
+        starts, file, line, col, node, sym = flat.window(low, high, lw, nw)
+        if not len(starts):
+            continue
+        rec = np.zeros((len(starts), 6), dtype="<u4")
+        rec[:, 0] = file_str[np.where(file < 0, n_files, file)]
+        rec[:, 1], rec[:, 2], rec[:, 3], rec[:, 4] = line, col, _u32(node), _u32(sym)
+        starts_out.write(memoryview(np.ascontiguousarray(starts.astype("<u8"))).cast("B"))
+        recs_out.write(memoryview(np.ascontiguousarray(rec)).cast("B"))
+        count += len(starts)
+    return count
+
+
+NODE_DTYPE = np.dtype([("f", "<u4"), ("cf", "<u4"), ("cl", "<u4"), ("cc", "<u4"), ("p", "<u4"), ("pad", "<u4"),
+                       ("entry", "<u8")])
+NODE_BLOCK = 1 << 18
+
+
+def _node_blocks(d: DwarfData, fmap: Any, file_str: Any, n_files: int) -> Iterator[Any]:
+    """The node table in blocks, straight from the collector's columns."""
+    c = d.nodes
+    total = len(c.node_origin)
+    cols = {name: np.frombuffer(getattr(c, name), dtype=np.int64) for name in
+            ("node_call_file", "node_call_line", "node_call_col", "node_parent")}
+    entry = np.frombuffer(c.node_entry, dtype=np.uint64)
+    for lo in range(0, total, NODE_BLOCK):
+        hi = min(total, lo + NODE_BLOCK)
+        nodes = np.zeros(hi - lo, dtype=NODE_DTYPE)
+        nodes["f"] = fmap[d.node_function[lo:hi]]
+        cf = cols["node_call_file"][lo:hi]
+        nodes["cf"] = file_str[np.where(cf < 0, n_files, cf)]
+        nodes["cl"] = cols["node_call_line"][lo:hi]
+        nodes["cc"] = cols["node_call_col"][lo:hi]
+        nodes["p"] = _u32(cols["node_parent"][lo:hi])
+        nodes["entry"] = entry[lo:hi]
+        yield nodes
+
+
+def _pad_to(out: IO[bytes], written: int, offset: int) -> int:
+    if offset < written:
+        raise AssertionError("symcache layout went backwards")
+    out.write(b"\0" * (offset - written))
+    return offset
+
+
+def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: Arch,
+             spill_dir: str | Path | None = None) -> int:
+    """Serialise the tables (see `symcache` for the layout) into `out`; returns the bytes written.
+
+    The ranges go through two spill files first (their count is in the header, which comes
+    first); the node table is written in blocks; only strings, functions and symbols are
+    gathered in memory.
+    """
+    budget = d.budget if d is not None else Budget(DEFAULT_MEMORY_BYTES, spill_dir)
     strings = _Strings()
     arch_idx = strings.add(arch.value)
     funcs: list[tuple[int, int]] = []
@@ -190,34 +309,10 @@ def write(d: DwarfData | None, symbols: list[Symbol], arch: Arch) -> bytes:
 
     sym_start = np.array([x.address for x in symbols], dtype=np.uint64)
     sym_end = np.array([x.end for x in symbols], dtype=np.uint64)
-    starts, file, line, col, node, sym = _flatten(d, sym_start, sym_end)
     files = d.files if d is not None else []
     file_str = np.array([strings.add(f) for f in files] + [fmt.NONE], dtype=np.int64)
-    ranges = np.zeros((len(starts), 6), dtype="<u4")
-    ranges[:, 0] = file_str[np.where(file < 0, len(files), file)]
-    ranges[:, 1], ranges[:, 2], ranges[:, 3], ranges[:, 4] = line, col, _u32(node), _u32(sym)
-    node_dtype = [("f", "<u4"), ("cf", "<u4"), ("cl", "<u4"), ("cc", "<u4"), ("p", "<u4"), ("pad", "<u4"),
-                  ("entry", "<u8")]
-    nodes = np.zeros(0, dtype=node_dtype)
-    if d is not None and d.nodes.node_origin:
-        c = d.nodes
-        fmap = [func(name) for name in d.functions]
-        n_nodes = len(c.node_origin)
-        nodes = np.zeros(n_nodes, dtype=node_dtype)
-        nodes["f"] = np.array(fmap, dtype=np.int64)[np.array(d.node_function, dtype=np.int64)]
-        cf = np.array(c.node_call_file, dtype=np.int64)
-        nodes["cf"] = file_str[np.where(cf < 0, len(files), cf)]
-        nodes["cl"] = c.node_call_line
-        nodes["cc"] = c.node_call_col
-        nodes["p"] = _u32(c.node_parent)
-        entry = np.zeros(n_nodes, dtype=np.uint64)
-        if c.range_low:
-            rn = np.array(c.range_node, dtype=np.int64)
-            rl = np.array(c.range_low, dtype=np.uint64)
-            order = np.lexsort((rl, rn))[::-1]
-            entry[rn[order]] = rl[order]
-        nodes["entry"] = entry
-    range_starts = starts.astype("<u8")
+    n_nodes = len(d.nodes.node_origin) if d is not None else 0
+    fmap = np.array([func(name) for name in d.functions], dtype=np.int64) if d is not None and n_nodes else None
     sym_recs = np.zeros(len(symbols), dtype=[("start", "<u8"), ("end", "<u8"), ("f", "<u4"), ("file", "<u4")])
     if symbols:
         sym_recs["start"] = sym_start
@@ -228,50 +323,118 @@ def write(d: DwarfData | None, symbols: list[Symbol], arch: Arch) -> bytes:
     offsets = np.zeros(len(strings.items) + 1, dtype="<u4")
     if strings.items:
         offsets[1:] = np.cumsum([len(s) for s in strings.items])
-    blob = b"".join(strings.items)
-    lay = fmt.Layout.of(len(range_starts), len(nodes), len(funcs), len(symbols), len(strings.items), len(blob))
-    out = bytearray(lay.end)
-    fmt.HEADER.pack_into(out, 0, fmt.MAGIC, fmt.SYMCACHE_VERSION, arch_idx, len(range_starts), len(nodes),
-                         len(funcs), len(symbols), len(strings.items), len(blob))
-    for offset, arr in ((lay.ranges_addr, range_starts), (lay.ranges_rec, ranges), (lay.nodes, nodes),
-                        (lay.funcs, func_arr), (lay.syms, sym_recs), (lay.str_offsets, offsets)):
+    blob_size = int(offsets[-1])
+    with open_spill_file(budget.spill_dir) as starts_f, open_spill_file(budget.spill_dir) as recs_f:
+        n_ranges = _ranges_to(d, sym_start, sym_end, file_str, len(files), budget, starts_f, recs_f)
+        lay = fmt.Layout.of(n_ranges, n_nodes, len(funcs), len(symbols), len(strings.items), blob_size)
+        out.write(fmt.HEADER.pack(fmt.MAGIC, fmt.SYMCACHE_VERSION, arch_idx, n_ranges, n_nodes, len(funcs),
+                                  len(symbols), len(strings.items), blob_size))
+        pos = _pad_to(out, fmt.HEADER.size, lay.ranges_addr)
+        for f in (starts_f, recs_f):
+            f.seek(0)
+            shutil.copyfileobj(f, out, 1 << 20)
+        pos += n_ranges * (8 + fmt.RANGE.size)
+    pos = _pad_to(out, pos, lay.nodes)
+    if d is not None and n_nodes:
+        assert fmap is not None
+        for block in _node_blocks(d, fmap, file_str, len(files)):
+            out.write(memoryview(block).cast("B"))
+    pos += n_nodes * fmt.NODE.size
+    for offset, arr in ((lay.funcs, func_arr), (lay.syms, sym_recs), (lay.str_offsets, offsets)):
+        pos = _pad_to(out, pos, offset)
         raw = np.ascontiguousarray(arr).tobytes()
-        out[offset:offset + len(raw)] = raw
-    out[lay.blob:lay.end] = blob
-    return bytes(out)
+        out.write(raw)
+        pos += len(raw)
+    pos = _pad_to(out, pos, lay.blob)
+    for item in strings.items:
+        out.write(item)
+    return lay.end
 
 
-def build(path: str | Path, arch: Arch | str | None = None, symbol_file: str | Path | None = None,
-          max_section_bytes: int = MAX_SECTION_BYTES) -> bytes:
-    """Convert a debug file (ELF, Mach-O slice, dSYM bundle) into symcache bytes.
+def write(d: DwarfData | None, symbols: list[Symbol], arch: Arch) -> bytes:
+    """`write_to` into memory."""
+    buf = io.BytesIO()
+    write_to(buf, d, symbols, arch)
+    return buf.getvalue()
+
+
+def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
+               symbol_file: str | Path | None = None, max_section_bytes: int = MAX_SECTION_BYTES,
+               memory_bytes: int = DEFAULT_MEMORY_BYTES, spill_dir: str | Path | None = None,
+               budget: Budget | None = None) -> int:
+    """Convert a debug file (ELF, Mach-O slice, dSYM bundle) into a symcache written to `out`.
 
     `symbol_file`: the stripped binary a split debug file belongs to; its
     symbol table is used when it has one (what llvm-symbolizer does when it
-    follows a debuglink). Raises `MalformedObject` for broken input,
-    `UnsupportedFormat` for other formats, `ArchitectureRequired` for a fat
-    file without `arch`.
+    follows a debuglink). `memory_bytes` bounds the rows held in memory (more are
+    spilled to unnamed files in `spill_dir`, the system temp folder when None).
+    Raises `MalformedObject` for broken input, `UnsupportedFormat` for other
+    formats, `ArchitectureRequired` for a fat file without `arch`. Returns the size.
+    A `budget` given replaces `memory_bytes` and `spill_dir` (and counts the runs spilled).
     """
-    sections, symbols, found, little_endian = load_object(path, arch, max_section_bytes)
-    if symbol_file is not None and Path(symbol_file) != Path(path):
-        own_symbols = load_object(symbol_file, arch, max_section_bytes)[1]
-        if own_symbols:
-            symbols = own_symbols
-    try:
-        dwarf = read_dwarf(sections, little_endian) if sections.get("debug_info") else None
-    except SymbolicatorError:
-        raise
-    except (IndexError, ValueError, KeyError, OverflowError, RecursionError, MemoryError) as exc:
-        raise MalformedObject(f"{path}: malformed DWARF ({type(exc).__name__}: {exc})") from exc
-    if dwarf is None and not symbols:
-        raise UnsupportedFormat(f"{path}: no DWARF and no symbol table")
-    return write(dwarf, symbols, found)
+    budget = budget if budget is not None else Budget(memory_bytes, spill_dir)
+    with open_object(path, arch, max_section_bytes) as obj:
+        symbols = obj.symbols
+        if symbol_file is not None and Path(symbol_file) != Path(path):
+            with open_object(symbol_file, arch, max_section_bytes) as other:
+                if other.symbols:
+                    symbols = other.symbols
+        dwarf = None
+        try:
+            if obj.sections.get("debug_info"):
+                dwarf = read_dwarf(obj.sections, obj.little_endian, budget, _page_release(obj, budget))
+        except SymbolicatorError:
+            raise
+        except (IndexError, ValueError, KeyError, OverflowError, RecursionError, MemoryError) as exc:
+            raise MalformedObject(f"{path}: malformed DWARF ({type(exc).__name__}: {exc})") from exc
+        if dwarf is None and not symbols:
+            raise UnsupportedFormat(f"{path}: no DWARF and no symbol table")
+        try:
+            return write_to(out, dwarf, symbols, obj.arch, budget.spill_dir)
+        finally:
+            if dwarf is not None:
+                dwarf.close()
 
 
-def build_to_file(path: str | Path, out_path: str | Path, arch: Arch | str | None = None) -> int:
-    """`build` and write the result atomically (temp file + rename); returns its size."""
-    data = build(path, arch)
+def _page_release(obj: LoadedObject, budget: Budget) -> Callable[[], None]:
+    """After each unit: once the file's pages resident in this process pass a budget share,
+    drop them (`MADV_DONTNEED`; later reads fault them back from the page cache). Without
+    this a GB file read through its mapping would count whole in the worker's RSS."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    limit = budget.buffer_bytes
+
+    def progress() -> None:
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                shared_pages = int(fh.read().split()[2])
+        except (OSError, IndexError, ValueError):
+            return
+        if shared_pages * page > limit:
+            obj.release_pages()
+
+    return progress
+
+
+def build(path: str | Path, arch: Arch | str | None = None, symbol_file: str | Path | None = None,
+          max_section_bytes: int = MAX_SECTION_BYTES, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+          spill_dir: str | Path | None = None, budget: Budget | None = None) -> bytes:
+    """`build_into` memory: the symcache bytes."""
+    buf = io.BytesIO()
+    build_into(buf, path, arch, symbol_file, max_section_bytes, memory_bytes, spill_dir, budget)
+    return buf.getvalue()
+
+
+def build_to_file(path: str | Path, out_path: str | Path, arch: Arch | str | None = None,
+                  max_section_bytes: int = MAX_SECTION_BYTES, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                  spill_dir: str | Path | None = None) -> int:
+    """`build_into` a file, atomically (temp file + rename); returns its size."""
     out = Path(out_path)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-    return len(data)
+    try:
+        with open(tmp, "wb") as fh:
+            size = build_into(fh, path, arch, None, max_section_bytes, memory_bytes, spill_dir)
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size

@@ -55,6 +55,7 @@ from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.dwarf import MAX_SECTION_BYTES
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
@@ -122,10 +123,12 @@ def features_json(info: objects.ObjectInfo) -> dict[str, bool]:
 
 
 def convert_debug_file(src: str, out: str, arch: str | None,
-                       max_section_bytes: int = MAX_SECTION_BYTES) -> dict[str, Any]:
+                       max_section_bytes: int = MAX_SECTION_BYTES, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                       spill_dir: str | None = None) -> dict[str, Any]:
     """Worker-process entry: identify `src`, build its symcache into `out`, return the meta.
 
-    Top level and plain arguments, so it pickles into the process pool.
+    Top level and plain arguments, so it pickles into the process pool. `memory_bytes` and
+    `spill_dir`: the conversion's memory budget and where its unnamed spill files go.
     """
     from symbolicator.native import symcache_build
 
@@ -134,8 +137,9 @@ def convert_debug_file(src: str, out: str, arch: str | None,
     info = next((i for i in infos if wanted is None or i.arch == wanted), None)
     if info is None:
         raise UnsupportedFormat(f"the file holds no {arch} object")
-    data = symcache_build.build(src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes)
-    Path(out).write_bytes(data)
+    with open(out, "wb") as fh:
+        symcache_build.build_into(fh, src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes,
+                                  memory_bytes=memory_bytes, spill_dir=spill_dir)
     return {"arch": info.arch.value, "image_vmaddr": info.image_vmaddr, "features": features_json(info),
             "file_format": info.file_format}
 
@@ -222,8 +226,10 @@ class ModuleLookup:
             assert downloaded.path is not None
             out = await asyncio.to_thread(derived.temp_path, ".symcache")
             try:
+                limits = self.settings.limits
                 meta = await self.workers.run(convert_debug_file, str(downloaded.path), str(out), arch,
-                                              self.settings.limits.max_decompressed_section_bytes)
+                                              limits.max_decompressed_section_bytes, limits.conversion_memory_bytes,
+                                              str(derived.temp_dir))
                 self.conversions.inc()
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
             except BaseException:

@@ -1,0 +1,106 @@
+"""The symcache build in bounded memory: spilled runs give the same bytes, and leave no files behind.
+
+`limits.conversion_memory_bytes` bounds the rows a conversion holds; past it, sorted runs go to
+unnamed files in the cache folder and are merged back by address window. A budget of a few KB
+forces a spill after every compile unit and windows of a few dozen rows, so every fixture
+(ELF, split debug file, dSYM, fat slices) crosses every window and run boundary the merge has.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from symbolicator.native.spill import Budget
+from symbolicator.native.symcache import SymCache
+from symbolicator.native.symcache_build import build
+from symbolicator.service.native_modules import convert_debug_file
+
+OUT = Path(__file__).parent / "fixtures" / "native" / "out"
+TINY = 256
+WITH_DWARF = [
+    ("elf/c_clang_O2_dwarf4", None), ("elf/c_gcc_O2_dwarf5", None), ("elf/cpp_clang_O2_dwarf5", None),
+    ("elf/cpp_gcc_O2_dwarf4", None), ("elf/cpp_gcc_O3_dwarf5", None), ("elf/cpp_gcc_zlib", None),
+    ("elf/cpp_gcc_zstd", None), ("elf/rust_v0", None), ("elf/rust_static_v0_zlib", None), ("elf/libfixture.so", None),
+    ("elf/libfixture_aarch64.so", None), ("elf/crash", None), ("elf/split/cpp_gcc_split.debug", None),
+    ("macho/app_arm64.dSYM", None), ("macho/app_x86_64.dSYM", None), ("macho/app_fat.dSYM", "arm64"),
+    ("macho/app_fat.dSYM", "x86_64"), ("macho/libdylib_arm64.dylib.dSYM", None),
+]
+
+
+@pytest.mark.parametrize("name, arch", WITH_DWARF, ids=[f"{n}-{a}" if a else n for n, a in WITH_DWARF])
+def test_spilled_build_is_byte_identical_to_the_in_memory_one(tmp_path: Path, name: str, arch: str | None) -> None:
+    whole = build(OUT / name, arch)
+    budget = Budget(TINY, tmp_path / "spill")
+    spilled = build(OUT / name, arch, budget=budget)
+    assert budget.spilled_runs >= 2, "the tiny budget should have spilled line rows and inline steps"
+    assert spilled == whole
+    assert list((tmp_path / "spill").iterdir()) == []
+    assert len(SymCache.from_bytes(spilled)) > 0
+
+
+def test_the_service_entry_point_passes_the_budget_and_the_spill_folder(tmp_path: Path) -> None:
+    src = OUT / "elf" / "cpp_gcc_O3_dwarf5"
+    big, small = tmp_path / "big.symc", tmp_path / "small.symc"
+    meta = convert_debug_file(str(src), str(big), None)
+    assert convert_debug_file(str(src), str(small), None, 4 << 30, TINY, str(tmp_path / "spill")) == meta
+    assert small.read_bytes() == big.read_bytes()
+
+
+_CHILD = """
+import sys, time
+from symbolicator.native import spill
+
+real_spill = spill.RunStore.spill
+
+def spill_then_wait(self):
+    real_spill(self)
+    if self.runs:
+        print("spilled", flush=True)
+        time.sleep(600)
+
+spill.RunStore.spill = spill_then_wait
+from symbolicator.native.symcache_build import build
+build(sys.argv[1], memory_bytes=4096, spill_dir=sys.argv[2])
+"""
+
+
+def _open_files_in(pid: int, folder: Path) -> list[str]:
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    return [t for t in targets if t.startswith(str(folder))]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_conversion_leaves_no_spill_file(tmp_path: Path, sig: signal.Signals) -> None:
+    """Killed mid-build (after its first spilled run), the worker leaves the folder as it found it."""
+    folder = tmp_path / "spill"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(OUT / "elf" / "cpp_gcc_O3_dwarf5"), str(folder)],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "spilled"
+        held = _open_files_in(child.pid, folder)
+        assert held and all(t.endswith("(deleted)") for t in held), held  # unnamed: in the folder, no name
+        assert list(folder.iterdir()) == []
+        child.send_signal(sig)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert list(folder.iterdir()) == []
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{child.pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{child.pid}/fd")
