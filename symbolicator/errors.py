@@ -6,6 +6,7 @@ below `web/` knows about HTTP::
 
     SymbolicatorError
     ├── ConfigError                 bad settings: the service refuses to start
+    ├── UsageError                  a command line that cannot run (the CLI exits 2)
     ├── RequestError                the caller sent something we cannot take
     │   ├── BadRequest              400: not JSON, bad multipart, bad chunk
     │   ├── InvalidShape            422: JSON of the wrong shape
@@ -37,6 +38,10 @@ class SymbolicatorError(Exception):
 
 class ConfigError(SymbolicatorError):
     """The settings are invalid; the message names the key."""
+
+
+class UsageError(SymbolicatorError):
+    """The command line asks for something that cannot run as given; the message says what to change."""
 
 
 class RequestError(SymbolicatorError):
