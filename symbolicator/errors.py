@@ -15,6 +15,7 @@ below `web/` knows about HTTP::
     │   ├── NotFound                404
     │   └── PayloadTooLarge         413
     ├── Overloaded                  503 with Retry-After: too many jobs
+    ├── NotReady                    503: `GET /ready` found a dependency down
     ├── StorageError                a backend call failed (cause kept)
     │   ├── StorageUnavailable      503: the backend cannot be reached
     │   └── ObjectNotFound          the key does not exist
@@ -78,6 +79,10 @@ class Overloaded(SymbolicatorError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotReady(SymbolicatorError):
+    """A dependency the service needs (storage, cache disk) is down; the message names it."""
 
 
 class StorageError(SymbolicatorError):

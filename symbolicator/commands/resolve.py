@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from symbolicator.commands import offline_cache
-from symbolicator.errors import UsageError
+from symbolicator.errors import FormatError, UsageError
 
 if TYPE_CHECKING:
     from symbolicator.native.symcache import Frame, SymCache
@@ -89,6 +89,9 @@ def load_symcache(debug_file: str, arch: str | None, cache: offline_cache.Offlin
     path = Path(debug_file)
     if not path.exists():
         raise FileNotFoundError(2, "no such file or folder", debug_file)
+    if path.is_dir() and not (path / "Contents" / "Resources" / "DWARF").is_dir():
+        raise FormatError(f"{debug_file}: a folder, but not a .dSYM bundle (no Contents/Resources/DWARF inside); "
+                          "pass the debug file itself or its .dSYM")
     target = find_debug_file(path)
     symbol_file = None if path.is_dir() else path
     wanted = Arch.parse(arch) if arch else None

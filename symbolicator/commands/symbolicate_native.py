@@ -213,6 +213,7 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
         return 0
     extra: dict[str, Any] = {}
     if kind == "apple":
+        _check_ips_header(args.file, text)
         try:
             report = parse_apple_crash_report(text)
         except FormatError as exc:
@@ -229,6 +230,24 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
         sys.stdout.write(format_report(result))
         _explain_native(result)
     return 0
+
+
+_IPS_HEADER_KEYS = ("bug_type", "app_name", "incident_id", "os_version", "timestamp", "name")
+
+
+def _check_ips_header(name: str, text: str) -> None:
+    """JSON whose first line has none of an .ips header's fields is not a truncated .ips: say what it is."""
+    first = text.lstrip("\ufeff \t\r\n").split("\n", 1)[0]
+    if not first.startswith("{"):
+        return
+    try:
+        header = json.loads(first)
+    except ValueError:
+        return
+    if isinstance(header, dict) and not any(k in header for k in _IPS_HEADER_KEYS):
+        raise UnreadableInput(
+            f"{name}: taken for an Apple .ips crash report (by its name or its JSON), but its first line has none "
+            f"of an .ips header's fields ({', '.join(_IPS_HEADER_KEYS)}); expected {_KINDS}")
 
 
 _JS_REASONS = {

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_upload(args, *scope.value.split("/")))
     except aiohttp.ClientConnectorError as exc:
-        reason = (exc.os_error.strerror or str(exc.os_error)).lower()
+        code = exc.os_error.errno
+        reason = os.strerror(code).lower() if code else str(exc.os_error).lower()
         raise UploadError(f"cannot reach the server at {args.url}: {reason}") from None
     except aiohttp.ClientError as exc:
         raise UploadError(f"talking to the server at {args.url} failed: {exc}") from None

@@ -19,6 +19,7 @@ from symbolicator.errors import (
     FormatError,
     InvalidShape,
     NotFound,
+    NotReady,
     Overloaded,
     PayloadTooLarge,
     StorageUnavailable,
@@ -36,6 +37,7 @@ STATUS: dict[type[Exception], int] = {
     NotFound: 404,
     PayloadTooLarge: 413,
     Overloaded: 503,
+    NotReady: 503,
     StorageUnavailable: 503,
     FormatError: 400,
 }
