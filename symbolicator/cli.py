@@ -19,6 +19,7 @@ import importlib
 import sys
 
 from symbolicator import __version__
+from symbolicator.commands.messages import os_error
 from symbolicator.errors import SymbolicatorError, UsageError
 
 COMMANDS = ("serve", "upload", "resolve", "resolve_js", "symbolicate", "inject", "cache")
@@ -49,15 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"symbolicator {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"symbolicator {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"symbolicator {args.command}: error: {os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
-
-def describe_os_error(exc: OSError) -> str:
-    """`cannot read app.js.map: no such file`, not `[Errno 2] No such file or directory: 'app.js.map'`."""
-    reason = (exc.strerror or str(exc)).lower()
-    if exc.filename is not None:
-        return f"cannot open {exc.filename}: {reason}"
-    return reason

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from symbolicator.commands import offline_cache
+from symbolicator.commands.messages import json_error
 from symbolicator.errors import FormatError
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ def open_cache(inputs: Inputs, with_scopes: bool, cache: offline_cache.OfflineCa
         try:
             return build_from_sources(data, source, with_scopes=with_scopes)
         except FormatError as exc:
-            raise FormatError(f"{inputs.map_path or inputs.minified}: not a valid source map: {exc}") from None
+            why = json_error(exc) or str(exc)
+            raise FormatError(f"{inputs.map_path or inputs.minified}: not a valid source map: {why}") from None
 
     if cache is None:
         return SmCache.from_bytes(build(), map_url=inputs.location)

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
+from symbolicator.commands.messages import json_error, os_error
 from symbolicator.errors import InvalidShape, UsageError
 from symbolicator.types import Scope
 from symbolicator.uploader import (
@@ -65,9 +66,9 @@ def not_a_source_map(path: Path) -> str | None:
     try:
         doc = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        return json_error(exc)
     except OSError as exc:
-        return (exc.strerror or str(exc)).lower()
+        return os_error(exc)
     if not isinstance(doc, dict):
         return "not a source map (a JSON document, but not an object)"
     if not isinstance(doc.get("mappings"), str) and not isinstance(doc.get("sections"), list):
