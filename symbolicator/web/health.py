@@ -24,7 +24,7 @@ from symbolicator.web.state import CACHES, METRICS, SETTINGS, STORAGE
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_S = 5.0
-PROBE_KEY = "readiness/probe"
+PROBE_PREFIX = "readiness/"
 
 
 @routes.get("/healthcheck")
@@ -45,7 +45,8 @@ async def ready(request: web.Request) -> web.Response:
 async def _storage(app: web.Application) -> dict[str, str | None]:
     s = app[SETTINGS].storage
     where = f"s3://{s.s3.bucket}/{s.s3.prefix}" if s.backend == "s3" else str(s.local_dir)
-    return {"where": where, "error": await _probe(lambda: app[STORAGE].head(PROBE_KEY))}
+    # A listing, not a HEAD: a missing bucket answers a HEAD with "no such key".
+    return {"where": where, "error": await _probe(lambda: next(iter(app[STORAGE].list(PROBE_PREFIX)), None))}
 
 
 async def _cache(app: web.Application) -> dict[str, str | None]:
