@@ -2,8 +2,14 @@
 
 Each command lives in `symbolicator/commands/<name>.py` with two functions:
 `register(subparsers)` adds its parser, `run(args) -> int` does the work. This
-module only dispatches. Exit status: 0 the command ran, 1 an input could not be
-read or parsed (message on stderr), 2 usage errors (argparse's own).
+module only dispatches. Command modules import nothing heavy at module level
+(numpy, aiohttp, boto3, the engines): `--help` and `--version` must start about
+as fast as the interpreter, so each command imports its engine inside `run`
+(`tests/test_cli_startup.py` checks it with `python -X importtime`).
+
+Exit status, as llvm-symbolizer, addr2line and sentry-cli users expect: 0 the
+command ran, 1 an input could not be read or understood (message on stderr, in
+the user's words), 2 a usage error (argparse's own, or `UsageError`), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import importlib
 import sys
 
 from symbolicator import __version__
-from symbolicator.errors import SymbolicatorError
+from symbolicator.commands.messages import os_error
+from symbolicator.errors import SymbolicatorError, UsageError
 
 COMMANDS = ("serve", "upload", "resolve", "resolve_js", "symbolicate", "inject", "cache")
 
@@ -36,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
+    except UsageError as exc:
+        print(f"symbolicator {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except SymbolicatorError as exc:
         print(f"symbolicator {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"symbolicator {args.command}: error: {exc}", file=sys.stderr)
+        print(f"symbolicator {args.command}: error: {os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+

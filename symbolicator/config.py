@@ -30,6 +30,12 @@ from symbolicator.types import Scope
 
 ENV_PREFIX = "SYMBOLICATOR_"
 CONFIG_ENV = "SYMBOLICATOR_CONFIG"
+# The `upload` client's variables (`upload --help`): not settings of the service, so a shell
+# or CI job set up for uploads can run `serve` too.
+CLIENT_ENV = ("SYMBOLICATOR_URL", "SYMBOLICATOR_TOKEN")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Sizes whose key does not end in `_bytes`; they take `"8 MiB"` as every size does.
+SIZE_KEYS = ("limits.chunk_size",)
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
 RIGHTS = ("upload", "symbolicate")
@@ -257,7 +263,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     known = {env_name(k): k for k in _leaf_paths(Settings)}
     values: dict[str, Any] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name in CLIENT_ENV:
             continue
         if name not in known:
             raise ConfigError(f"unknown setting in environment: {name}")
@@ -332,7 +338,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             return value.lower() in ("true", "1", "yes", "on")
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if hint is int:
-        if where.endswith("_bytes"):
+        if where.endswith("_bytes") or where in SIZE_KEYS:
             return parse_size(value, where)
         try:
             if isinstance(value, bool):
@@ -380,6 +386,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _validate(s: Settings) -> None:
+    if s.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
     try:
         if not 0 <= s.port < 65536:
             raise ValueError

@@ -6,6 +6,7 @@ below `web/` knows about HTTP::
 
     SymbolicatorError
     ├── ConfigError                 bad settings: the service refuses to start
+    ├── UsageError                  a command line that cannot run (the CLI exits 2)
     ├── RequestError                the caller sent something we cannot take
     │   ├── BadRequest              400: not JSON, bad multipart, bad chunk
     │   ├── InvalidShape            422: JSON of the wrong shape
@@ -17,6 +18,7 @@ below `web/` knows about HTTP::
     ├── Overloaded                  503 with Retry-After: too many jobs
     ├── OverBudget                  a file that would cost more than its memory/CPU bound (a
     │                               per-frame marker or per-module status, never an HTTP code)
+    ├── NotReady                    503: `GET /ready` found a dependency down
     ├── StorageError                a backend call failed (cause kept)
     │   ├── StorageUnavailable      503: the backend cannot be reached
     │   └── ObjectNotFound          the key does not exist
@@ -40,6 +42,10 @@ class SymbolicatorError(Exception):
 
 class ConfigError(SymbolicatorError):
     """The settings are invalid; the message names the key."""
+
+
+class UsageError(SymbolicatorError):
+    """The command line asks for something that cannot run as given; the message says what to change."""
 
 
 class RequestError(SymbolicatorError):
@@ -84,6 +90,10 @@ class Overloaded(SymbolicatorError):
 
 class OverBudget(SymbolicatorError):
     """Processing a file would cost more memory or CPU than its configured bound."""
+
+
+class NotReady(SymbolicatorError):
+    """A dependency the service needs (storage, cache disk) is down; the message names it."""
 
 
 class StorageError(SymbolicatorError):

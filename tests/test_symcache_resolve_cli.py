@@ -88,7 +88,7 @@ def test_stripped_binary_follows_its_debuglink() -> None:
 
 def test_exit_codes() -> None:
     elf = str(OUT / "elf" / "c_gcc_O2_dwarf5")
-    assert resolve("--debug-file", elf, "0xnothex").returncode == 2
+    assert resolve("--debug-file", elf, "0xnothex").returncode == 1  # bad input, not usage (issue 17 item 7)
     assert resolve("--debug-file", elf, "--arch", "z80", "0x1").returncode == 2
     assert resolve("0x1").returncode == 2
     missing = resolve("--debug-file", "/nonexistent/file", "0x1")

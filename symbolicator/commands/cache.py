@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from symbolicator.caching.store import Caches
-
 DEFAULT_CACHE_DIR = Path("cache")
 MIB = 1024 * 1024
 
@@ -70,6 +68,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from symbolicator.caching.store import Caches
+
     cache_dir, downloads_max, derived_max = _resolve(args)
     if not cache_dir.is_dir():
         if args.cache_action == "prune":

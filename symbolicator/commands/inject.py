@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from symbolicator.sourcemaps.inject import Ignored, Injection, apply, plan
-
 DESCRIPTION = """\
 Add debug IDs to JavaScript bundles (.js, .cjs, .mjs) and their source maps, exactly as
 `sentry-cli sourcemaps inject` (3.x) writes them, so that either tool's output uploads
@@ -43,6 +41,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argp
 
 
 def run(args: argparse.Namespace) -> int:
+    from symbolicator.sourcemaps.inject import Ignored, Injection, apply, plan
+
     results = plan(args.paths)
     injected = [r for r in results if isinstance(r, Injection)]
     ignored = [r for r in results if isinstance(r, Ignored)]

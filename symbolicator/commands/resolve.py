@@ -1,10 +1,16 @@
 """`symbolicator resolve`: offline native lookups, like `llvm-symbolizer --inlining` (API.md §4).
 
-The debug file is converted into a symcache in memory once per run, then every
-address is a binary search. A stripped ELF binary is followed to its split
-debug file (build-id path, `.gnu_debuglink`) and a Mach-O binary to the
+The debug file is converted into a symcache once and kept in the offline cache
+(`commands/offline_cache.py`), so the next run on the same file only opens it;
+then every address is a binary search. A stripped ELF binary is followed to its
+split debug file (build-id path, `.gnu_debuglink`) and a Mach-O binary to the
 `.dSYM` beside it, as llvm-symbolizer does; `--arch` picks the slice of a fat
 file, and a fat file without it is a usage error that lists the slices.
+
+Every input line gets exactly one answer, in order: a line that is not an
+address is echoed back (as llvm-symbolizer does; `{"input": …, "error": …}` in
+JSON), reported on stderr, and makes the exit status 1. Engines are imported in
+`run`, never at module level (see `symbolicator/cli.py`).
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from symbolicator.native.debuglink import find_debug_file
-from symbolicator.native.macho_dwarf import ArchitectureRequired
-from symbolicator.native.symcache import Frame, SymCache
-from symbolicator.native.symcache_build import build
-from symbolicator.types import Arch
+from symbolicator.commands import offline_cache
+from symbolicator.errors import FormatError, UsageError
+
+if TYPE_CHECKING:
+    from symbolicator.native.symcache import Frame, SymCache
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
@@ -27,12 +34,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argp
         "resolve",
         help="look up native addresses in a debug file (offline, like llvm-symbolizer)",
         description="Resolve file virtual addresses to function, file and line, inlined calls included. "
-        "Reads the addresses from stdin (one per line) when none are given.",
+        "Reads the addresses from stdin (one per line) when none are given; every input gets one answer, "
+        "in order, and an input that is not an address is echoed back and reported on stderr (exit 1).",
     )
     parser.add_argument("--debug-file", required=True, metavar="F",
                         help="ELF file, Mach-O file, fat file or .dSYM bundle")
     parser.add_argument("--arch", metavar="A", help="architecture slice of a fat file (x86_64, arm64, …)")
     parser.add_argument("--json", action="store_true", help="one JSON object per address (NDJSON)")
+    offline_cache.add_arguments(parser)
     parser.add_argument("addresses", nargs="*", metavar="ADDR", help="hex file address, 0x optional")
     return parser
 
@@ -71,45 +80,63 @@ def _inputs(args: argparse.Namespace, stdin: TextIO) -> Iterator[str]:
             yield line.strip()
 
 
-def load_symcache(debug_file: str, arch: str | None) -> SymCache:
-    """Build the symcache of the debug file that belongs to `debug_file` (itself, split file or dSYM)."""
+def load_symcache(debug_file: str, arch: str | None, cache: offline_cache.OfflineCache | None = None) -> SymCache:
+    """The symcache of the debug file that belongs to `debug_file` (itself, split file or dSYM)."""
+    from symbolicator.native.debuglink import find_debug_file
+    from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
+    from symbolicator.types import Arch
+
     path = Path(debug_file)
     if not path.exists():
-        raise FileNotFoundError(f"no such file: {debug_file}")
+        raise FileNotFoundError(2, "no such file or folder", debug_file)
+    if path.is_dir() and not (path / "Contents" / "Resources" / "DWARF").is_dir():
+        raise FormatError(f"{debug_file}: a folder, but not a .dSYM bundle (no Contents/Resources/DWARF inside); "
+                          "pass the debug file itself or its .dSYM")
     target = find_debug_file(path)
     symbol_file = None if path.is_dir() else path
-    return SymCache.from_bytes(build(target, Arch.parse(arch) if arch else None, symbol_file=symbol_file))
+    wanted = Arch.parse(arch) if arch else None
+
+    def build() -> bytes:
+        from symbolicator.native.symcache_build import build as build_symcache
+
+        return build_symcache(target, wanted, symbol_file=symbol_file)
+
+    if cache is None:
+        return SymCache.from_bytes(build())
+    ident = offline_cache.identity([target, symbol_file], str(wanted or "any"))
+    made = cache.converted("cli-symcache", SYMCACHE_VERSION, ident, build)
+    return SymCache.open(made) if isinstance(made, Path) else SymCache.from_bytes(bytes(made))
 
 
 def resolve_lines(cache: SymCache, inputs: Iterable[str], as_json: bool, out: TextIO, err: TextIO) -> int:
+    """One answer per input, in order; 1 when some input was not an address."""
     status = 0
     for text in inputs:
         address = parse_address(text)
         if address is None:
             print(f"symbolicator resolve: error: not a hex address: {text!r}", file=err)
-            status = 2
-            continue
-        frames = cache.lookup(address)
-        if as_json:
-            out.write(format_json(address, frames) + "\n")
+            status = 1
+            out.write(json.dumps({"input": text, "error": "not a hex address"}) + "\n" if as_json else text + "\n")
+        elif as_json:
+            out.write(format_json(address, cache.lookup(address)) + "\n")
         else:
-            out.write(format_text(frames) + "\n")
+            out.write(format_text(cache.lookup(address)) + "\n")
         out.flush()
     return status
 
 
 def run(args: argparse.Namespace) -> int:
+    from symbolicator.native.macho_dwarf import ArchitectureRequired
+    from symbolicator.types import Arch
+
     if args.arch and Arch.parse(args.arch) == Arch.UNKNOWN:
-        print(f"symbolicator resolve: error: unknown architecture {args.arch!r}", file=sys.stderr)
-        return 2
-    bad = [a for a in args.addresses if parse_address(a) is None]
-    if bad:
-        print(f"symbolicator resolve: error: not a hex address: {bad[0]!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown architecture {args.arch!r}")
+    cache = offline_cache.OfflineCache.from_args(args)
     try:
-        cache = load_symcache(args.debug_file, args.arch)
+        symcache = load_symcache(args.debug_file, args.arch, cache)
     except ArchitectureRequired as exc:
-        print(f"symbolicator resolve: error: {args.debug_file} is a fat file; pick a slice with --arch "
-              f"(one of: {', '.join(exc.arches)})", file=sys.stderr)
-        return 2
-    return resolve_lines(cache, _inputs(args, sys.stdin), args.json, sys.stdout, sys.stderr)
+        raise UsageError(f"{args.debug_file} is a fat file; pick a slice with --arch "
+                         f"(one of: {', '.join(exc.arches)})") from None
+    finally:
+        cache.close()
+    return resolve_lines(symcache, _inputs(args, sys.stdin), args.json, sys.stdout, sys.stderr)

@@ -13,6 +13,11 @@ answer, and the text output is a V8-style trace of the original positions.
 
 Sources resolve against the map's path on disk, so frames point at the real
 original files, and originals without `sourcesContent` are read from there.
+
+Only files inside the folders are read: a trace naming `/etc/…`, or a
+`sourceMappingURL` of `../../secret.map`, finds nothing unless the caller allows
+the trace's own paths (`trace_paths=True`, the CLI's `--allow-trace-paths`). The
+caller may also pass `open_map` to keep converted maps (the CLI's offline cache).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import asyncio
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -44,12 +49,17 @@ JS_SUFFIXES = (".js", ".mjs", ".cjs")
 MAX_FILES = 200_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
+MapOpener = Callable[[Path | None, bytes | None, Path, str, str], SmCache]
+"""`(map file or None, embedded map bytes or None, minified file, its text, label) -> SmCache`."""
+
 
 class SymbolDirs:
     """The JS files and maps below some folders, indexed by name; map debug ids read on demand."""
 
-    def __init__(self, dirs: Sequence[Path]) -> None:
+    def __init__(self, dirs: Sequence[Path], trace_paths: bool = False) -> None:
         self.by_name: dict[str, list[Path]] = {}
+        self.roots = [os.path.realpath(d) for d in dirs]
+        self.trace_paths = trace_paths
         self.maps: list[Path] = []
         self._debug_ids: dict[str, Path] | None = None
         count = 0
@@ -67,7 +77,7 @@ class SymbolDirs:
     def find(self, location: str) -> Path | None:
         """The file a trace location (URL or path) stands for: the longest path-suffix match by name."""
         path = _path_of(location)
-        if path and os.path.isabs(path) and os.path.isfile(path):
+        if path and os.path.isabs(path) and os.path.isfile(path) and self.readable(Path(path)):
             return Path(path)
         parts = [p for p in path.split("/") if p]
         if not parts:
@@ -81,6 +91,13 @@ class SymbolDirs:
             if best is None or common > best[0]:
                 best = (common, candidate)
         return best[1] if best else None
+
+    def readable(self, path: Path) -> bool:
+        """Inside one of the folders (links followed), or anywhere when the trace's paths are allowed."""
+        if self.trace_paths:
+            return True
+        real = os.path.realpath(path)
+        return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots)
 
     def map_for_debug_id(self, debug_id: DebugId) -> Path | None:
         if self._debug_ids is None:
@@ -111,8 +128,9 @@ def _read_text(path: Path) -> str:
 class OfflineModules:
     """`get_module` / `original_source` for `service.js.symbolicate`, from folders."""
 
-    def __init__(self, dirs: SymbolDirs) -> None:
+    def __init__(self, dirs: SymbolDirs, open_map: MapOpener | None = None) -> None:
         self.dirs = dirs
+        self.open_map = open_map or _open_map
         self._modules: dict[str, Module] = {}
 
     async def module(self, abs_path: str) -> Module:
@@ -151,7 +169,7 @@ class OfflineModules:
         elif map_path is None:
             beside = [js_path.parent / _path_of(ref)] if ref else []
             beside.append(js_path.with_name(js_path.name + ".map"))
-            map_path = next((p for p in beside if p.is_file()), None)
+            map_path = next((p for p in beside if p.is_file() and self.dirs.readable(p)), None)
             if map_path is None:
                 module.map_error = {"type": "missing_sourcemap"}
                 return module
@@ -159,11 +177,15 @@ class OfflineModules:
         module.sourcemap = label
         module.sourcemap_origin = "embedded" if map_path is None else label
         try:
-            data = map_bytes if map_bytes is not None else map_path.read_bytes()  # type: ignore[union-attr]
-            module.cache = SmCache.from_bytes(build_from_sources(data, text), map_url=label)
+            module.cache = self.open_map(map_path, map_bytes, js_path, text, label)
         except (FormatError, OSError):
             module.map_error = {"type": "malformed_sourcemap", "url": label}
         return module
+
+
+def _open_map(map_path: Path | None, embedded: bytes | None, js_path: Path, text: str, label: str) -> SmCache:
+    data = embedded if embedded is not None else map_path.read_bytes()  # type: ignore[union-attr]
+    return SmCache.from_bytes(build_from_sources(data, text), map_url=label)
 
 
 def _debug_id(text: str | None) -> DebugId | None:
@@ -175,21 +197,28 @@ def _debug_id(text: str | None) -> DebugId | None:
         return None
 
 
-def symbolicate_js_request(body: Any, symbol_dirs: Sequence[Path]) -> dict[str, Any]:
+def symbolicate_js_request(body: Any, symbol_dirs: Sequence[Path], *, trace_paths: bool = False,
+                           open_map: MapOpener | None = None) -> dict[str, Any]:
     """A Symbolicator `/symbolicate-js` JSON body answered from folders (no uploads, no scraping)."""
     request = replace(JsRequest.from_json(body), scraping=ScrapingOptions(enabled=False))
-    modules = OfflineModules(SymbolDirs(symbol_dirs))
+    modules = OfflineModules(SymbolDirs(symbol_dirs, trace_paths), open_map)
     payload = asyncio.run(symbolicate(request, modules.module, modules.original_source, _named_file))
     return {"status": "completed", **payload, "scraping_attempts": [], "used_artifact_bundles": []}
 
 
-def symbolicate_trace(text: str, symbol_dirs: list[Path], as_json: bool) -> str:
-    """A pasted JS stack trace, symbolicated: a readable V8-style trace, or the endpoint's JSON."""
+def symbolicate_trace(text: str, symbol_dirs: list[Path], as_json: bool, *, trace_paths: bool = False,
+                      open_map: MapOpener | None = None, unresolved: list[dict[str, Any]] | None = None) -> str:
+    """A pasted JS stack trace, symbolicated: a readable V8-style trace, or the endpoint's JSON.
+
+    `unresolved`, when given, receives the answer's `errors` (why frames stayed as they were)."""
     trace = parse_trace(text)
     sent = [i for i, f in enumerate(trace.frames)
             if f.abs_path and f.lineno is not None and not f.is_native and not f.abs_path.startswith("node:")]
     frames = [_request_frame(trace.frames[i]) for i in reversed(sent)]
-    answer = symbolicate_js_request({"stacktraces": [{"frames": frames}]}, symbol_dirs)
+    answer = symbolicate_js_request({"stacktraces": [{"frames": frames}]}, symbol_dirs, trace_paths=trace_paths,
+                                    open_map=open_map)
+    if unresolved is not None:
+        unresolved.extend(answer.get("errors") or [])
     if as_json:
         return orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n"
     mapped = list(reversed(answer["stacktraces"][0]["frames"]))

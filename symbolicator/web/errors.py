@@ -19,6 +19,7 @@ from symbolicator.errors import (
     FormatError,
     InvalidShape,
     NotFound,
+    NotReady,
     Overloaded,
     PayloadTooLarge,
     RequestTimeout,
@@ -38,6 +39,7 @@ STATUS: dict[type[Exception], int] = {
     PayloadTooLarge: 413,
     RequestTimeout: 408,
     Overloaded: 503,
+    NotReady: 503,
     StorageUnavailable: 503,
     FormatError: 400,
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -127,15 +128,15 @@ async def body_deadline_middleware(request: web.Request, handler: Handler) -> we
     return response
 
 
-def run(app: web.Application, host: str, port: int, loop: asyncio.AbstractEventLoop) -> None:
-    """Serve `app` on host:port until SIGINT/SIGTERM, as `web.run_app` does, through `GuardedRunner`."""
+def run(app: web.Application, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    """Serve `app` on the bound `sock` until SIGINT/SIGTERM, as `web.run_app` does, through `GuardedRunner`."""
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
         runner = GuardedRunner(app, handle_signals=True, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.SockSite(runner, sock).start()
             while True:
                 await asyncio.sleep(3600)
         finally:
