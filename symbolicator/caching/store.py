@@ -73,6 +73,7 @@ from typing import Any
 import diskcache
 from diskcache.core import MODE_BINARY, UNKNOWN
 
+from symbolicator.caching.keylock import KeyLocks
 from symbolicator.errors import Outcome, SymbolicatorError
 from symbolicator.storage.local import process_alive
 
@@ -224,6 +225,7 @@ class CacheStore:
         self._warned_at = -60.0
         self._hits = 0
         self._misses = 0
+        self.locks = KeyLocks(self.directory / "locks")
         self._remove_orphaned_temp_files()
 
     def __reduce__(self) -> tuple[Any, ...]:

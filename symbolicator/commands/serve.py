@@ -25,7 +25,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argp
     )
     p.add_argument("--config", metavar="FILE", help="TOML settings file")
     p.add_argument("--bind", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:3021)")
+    p.add_argument("--processes", type=_positive, default=1, metavar="N",
+                   help="run N service processes accepting on one port (SO_REUSEPORT) and sharing the cache "
+                   "(default 1)")
+    p.add_argument("--child-of", type=int, metavar="PID", help=argparse.SUPPRESS)
     return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +48,15 @@ def run(args: argparse.Namespace) -> int:
     )
     log.info("settings: %s", json.dumps(describe(settings), default=str))
     settings.cache.dir.mkdir(parents=True, exist_ok=True)
+    if args.processes > 1 and args.child_of is None:
+        from symbolicator.web.processes import supervise
+
+        given = (("--config", args.config), ("--bind", args.bind))
+        return supervise(settings, args.processes, [f"{flag}={value}" for flag, value in given if value])
+    if args.child_of is not None:
+        from symbolicator.web.processes import die_with_parent
+
+        die_with_parent(args.child_of)
 
     from aiohttp import web
 
@@ -55,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
 
     loop = loop_factory() if loop_factory else asyncio.new_event_loop()
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, loop=loop,
-                access_log=None, handle_signals=True)
+                access_log=None, handle_signals=True, reuse_port=args.child_of is not None)
     return 0

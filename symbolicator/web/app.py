@@ -49,6 +49,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     metrics = request.app[METRICS]
     metrics.requests.labels(name, request.method, str(response.status)).inc()
     metrics.latency.labels(name).observe(time.perf_counter() - started)
+    metrics.process_requests.inc()
     return response
 
 
