@@ -8,8 +8,11 @@ process share nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -22,6 +25,7 @@ from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.configured import open_storage
+from symbolicator.storage.local import process_alive
 from symbolicator.web import health, requests, symbolicate, symbolicate_js, uploads
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
@@ -61,7 +65,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     caches = Caches.open(settings.cache.dir, settings.cache.downloads_max_bytes, settings.cache.derived_max_bytes)
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
-    app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
+    work_dir = own_work_dir(settings.cache.dir / "tmp" / "assemble")
+    app[UPLOADS] = UploadService(settings, storage, app[METRICS], work_dir)
     app[WORKERS] = WorkerPool(settings.workers)
     warming = asyncio.ensure_future(app[WORKERS].warm())
     app[FETCHER] = Fetcher(settings.fetch, allowed_hosts=settings.fetch.allowed_hosts,
@@ -73,6 +78,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[UPLOADS].close()
     app[WORKERS].close()
     caches.close()
+
+
+def own_work_dir(root: Path) -> Path:
+    """`root/<pid>`: processes sharing the cache folder (`serve --processes`) each empty their own
+    at start, never another's files in flight; folders of processes gone are removed."""
+    if root.is_dir():
+        for old in root.iterdir():
+            if old.name.isdigit() and not process_alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+    return root / str(os.getpid())
 
 
 def create_app(settings: Settings) -> web.Application:
