@@ -36,7 +36,7 @@ class Metrics:
         self._scraped = r
         if shared_dir:
             self._scraped = CollectorRegistry()
-            multiprocess.MultiProcessCollector(self._scraped, shared_dir)
+            multiprocess.MultiProcessCollector(self._scraped, shared_dir)  # type: ignore[no-untyped-call]
         self.process_requests = Gauge(
             "symbolicator_process_http_requests", "HTTP requests answered by this process (per pid under "
             "serve --processes)", registry=r, multiprocess_mode="all",
@@ -73,11 +73,18 @@ class Metrics:
         self.native_downloads = Counter(
             "symbolicator_native_downloads", "Debug files downloaded for native lookups", registry=r
         )
+        self.shared_cache = Counter(
+            "symbolicator_shared_cache", "Shared-cache lookups and uploads by outcome (hit, miss, damaged, "
+            "error, published, publish_failed)", ["event"], registry=r,
+        )
         self.assembling = Gauge("symbolicator_uploads_assembling", "Assembles in progress", registry=r)
 
     def observe_phase(self, phase: str, seconds: float, size: int) -> None:
         self.phase_seconds.labels(phase).inc(seconds)
         self.phase_bytes.labels(phase).inc(size)
+
+    def shared_cache_event(self, event: str) -> None:
+        self.shared_cache.labels(event).inc()
 
     def add_collector(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
         """Register a function producing gauges at scrape time (cache sizes, …)."""

@@ -454,12 +454,18 @@ class JsLookup:
         workers = self.deps.workers
 
         async def convert() -> Path:
+            shared = self.deps.caches.shared
+            found = await shared.fetch(key, derived) if shared is not None else None
+            if found is not None:  # converted by another instance
+                return found[0]
             data, source = await sourcemap.read(), await minified.read()
             out = derived.temp_path(".smcache")
             try:
                 await workers.run(convert_sourcemap, data, source, str(out))
                 if self.deps.conversions is not None:
                     self.deps.conversions.inc()
+                if shared is not None:
+                    await shared.publish(key, out, {}, derived)
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise

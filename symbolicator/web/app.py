@@ -18,6 +18,7 @@ from aiohttp import web
 
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
+from symbolicator.caching.shared import open_shared
 from symbolicator.config import Settings
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics, cache_gauges
@@ -62,7 +63,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     storage = open_storage(settings.storage)
     app[STORAGE] = storage
     app[INDEXES] = IndexReader(storage)
-    caches = Caches.open(settings.cache.dir, settings.cache.downloads_max_bytes, settings.cache.derived_max_bytes)
+    c, s3 = settings.cache, settings.storage.s3
+    shared = open_shared(c.shared, c.shared_endpoint_url or s3.endpoint_url, c.shared_region or s3.region,
+                         app[METRICS].shared_cache_event)
+    caches = Caches.open(c.dir, c.downloads_max_bytes, c.derived_max_bytes, shared)
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
     work_dir = own_work_dir(settings.cache.dir / "tmp" / "assemble")
@@ -76,6 +80,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[FETCHER].close()
     app[JOBS].cancel_all()
     app[UPLOADS].close()
+    if shared is not None:
+        await shared.close()
     app[WORKERS].close()
     caches.close()
 

@@ -125,7 +125,7 @@ def _forget_metrics(folder: Path, pid: int) -> None:
     """Drop a dead child's per-process gauges (its counters keep counting in the sums)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, str(folder))
+    multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
 
 
 def die_with_parent(parent_pid: int) -> None:
