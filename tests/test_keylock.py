@@ -37,7 +37,7 @@ async def test_two_stores_on_one_folder_compute_a_key_once(tmp_path: Path) -> No
     assert list((tmp_path / "locks").iterdir()) == []  # released locks leave no files
 
 
-async def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
+def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
     locks = KeyLocks(tmp_path / "locks")
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time\n"
@@ -46,12 +46,16 @@ async def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
         "print('held', flush=True)\n"
         "time.sleep(60)\n")], stdout=subprocess.PIPE)
     assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-    with_holder = asyncio.ensure_future(_take(locks))
+    asyncio.run(_waits_then_takes(locks, holder))
+
+
+async def _waits_then_takes(locks: KeyLocks, holder: subprocess.Popen[bytes]) -> None:
+    taking = asyncio.ensure_future(_take(locks))
     await asyncio.sleep(0.3)
-    assert not with_holder.done()  # waits while the other process holds it
+    assert not taking.done()  # waits while the other process holds it
     os.kill(holder.pid, signal.SIGKILL)
-    holder.wait()
-    await asyncio.wait_for(with_holder, 5)
+    await asyncio.to_thread(holder.wait)
+    await asyncio.wait_for(taking, 5)
 
 
 async def _take(locks: KeyLocks) -> None:
