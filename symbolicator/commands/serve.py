@@ -11,6 +11,7 @@ import json
 import logging
 
 from symbolicator.config import check_serving, describe, load_settings
+from symbolicator.errors import ConfigError
 
 log = logging.getLogger("symbolicator")
 
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     settings.cache.dir.mkdir(parents=True, exist_ok=True)
     if args.processes > 1 and args.child_of is None:
         from symbolicator.web.processes import supervise
+
+        if settings.port == 0:
+            raise ConfigError("--processes needs a fixed port: with port 0 each process would listen on its own")
 
         given = (("--config", args.config), ("--bind", args.bind))
         return supervise(settings, args.processes, [f"{flag}={value}" for flag, value in given if value])
