@@ -66,6 +66,9 @@ class CacheSettings:
     dir: Path = Path("cache")
     downloads_max_bytes: int = 20 * GiB
     derived_max_bytes: int = 10 * GiB
+    shared: str = ""  # converted files shared by instances: "s3://bucket/prefix" or a folder (caching/shared.py)
+    shared_endpoint_url: str | None = None  # default: storage.s3.endpoint_url
+    shared_region: str | None = None  # default: storage.s3.region
 
 
 @dataclass(frozen=True)
@@ -395,6 +398,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"bind: expected HOST:PORT, got {s.bind!r}") from None
     if s.storage.backend == "s3" and not s.storage.s3.bucket:
         raise ConfigError("storage.s3.bucket: required when storage.backend = \"s3\"")
+    if s.cache.shared.startswith("s3://") and not s.cache.shared[len("s3://"):].partition("/")[0]:
+        raise ConfigError(f"cache.shared: expected s3://BUCKET/PREFIX or a folder, got {s.cache.shared!r}")
     chunk = s.limits.chunk_size
     if chunk < 64 * KiB or chunk & (chunk - 1):
         raise ConfigError("limits.chunk_size: must be a power of two of at least 65536 (sentry-cli requires it)")

@@ -124,6 +124,14 @@ def js_release_index(scope: Scope, release: str, dist: str | None, url: str) -> 
     return f"{js_release_prefix(scope, release, dist)}{digest}.json"
 
 
+SHARED_CACHE_VERSION = 1  # v1: converted file + extras JSON + trailer (caching/shared.py)
+
+
+def shared_cache(cache_key: str) -> str:
+    """Where the shared cache (`cache.shared`) keeps the converted file of a derived-cache key."""
+    return f"shared/v{SHARED_CACHE_VERSION}/{cache_key}"
+
+
 def cache_key(kind: str, version: int, *parts: str) -> str:
     """A derived- or download-cache key: kind, format version, then identifying parts.
 

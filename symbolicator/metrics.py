@@ -4,13 +4,20 @@ A registry per `create_app` (not the global default) keeps two apps in one
 process — the tests run several — from sharing or double-registering counters.
 Cache figures are read from the cache stores at scrape time, so the caching
 layer needs no knowledge of Prometheus.
+
+Under `serve --processes N` (`PROMETHEUS_MULTIPROC_DIR` set by the supervisor,
+see `web/processes.py`) counters and histograms live in files shared by the
+processes, and `render` sums them over all of them: a scrape reaching any
+process sees the service's totals. Scrape-time collectors (the cache gauges)
+are the answering process's own.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -18,12 +25,22 @@ if TYPE_CHECKING:
     from symbolicator.caching import Caches
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        shared_dir = os.environ.get(MULTIPROC_ENV)
+        self._scraped = r
+        if shared_dir:
+            self._scraped = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._scraped, shared_dir)  # type: ignore[no-untyped-call]
+        self.process_requests = Gauge(
+            "symbolicator_process_http_requests", "HTTP requests answered by this process (per pid under "
+            "serve --processes)", registry=r, multiprocess_mode="all",
+        )
         self.requests = Counter(
             "symbolicator_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=r
         )
@@ -56,11 +73,18 @@ class Metrics:
         self.native_downloads = Counter(
             "symbolicator_native_downloads", "Debug files downloaded for native lookups", registry=r
         )
+        self.shared_cache = Counter(
+            "symbolicator_shared_cache", "Shared-cache lookups and uploads by outcome (hit, miss, damaged, "
+            "error, published, publish_failed)", ["event"], registry=r,
+        )
         self.assembling = Gauge("symbolicator_uploads_assembling", "Assembles in progress", registry=r)
 
     def observe_phase(self, phase: str, seconds: float, size: int) -> None:
         self.phase_seconds.labels(phase).inc(seconds)
         self.phase_bytes.labels(phase).inc(size)
+
+    def shared_cache_event(self, event: str) -> None:
+        self.shared_cache.labels(event).inc()
 
     def add_collector(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
         """Register a function producing gauges at scrape time (cache sizes, …)."""
@@ -70,9 +94,11 @@ class Metrics:
                 return collect()
 
         self.registry.register(_Adapter())
+        if self._scraped is not self.registry:
+            self._scraped.register(_Adapter())
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)
 
 
 def cache_gauges(caches: "Caches") -> Iterable[GaugeMetricFamily]:

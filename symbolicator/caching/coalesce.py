@@ -9,8 +9,10 @@ The task runs shielded: a caller that is cancelled (its request timed out) stops
 waiting, but the download or conversion goes on for the others and still lands in
 the cache.
 
-Coalescing is per process and per event loop. Two service processes may compute the
-same key at once; both results are identical and the second write replaces the first.
+`Coalescer` itself is per process and per event loop; `get_or_compute` adds a
+per-key file lock in the cache folder (`keylock.KeyLocks`), so processes sharing
+the folder (`serve --processes N`) compute a key once too: the others wait for
+the lock and find the stored result.
 
 `get_or_compute` is the usual way in: cache lookup, then compute on a miss, all
 coalesced per key, with outcomes and format errors stored as negative entries.
@@ -67,7 +69,8 @@ async def get_or_compute(store: CacheStore, coalescer: Coalescer, key: str, comp
     or UNSUPPORTED for `UnsupportedFormat`, then re-raised). Any other exception
     propagates and nothing is stored: the next call computes again.
 
-    Concurrent calls for one key share the lookup and the computation.
+    Concurrent calls for one key share the lookup and the computation, within the
+    process (the coalescer) and across processes on one cache folder (its key lock).
     """
     return await coalescer.run(key, lambda: _lookup_or_compute(store, key, compute))
 
@@ -76,6 +79,14 @@ async def _lookup_or_compute(store: CacheStore, key: str, compute: Compute) -> C
     entry = await asyncio.to_thread(store.get, key)
     if entry is not None:
         return entry
+    async with store.locks.hold(key):
+        entry = await asyncio.to_thread(store.get, key)  # another process may have computed it meanwhile
+        if entry is not None:
+            return entry
+        return await _compute_and_store(store, key, compute)
+
+
+async def _compute_and_store(store: CacheStore, key: str, compute: Compute) -> CacheEntry:
     try:
         result = await compute()
     except FormatError as exc:

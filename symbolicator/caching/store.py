@@ -68,13 +68,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import diskcache
 from diskcache.core import MODE_BINARY, UNKNOWN
 
+from symbolicator.caching.keylock import KeyLocks
 from symbolicator.errors import Outcome, SymbolicatorError
 from symbolicator.storage.local import process_alive
+
+if TYPE_CHECKING:
+    from symbolicator.caching.shared import SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +228,7 @@ class CacheStore:
         self._warned_at = -60.0
         self._hits = 0
         self._misses = 0
+        self.locks = KeyLocks(self.directory / "locks")
         self._remove_orphaned_temp_files()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -536,21 +541,25 @@ class CacheStore:
 
 @dataclass(frozen=True)
 class Caches:
-    """The two budgets under one root: `downloads/` and `derived/`."""
+    """The two budgets under one root: `downloads/` and `derived/`; and the shared cache
+    (`caching/shared.py`) in front of conversions, when one is configured."""
 
     root: Path
     downloads: CacheStore
     derived: CacheStore
+    shared: SharedCache | None = None
 
     @classmethod
     def open(
-        cls, cache_dir: Path, downloads_max_bytes: int | None, derived_max_bytes: int | None
+        cls, cache_dir: Path, downloads_max_bytes: int | None, derived_max_bytes: int | None,
+        shared: SharedCache | None = None,
     ) -> Caches:
         root = Path(cache_dir)
         return cls(
             root=root,
             downloads=CacheStore(root / "downloads", downloads_max_bytes, "downloads"),
             derived=CacheStore(root / "derived", derived_max_bytes, "derived"),
+            shared=shared,
         )
 
     def stores(self) -> tuple[CacheStore, CacheStore]:

@@ -28,7 +28,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argp
     )
     p.add_argument("--config", metavar="FILE", help="TOML settings file")
     p.add_argument("--bind", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:3021)")
+    p.add_argument("--processes", type=_positive, default=1, metavar="N",
+                   help="run N service processes accepting on one port (SO_REUSEPORT) and sharing the cache "
+                   "(default 1)")
+    p.add_argument("--child-of", type=int, metavar="PID", help=argparse.SUPPRESS)
     return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +57,20 @@ def run(args: argparse.Namespace) -> int:
     )
     log.info("settings: %s", json.dumps(describe(settings), default=str))
     settings.cache.dir.mkdir(parents=True, exist_ok=True)
+    if args.processes > 1 and args.child_of is None:
+        from symbolicator.web.processes import supervise
+
+        if settings.port == 0:
+            from symbolicator.errors import ConfigError
+
+            raise ConfigError("--processes needs a fixed port: with port 0 each process would listen on its own")
+
+        given = (("--config", args.config), ("--bind", args.bind))
+        return supervise(settings, args.processes, [f"{flag}={value}" for flag, value in given if value])
+    if args.child_of is not None:
+        from symbolicator.web.processes import die_with_parent
+
+        die_with_parent(args.child_of)
 
     from symbolicator.web import server
     from symbolicator.web.app import create_app
@@ -58,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         loop_factory = None
     storage = settings.storage
     where = f"s3://{storage.s3.bucket}/{storage.s3.prefix}" if storage.backend == "s3" else f"{storage.local_dir}/"
-    sock = listen(settings.host, settings.port)
+    sock = listen(settings.host, settings.port, reuse_port=args.child_of is not None)
     log.info("listening on http://%s (storage %s, cache %s/)", settings.bind, where, settings.cache.dir)
     import asyncio
 
@@ -67,9 +92,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def listen(host: str, port: int) -> "socket.socket":
+def listen(host: str, port: int, reuse_port: bool = False) -> "socket.socket":
     """The listening socket, bound before anything says "listening": a busy port is an error
-    in the user's words (exit 1), not a traceback after a false start."""
+    in the user's words (exit 1), not a traceback after a false start. `reuse_port` for the
+    processes of `serve --processes`, which each bind the same port (SO_REUSEPORT)."""
     import socket
 
     from symbolicator.errors import ConfigError
@@ -82,6 +108,8 @@ def listen(host: str, port: int) -> "socket.socket":
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(1024)
     except OSError as exc:

@@ -482,6 +482,10 @@ class JsLookup:
         workers = self.deps.workers
 
         async def convert() -> Path:
+            shared = self.deps.caches.shared
+            found = await shared.fetch(key, derived) if shared is not None else None
+            if found is not None:  # converted by another instance
+                return found[0]
             data, source = await sourcemap.read(), await minified.read()
             out = derived.temp_path(".smcache")
             inputs = (derived.temp_path(".map"), derived.temp_path(".js"))
@@ -498,6 +502,8 @@ class JsLookup:
                     await workers.run(convert_sourcemap_files, *args, 0)
                 if self.deps.conversions is not None:
                     self.deps.conversions.inc()
+                if shared is not None:
+                    await shared.publish(key, out, {}, derived)
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise

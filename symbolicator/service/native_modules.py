@@ -220,6 +220,13 @@ class ModuleLookup:
             return self._found(result, candidate, opened)
 
         async def convert() -> Path | Outcome:
+            shared = self.caches.shared
+            found = await shared.fetch(sc_key, derived) if shared is not None else None
+            if found is not None and isinstance(found[1].get("meta"), dict):  # converted by another instance
+                await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(found[1]["meta"]).encode())
+                return found[0]
+            if found is not None:
+                found[0].unlink(missing_ok=True)
             downloaded = await fetch()
             if downloaded.is_negative:
                 return downloaded.outcome or Outcome.NOT_FOUND
@@ -232,6 +239,8 @@ class ModuleLookup:
                                               str(derived.temp_dir))
                 self.conversions.inc()
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
+                if shared is not None:
+                    await shared.publish(sc_key, out, {"meta": meta}, derived)
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise

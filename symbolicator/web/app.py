@@ -8,13 +8,17 @@ process share nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
+from symbolicator.caching.shared import open_shared
 from symbolicator.config import Settings, jobs_per_scope
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics, cache_gauges
@@ -22,6 +26,7 @@ from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.configured import open_storage
+from symbolicator.storage.local import process_alive
 from symbolicator.web import health, requests, symbolicate, symbolicate_js, uploads
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
@@ -50,6 +55,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     metrics = request.app[METRICS]
     metrics.requests.labels(name, request.method, str(response.status)).inc()
     metrics.latency.labels(name).observe(time.perf_counter() - started)
+    metrics.process_requests.inc()
     return response
 
 
@@ -58,10 +64,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     storage = open_storage(settings.storage)
     app[STORAGE] = storage
     app[INDEXES] = IndexReader(storage)
-    caches = Caches.open(settings.cache.dir, settings.cache.downloads_max_bytes, settings.cache.derived_max_bytes)
+    c, s3 = settings.cache, settings.storage.s3
+    shared = open_shared(c.shared, c.shared_endpoint_url or s3.endpoint_url, c.shared_region or s3.region,
+                         app[METRICS].shared_cache_event)
+    caches = Caches.open(c.dir, c.downloads_max_bytes, c.derived_max_bytes, shared)
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
-    app[UPLOADS] = UploadService(settings, storage, app[METRICS], settings.cache.dir / "tmp" / "assemble")
+    work_dir = own_work_dir(settings.cache.dir / "tmp" / "assemble")
+    app[UPLOADS] = UploadService(settings, storage, app[METRICS], work_dir)
     app[WORKERS] = WorkerPool(settings.workers, settings.limits.worker_max_memory_bytes)
     warming = asyncio.ensure_future(app[WORKERS].warm())
     app[FETCHER] = Fetcher(settings.fetch, allowed_hosts=settings.fetch.allowed_hosts,
@@ -71,8 +81,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[FETCHER].close()
     app[JOBS].cancel_all()
     app[UPLOADS].close()
+    if shared is not None:
+        await shared.close()
     app[WORKERS].close()
     caches.close()
+
+
+def own_work_dir(root: Path) -> Path:
+    """`root/<pid>`: processes sharing the cache folder (`serve --processes`) each empty their own
+    at start, never another's files in flight; folders of processes gone are removed."""
+    if root.is_dir():
+        for old in root.iterdir():
+            if old.name.isdigit() and not process_alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+    return root / str(os.getpid())
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -63,8 +63,10 @@ class PortTaken(Exception):
 
 
 class ServiceProcess:
-    def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.args = args
         self.port = free_port()
         self.settings = {"bind": f"127.0.0.1:{self.port}", **settings}
         self.env = env or {}
@@ -93,7 +95,7 @@ class ServiceProcess:
         env.update(self.env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "symbolicator", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "symbolicator", "serve", "--config", str(self.config), *self.args],
             cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
