@@ -141,8 +141,19 @@ def test_concurrent_first_requests_over_the_processes_convert_once_then_sigterm_
     assert gone(family), f"left running: {[p for p in family if Path(f'/proc/{p}').exists()]}"
 
 
-def test_children_die_when_the_supervisor_is_killed(multi: ServiceProcess) -> None:
+def test_a_dead_child_is_replaced_and_all_die_when_the_supervisor_is_killed(multi: ServiceProcess) -> None:
     assert multi.proc is not None
+    first = child_pids(multi.proc.pid)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not (len(now := child_pids(multi.proc.pid)) == PROCESSES and first[0] not in now):
+        assert time.monotonic() < deadline, f"no replacement for {first[0]}:\n{multi.log()}"
+        time.sleep(0.1)
+    replacement = next(pid for pid in now if pid not in first)
+    while per_process(multi).get(str(replacement), 0) == 0:  # it serves: new connections reach it too
+        assert time.monotonic() < deadline, f"{replacement} never answered:\n{multi.log()}"
+        requests.get(f"{multi.url}/healthcheck", timeout=5)
+
     family = descendants(multi.proc.pid)
     os.kill(multi.proc.pid, signal.SIGKILL)
     multi.proc.wait(10)
