@@ -43,11 +43,13 @@ POLL_S = 0.005
 
 @dataclass
 class Hold:
-    """Requests for `path` wait until `until()` is true or `timeout_s` passed; `outcomes` says which."""
+    """Requests for `path` (of `method`, or any) wait until `until()` is true or `timeout_s` passed;
+    `outcomes` says which."""
 
     path: str
     until: Callable[[], bool]
     timeout_s: float
+    method: str | None = None
     outcomes: list[str] = field(default_factory=list)
 
 
@@ -98,9 +100,10 @@ class CountingProxy:
             self._counts.clear()
             self._bytes.clear()
 
-    def hold(self, path: str, until: Callable[[], bool], timeout_s: float = 60.0) -> Hold:
-        """Hold every request for `path` until `until()` (polled in the proxy's thread) or the timeout."""
-        rule = Hold(path, until, timeout_s)
+    def hold(self, path: str, until: Callable[[], bool], timeout_s: float = 60.0, method: str | None = None) -> Hold:
+        """Hold every request for `path` (only `method` ones when given) until `until()` (polled in the
+        proxy's thread) or the timeout."""
+        rule = Hold(path, until, timeout_s, method)
         with self._lock:
             self._holds[path] = rule
         return rule
@@ -169,7 +172,7 @@ class CountingProxy:
         with self._lock:
             self._counts[(request.method, path)] += 1
             rule = self._holds.get(path)
-        if rule is not None:
+        if rule is not None and rule.method in (None, request.method):
             await self._wait(rule)
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}

@@ -61,3 +61,18 @@ async def _waits_then_takes(locks: KeyLocks, holder: subprocess.Popen[bytes]) ->
 async def _take(locks: KeyLocks) -> None:
     async with locks.hold("k"):
         pass
+
+
+async def test_without_a_usable_lock_folder_the_key_is_still_computed(tmp_path: Path) -> None:
+    """A failing cache disk degrades to in-process coalescing; it does not fail the request."""
+    store = CacheStore(tmp_path, 1 << 30, "derived")
+    store.locks.directory.rmdir()
+    store.locks.directory.write_bytes(b"")  # a file where the folder was: every lock file fails with ENOTDIR
+
+    async def compute() -> Path:
+        out = store.temp_path()
+        out.write_bytes(b"converted")
+        return out
+
+    entry = await get_or_compute(store, Coalescer(), "symcache/v1/y", compute)
+    assert entry.path is not None and entry.path.read_bytes() == b"converted"

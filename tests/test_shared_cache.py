@@ -8,8 +8,10 @@ llvm-symbolizer (native) and the frames `node --enable-source-maps` printed (JS)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,9 @@ from typing import Any
 import pytest
 import requests
 
+from bench.counting_proxy import CountingProxy
+from symbolicator import keys
+from symbolicator.native.symcache import SYMCACHE_VERSION
 from tests.support.seaweed import SeaweedServer
 from tests.support.service import ServiceProcess, free_port
 from tests.test_native_service import (
@@ -168,6 +173,35 @@ def test_a_damaged_shared_object_is_converted_again_and_replaced(
     wait_for(lambda: shared_events(c).get("published", 0) == 2, "C published its conversions")
     assert shared_events(c) == {"damaged": 2, "published": 2}
     assert shared_objects(seaweed, bucket) == published  # conversions are deterministic: the same bytes again
+
+
+def test_publishing_does_not_delay_the_answer(seaweed: SeaweedServer, tmp_path: Path) -> None:
+    """The shared store is reached through a proxy that holds the symcache's PUT: the answer comes
+    while the upload waits, and the upload completes once let go."""
+    bucket = seaweed.make_bucket(f"shared-{os.urandom(4).hex()}")
+    key = keys.shared_cache(keys.cache_key("symcache", SYMCACHE_VERSION, hashlib.sha1(ELF.read_bytes()).hexdigest(),
+                                           "x86_64"))
+    let_go = threading.Event()
+    with CountingProxy(seaweed.endpoint_url) as proxy:
+        held = proxy.hold(f"/{bucket}/{SHARED_PREFIX}/{key}", let_go.is_set, timeout_s=120, method="PUT")
+        storage = {"backend": "s3", "s3": {"bucket": bucket, "endpoint_url": seaweed.endpoint_url,
+                                           "region": "us-east-1"}}
+        svc = ServiceProcess(tmp_path, settings(tmp_path, storage, f"s3://{bucket}/{SHARED_PREFIX}",
+                                                shared_endpoint_url=proxy.url),
+                             env={"AWS_ACCESS_KEY_ID": seaweed.access_key,
+                                  "AWS_SECRET_ACCESS_KEY": seaweed.secret_key}).start()
+        try:
+            upload(svc, ELF)
+            upload_bundle(svc, tmp_path, "1.0")
+            check_answers(svc)  # answered while the symcache's upload is held
+            wait_for(lambda: shared_events(svc).get("published") == 1, "the sourcemap cache (not held) published")
+            assert proxy.count(held.path, "PUT") == 1 and held.outcomes == []  # the symcache's: in flight
+            let_go.set()
+            wait_for(lambda: shared_events(svc).get("published") == 2, "the held upload completed")
+            assert held.outcomes == ["released"]
+        finally:
+            let_go.set()
+            svc.stop()
 
 
 def test_with_the_shared_store_down_instances_convert_locally_and_keep_answering(

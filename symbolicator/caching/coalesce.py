@@ -80,7 +80,7 @@ async def _lookup_or_compute(store: CacheStore, key: str, compute: Compute) -> C
     if entry is not None:
         return entry
     async with store.locks.hold(key):
-        entry = await asyncio.to_thread(store.get, key)  # another process may have computed it meanwhile
+        entry = await asyncio.to_thread(store.get, key, False)  # another process may have computed it meanwhile
         if entry is not None:
             return entry
         return await _compute_and_store(store, key, compute)

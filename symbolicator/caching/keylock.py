@@ -18,6 +18,11 @@ store's folder (`locks/`, named by a hash of the key) held with `flock`:
   so every taker checks that the path still names the inode it locked, and starts
   over if not (the usual unlink-safe flock protocol).
 
+* **A failing disk degrades, it does not break.** When the lock file cannot be
+  created (a read-only or failing cache disk), the key is computed without the
+  cross-process lock, as before it existed: processes may then compute it twice,
+  but requests are answered.
+
 Two apps in one process sharing a cache folder (the tests run several) take turns
 too: a `flock` on a second open file of the same path conflicts even within a process.
 """
@@ -27,10 +32,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 FIRST_POLL_S = 0.005
 MAX_POLL_S = 0.1
@@ -51,19 +59,27 @@ class KeyLocks:
         """Hold `key`'s lock (look in the store again once inside: another process may have filled it)."""
         path = self.path(key)
         fd = await self._acquire(path)
+        if fd is None:
+            yield
+            return
         try:
             yield
         finally:
             try:
                 os.unlink(path)
-            except FileNotFoundError:
+            except OSError:
                 pass
             os.close(fd)  # releases the flock
 
-    async def _acquire(self, path: Path) -> int:
+    async def _acquire(self, path: Path) -> int | None:
+        """The locked file's descriptor; None when no lock file can be made."""
         delay = FIRST_POLL_S
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                log.warning("cannot lock %s (%s): computing without the cross-process lock", path.name, exc)
+                return None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

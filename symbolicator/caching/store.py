@@ -237,8 +237,12 @@ class CacheStore:
     def __repr__(self) -> str:
         return f"CacheStore({str(self.directory)!r}, max_bytes={self.max_bytes}, name={self.name!r})"
 
-    def get(self, key: str) -> CacheEntry | None:
-        """The entry at `key`, or None (missing, expired, or its file gone or damaged)."""
+    def get(self, key: str, counted: bool = True) -> CacheEntry | None:
+        """The entry at `key`, or None (missing, expired, or its file gone or damaged).
+
+        `counted=False` leaves the hit/miss figures alone: a second look at a key just
+        counted (`get_or_compute` looks again once it holds the key's lock).
+        """
         try:
             value, expire_time, tag = self._cache.get(key, read=True, expire_time=True, tag=True, retry=True)
         except sqlite3.OperationalError as exc:
@@ -258,11 +262,12 @@ class CacheStore:
                 self._discard(key, value)
         elif value is not None:
             self._discard(key, None)
-        with self._lock:
-            if entry is None:
-                self._misses += 1
-            else:
-                self._hits += 1
+        if counted:
+            with self._lock:
+                if entry is None:
+                    self._misses += 1
+                else:
+                    self._hits += 1
         return entry
 
     def note_use(self, key: str) -> None:
