@@ -63,14 +63,18 @@ from symbolicator.config import FetchSettings
 from symbolicator.errors import ConfigError, SymbolicatorError
 from symbolicator.fetch_policy import (
     AddressPolicy,
+    ForbiddenAddress,
     HostDenyList,
     HostSlots,
+    forbidden_cause,
+    forbidden_message,
     hostname_problem,
     origin_allowed,
     parse_ip,
 )
 
-__all__ = ["FetchError", "FetchReason", "FetchResult", "Fetcher", "HostDenyList", "origin_allowed"]
+__all__ = ["FetchError", "FetchReason", "FetchResult", "Fetcher", "ForbiddenAddress", "HostDenyList",
+           "forbidden_cause", "origin_allowed"]
 
 FetchReason = Literal[
     "not_found", "denied", "invalid_host", "permission_denied", "timeout", "too_large", "download_error", "other"
@@ -362,18 +366,6 @@ class Fetcher:
             self.deny_list.record_failure(state.host_key, state.tenant)
 
 
-_FORBIDDEN_MARK = "refused by address policy"
-
-
-class ForbiddenAddress(OSError):
-    """Raised inside a connect path (aiohttp's, or an S3 client's) when the policy refuses an address."""
-
-
-def forbidden_message(what: str) -> str:
-    """A refusal's text, marked so `forbidden_cause` recognises it after a client wrapped it."""
-    return f"{_FORBIDDEN_MARK}: {what}"
-
-
 class GuardedResolver(AbstractResolver):
     """The OS resolver with every answer checked, plus the matching socket factory.
 
@@ -424,27 +416,6 @@ class GuardedResolver(AbstractResolver):
             if reason is not None:
                 raise ForbiddenAddress(forbidden_message(f"{ip} ({reason})"))
         return socket.socket(family, type_, proto)
-
-
-def forbidden_cause(exc: BaseException) -> str | None:
-    """The policy refusal behind a connection error (aiohttp's or botocore's), if that is what it was."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        text = str(e)
-        if isinstance(e, ForbiddenAddress):
-            return text
-        if _FORBIDDEN_MARK in text:
-            return text[text.index(_FORBIDDEN_MARK):]
-        todo += [e.__cause__, e.__context__, getattr(e, "os_error", None)]
-        kwargs = getattr(e, "kwargs", None)  # botocore keeps the urllib3 error in `kwargs["error"]`
-        if isinstance(kwargs, dict) and isinstance(kwargs.get("error"), BaseException):
-            todo.append(kwargs["error"])
-    return None
 
 
 def _origin_predicate(

@@ -365,3 +365,36 @@ class HostSlots:
 class _Slot:
     semaphore: asyncio.Semaphore
     users: int = 0
+
+
+_FORBIDDEN_MARK = "refused by address policy"
+
+
+class ForbiddenAddress(OSError):
+    """Raised inside a connect path (aiohttp's, or an S3 client's) when the policy refuses an address."""
+
+
+def forbidden_message(what: str) -> str:
+    """A refusal's text, marked so `forbidden_cause` recognises it after a client wrapped it."""
+    return f"{_FORBIDDEN_MARK}: {what}"
+
+
+def forbidden_cause(exc: BaseException) -> str | None:
+    """The policy refusal behind a connection error (aiohttp's or botocore's), if that is what it was."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        text = str(e)
+        if isinstance(e, ForbiddenAddress):
+            return text
+        if _FORBIDDEN_MARK in text:
+            return text[text.index(_FORBIDDEN_MARK):]
+        todo += [e.__cause__, e.__context__, getattr(e, "os_error", None)]
+        kwargs = getattr(e, "kwargs", None)  # botocore keeps the urllib3 error in `kwargs["error"]`
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("error"), BaseException):
+            todo.append(kwargs["error"])
+    return None

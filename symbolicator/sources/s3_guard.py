@@ -16,7 +16,7 @@ a check that is made apart from the connection:
   and connects to an address that passed. That is the same rule `fetch.py`'s
   socket factory applies, and it covers every hop, region redirects included.
 
-A refused address raises `ForbiddenAddress` (fetch.py's), which `download.py`
+A refused address raises `ForbiddenAddress` (fetch_policy.py's), which `download.py`
 reports as the candidate detail `invalid_host: …`.
 """
 
@@ -37,10 +37,11 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 
-from symbolicator.fetch import ForbiddenAddress, forbidden_message
 from symbolicator.fetch_policy import (
     DEFAULT_PORTS,
     AddressPolicy,
+    ForbiddenAddress,
+    forbidden_message,
     hostname_problem,
     parse_ip,
 )
