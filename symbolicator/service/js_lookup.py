@@ -164,11 +164,11 @@ def _strip_fragment(url: str) -> str:
 
 
 def real_url(bundle_url: str | None, abs_path: str) -> str:
-    """A bundle's `~/path` as a URL on the frame's host (`~/` means any host)."""
+    """A bundle's `~/path` as a URL on the frame's host (`~/` means any host; `app:///` has an empty one)."""
     if not bundle_url:
         return abs_path
     parts = urlsplit(abs_path)
-    if bundle_url.startswith("~/") and parts.scheme and parts.netloc:
+    if bundle_url.startswith("~/") and parts.scheme and "://" in abs_path:
         return f"{parts.scheme}://{parts.netloc}{bundle_url[1:]}"
     return bundle_url
 
@@ -381,8 +381,7 @@ class JsLookup:
         sha1 = str(ref.get("bundle_sha1") or bundle_key.rsplit("/", 1)[-1])
         await self._open_bundle(bundle_key)
         self.used_bundles[sha1] = None
-        if url.startswith(("http://", "https://")):
-            self._attempt(url, "not_attempted")
+        self._attempt(url, "not_attempted")  # found without the web, whatever the scheme (local paths too)
         headers = {str(k).lower(): str(v) for k, v in (ref.get("headers") or {}).items()}
         described: dict[str, str] = {}
         if ref.get("url"):

@@ -41,7 +41,7 @@ from symbolicator.sourcemaps.context import Context, LineIndex, context_from_lin
 from symbolicator.sourcemaps.sourcemap import NameResolver, OriginalLineResolver, SourceMap, Token, find_segment, parse
 from symbolicator.sourcemaps.urls import resolve_joined
 
-SOURCEMAP_CACHE_VERSION = 1  # v1: tokens, flattened scopes, string table, ignore flags
+SOURCEMAP_CACHE_VERSION = 2  # v1: tokens, flattened scopes, string table, ignore flags; v2: sources kept as given when absolute URLs
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
 _HEADER = struct.Struct("<8sIIQ")
