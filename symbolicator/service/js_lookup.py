@@ -58,6 +58,7 @@ from symbolicator.service.js_scraping import ScrapeFailure, Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
+from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
@@ -102,15 +103,19 @@ class Comments:
 
 
 def inspect_minified(data: bytes) -> tuple[LineIndex, Comments]:
-    """Lines and comments of a minified file (a thread job: a bundle can be megabytes)."""
-    text = data.decode("utf-8", "replace")
+    """Lines and comments of a minified file (a thread job: a bundle can be megabytes).
+
+    Hermes bytecode has neither: it is treated as the empty file Sentry stores for it (no context)."""
+    text = "" if is_hermes_bytecode(data) else data.decode("utf-8", "replace")
     return LineIndex(text), Comments(existing_debug_id(text), find_source_mapping_url(text))
 
 
 def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str) -> int:
     """Worker-pool job: map (+ minified source for scope names) → sourcemap cache file; its size."""
-    text = minified.decode("utf-8", "replace") if minified is not None else None
-    data = build_from_sources(map_bytes, text)
+    if is_hermes_bytecode(minified):
+        data = build_from_sources(map_bytes, None, bytecode=minified)
+    else:
+        data = build_from_sources(map_bytes, minified.decode("utf-8", "replace") if minified is not None else None)
     with open(out_path, "wb") as f:
         f.write(data)
     return len(data)
