@@ -28,8 +28,12 @@ from symbolicator.native.apple_crash import (
     to_symbolicate_request,
 )
 from symbolicator.native.symcache import SymCache
-from symbolicator.service import native
-from symbolicator.service.js_offline import symbolicate_js_request, symbolicate_trace
+from symbolicator.service import js_mixed, native
+from symbolicator.service.js_offline import (
+    offline_js_payload,
+    symbolicate_js_request,
+    symbolicate_trace,
+)
 from symbolicator.service.native_modules import ResolvedModule, features_json
 from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace
 from symbolicator.types import DebugId
@@ -68,7 +72,8 @@ def detect(text: str, suffix: str = "") -> tuple[str, Any]:
         except ValueError:
             return "apple", None  # .ips: a JSON header line, then the JSON body
         if isinstance(body, dict) and "stacktraces" in body:
-            return ("js-request" if _is_js_request(body) else "request"), body
+            return ("any-request" if _is_mixed_request(body) else "js-request" if _is_js_request(body)
+                    else "request"), body
         return "apple", None
     if any(marker in text for marker in _APPLE_MARKERS):
         return "apple", None
@@ -83,6 +88,15 @@ def _is_js_request(body: dict[str, Any]) -> bool:
     frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
               for f in t["frames"] if isinstance(f, dict)]
     return bool(frames) and all("abs_path" in f and "instruction_addr" not in f for f in frames)
+
+
+def _is_mixed_request(body: dict[str, Any]) -> bool:
+    """JS and native frames in one body: the `/symbolicate-any` shape (service/js_mixed.py)."""
+    traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
+    frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
+              for f in t["frames"] if isinstance(f, dict)]
+    kinds = {js_mixed.is_js_frame(f, body.get("platform")) for f in frames}
+    return kinds == {True, False}
 
 
 def _js_frame(frame: dict[str, Any]) -> TraceFrame:
@@ -150,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
     if kind == "js":
         sys.stdout.write(symbolicate_trace(text, dirs, bool(args.json)))
         return 0
+    if kind == "any-request":
+        folders = SymbolFolders(dirs)
+        mixed = js_mixed.MixedRequest.from_json(body)
+        payload = asyncio.run(js_mixed.symbolicate_mixed(
+            mixed, lambda js: offline_js_payload(js, dirs), lambda req: native.symbolicate(req, folders.resolve)))
+        result = {"status": "completed", **payload}
+        sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else format_report(result))
+        return 0
     if kind == "js-request":
         result = symbolicate_js_request(body, dirs)
         if args.json:
@@ -211,7 +233,7 @@ def _frame_line(frame: dict[str, Any], inlined: bool) -> str:
     if frame.get("abs_path") or frame.get("filename"):
         where = f" ({frame.get('filename') or frame.get('abs_path')}" + (
             f":{frame['lineno']})" if frame.get("lineno") else ")")
-    name = frame.get("function") or frame.get("symbol") or f"<{frame['status']}>"
+    name = frame.get("function") or frame.get("symbol") or f"<{frame.get('status', 'unmapped')}>"
     if inlined:
         return f"    {'':<24} {'':<18} [inlined] {name}{where}"
-    return f"{frame['original_index']:<3} {package:<24} {frame['instruction_addr']:<18} {name}{where}"
+    return f"{frame['original_index']:<3} {package:<24} {frame.get('instruction_addr', 'js'):<18} {name}{where}"
