@@ -9,7 +9,10 @@ Each case here came back different from Symbolicator before (see docs/javascript
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+from symbolicator.service.js_offline import symbolicate_trace
 from tests.support.service import ServiceProcess
 from tests.support.tools import sentry_cli
 
@@ -105,3 +109,22 @@ def test_other_schemes_are_not_scraped(service: ServiceProcess) -> None:
                           "stacktraces": [{"frames": [frame]}]})
     assert body["errors"] == [{"abs_path": "app:///missing.bundle", "type": "scraping_disabled"}]
     assert body["scraping_attempts"] == [{"url": "app:///missing.bundle", "status": "failure", "reason": "disabled"}]
+
+
+def test_dart_async_scopes_are_named_by_the_token_at_the_frame() -> None:
+    """A `$async$…` scope (dart2js' async rewrite) names its frame by the token there, as Symbolicator does."""
+    out = REPO / "tests/fixtures/js_dart/out"
+    trace = subprocess.run(["node", str(out / "checkout.min.js")], capture_output=True, text=True, check=True,
+                           timeout=60).stdout
+    frames = [(int(m[1]), int(m[2])) for m in re.finditer(r"checkout\.min\.js:(\d+):(\d+)", trace)]
+    script = ("const {TraceMap, originalPositionFor} = require('@jridgewell/trace-mapping');"
+              "const map = new TraceMap(require('fs').readFileSync(process.argv[1], 'utf8'));"
+              "console.log(JSON.stringify(JSON.parse(process.argv[2]).map(([line, column]) =>"
+              " originalPositionFor(map, {line, column: column - 1}).name)));")
+    names = json.loads(subprocess.run(["node", "-e", script, str(out / "checkout.min.js.map"), json.dumps(frames)],
+                                      capture_output=True, text=True, check=True, timeout=60,
+                                      env={**os.environ, "NODE_PATH": str(REPO / "node_modules")}).stdout)
+    assert names[1] == "validate"  # the call inside the `$async$checkout` closure
+    answer = json.loads(symbolicate_trace(trace, [out], as_json=True))
+    got = [f.get("function") for f in reversed(answer["stacktraces"][0]["frames"])]
+    assert got[:3] == ["validate", names[1], "checkout"]
