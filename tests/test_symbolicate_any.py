@@ -154,3 +154,17 @@ def test_cli_symbolicate_takes_the_same_json(tmp_path: Path) -> None:
     answer = json.loads(out.stdout)
     assert answer["status"] == "completed" and answer["errors"] == []
     check(answer, kinds, js_want, addrs)
+
+
+def test_frames_without_platform_go_by_their_content(service: ServiceProcess) -> None:
+    """No `platform` on the frames: `instruction_addr` makes a frame native; both get a platform back."""
+    body = {"platform": "javascript", "stacktraces": [{"frames": [
+        {"instruction_addr": "0x1000"},
+        {"abs_path": "app:///index.android.bundle", "lineno": 1, "colno": expected("hermes")[0]["offset"] + 1},
+    ]}], "release": "rn-any", "dist": "1"}
+    answer = requests.post(f"{service.url}/symbolicate-any", params={"scope": "42"}, json=body, timeout=60).json()
+    assert answer["status"] == "completed", answer
+    native, js = answer["stacktraces"][0]["frames"]
+    assert (native["platform"], native["status"], native["original_index"]) == ("native", "unknown_image", 0)
+    assert (js["platform"], js["data"]["symbolicated"], js["original_index"]) == ("javascript", True, 1)
+    assert js["function"] == expected("hermes")[0]["original"]["function"]

@@ -95,7 +95,7 @@ def _is_mixed_request(body: dict[str, Any]) -> bool:
     traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
     frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
               for f in t["frames"] if isinstance(f, dict)]
-    kinds = {js_mixed.is_js_frame(f, body.get("platform")) for f in frames}
+    kinds = {js_mixed.is_js_frame(f) for f in frames}
     return kinds == {True, False}
 
 

@@ -4,16 +4,17 @@ A React Native crash is one stack: JavaScript frames (Metro/Hermes bundles, `pla
 around native ones (the iOS/Android runtime, `instruction_addr` + `modules`), in crash order. Sentry
 sends the two halves to Symbolicator separately; here one request carries the whole event:
 
-1. every frame says what it is: its `platform`, else the request's `platform`, else its content (an
-   `instruction_addr` makes it native); `javascript` and `node` frames are JS, all others native;
+1. every frame says what it is: its `platform` (`javascript` and `node` are JS, all others native), else
+   its content (an `instruction_addr` makes it native: a JS frame never has one); a frame without
+   `platform` is answered with the request's `platform` when that names its kind;
 2. the frames are split, per stack trace, into a `/symbolicate-js` request (with the `sourcemap`
    modules, `release`, `dist`, `scraping`) and a `/symbolicate` request (the other modules, `signal`,
    `sources`, the thread's registers), both validated before the job starts (422 on a wrong shape),
    both in the request's one `options.frame_order` (default `caller_first`, as Sentry's events list frames);
 3. the job runs both engines concurrently and answers the frames merged back into the original order:
-   each frame keeps its `platform` and gains `original_index` (its position in the request's trace; a
-   native frame that inlined calls becomes several sharing it, and a native frame the engine drops, a
-   stack-scanned false positive, is dropped); `errors`, `scraping_attempts` and `used_artifact_bundles`
+   each frame keeps its `platform` (or gets the one it was taken for) and gains `original_index` (its
+   position in the request's trace; a native frame that inlined calls becomes several sharing it, and
+   a native frame the engine drops, a stack-scanned false positive, is dropped); `errors`, `scraping_attempts` and `used_artifact_bundles`
    come from the JS half, `modules` (native statuses) from the native half.
 
 Caller naming of JS frames (an anonymous function named by its caller's call site) looks at the
@@ -46,6 +47,7 @@ class MixedRequest:
     `(is_js, index in its half's trace)`)."""
 
     traces: tuple[dict[str, Any], ...]
+    platforms: tuple[str, str]
     layout: tuple[tuple[tuple[bool, int], ...], ...]
     js: JsRequest
     native: NativeRequest
@@ -73,7 +75,7 @@ class MixedRequest:
             frames = trace.get("frames", [])
             if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
                 raise InvalidShape(f"stacktraces[{i}].frames must be an array of objects")
-            kinds = [is_js_frame(f, platform) for f in frames]
+            kinds = [is_js_frame(f) for f in frames]
             js_frames = [f for f, js in zip(frames, kinds, strict=True) if js]
             native_frames = [f for f, js in zip(frames, kinds, strict=True) if not js]
             counters = {True: 0, False: 0}
@@ -88,16 +90,19 @@ class MixedRequest:
         js_body.update(stacktraces=js_traces, options=options,
                        modules=[m for m in modules if m.get("type") == "sourcemap"])
         native_body = {k: body[k] for k in _NATIVE_FIELDS if k in body}
-        native_body.update(stacktraces=native_traces, options={"frame_order": options["frame_order"]},
+        native_body.update(stacktraces=native_traces, options=options,
                            modules=[m for m in modules if m.get("type") != "sourcemap"])
         has_native = any(t["frames"] for t in native_traces) or bool(native_body["modules"])
-        return cls(tuple(traces), tuple(layout), JsRequest.from_json(js_body), NativeRequest.from_json(native_body),
-                   has_native)
+        default = platform if isinstance(platform, str) and platform else None
+        platforms = (default if default in JS_PLATFORMS else "javascript",
+                     default if default and default not in JS_PLATFORMS else "native")
+        return cls(tuple(traces), platforms, tuple(layout), JsRequest.from_json(js_body),
+                   NativeRequest.from_json(native_body), has_native)
 
 
-def is_js_frame(frame: dict[str, Any], default_platform: Any) -> bool:
-    """Its `platform`, else the request's, decides; with neither, a frame without `instruction_addr` is JS."""
-    platform = frame.get("platform") or default_platform
+def is_js_frame(frame: dict[str, Any]) -> bool:
+    """Its `platform` decides; without one, its content: native frames have an `instruction_addr`, JS ones never."""
+    platform = frame.get("platform")
     if isinstance(platform, str) and platform:
         return platform in JS_PLATFORMS
     return "instruction_addr" not in frame
@@ -119,12 +124,13 @@ async def symbolicate_mixed(request: MixedRequest, run_js: RunJs, run_native: Ru
         native_raw = request.native.stacktraces[i].frames
         frames, raw = [], []
         for j, (is_js, k) in enumerate(request.layout[i]):
+            platform = {"platform": request.platforms[0 if is_js else 1]}
             if is_js:
-                frames.append({**js_out[k], "original_index": j})
-                raw.append({**js_raw[k], "original_index": j})
+                frames.append({**platform, **js_out[k], "original_index": j})
+                raw.append({**platform, **js_raw[k], "original_index": j})
             else:
-                frames.extend({**f, "original_index": j} for f in by_index.get(k, ()))
-                raw.append({**native_raw[k].fields, "original_index": j})
+                frames.extend({**platform, **f, "original_index": j} for f in by_index.get(k, ()))
+                raw.append({**platform, **native_raw[k].fields, "original_index": j})
         fields = {key: value for key, value in trace.items() if key != "frames"}
         extra = {key: native_trace[key] for key in ("registers",) if key in native_trace}
         stacktraces.append({**fields, **extra, "frames": frames})
