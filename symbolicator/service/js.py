@@ -43,7 +43,6 @@ from symbolicator.types import DebugId
 
 USELESS_FN_NAMES = frozenset({"<anonymous>", "__webpack_require__", "__webpack_modules__"})
 CONTEXT_LINES = 5
-_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 _WEBPACK_NAMESPACE = re.compile(r"^webpack://[a-zA-Z0-9_\-@.]+/\./")
 _NODE_MODULES = re.compile(r"\bnode_modules/")
 _URL_SOURCE = re.compile(r"^(https?|webpack|app):")
