@@ -280,7 +280,8 @@ def test_resolvers_for_the_scopes_module() -> None:
     )
     sm = parse(data)
     names, original = NameResolver(sm), OriginalLineResolver(sm)
-    assert [names(0, c) for c in (0, 3, 4, 5, 8)] == [None, None, "n1", None, None]
+    # Exact hits first; else the nearest mapping at or before on the line (Symbolicator's `lookup_token`).
+    assert [names(0, c) for c in (0, 3, 4, 5, 8, 9)] == [None, None, "n1", "n1", None, None]
     assert original(0, 4) == ("  name(here)", 2)
     assert original(0, 5) is None and original(0, 8) == ("a", 0) and original(7, 0) is None
 

@@ -7,7 +7,11 @@ source, cache build — and the cache file is opened with `SmCache.open`, as the
 does, then probed at every mapping's start, just past it, and at absurd positions.
 
 Differential check: each probe must give the same token from the cache as from the
-parsed map itself (`SourceMap.lookup`), the two implementations of one lookup.
+parsed map itself (`SourceMap.lookup`), the two implementations of one lookup. A Hermes map
+(`x_hermes_function_offsets`) may answer fewer positions from the cache (only offsets inside a
+compiled function of the bytecode), never other ones. React Native inputs: Metro function maps
+(`x_facebook_sources`) and Hermes offsets of every shape, the Metro and Hermes fixtures as seeds
+(a Hermes map before its bytecode bundle).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def run(data: bytes) -> None:
                 if dataclasses.replace(token, function=None) != expected:
                     raise Violation("wrong", f"cache and map disagree at {line}:{col}: {token} vs {expected}")
                 cache.source_context(token.source_index, token.original_line)
-            elif expected is not None:
+            elif expected is not None and not cache.is_hermes:
                 raise Violation("wrong", f"cache has no token at {line}:{col}, the map has {expected}")
         json.dumps([cache.file, cache.debug_id, cache.sources, cache.raw_sources])
 
@@ -92,6 +96,14 @@ def inputs() -> st.SearchStrategy[bytes]:
                                                                            max_size=30))
 
     version = rarely(st.just(3), json_values(), one_in=64)
+    vlq_text = st.text(alphabet="ACDEFGgBAa+/;,!", max_size=24)
+    function_map = st.fixed_dictionaries({"names": rarely(st.lists(name, max_size=4), json_values()),
+                                          "mappings": rarely(vlq_text, json_values())})
+    facebook_sources = st.lists(rarely(st.one_of(st.none(), st.lists(rarely(function_map, json_values()),
+                                                                        max_size=2)), json_values()), max_size=6)
+    hermes_offsets = st.dictionaries(rarely(st.sampled_from(["0", "1"]), texts()),
+                                     rarely(st.lists(rarely(st.integers(0, 9000), ints()), max_size=6), json_values()),
+                                     max_size=2)
     optional = st.fixed_dictionaries({}, optional={
         "sourcesContent": st.lists(content, max_size=6),
         "sourceRoot": texts(),
@@ -99,6 +111,8 @@ def inputs() -> st.SearchStrategy[bytes]:
         "debugId": st.one_of(st.uuids().map(str), texts()),
         "ignoreList": st.lists(rarely(small, ints()), max_size=3),
         "x_google_ignoreList": st.lists(rarely(small, ints()), max_size=3),
+        "x_facebook_sources": rarely(facebook_sources, json_values()),
+        "x_hermes_function_offsets": rarely(hermes_offsets, json_values()),
     })
     sources_list, names_list = st.lists(source, min_size=1, max_size=6), st.lists(name, max_size=6)
 
@@ -121,8 +135,10 @@ def inputs() -> st.SearchStrategy[bytes]:
                                      optional={"file": texts()})
 
     maps = damaged(st.recursive(regular(), index_map, max_leaves=5), max_edits=1)
+    bytecode = (_FIXTURES / "rn/out/hermes/index.android.bundle").read_bytes()
     minified = st.one_of(
         st.none(),
+        st.just(bytecode.decode("latin-1")),
         st.sampled_from(sorted(p.read_text() for p in (_FIXTURES / "js" / "out").glob("*/app.js"))),
         st.text(alphabet="function(){}=>class ;x\n.\"'`/*", max_size=200),
     )
@@ -131,14 +147,21 @@ def inputs() -> st.SearchStrategy[bytes]:
     def encode(parts: tuple[bytes, Any, str | None]) -> bytes:
         head, doc, source = parts
         body = head + dump(doc)
-        return body if source is None else body + b"\0" + source.encode("utf-8", "surrogatepass")
+        if source is None:
+            return body
+        raw = source.encode("latin-1") if source.startswith("\xc6\x1f\xbc") else source.encode("utf-8", "surrogatepass")
+        return body + b"\0" + raw
 
     return rarely(st.tuples(prefix, maps, minified).map(encode), st.binary(max_size=64), one_in=32)
 
 
 def seeds() -> dict[str, bytes]:
-    """Every fixture map beside its minified file, from the bundler fixtures and the scope fixtures."""
+    """Every fixture map beside its minified file, from the bundler, scope and React Native fixtures."""
     out = {}
+    for kind in ("metro", "hermes"):  # larger than the others: a real RN map is never small
+        folder = _FIXTURES / "rn/out" / kind
+        out[f"rn-{kind}"] = (folder / "index.android.bundle.map").read_bytes() + b"\0" + (
+            folder / "index.android.bundle").read_bytes()
     for folder in ("js/out", "js_scopes/out"):
         for path in sorted((_FIXTURES / folder).rglob("*.map")):
             minified = path.with_suffix("")

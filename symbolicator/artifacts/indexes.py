@@ -24,12 +24,12 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from symbolicator import keys
 from symbolicator.errors import ObjectNotFound
+from symbolicator.sourcemaps.urls import strip_hostname
 from symbolicator.storage.base import ABSENT, Storage
 from symbolicator.types import GLOBAL_SCOPE, DebugId, Scope
 
@@ -129,17 +129,12 @@ def js_release_keys(scope: Scope, release: str, dist: str | None, abs_path: str)
 def url_candidates(abs_path: str) -> list[str]:
     """Symbolicator's order: the URL, without query, `~` + path, `~` + path without query.
 
-    `~/` in an uploaded file's url means "any host", so the host is dropped.
+    `~/` in an uploaded file's url means "any host": scheme and authority are dropped whether
+    or not there is a host (`app:///index.android.bundle` → `~/index.android.bundle`).
     """
     url = abs_path.split("#", 1)[0]
-    out = [url, url.split("?", 1)[0]]
-    parts = urlsplit(url)
-    if parts.scheme and parts.netloc:
-        path = parts.path or "/"
-        tail = f"{path}?{parts.query}" if parts.query else path
-        out += ["~" + tail, "~" + path]
-    elif url.startswith("~/"):
-        out.append(url.split("?", 1)[0])
+    relative = strip_hostname(url)
+    out = [url, url.split("?", 1)[0], "~" + relative, "~" + relative.split("?", 1)[0]]
     return list(dict.fromkeys(out))
 
 

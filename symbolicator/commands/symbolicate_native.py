@@ -36,8 +36,8 @@ from symbolicator.native.apple_crash import (
     to_symbolicate_request,
 )
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
-from symbolicator.service import native
-from symbolicator.service.js_offline import symbolicate_js_request, symbolicate_trace
+from symbolicator.service import js_mixed, native
+from symbolicator.service.js_offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
 from symbolicator.service.native_modules import ResolvedModule, features_json
 from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, SmCache, build_from_sources
 from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace, parse_trace
@@ -73,7 +73,8 @@ def detect(text: str, suffix: str = "") -> tuple[str, Any]:
                 return "js", None
             return "apple", None  # .ips: a JSON header line, then the JSON body
         if isinstance(body, dict) and "stacktraces" in body:
-            return ("js-request" if _is_js_request(body) else "request"), body
+            return ("any-request" if _is_mixed_request(body) else "js-request" if _is_js_request(body)
+                    else "request"), body
         if isinstance(body, dict) and any(k in body for k in ("bug_type", "app_name", "incident_id", "incident")):
             return "apple", None
         what = "an object without \"stacktraces\"" if isinstance(body, dict) else f"a JSON {type(body).__name__}"
@@ -91,6 +92,14 @@ def _is_js_request(body: dict[str, Any]) -> bool:
     frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
               for f in t["frames"] if isinstance(f, dict)]
     return bool(frames) and all("abs_path" in f and "instruction_addr" not in f for f in frames)
+
+
+def _is_mixed_request(body: dict[str, Any]) -> bool:
+    """JS and native frames in one body: the `/symbolicate-any` shape (service/js_mixed.py)."""
+    traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
+    frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
+              for f in t["frames"] if isinstance(f, dict)]
+    return {js_mixed.is_js_frame(f) for f in frames} == {True, False}
 
 
 def _js_frame(frame: dict[str, Any]) -> TraceFrame:
@@ -201,6 +210,19 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
         sys.stdout.write(symbolicate_trace(text, dirs, bool(args.json), trace_paths=args.allow_trace_paths,
                                            open_map=opener, unresolved=errors))
         _explain_js(errors, bool(args.json))
+        return 0
+    if kind == "any-request":
+        folders = SymbolFolders(dirs, cache if cache.store is not None else None)
+        mixed = js_mixed.MixedRequest.from_json(body)
+        payload = asyncio.run(js_mixed.symbolicate_mixed(
+            mixed,
+            lambda js: offline_js_payload(js, dirs, trace_paths=args.allow_trace_paths, open_map=opener),
+            lambda req: native.symbolicate(req, folders.resolve)))
+        result = {"status": "completed", **payload}
+        sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else format_report(result))
+        if not args.json:
+            _explain_js(result.get("errors") or [], False)
+            _explain_native(result)
         return 0
     if kind == "js-request":
         result = symbolicate_js_request(body, dirs, trace_paths=args.allow_trace_paths, open_map=opener)
@@ -331,7 +353,7 @@ def _frame_line(frame: dict[str, Any], inlined: bool) -> str:
     if frame.get("abs_path") or frame.get("filename"):
         where = f" ({frame.get('filename') or frame.get('abs_path')}" + (
             f":{frame['lineno']})" if frame.get("lineno") else ")")
-    name = frame.get("function") or frame.get("symbol") or f"<{frame['status']}>"
+    name = frame.get("function") or frame.get("symbol") or f"<{frame.get('status', 'unmapped')}>"
     if inlined:
         return f"    {'':<24} {'':<18} [inlined] {name}{where}"
-    return f"{frame['original_index']:<3} {package:<24} {frame['instruction_addr']:<18} {name}{where}"
+    return f"{frame['original_index']:<3} {package:<24} {frame.get('instruction_addr', 'js'):<18} {name}{where}"

@@ -41,11 +41,11 @@ from symbolicator.sourcemaps.context import (
     minified_context,
 )
 from symbolicator.sourcemaps.smcache import SmCache
+from symbolicator.sourcemaps.urls import strip_hostname
 from symbolicator.types import DebugId, check_dist, check_release
 
 USELESS_FN_NAMES = frozenset({"<anonymous>", "__webpack_require__", "__webpack_modules__"})
 CONTEXT_LINES = 5
-_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 _WEBPACK_NAMESPACE = re.compile(r"^webpack://[a-zA-Z0-9_\-@.]+/\./")
 _NODE_MODULES = re.compile(r"\bnode_modules/")
 _URL_SOURCE = re.compile(r"^(https?|webpack|app):")
@@ -360,12 +360,12 @@ def _set_context(frame: dict[str, Any], context: Context | None) -> None:
 
 
 def is_valid_abs_path(abs_path: Any) -> bool:
-    """URLs with a scheme, `~/` paths and absolute file paths; not `<anonymous>`, `native`, ``."""
-    if not isinstance(abs_path, str) or not abs_path.strip() or abs_path.startswith("<"):
-        return False
-    if _SCHEME.match(abs_path) or abs_path.startswith(("/", "~/")):
-        return True
-    return bool(re.match(r"^[A-Za-z]:\\", abs_path))
+    """Anything that can name a file: not `<anonymous>`, None or blank.
+
+    A path that is not a URL (`http//example.com/a.js`, `foo.js`) is still looked up, as
+    Symbolicator does: uploads may hold it verbatim, and otherwise it is `missing_source`.
+    """
+    return isinstance(abs_path, str) and bool(abs_path.strip()) and not abs_path.startswith("<")
 
 
 def function_name(frame_fn: str | None, token_fn: str | None, callsite_fn: str | None) -> str | None:
@@ -413,17 +413,6 @@ def is_in_app(abs_path: str, filename: str) -> bool | None:
     if "/node_modules/" in abs_path:
         return False
     return None
-
-
-def strip_hostname(path: str) -> str:
-    """The path after the host (or after a leading `~`), with its leading `/`."""
-    if path.startswith("~"):
-        return path[1:]
-    if "://" in path:
-        rest = path.split("://", 1)[1]
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else rest
-    return path
 
 
 def generate_module(abs_path: str) -> str:

@@ -58,6 +58,7 @@ from symbolicator.service.js_scraping import ScrapeFailure, Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerCrashed, WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
+from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
@@ -104,16 +105,21 @@ class Comments:
 
 
 def inspect_minified(data: bytes) -> tuple[LineIndex, Comments]:
-    """Lines and comments of a minified file (a thread job: a bundle can be megabytes)."""
-    text = data.decode("utf-8", "replace")
+    """Lines and comments of a minified file (a thread job: a bundle can be megabytes).
+
+    Hermes bytecode has neither: it is treated as the empty file Sentry stores for it (no context)."""
+    text = "" if is_hermes_bytecode(data) else data.decode("utf-8", "replace")
     return LineIndex(text), Comments(existing_debug_id(text), find_source_mapping_url(text))
 
 
 def convert_sourcemap(map_bytes: bytes, minified: bytes | None, out_path: str,
                       names_max_memory: int | None = None) -> int:
     """Worker-pool job: map (+ minified source for function names, within `names_max_memory` bytes;
-    0: names skipped and flagged; None: unbounded) → sourcemap cache file; its size."""
-    data = build_from_sources(map_bytes, minified, names_max_memory=names_max_memory)
+    0: names skipped and flagged; None: unbounded; or Hermes bytecode) → sourcemap cache file; its size."""
+    if is_hermes_bytecode(minified):
+        data = build_from_sources(map_bytes, None, bytecode=minified)
+    else:
+        data = build_from_sources(map_bytes, minified, names_max_memory=names_max_memory)
     del map_bytes, minified
     with open(out_path, "wb") as f:
         f.write(data)
@@ -184,11 +190,11 @@ def _strip_fragment(url: str) -> str:
 
 
 def real_url(bundle_url: str | None, abs_path: str) -> str:
-    """A bundle's `~/path` as a URL on the frame's host (`~/` means any host)."""
+    """A bundle's `~/path` as a URL on the frame's host (`~/` means any host; `app:///` has an empty one)."""
     if not bundle_url:
         return abs_path
     parts = urlsplit(abs_path)
-    if bundle_url.startswith("~/") and parts.scheme and parts.netloc:
+    if bundle_url.startswith("~/") and parts.scheme and "://" in abs_path:
         return f"{parts.scheme}://{parts.netloc}{bundle_url[1:]}"
     return bundle_url
 
@@ -409,8 +415,7 @@ class JsLookup:
         sha1 = str(ref.get("bundle_sha1") or bundle_key.rsplit("/", 1)[-1])
         await self._open_bundle(bundle_key)
         self.used_bundles[sha1] = None
-        if url.startswith(("http://", "https://")):
-            self._attempt(url, "not_attempted")
+        self._attempt(url, "not_attempted")  # found without the web, whatever the scheme (local paths too)
         headers = {str(k).lower(): str(v) for k, v in (ref.get("headers") or {}).items()}
         described: dict[str, str] = {}
         if ref.get("url"):

@@ -200,10 +200,18 @@ def _debug_id(text: str | None) -> DebugId | None:
 def symbolicate_js_request(body: Any, symbol_dirs: Sequence[Path], *, trace_paths: bool = False,
                            open_map: MapOpener | None = None) -> dict[str, Any]:
     """A Symbolicator `/symbolicate-js` JSON body answered from folders (no uploads, no scraping)."""
-    request = replace(JsRequest.from_json(body), scraping=ScrapingOptions(enabled=False))
+    payload = asyncio.run(offline_js_payload(JsRequest.from_json(body), symbol_dirs, trace_paths=trace_paths,
+                                             open_map=open_map))
+    return {"status": "completed", **payload}
+
+
+async def offline_js_payload(request: JsRequest, symbol_dirs: Sequence[Path], *, trace_paths: bool = False,
+                             open_map: MapOpener | None = None) -> dict[str, Any]:
+    """The `/symbolicate-js` payload of a parsed request, from folders (also the JS half of `/symbolicate-any`)."""
     modules = OfflineModules(SymbolDirs(symbol_dirs, trace_paths), open_map)
-    payload = asyncio.run(symbolicate(request, modules.module, modules.original_source, _named_file))
-    return {"status": "completed", **payload, "scraping_attempts": [], "used_artifact_bundles": []}
+    request = replace(request, scraping=ScrapingOptions(enabled=False))
+    payload = await symbolicate(request, modules.module, modules.original_source, _named_file)
+    return {**payload, "scraping_attempts": [], "used_artifact_bundles": []}
 
 
 def symbolicate_trace(text: str, symbol_dirs: list[Path], as_json: bool, *, trace_paths: bool = False,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +39,7 @@ from symbolicator.fetch import Fetcher, FetchError, origin_allowed
 
 SCRAPE_EVERY_S = 3600
 SCRAPED_CACHE_VERSION = 1
+_URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 Attempt = Callable[..., None]
 
 
@@ -83,11 +85,15 @@ class Scraper:
         return server if self.allowed_origins == ("*",) else self.allowed_origins
 
     async def scrape(self, url: str) -> Scraped:
-        if not url.startswith(("http://", "https://")):
+        scheme = _URL_SCHEME.match(url)
+        if scheme is None:  # not a URL at all (a local path, `http//x`): nothing to scrape, as Symbolicator
             raise ScrapeFailure("missing_source")
         if not self.enabled:
             self.attempt(url, "failure", "disabled")
             raise ScrapeFailure("scraping_disabled")
+        if scheme[1].lower() not in ("http", "https"):
+            self.attempt(url, "failure", "invalid_host", f"`{scheme[1]}` is not an allowed download scheme")
+            raise ScrapeFailure("missing_source")
         origins = self.fetch_origins(url)
         if origins is None or self.fetcher is None:
             self.attempt(url, "failure", "invalid_host", f"{url} is not an allowed download origin")

@@ -178,8 +178,8 @@ def minified_context(source: str | Sequence[str], lineno: int, colno: int, n: in
     one-line-per-module bundle stay readable.
     """
     lines = split_lines(source) if isinstance(source, str) else source
-    if lineno < 1 or lineno > len(lines):
-        return None
+    if lineno < 1 or lineno > len(lines) or (len(lines) == 1 and not lines[0]):
+        return None  # an empty file (Sentry stores Hermes bytecode so) has no line 1, as in Symbolicator
     i, col = lineno - 1, colno - 1
     trim = lines.trimmed if isinstance(lines, LineIndex) else lambda k, c: trim_line(lines[k], c)
     return Context(

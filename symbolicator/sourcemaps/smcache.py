@@ -13,7 +13,12 @@ about a microsecond and no JSON. The file is a header, a section table, and
     STR_OFFSETS  u64[k+1], STR_BLOB utf-8 — the string table, strings deduplicated
     JOINED_SOURCES, RAW_SOURCES, CONTENTS  u32[s] string ids; FLAGS u8[s] (bit 0: ignored)
     NAMES        u32[names]
-    META         u32[3]   string ids of `file` and `debug_id`; flags (bit 0: function names skipped)
+    META         u32[4]   string ids of `file` and `debug_id`; flags (bit 0: function names skipped,
+                          bit 1: a Hermes map); the bytecode's size in bytes when it was known at
+                          build time (else NONE)
+    TOKEN_FUNCTIONS u32[n] per token, the string id of the function Metro's function map names at
+                          its original position (NONE: no function map for its source)
+    HERMES_OFFSETS  u32[h] start offsets of the compiled functions of bytecode segment 0
 
 Scopes arrive as nested ranges (outer before inner) and are flattened at build
 time into boundaries, so "which function encloses this position" is one bisect,
@@ -39,16 +44,25 @@ import numpy as np
 
 from symbolicator.errors import FormatError, OverBudget
 from symbolicator.sourcemaps.context import Context, LineIndex, context_from_lines
-from symbolicator.sourcemaps.sourcemap import NameResolver, OriginalLineResolver, SourceMap, Token, find_segment, parse
+from symbolicator.sourcemaps.facebook import check_bytecode, function_of
+from symbolicator.sourcemaps.sourcemap import (
+    NameResolver,
+    OriginalLineResolver,
+    SourceMap,
+    Token,
+    find_segment,
+    parse,
+)
 from symbolicator.sourcemaps.urls import resolve_joined
 
-SOURCEMAP_CACHE_VERSION = 2  # v1: tokens, flattened scopes, string table, ignore flags; v2: names-skipped flag
+SOURCEMAP_CACHE_VERSION = 4  # v1: tokens, scopes, strings, ignore flags; v2: names-skipped flag, naming-scheme sources as given; v3: Metro/Hermes; v4: one flags word
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
 _HEADER = struct.Struct("<8sIIQ")
 _ENTRY = struct.Struct("<QQ")
 _IGNORED = 1
 _NAMES_SKIPPED = 1
+_HERMES = 2
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +86,8 @@ class _Section(enum.IntEnum):
     FLAGS = 12
     NAMES = 13
     META = 14
+    TOKEN_FUNCTIONS = 15
+    HERMES_OFFSETS = 16
 
 
 _ITEM = {
@@ -149,7 +165,26 @@ def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
     return out
 
 
-def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), *, names_skipped: bool = False) -> bytearray:
+def _token_functions(sm: SourceMap, strings: _Strings) -> np.ndarray:
+    """Per token, the string id of the name Metro's function map gives its original position (NONE: none)."""
+    out = np.full(len(sm.keys), NONE, dtype="<u4")
+    seg = sm.segments
+    for src, fmap in enumerate(sm.function_maps):
+        if fmap is None or not fmap.keys:
+            continue
+        at = np.flatnonzero(seg.src == src)
+        if not at.size:
+            continue
+        wanted = ((seg.src_line[at].astype(np.uint64) + np.uint64(1)) << np.uint64(32)) | seg.src_col[at].astype(
+            np.uint64)
+        index = np.searchsorted(np.array(fmap.keys, dtype=np.uint64), wanted, side="right") - 1
+        ids = np.array([strings.add(n) for n in fmap.names] + [NONE], dtype="<u4")
+        out[at] = ids[index]  # index -1 (before the first range) picks the NONE sentinel
+    return out
+
+
+def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecode_size: int | None = None, *,
+                   names_skipped: bool = False) -> bytearray:
     """Serialize a parsed map (and already-computed scopes) into cache bytes.
 
     `names_skipped` records that the function-name pass was skipped (over its budget), so frames
@@ -176,7 +211,10 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), *, name
         _Section.FLAGS: np.array([_IGNORED if i in sm.ignored else 0 for i in range(len(sm.sources))], dtype=np.uint8),
         _Section.NAMES: np.array([strings.add(n) for n in sm.names], dtype="<u4"),
         _Section.META: np.array([strings.add(sm.file), strings.add(sm.debug_id),
-                                 _NAMES_SKIPPED if names_skipped else 0], dtype="<u4"),
+                                 (_NAMES_SKIPPED if names_skipped else 0) | (_HERMES if sm.hermes_offsets is not None else 0),
+                                 NONE if bytecode_size is None else min(bytecode_size, NONE - 1)], dtype="<u4"),
+        _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings),
+        _Section.HERMES_OFFSETS: np.array((sm.hermes_offsets or {}).get(0, ()), dtype="<u4"),
     }
     offsets = np.zeros(len(strings.items) + 1, dtype="<u8")
     np.cumsum(np.fromiter((len(b) for b in strings.items), dtype=np.uint64, count=len(strings.items)), out=offsets[1:])
@@ -209,18 +247,24 @@ def build(map_bytes: bytes, *, scope_names: Sequence[ScopeLike] = ()) -> bytearr
 
 
 def build_from_sources(map_bytes: bytes, minified_source: str | bytes | None, *, with_scopes: bool = True,
-                       names_max_memory: int | None = None) -> bytearray:
+                       names_max_memory: int | None = None, bytecode: bytes | None = None) -> bytearray:
     """The full conversion: parse, find original function names in the minified source, serialize.
 
     Scopes need the minified source; without it (or with `with_scopes=False`)
-    the cache still answers positions, with `function` None. The minified source is
-    parsed first and its syntax tree freed before the map is parsed: the two largest
-    structures of the conversion are never in memory together.
+    the cache still answers positions, with `function` None unless the map carries
+    Metro's function maps. The minified source is parsed first and its syntax tree
+    freed before the map is parsed: the two largest structures of the conversion are
+    never in memory together. `bytecode` is a Hermes bytecode bundle (no scopes to
+    parse): its map must carry function offsets inside it (facebook.py).
 
     `names_max_memory` bounds the function-name pass (`scopes.collect_scopes`): over it, or
     when the process runs out of memory during the pass (a worker's memory limit), positions
     are converted without names and the cache is flagged (`SmCache.names_skipped`).
     """
+    if bytecode is not None:
+        sm = parse(map_bytes)
+        check_bytecode(sm.hermes_offsets, bytecode)
+        return build_from_map(sm, (), len(bytecode))
     if not with_scopes or minified_source is None:
         return build_from_map(parse(map_bytes), ())
     from symbolicator.sourcemaps.scopes import collect_scopes, resolve_scopes
@@ -276,7 +320,12 @@ class SmCache:
         self._resolved: dict[int, str] = {}
         self.file: str | None = self._str(v[_Section.META][0])
         self.debug_id: str | None = self._str(v[_Section.META][1])
-        self.names_skipped = bool(v[_Section.META][2] & _NAMES_SKIPPED)
+        flags = int(v[_Section.META][2])
+        self.names_skipped = bool(flags & _NAMES_SKIPPED)
+        self.is_hermes = bool(flags & _HERMES)
+        self.bytecode_size: int | None = None if v[_Section.META][3] == NONE else int(v[_Section.META][3])
+        self._token_functions = v[_Section.TOKEN_FUNCTIONS]
+        self._hermes_offsets = v[_Section.HERMES_OFFSETS]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], map_url: str | None = None) -> SmCache:
@@ -337,11 +386,12 @@ class SmCache:
                 raise CacheFormatError(f"sourcemap cache section {s.name} is out of bounds")
             spans[s] = (offset, length // _ITEM[s])
         n = {s: count for s, (_, count) in spans.items()}
-        if any(n[s] != n[_Section.KEYS] for s in (_Section.SRC, _Section.SRC_LINE, _Section.SRC_COL, _Section.NAME)):
+        token_arrays = (_Section.SRC, _Section.SRC_LINE, _Section.SRC_COL, _Section.NAME, _Section.TOKEN_FUNCTIONS)
+        if any(n[s] != n[_Section.KEYS] for s in token_arrays):
             raise CacheFormatError("sourcemap cache token arrays differ in length")
         if any(n[s] != n[_Section.JOINED_SOURCES] for s in (_Section.RAW_SOURCES, _Section.CONTENTS, _Section.FLAGS)):
             raise CacheFormatError("sourcemap cache source arrays differ in length")
-        if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 3 or n[_Section.STR_OFFSETS] == 0:
+        if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 4 or n[_Section.STR_OFFSETS] == 0:
             raise CacheFormatError("sourcemap cache scope, meta or string arrays are corrupt")
         offsets_at, offsets_count = spans[_Section.STR_OFFSETS]
         (blob_size,) = struct.unpack_from("<Q", buf, offsets_at + 8 * (offsets_count - 1))
@@ -400,17 +450,28 @@ class SmCache:
         if src == NONE or src >= self.source_count:
             return None
         key = self._keys[i]
+        if self.is_hermes and not self._in_same_function(line, column - 1, key & 0xFFFFFFFF):
+            return None
+        function = self._str(self._token_functions[i])
         return Token(
             source=self.source(src),
             source_index=src,
             original_line=self._line[i] + 1,
             original_column=self._col[i] + 1,
             name=self._name_of(self._name[i]),
-            function=self.function_at(line, column),
+            function=function if function is not None else self.function_at(line, column),
             in_app=not self._flags[src] & _IGNORED,
             generated_line=(key >> 32) + 1,
             generated_column=(key & 0xFFFFFFFF) + 1,
         )
+
+    def _in_same_function(self, line: int, offset: int, mapped_offset: int) -> bool:
+        """A Hermes frame (line 1, column = bytecode offset): inside the bytecode and a compiled function, and
+        the mapping found for it starts in that same function (else it would describe another one)."""
+        if line != 1 or (self.bytecode_size is not None and offset >= self.bytecode_size):
+            return False
+        start = function_of(self._hermes_offsets, offset)
+        return start >= 0 and mapped_offset >= start
 
     def _name_of(self, index: int) -> str | None:
         names = self._views[_Section.NAMES]

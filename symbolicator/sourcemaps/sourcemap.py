@@ -34,6 +34,7 @@ import orjson
 
 from symbolicator.errors import InvalidShape, MalformedSourceMap
 from symbolicator.sourcemaps.context import LineIndex
+from symbolicator.sourcemaps.facebook import FunctionMap, function_maps, hermes_offsets
 from symbolicator.sourcemaps.urls import join_source_root, resolve_joined
 from symbolicator.sourcemaps.vlq import NONE, Segments, decode_mappings
 from symbolicator.types import DebugId
@@ -73,6 +74,8 @@ class SourceMap:
     `raw_sources` are the map's `sources`; `joined_sources` have their
     `sourceRoot` prepended (content only: what the cache stores); `sources` are
     resolved against the `map_url` given to `parse` (see urls.py).
+    `function_maps` are Metro's per-source function maps and `hermes_offsets` the
+    Hermes compiler's function offsets per bytecode segment (see facebook.py).
     """
 
     file: str | None
@@ -85,6 +88,8 @@ class SourceMap:
     debug_id: str | None
     segments: Segments
     keys: np.ndarray
+    function_maps: tuple[FunctionMap | None, ...] = ()
+    hermes_offsets: dict[int, tuple[int, ...]] | None = None
 
     def lookup(self, line: int, column: int) -> Token | None:
         """Look up a 1-based line and 1-based UTF-16 column (no function names)."""
@@ -134,8 +139,10 @@ class NameResolver:
 
     Positions are 0-based lines and 0-based UTF-16 columns in the minified file.
     The answer is the `names` entry of a mapping that starts exactly there (the
-    first such mapping that has a name), else None: a name token is only
-    trustworthy where the minifier put a mapping on it.
+    first such mapping that has a name); when none starts there, that of the
+    nearest mapping at or before it on the same line, as Symbolicator's
+    `lookup_token` (Babel and Metro start a mapping at `function`, not at the
+    name after it); else None.
     """
 
     def __init__(self, sourcemap: SourceMap) -> None:
@@ -150,7 +157,15 @@ class NameResolver:
 
     def __call__(self, line0: int, col0: int) -> str | None:
         names = self._map.segments.name
-        for i in self._exact(line0, col0):
+        at = self._exact(line0, col0)
+        if not at and 0 <= line0 < _U32 and 0 <= col0 < _U32:
+            # No mapping starts on the name token: the nearest one at or before it on the same line,
+            # as Symbolicator's `lookup_token` (Babel/Metro maps start a mapping at `function`, not at its name).
+            before = find_segment(self._keys, line0, col0)
+            if before >= 0:
+                key = self._keys[before]
+                at = range(bisect_left(self._keys, key), before + 1)
+        for i in at:
             name = int(names[i])
             if name != NONE:
                 return self._map.names[name]
@@ -225,6 +240,7 @@ class _Regular:
     names: list[str]
     ignored: list[int]
     segments: Segments
+    function_maps: list[FunctionMap | None]
 
 
 def _string_list(obj: dict[str, Any], key: str, allow_null: bool) -> list[Any]:
@@ -258,7 +274,8 @@ def _parse_regular(obj: dict[str, Any], map_url: str | None) -> _Regular:
     _check_ranges(segments, len(raw_sources), len(names))
     joined = [join_source_root(s, root) for s in raw_sources]
     sources = [resolve_joined(j, map_url) for j in joined]
-    return _Regular(sources, raw_sources, joined, contents, names, ignored, segments)
+    return _Regular(sources, raw_sources, joined, contents, names, ignored, segments,
+                    function_maps(obj, len(raw_sources)))
 
 
 def _check_ranges(s: Segments, n_sources: int, n_names: int) -> None:
@@ -333,6 +350,7 @@ class _Parts:
         self.contents: list[str | None] = []
         self.names: list[str] = []
         self.ignored: list[int] = []
+        self.function_maps: list[FunctionMap | None] = []
         self.arrays: list[tuple[np.ndarray, ...]] = []
         self.section_count = 0
 
@@ -355,6 +373,7 @@ class _Parts:
         self.joined.extend(part.joined)
         self.contents.extend(part.contents)
         self.names.extend(part.names)
+        self.function_maps.extend(part.function_maps)
 
     def finish(self, obj: dict[str, Any]) -> SourceMap:
         if len(self.arrays) == 1:
@@ -380,6 +399,8 @@ class _Parts:
             debug_id=_debug_id(obj),
             segments=Segments(*columns),
             keys=keys,
+            function_maps=tuple(self.function_maps),
+            hermes_offsets=hermes_offsets(obj),
         )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from symbolicator.errors import MalformedSourceMap
 
 _SCHEME = re.compile(r"^[\w+.-]+://", re.ASCII)
+_KEPT_AS_GIVEN = re.compile(r"^(?!https?:)(?:[a-z][a-z0-9+.-]*://|webpack:)", re.IGNORECASE)
 _URL = re.compile(
     r"^([\w+.-]+:)//([^@/#?]*@)?(\[[^\]]+\]|[^:/#?]*)(:\d+)?(/[^#?]*)?(\?[^#]*)?(#.*)?", re.ASCII | re.DOTALL
 )
@@ -156,12 +157,22 @@ def resolve_uri(text: str, base: str | None = None) -> str:
 
 
 def join_source_root(source: str | None, source_root: str | None) -> str:
-    """`sourceRoot + "/" + source`, the map-only half of the resolution (cacheable by content)."""
-    return (source_root + "/" if source_root else "") + (source or "")
+    """`sourceRoot` + `/` (unless it ends in one) + source: the map-only half of the resolution."""
+    if not source_root:
+        return source or ""
+    return source_root + ("" if source_root.endswith("/") else "/") + (source or "")
 
 
 def resolve_joined(joined: str, map_url: str | None) -> str:
-    """The other half: resolve a joined source against the map's own URL or path."""
+    """The other half: resolve a joined source against the map's own URL or path.
+
+    A joined source that is already a URL of a naming scheme (`webpack:`, `app://`, `file://`…)
+    is kept as the map gives it, as Symbolicator does: `webpack:///./src/x.tsx` keeps its `./`,
+    which Sentry matches on. `http(s)` URLs and paths are resolved as trace-mapping does (dot
+    segments of a fetchable URL are resolved by every client that fetches it).
+    """
+    if _KEPT_AS_GIVEN.match(joined):
+        return joined
     directory = map_url[: map_url.rfind("/") + 1] if map_url else ""
     return resolve_uri(joined, directory)
 
@@ -207,3 +218,14 @@ def decode_data_url(url: str) -> bytes:
 def resolve_map_location(minified_location: str, source_mapping_url: str) -> str:
     """Where a `sourceMappingURL` points, relative to the minified file's URL or path."""
     return resolve_uri(source_mapping_url, minified_location)
+
+
+def strip_hostname(path: str) -> str:
+    """The path after the host (or after a leading `~`), with its leading `/`."""
+    if path.startswith("~"):
+        return path[1:]
+    if "://" in path:
+        rest = path.split("://", 1)[1]
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else rest
+    return path
