@@ -25,7 +25,10 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from symbolicator.fetch import FetchError
 
 
 @dataclass
@@ -35,7 +38,7 @@ class RequestFetches:
     scope: str
     limit: int
     count: int = 0
-    failures: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, FetchError] = field(default_factory=dict)
 
     def admit(self, url: str) -> str | None:
         """Count `url` as fetched by this request; the refusal text when the budget is spent."""
