@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from symbolicator import keys
-from symbolicator.artifacts import artifact_bundles, debug_files
+from symbolicator.artifacts import artifact_bundles, bundles, debug_files
 from symbolicator.artifacts.chunks import ChunkStore, MissingChunk, check_sha1
 from symbolicator.config import Settings
 from symbolicator.errors import (
@@ -42,13 +42,16 @@ from symbolicator.errors import (
     StorageError,
 )
 from symbolicator.metrics import Metrics
+from symbolicator.native import objects
 from symbolicator.storage.base import Storage
 from symbolicator.types import Scope
 
 log = logging.getLogger(__name__)
 
-ACCEPT = ["debug_files", "release_files", "pdbs", "sources", "bcsymbolmaps", "il2cpp", "portablepdbs",
-          "artifact_bundles", "artifact_bundles_v2", "proguard"]
+ACCEPT = ["debug_files", "release_files", "sources", "artifact_bundles", "artifact_bundles_v2"]
+"""What the service takes (ELF, Mach-O, source bundles, JS artifact bundles), no more: sentry-cli 2.x reads this
+list. `release_files` because 2.x uploads artifact bundles only when it is there (else it falls back to the
+per-file release API, which the service does not have)."""
 CHUNKS_PER_REQUEST = 64
 TRANSIENT_TTL_S = 600.0
 
@@ -129,7 +132,7 @@ class UploadService:
             self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks,
                            lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name,
                                                                [keys.chunk(c) for c in f.chunks]), "debug_file",
-                           lambda s, f=f: keys.assemble_state(s, f.sha1))
+                           lambda s, f=f: keys.assemble_state(s, f.sha1), objects.check_magic)
             for f in files
         ))
         return {f.sha1: a for f, a in zip(files, answers)}
@@ -141,11 +144,15 @@ class UploadService:
         key = f"bundle:{','.join(sorted(map(str, scopes)))}:{sha1}:{release}:{dist}"
         return await self._assemble(key, org, scopes, sha1, chunk_ids,
                                     lambda path: self._publish_bundle(scopes, path, sha1, release, dist),
-                                    "artifact_bundle", lambda s: keys.bundle_assemble_state(s, sha1, release, dist))
+                                    "artifact_bundle", lambda s: keys.bundle_assemble_state(s, sha1, release, dist),
+                                    bundles.check_magic)
 
     async def _assemble(self, task_key: str, org: Scope, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
                         publish: Callable[[Path], dict[str, Any]], kind: str,
-                        state_key: Callable[[Scope], str]) -> dict[str, Any]:
+                        state_key: Callable[[Scope], str], check_head: Callable[[bytes, int], None]) -> dict[str, Any]:
+        """`check_head(first bytes, size)` raises FormatError for a file that cannot be taken: the client hears it
+        in the answer to the assemble call that follows its last chunk, not only when it polls (sentry-cli 3.x
+        polls only with --wait, and would print UPLOADED for a file stored as an error)."""
         done = await self._run(self._load_state, [state_key(s) for s in scopes])
         if done is not None:
             return done
@@ -160,6 +167,11 @@ class UploadService:
         missing = await self._run(self.chunks.missing, org, chunks)
         if missing:
             return state_json(AssembleState.NOT_FOUND, missing)
+        refused = await self._run(self._check_head, org, chunks, check_head)
+        if refused is not None:
+            await self._run(self._persist, scopes, state_key, refused)
+            self.metrics.uploads.labels(kind, refused["state"]).inc()
+            return refused
         future = asyncio.ensure_future(self._run(self._assemble_sync, scopes, sha1, chunks, publish, kind,
                                                  state_key))
         self._running[task_key] = future
@@ -181,6 +193,22 @@ class UploadService:
         answer = future.result()
         if answer["state"] == AssembleState.ERROR.value and not answer.get("persisted"):
             self._transient[task_key] = (time.monotonic() + TRANSIENT_TTL_S, answer)
+
+    def _check_head(self, org: Scope, chunks: tuple[str, ...],
+                    check_head: Callable[[bytes, int], None]) -> dict[str, Any] | None:
+        """The `error` answer for a file whose first bytes show it cannot be taken; None when it may be."""
+        head = self.chunks.head(org, chunks[0])
+        if head is None:  # gone since `missing`: assembling will say so
+            return None
+        try:
+            check_head(head[0], head[1] if len(chunks) == 1 else self.chunks.total_size(chunks))
+        except FormatError as exc:
+            return state_json(AssembleState.ERROR, detail=str(exc))
+        return None
+
+    def _persist(self, scopes: list[Scope], state_key: Callable[[Scope], str], answer: dict[str, Any]) -> None:
+        for scope in scopes:
+            self.storage.put_bytes(state_key(scope), json.dumps(answer).encode())
 
     def _load_state(self, state_keys: list[str]) -> dict[str, Any] | None:
         states = []
@@ -221,8 +249,7 @@ class UploadService:
                 log.warning("assemble %s: storage failed: %s", sha1, exc)
                 self.metrics.uploads.labels(kind, "failed").inc()
                 return state_json(AssembleState.ERROR, detail=f"storage unavailable: {exc}; retry the upload")
-        for scope in scopes:
-            self.storage.put_bytes(state_key(scope), json.dumps(answer).encode())
+        self._persist(scopes, state_key, answer)
         self.metrics.uploads.labels(kind, answer["state"]).inc()
         if answer["state"] == "ok":
             self.metrics.bytes_stored.labels(kind).inc(size)
