@@ -25,6 +25,7 @@ from symbolicator.uploader import (
     Prepared,
     UploadError,
     build_artifact_bundle,
+    bytes_to_send,
     find_files,
     pending_keys,
     prepare_bytes,
@@ -107,7 +108,7 @@ async def _debug_files(client: Client, options: dict[str, Any], org: str, projec
     answers = await client.assemble_difs(org, project, difs)
     missing = {c for a in answers.values() if a.get("state") == "not_found" for c in a.get("missingChunks", [])}
     if missing:
-        with _bar(len(missing) * int(options["chunkSize"]), args) as bar:
+        with _bar(bytes_to_send(difs, missing, int(options["chunkSize"])), args) as bar:
             await client.upload_chunks(options, difs, missing, bar.update)
         answers = await client.assemble_difs(org, project, difs)
     elif all(a.get("state") == "ok" for a in answers.values()):
@@ -137,8 +138,9 @@ async def _bundle(client: Client, options: dict[str, Any], org: str, project: st
                   count: int, args: argparse.Namespace) -> bool:
     answer = await client.assemble_bundle(org, project, bundle, args.release, args.dist)
     if answer.get("state") == "not_found" and answer.get("missingChunks"):
-        with _bar(bundle.size, args) as bar:
-            await client.upload_chunks(options, [bundle], set(answer["missingChunks"]), bar.update)
+        missing = set(answer["missingChunks"])
+        with _bar(bytes_to_send([bundle], missing, int(options["chunkSize"])), args) as bar:
+            await client.upload_chunks(options, [bundle], missing, bar.update)
         answer = await client.assemble_bundle(org, project, bundle, args.release, args.dist)
     deadline = time.monotonic() + args.wait_timeout
     while args.wait and answer.get("state") in ("created", "assembling") and time.monotonic() < deadline:
