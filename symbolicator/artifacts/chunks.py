@@ -88,8 +88,8 @@ class ChunkStore:
         self.chunk_size = chunk_size
         self.observe = observe
 
-    def put(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
-        """Verify and store one chunk sent by `org`; returns its uncompressed size."""
+    def put(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> tuple[str, bytes | bytearray]:
+        """Verify and store one chunk sent by `org`; returns its SHA-1 and its uncompressed bytes."""
         sha1 = check_sha1(name)
         t0 = time.perf_counter()
         data = gunzip_capped(body, self.chunk_size) if gzipped else body
@@ -107,7 +107,7 @@ class ChunkStore:
         self.storage.put_bytes(keys.chunk_owner(org, sha1), json.dumps({"size": len(data),
                                                                         "head": bytes(data[:HEAD_BYTES]).hex()}).encode())
         self.observe("chunk_put", time.perf_counter() - t2, len(data))
-        return len(data)
+        return sha1, data
 
     def head(self, org: Scope, sha1: str) -> tuple[bytes, int] | None:
         """The first bytes and the size of a chunk `org` sent (from its owner marker), None if it sent none."""
