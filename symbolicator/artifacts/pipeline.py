@@ -49,6 +49,7 @@ class PartCopier(Protocol):
     """A multipart upload at one key, filled by server-side copies of stored objects (`S3Storage.start_compose`)."""
 
     key: str
+    completed: bool
 
     def copy(self, number: int, source: str) -> None: ...
 

@@ -287,6 +287,8 @@ class UploadService:
                     time.sleep(self.settings.testing.assemble_delay_s)
                 t0 = time.monotonic()
                 extra = publish(path, copier)
+                if copier is not None and copier.completed:
+                    self.metrics.observe_phase("pipeline_compose", time.monotonic() - t0, size)
                 self.metrics.observe_phase("publish", time.monotonic() - t0, size)
                 answer = state_json(AssembleState.OK, **extra)
             except MissingChunk as exc:

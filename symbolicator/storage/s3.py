@@ -332,6 +332,7 @@ class S3PartCopier:
         self._upload_id = upload_id
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="part-copy")
         self._parts: dict[int, Any] = {}
+        self.completed = False
 
     def copy(self, number: int, source: str) -> None:
         self._parts[number] = self._pool.submit(self.storage._copy_part, self._full, self._upload_id, number, source)
@@ -347,6 +348,7 @@ class S3PartCopier:
                     Bucket=self.storage.bucket, Key=self._full, UploadId=self._upload_id,
                     MultipartUpload={"Parts": parts})
             self._upload_id = ""
+            self.completed = True
             return True
         except (ClientError, BotoCoreError, StorageError):
             return False
