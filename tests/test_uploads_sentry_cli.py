@@ -261,7 +261,7 @@ def test_another_org_must_send_the_bytes_of_a_debug_file_itself(s3_service: tupl
 def test_another_org_cannot_claim_a_bundle_named_in_used_artifact_bundles(
         s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path) -> None:
     """Symbolication is open by default, so anyone may learn a bundle's SHA-1: it must grant nothing."""
-    svc, s3 = s3_service
+    svc, _ = s3_service
     dist = esbuild_app(tmp_path)
     assert sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path).returncode == 0
     out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)

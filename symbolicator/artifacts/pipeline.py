@@ -120,6 +120,13 @@ class FilePipeline:
     def wants(self, chunk_sha1: str) -> bool:
         return chunk_sha1 in self._positions
 
+    def received(self) -> set[str]:
+        """The chunks this pipeline holds: sent by its org and stored, so `missing` need not ask storage."""
+        with self._lock:
+            if self.broken or self.closed:
+                return set()
+            return {c for c, got in zip(self.chunks, self._received) if got}
+
     def feed(self, chunk_sha1: str, data: bytes | bytearray) -> None:
         """A verified chunk of this file arrived (and is stored): write it at each place it occupies."""
         with self._lock:
@@ -141,7 +148,7 @@ class FilePipeline:
         if i == 0 and self._start_compose is not None:
             try:
                 self.copier = self._start_compose(bytes(data[:64 * 1024]))
-            except Exception as exc:  # an optimisation only: publishing composes as before
+            except Exception as exc:  # noqa: BLE001 (an optimisation only: publishing composes as before)
                 log.warning("pipelined compose of %s not started: %s", self.sha1, exc)
             if self.copier is not None:
                 for j, got in enumerate(self._received):
@@ -154,7 +161,7 @@ class FilePipeline:
         assert self.copier is not None
         try:
             self.copier.copy(i + 1, keys.chunk(self.chunks[i]))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (as above)
             log.warning("pipelined compose of %s stopped: %s", self.sha1, exc)
             self.copier.abort()
             self.copier = None
@@ -238,6 +245,12 @@ class Pipelines:
         for pipe in pipes:
             pipe.feed(chunk_sha1, data)
         return len(pipes)
+
+    def received(self, org: object, sha1: str, chunks: Sequence[str]) -> set[str]:
+        """The chunks of the file that its open pipeline already holds (none if there is no such pipeline)."""
+        with self._lock:
+            pipe = self._open.get((str(org), sha1))
+        return pipe.received() if pipe is not None and pipe.chunks == tuple(chunks) else set()
 
     def take(self, org: object, sha1: str, chunks: Sequence[str]) -> FilePipeline | None:
         """The file's pipeline, now the caller's to finish and close; None if there is none for these chunks."""

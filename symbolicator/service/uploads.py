@@ -28,7 +28,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Awaitable, Callable
 
 from symbolicator import keys
 from symbolicator.artifacts import artifact_bundles, bundles, debug_files
@@ -141,14 +142,15 @@ class UploadService:
 
     async def assemble_difs(self, org: Scope, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
         """`org` is the organization the request was addressed to: it may only assemble chunks it sent."""
-        answers = await asyncio.gather(*(
-            self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks,
-                           lambda path, copier, f=f: self._publish_dif(scope, path, f.sha1, f.name,
-                                                                       [keys.chunk(c) for c in f.chunks], copier),
-                           "debug_file", lambda s, f=f: keys.assemble_state(s, f.sha1), objects.check_magic,
-                           self._compose_at(scope))
-            for f in files
-        ))
+        def one(f: DifRequest) -> Awaitable[dict[str, Any]]:
+            def publish(path: Path, copier: PartCopier | None) -> dict[str, Any]:
+                return self._publish_dif(scope, path, f.sha1, f.name, [keys.chunk(c) for c in f.chunks], copier)
+
+            return self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks, publish, "debug_file",
+                                  partial(keys.assemble_state, file_sha1=f.sha1), objects.check_magic,
+                                  self._compose_at(scope))
+
+        answers = await asyncio.gather(*(one(f) for f in files))
         return {f.sha1: a for f, a in zip(files, answers)}
 
     async def assemble_bundle(self, org: Scope, scopes: list[Scope], checksum: str, chunks: list[str],
@@ -179,7 +181,7 @@ class UploadService:
             return transient[1]
         if not chunks:
             return state_json(AssembleState.NOT_FOUND)
-        missing = await self._run(self.chunks.missing, org, chunks)
+        missing = await self._run(self._missing, org, sha1, chunks)
         if missing:
             await self._run(self.pipelines.open, org, sha1, chunks, start_compose)
             return state_json(AssembleState.NOT_FOUND, missing)
@@ -209,6 +211,10 @@ class UploadService:
         answer = future.result()
         if answer["state"] == AssembleState.ERROR.value and not answer.get("persisted"):
             self._transient[task_key] = (time.monotonic() + TRANSIENT_TTL_S, answer)
+
+    def _missing(self, org: Scope, sha1: str, chunks: tuple[str, ...]) -> list[str]:
+        held = self.pipelines.received(org, sha1, chunks)  # fed by this org after they were stored: no need to ask
+        return self.chunks.missing(org, [c for c in chunks if c not in held])
 
     def _finish_pipeline(self, pipe: FilePipeline) -> tuple[str, int]:
         """The SHA-1 and size of the file the pipeline laid out; ("", 0) to assemble the plain way instead."""

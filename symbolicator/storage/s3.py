@@ -230,7 +230,7 @@ class S3Storage:
                     self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
                 raise
 
-    def start_compose(self, key: str) -> "S3PartCopier":
+    def start_compose(self, key: str) -> S3PartCopier:
         """A multipart upload at `key`, to be filled part by part as the sources appear (pipelined uploads)."""
         full = self._full(key)
         with self._errors(key):
