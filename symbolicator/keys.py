@@ -53,7 +53,7 @@ def assemble_state(scope: Scope, file_sha1: str) -> str:
 
 def bundle_assemble_state(scope: Scope, bundle_sha1: str, release: str | None, dist: str | None) -> str:
     """One state per release and dist: the same bundle assembled under a new release must be indexed again."""
-    tag = hashlib.sha1(f"{release or ''}\0{dist or ''}".encode("utf-8")).hexdigest()
+    tag = hashlib.sha1(f"{release or ''}\0{dist or ''}".encode()).hexdigest()
     return f"assemble/{scope}/{_sha1_hex(bundle_sha1)}/{tag}.json"
 
 

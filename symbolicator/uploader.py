@@ -54,6 +54,10 @@ class Prepared:
     path: Path | None = None
     data: bytes | None = None
 
+    def chunk_len(self, index: int, chunk_size: int) -> int:
+        """Bytes in chunk `index`: `chunk_size`, less for the last."""
+        return max(0, min(chunk_size, self.size - index * chunk_size))
+
     def read_chunk(self, index: int, chunk_size: int) -> bytes:
         if self.data is not None:
             return self.data[index * chunk_size:(index + 1) * chunk_size]
@@ -182,6 +186,23 @@ def _propagate_debug_ids(files: dict[str, dict[str, Any]]) -> None:
 Progress = Callable[[int], None]
 
 
+def chunks_to_send(files: list[Prepared], missing: set[str]) -> list[tuple[Prepared, int]]:
+    """(file, chunk index) of each missing chunk, each chunk once, in file order: what `upload_chunks` sends."""
+    todo: list[tuple[Prepared, int]] = []
+    seen: set[str] = set()
+    for f in files:
+        for i, c in enumerate(f.chunks):
+            if c in missing and c not in seen:
+                seen.add(c)
+                todo.append((f, i))
+    return todo
+
+
+def bytes_to_send(files: list[Prepared], missing: set[str], chunk_size: int) -> int:
+    """The uncompressed bytes `upload_chunks` will report to its progress callback: a progress bar's total."""
+    return sum(f.chunk_len(i, chunk_size) for f, i in chunks_to_send(files, missing))
+
+
 class Client:
     """One server, one token; every call raises UploadError with the server's `detail`.
 
@@ -216,13 +237,7 @@ class Client:
     async def upload_chunks(self, options: dict[str, Any], files: list[Prepared], missing: set[str],
                             progress: Progress) -> None:
         size = int(options["chunkSize"])
-        todo: list[tuple[Prepared, int]] = []
-        seen: set[str] = set()
-        for f in files:
-            for i, c in enumerate(f.chunks):
-                if c in missing and c not in seen:
-                    seen.add(c)
-                    todo.append((f, i))
+        todo = chunks_to_send(files, missing)
         per_request = max(1, int(options.get("chunksPerRequest", 64)))
         max_bytes = int(options.get("maxRequestSize", 32 << 20))
         batches: list[list[tuple[Prepared, int]]] = []

@@ -261,7 +261,7 @@ def test_another_org_must_send_the_bytes_of_a_debug_file_itself(s3_service: tupl
 def test_another_org_cannot_claim_a_bundle_named_in_used_artifact_bundles(
         s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path) -> None:
     """Symbolication is open by default, so anyone may learn a bundle's SHA-1: it must grant nothing."""
-    svc, s3 = s3_service
+    svc, _ = s3_service
     dist = esbuild_app(tmp_path)
     assert sentry_cli(svc, "sourcemaps", "inject", str(dist), cwd=tmp_path).returncode == 0
     out = sentry_cli(svc, "sourcemaps", "upload", "--release", "1.0.0", "--wait", str(dist), cwd=tmp_path)
@@ -320,3 +320,26 @@ def test_identical_bundle_under_a_new_release_is_indexed(s3_service: tuple[Servi
         found = requests.post(f"{svc.url}/symbolicate-js", params={"scope": "acme/web"},
                               json={**event, "release": release}, timeout=60).json()
         assert found["stacktraces"][0]["frames"][0]["data"]["symbolicated"] is True, found
+
+
+def test_chunk_upload_advertises_only_what_is_accepted(s3_service: tuple[ServiceProcess, S3Storage]) -> None:
+    svc, _ = s3_service
+    options = requests.get(f"{svc.url}/api/0/organizations/acme/chunk-upload/", headers=bearer(TOKEN), timeout=30).json()
+    assert sorted(options["accept"]) == ["artifact_bundles", "artifact_bundles_v2", "debug_files", "release_files",
+                                         "sources"]
+
+
+@pytest.mark.parametrize("major", ["3", "2"])
+def test_a_refused_file_is_an_error_for_sentry_cli(s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path,
+                                                   major: str) -> None:
+    """Issue 17.2: `upload-proguard` printed UPLOADED and exited 0 while the server stored "not a debug file"."""
+    svc, s3 = s3_service
+    mapping = tmp_path / "mapping.txt"
+    mapping.write_text("com.example.MainActivity -> com.example.a:\n    void onCreate(android.os.Bundle) -> a\n")
+    out = sentry_cli(svc, "upload-proguard", "--uuid", "0b5c5a1e-5c7a-4f5e-9d2a-6c1c4b7f2e11", str(mapping),
+                     cwd=tmp_path, major=major)
+    print(out.returncode, out.stdout, out.stderr)
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert "not a debug file" in out.stdout + out.stderr
+    assert "UPLOADED" not in out.stdout + out.stderr
+    assert list(s3.list("files/")) == []

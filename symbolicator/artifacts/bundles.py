@@ -62,6 +62,12 @@ def check_member_name(name: str) -> None:
         raise MalformedObject(f"bundle entry name {name!r} is not a safe relative path")
 
 
+def check_magic(head: bytes, size: int) -> None:
+    """MalformedObject unless `head` (the file's first bytes) starts a bundle."""
+    if head[:4] != MAGIC:
+        raise MalformedObject(f"not an artifact bundle: it does not start with SYSB ({size} bytes)")
+
+
 def is_bundle(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == MAGIC

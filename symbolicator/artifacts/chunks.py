@@ -17,6 +17,7 @@ another tenant had uploaded a file.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import zlib
@@ -31,6 +32,8 @@ from symbolicator.storage.base import Storage
 from symbolicator.types import Scope
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
+HEAD_BYTES = 32
+"""Kept in a chunk's owner marker: enough to tell a file's format before it is assembled."""
 
 
 class ChunkError(BadRequest):
@@ -85,8 +88,8 @@ class ChunkStore:
         self.chunk_size = chunk_size
         self.observe = observe
 
-    def put(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
-        """Verify and store one chunk sent by `org`; returns its uncompressed size."""
+    def put(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> tuple[str, bytes | bytearray]:
+        """Verify and store one chunk sent by `org`; returns its SHA-1 and its uncompressed bytes."""
         sha1 = check_sha1(name)
         t0 = time.perf_counter()
         data = gunzip_capped(body, self.chunk_size) if gzipped else body
@@ -101,9 +104,26 @@ class ChunkStore:
             raise ChunkError(f"chunk checksum mismatch: named {sha1}, content has SHA-1 {actual}")
         if self.storage.head(keys.chunk(sha1)) is None:
             self.storage.put_bytes(keys.chunk(sha1), data)
-        self.storage.put_bytes(keys.chunk_owner(org, sha1), b"%d" % len(data))
+        self.storage.put_bytes(keys.chunk_owner(org, sha1), json.dumps({"size": len(data),
+                                                                        "head": bytes(data[:HEAD_BYTES]).hex()}).encode())
         self.observe("chunk_put", time.perf_counter() - t2, len(data))
-        return len(data)
+        return sha1, data
+
+    def head(self, org: Scope, sha1: str) -> tuple[bytes, int] | None:
+        """The first bytes and the size of a chunk `org` sent (from its owner marker), None if it sent none."""
+        try:
+            marker = json.loads(self.storage.get_bytes(keys.chunk_owner(org, check_sha1(sha1)), max_bytes=4096))
+            return bytes.fromhex(marker["head"]), int(marker["size"])
+        except ObjectNotFound:
+            return None
+        except (ValueError, KeyError, TypeError):  # not a marker this code wrote: read the chunk itself
+            data = self.storage.get_bytes(keys.chunk(sha1), max_bytes=self.chunk_size)
+            return data[:HEAD_BYTES], len(data)
+
+    def total_size(self, sha1s: Sequence[str]) -> int:
+        """The size of the file these stored chunks make."""
+        sizes = [self.storage.head(keys.chunk(check_sha1(s))) for s in sha1s]
+        return sum(info.size for info in sizes if info is not None)
 
     def missing(self, org: Scope, sha1s: Iterable[str]) -> list[str]:
         """The chunks of `sha1s` that `org` has not sent (or whose bytes are gone), in first-seen order, each once."""

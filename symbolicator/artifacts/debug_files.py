@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.artifacts.bundles import read_bundle
+from symbolicator.artifacts.pipeline import PartCopier
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native import objects
 from symbolicator.storage.base import Storage
@@ -63,12 +64,13 @@ def storage_id(info: objects.ObjectInfo) -> CodeId:
 
 def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: str,
             work_dir: Path, max_entries: int, max_uncompressed: int,
-            stored_parts: Sequence[str] = ()) -> list[Published]:
+            stored_parts: Sequence[str] = (), copier: PartCopier | None = None) -> list[Published]:
     """Identify the file at `path` and store each object it holds; raises FormatError.
 
     `stored_parts` are storage keys whose concatenation is this file (its upload
     chunks): a file stored whole is then composed from them inside the storage
-    backend instead of being sent again.
+    backend instead of being sent again; `copier`, when its key is the one the file gets, has composed it already
+    while the chunks arrived (`artifacts.pipeline`), and publishing only completes it.
     """
     infos = objects.identify(path)
     if not infos:
@@ -84,6 +86,8 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
             with tempfile.NamedTemporaryFile(dir=work_dir, prefix="slice-") as tmp:
                 objects.copy_slice(path, info, Path(tmp.name))
                 storage.put_file(key, Path(tmp.name))
+        elif copier is not None and copier.key == key and copier.complete(len(stored_parts)):
+            pass
         elif stored_parts:
             storage.compose(key, stored_parts)
         else:

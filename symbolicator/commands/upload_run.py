@@ -27,6 +27,7 @@ from symbolicator.uploader import (
     Prepared,
     UploadError,
     build_artifact_bundle,
+    bytes_to_send,
     find_files,
     pending_keys,
     prepare_bytes,
@@ -47,16 +48,6 @@ def run(args: argparse.Namespace) -> int:
         raise UploadError(f"cannot reach the server at {args.url}: {reason}") from None
     except aiohttp.ClientError as exc:
         raise UploadError(f"talking to the server at {args.url} failed: {exc}") from None
-
-
-def missing_bytes(files: list[Prepared], missing: set[str], chunk_size: int) -> int:
-    """The bytes the missing chunks hold (the progress bar's total: the last chunk of a file is short)."""
-    sizes: dict[str, int] = {}
-    for f in files:
-        for i, c in enumerate(f.chunks):
-            if c in missing:
-                sizes[c] = min(chunk_size, f.size - i * chunk_size)
-    return sum(sizes.values())
 
 
 def not_a_source_map(path: Path) -> str | None:
@@ -134,7 +125,7 @@ async def _debug_files(client: Client, options: dict[str, Any], org: str, projec
     answers = await client.assemble_difs(org, project, difs)
     missing = {c for a in answers.values() if a.get("state") == "not_found" for c in a.get("missingChunks", [])}
     if missing:
-        with _bar(missing_bytes(difs, missing, int(options["chunkSize"])), args) as bar:
+        with _bar(bytes_to_send(difs, missing, int(options["chunkSize"])), args) as bar:
             await client.upload_chunks(options, difs, missing, bar.update)
         answers = await client.assemble_difs(org, project, difs)
     elif all(a.get("state") == "ok" for a in answers.values()):
@@ -165,7 +156,7 @@ async def _bundle(client: Client, options: dict[str, Any], org: str, project: st
     answer = await client.assemble_bundle(org, project, bundle, args.release, args.dist)
     if answer.get("state") == "not_found" and answer.get("missingChunks"):
         chunks = set(answer["missingChunks"])
-        with _bar(missing_bytes([bundle], chunks, int(options["chunkSize"])), args) as bar:
+        with _bar(bytes_to_send([bundle], chunks, int(options["chunkSize"])), args) as bar:
             await client.upload_chunks(options, [bundle], chunks, bar.update)
         answer = await client.assemble_bundle(org, project, bundle, args.release, args.dist)
     deadline = time.monotonic() + args.wait_timeout

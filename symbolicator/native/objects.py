@@ -120,6 +120,15 @@ def identify(path: Path) -> list[ObjectInfo]:
             raise MalformedObject(f"malformed object file: an offset points outside the file ({e})") from e
 
 
+def check_magic(head: bytes, size: int) -> None:
+    """UnsupportedFormat unless `head` (a file's first 32 bytes) starts a file `identify` reads: lets an upload be
+    refused while its client still waits for the answer."""
+    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, *THIN_MAGICS) or (
+            len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
+        return
+    raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
+
+
 def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
     if head[:4] == ELF_MAGIC:
         return [_elf_info(f, size)]

@@ -28,11 +28,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Awaitable, Callable
 
 from symbolicator import keys
-from symbolicator.artifacts import artifact_bundles, debug_files
+from symbolicator.artifacts import artifact_bundles, bundles, debug_files
 from symbolicator.artifacts.chunks import ChunkStore, MissingChunk, check_sha1
+from symbolicator.artifacts.pipeline import FilePipeline, PartCopier, Pipelines, StartCompose, elf_build_id
 from symbolicator.config import Settings
 from symbolicator.errors import (
     AssembleState,
@@ -42,15 +44,20 @@ from symbolicator.errors import (
     StorageError,
 )
 from symbolicator.metrics import Metrics
+from symbolicator.native import objects
 from symbolicator.storage.base import Storage
-from symbolicator.types import Scope
+from symbolicator.storage.s3 import MIN_PART_BYTES
+from symbolicator.types import CodeId, ObjectKind, Scope
 
 log = logging.getLogger(__name__)
 
-ACCEPT = ["debug_files", "release_files", "pdbs", "sources", "bcsymbolmaps", "il2cpp", "portablepdbs",
-          "artifact_bundles", "artifact_bundles_v2", "proguard"]
+ACCEPT = ["debug_files", "release_files", "sources", "artifact_bundles", "artifact_bundles_v2"]
+"""What the service takes (ELF, Mach-O, source bundles, JS artifact bundles), no more: sentry-cli 2.x reads this
+list. `release_files` because 2.x uploads artifact bundles only when it is there (else it falls back to the
+per-file release API, which the service does not have)."""
 CHUNKS_PER_REQUEST = 64
 TRANSIENT_TTL_S = 600.0
+Publish = Callable[[Path, "PartCopier | None"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -90,11 +97,13 @@ class UploadService:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True, exist_ok=True)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="assemble")
+        self.pipelines = Pipelines(self.chunks, work_dir)
         self._running: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._transient: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pipelines.close()
 
     @property
     def max_chunks(self) -> int:
@@ -118,20 +127,30 @@ class UploadService:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def store_chunk(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
-        size: int = await self._run(self.chunks.put, org, name, body, gzipped)
+        size: int = await self._run(self._store_chunk, org, name, body, gzipped)
         self.metrics.chunks_received.inc()
         self.metrics.chunk_bytes_received.inc(size)
         return size
 
+    def _store_chunk(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
+        sha1, data = self.chunks.put(org, name, body, gzipped)
+        t0 = time.perf_counter()
+        fed = self.pipelines.feed(org, sha1, data)
+        if fed:
+            self.metrics.observe_phase("pipeline_feed", time.perf_counter() - t0, len(data) * fed)
+        return len(data)
+
     async def assemble_difs(self, org: Scope, scope: Scope, files: list[DifRequest]) -> dict[str, Any]:
         """`org` is the organization the request was addressed to: it may only assemble chunks it sent."""
-        answers = await asyncio.gather(*(
-            self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks,
-                           lambda path, f=f: self._publish_dif(scope, path, f.sha1, f.name,
-                                                               [keys.chunk(c) for c in f.chunks]), "debug_file",
-                           lambda s, f=f: keys.assemble_state(s, f.sha1))
-            for f in files
-        ))
+        def one(f: DifRequest) -> Awaitable[dict[str, Any]]:
+            def publish(path: Path, copier: PartCopier | None) -> dict[str, Any]:
+                return self._publish_dif(scope, path, f.sha1, f.name, [keys.chunk(c) for c in f.chunks], copier)
+
+            return self._assemble(f"dif:{scope}:{f.sha1}", org, [scope], f.sha1, f.chunks, publish, "debug_file",
+                                  partial(keys.assemble_state, file_sha1=f.sha1), objects.check_magic,
+                                  self._compose_at(scope))
+
+        answers = await asyncio.gather(*(one(f) for f in files))
         return {f.sha1: a for f, a in zip(files, answers)}
 
     async def assemble_bundle(self, org: Scope, scopes: list[Scope], checksum: str, chunks: list[str],
@@ -140,12 +159,17 @@ class UploadService:
         chunk_ids = tuple(check_sha1(str(c)) for c in chunks)
         key = f"bundle:{','.join(sorted(map(str, scopes)))}:{sha1}:{release}:{dist}"
         return await self._assemble(key, org, scopes, sha1, chunk_ids,
-                                    lambda path: self._publish_bundle(scopes, path, sha1, release, dist),
-                                    "artifact_bundle", lambda s: keys.bundle_assemble_state(s, sha1, release, dist))
+                                    lambda path, copier: self._publish_bundle(scopes, path, sha1, release, dist),
+                                    "artifact_bundle", lambda s: keys.bundle_assemble_state(s, sha1, release, dist),
+                                    bundles.check_magic)
 
     async def _assemble(self, task_key: str, org: Scope, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
-                        publish: Callable[[Path], dict[str, Any]], kind: str,
-                        state_key: Callable[[Scope], str]) -> dict[str, Any]:
+                        publish: Publish, kind: str, state_key: Callable[[Scope], str],
+                        check_head: Callable[[bytes, int], None],
+                        start_compose: StartCompose | None = None) -> dict[str, Any]:
+        """`check_head(first bytes, size)` raises FormatError for a file that cannot be taken: the client hears it
+        in the answer to the assemble call that follows its last chunk, not only when it polls (sentry-cli 3.x
+        polls only with --wait, and would print UPLOADED for a file stored as an error)."""
         done = await self._run(self._load_state, [state_key(s) for s in scopes])
         if done is not None:
             return done
@@ -157,10 +181,16 @@ class UploadService:
             return transient[1]
         if not chunks:
             return state_json(AssembleState.NOT_FOUND)
-        missing = await self._run(self.chunks.missing, org, chunks)
+        missing = await self._run(self._missing, org, sha1, chunks)
         if missing:
+            await self._run(self.pipelines.open, org, sha1, chunks, start_compose)
             return state_json(AssembleState.NOT_FOUND, missing)
-        future = asyncio.ensure_future(self._run(self._assemble_sync, scopes, sha1, chunks, publish, kind,
+        refused = await self._run(self._check_head, org, chunks, check_head)
+        if refused is not None:
+            await self._run(self._persist, scopes, state_key, refused)
+            self.metrics.uploads.labels(kind, refused["state"]).inc()
+            return refused
+        future = asyncio.ensure_future(self._run(self._assemble_sync, org, scopes, sha1, chunks, publish, kind,
                                                  state_key))
         self._running[task_key] = future
         self.metrics.assembling.inc()
@@ -182,6 +212,53 @@ class UploadService:
         if answer["state"] == AssembleState.ERROR.value and not answer.get("persisted"):
             self._transient[task_key] = (time.monotonic() + TRANSIENT_TTL_S, answer)
 
+    def _missing(self, org: Scope, sha1: str, chunks: tuple[str, ...]) -> list[str]:
+        held = self.pipelines.received(org, sha1, chunks)  # fed by this org after they were stored: no need to ask
+        return self.chunks.missing(org, [c for c in chunks if c not in held])
+
+    def _finish_pipeline(self, pipe: FilePipeline) -> tuple[str, int]:
+        """The SHA-1 and size of the file the pipeline laid out; ("", 0) to assemble the plain way instead."""
+        t0 = time.perf_counter()
+        try:
+            actual, size = pipe.finish()
+        except ValueError as exc:
+            log.info("pipelined assembly of %s abandoned: %s", pipe.sha1, exc)
+            return "", 0
+        self.metrics.observe_phase("pipeline_finish", time.perf_counter() - t0, size)
+        return actual, size
+
+    def _compose_at(self, scope: Scope) -> StartCompose | None:
+        """Where a debug file will be stored, from its first chunk (an ELF build-id), as a pipelined compose; None
+        where the storage cannot compose part by part or the chunks are below S3's part minimum."""
+        start = getattr(self.storage, "start_compose", None)
+        if start is None or self.settings.limits.chunk_size < MIN_PART_BYTES:
+            return None
+
+        def start_compose(head: bytes) -> PartCopier | None:
+            build_id = elf_build_id(head)
+            if build_id is None:
+                return None
+            copier: PartCopier = start(keys.debug_file(scope, CodeId(build_id.hex()), ObjectKind.DEBUGINFO))
+            return copier
+
+        return start_compose
+
+    def _check_head(self, org: Scope, chunks: tuple[str, ...],
+                    check_head: Callable[[bytes, int], None]) -> dict[str, Any] | None:
+        """The `error` answer for a file whose first bytes show it cannot be taken; None when it may be."""
+        head = self.chunks.head(org, chunks[0])
+        if head is None:  # gone since `missing`: assembling will say so
+            return None
+        try:
+            check_head(head[0], head[1] if len(chunks) == 1 else self.chunks.total_size(chunks))
+        except FormatError as exc:
+            return state_json(AssembleState.ERROR, detail=str(exc))
+        return None
+
+    def _persist(self, scopes: list[Scope], state_key: Callable[[Scope], str], answer: dict[str, Any]) -> None:
+        for scope in scopes:
+            self.storage.put_bytes(state_key(scope), json.dumps(answer).encode())
+
     def _load_state(self, state_keys: list[str]) -> dict[str, Any] | None:
         states = []
         for key in state_keys:
@@ -191,14 +268,19 @@ class UploadService:
                 return None
         return states[0] if all(s.get("state") == states[0].get("state") for s in states) else None
 
-    def _assemble_sync(self, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
-                       publish: Callable[[Path], dict[str, Any]], kind: str,
-                       state_key: Callable[[Scope], str]) -> dict[str, Any]:
+    def _assemble_sync(self, org: Scope, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
+                       publish: Publish, kind: str, state_key: Callable[[Scope], str]) -> dict[str, Any]:
         started = time.monotonic()
+        pipe = self.pipelines.take(org, sha1, chunks)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
             path = Path(tmp) / "file"
+            copier: PartCopier | None = None
             try:
-                actual, size = self.chunks.concatenate(chunks, path)
+                actual, size = self._finish_pipeline(pipe) if pipe is not None else ("", 0)
+                if actual == sha1 and pipe is not None:
+                    path, copier = pipe.path, pipe.copier
+                else:
+                    actual, size = self.chunks.concatenate(chunks, path)
                 if actual != sha1:
                     damaged = self._drop_damaged_chunks(chunks)
                     if damaged:
@@ -210,7 +292,9 @@ class UploadService:
                 if self.settings.testing.assemble_delay_s:
                     time.sleep(self.settings.testing.assemble_delay_s)
                 t0 = time.monotonic()
-                extra = publish(path)
+                extra = publish(path, copier)
+                if copier is not None and copier.completed:
+                    self.metrics.observe_phase("pipeline_compose", time.monotonic() - t0, size)
                 self.metrics.observe_phase("publish", time.monotonic() - t0, size)
                 answer = state_json(AssembleState.OK, **extra)
             except MissingChunk as exc:
@@ -221,8 +305,10 @@ class UploadService:
                 log.warning("assemble %s: storage failed: %s", sha1, exc)
                 self.metrics.uploads.labels(kind, "failed").inc()
                 return state_json(AssembleState.ERROR, detail=f"storage unavailable: {exc}; retry the upload")
-        for scope in scopes:
-            self.storage.put_bytes(state_key(scope), json.dumps(answer).encode())
+            finally:
+                if pipe is not None:
+                    pipe.close()
+        self._persist(scopes, state_key, answer)
         self.metrics.uploads.labels(kind, answer["state"]).inc()
         if answer["state"] == "ok":
             self.metrics.bytes_stored.labels(kind).inc(size)
@@ -251,11 +337,11 @@ class UploadService:
         return damaged
 
     def _publish_dif(self, scope: Scope, path: Path, sha1: str, name: str,
-                     stored_parts: list[str] | None = None) -> dict[str, Any]:
+                     stored_parts: list[str] | None = None, copier: PartCopier | None = None) -> dict[str, Any]:
         limits = self.settings.limits
         published = debug_files.publish(self.storage, scope, path, sha1, name, self.work_dir,
                                         limits.max_bundle_entries, limits.max_bundle_uncompressed_bytes,
-                                        stored_parts or ())
+                                        stored_parts or (), copier)
         return {"dif": debug_files.dif_json(published, sha1, name)}
 
     def _publish_bundle(self, scopes: list[Scope], path: Path, sha1: str, release: str | None,

@@ -230,6 +230,13 @@ class S3Storage:
                     self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
                 raise
 
+    def start_compose(self, key: str) -> S3PartCopier:
+        """A multipart upload at `key`, to be filled part by part as the sources appear (pipelined uploads)."""
+        full = self._full(key)
+        with self._errors(key):
+            upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
+        return S3PartCopier(self, key, full, upload_id)
+
     def _copy_part(self, full: str, upload_id: str, number: int, source: str) -> dict[str, Any]:
         resp = self._client.upload_part_copy(
             Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
@@ -312,3 +319,46 @@ def _translate(e: BaseException, key: str | None, storage: S3Storage) -> Storage
             return StorageError(f"no S3 credentials for {where}: {cause}", key)
         cause = cause.__cause__ or cause.__context__
     return StorageError(f"S3 failure for {what} in {where}: {e!r}", key)
+
+
+class S3PartCopier:
+    """`compose` spread over time: parts are copied inside S3 as they are added, and nothing is visible at the key
+    until `complete` (which moves no bytes). Parts but the last must be ≥ 5 MiB, as for `compose`."""
+
+    def __init__(self, storage: S3Storage, key: str, full: str, upload_id: str) -> None:
+        self.storage = storage
+        self.key = key
+        self._full = full
+        self._upload_id = upload_id
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="part-copy")
+        self._parts: dict[int, Any] = {}
+        self.completed = False
+
+    def copy(self, number: int, source: str) -> None:
+        self._parts[number] = self._pool.submit(self.storage._copy_part, self._full, self._upload_id, number, source)
+
+    def complete(self, count: int) -> bool:
+        """Blocking: publish parts 1…count at the key; False (and nothing published) if a part is missing or failed."""
+        try:
+            if set(self._parts) != set(range(1, count + 1)):
+                return False
+            parts = [self._parts[n].result() for n in range(1, count + 1)]
+            with self.storage._errors(self.key):
+                self.storage._client.complete_multipart_upload(
+                    Bucket=self.storage.bucket, Key=self._full, UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts})
+            self._upload_id = ""
+            self.completed = True
+            return True
+        except (ClientError, BotoCoreError, StorageError):
+            return False
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._upload_id:
+            with suppress(ClientError, BotoCoreError):
+                self.storage._client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self._full,
+                                                            UploadId=self._upload_id)
+            self._upload_id = ""
