@@ -42,13 +42,12 @@ LIMIT_MIB = 1536
 SAMPLE_S = 0.05
 
 
-def sample_positions(map_path: Path, n: int = 20) -> list[tuple[int, int]]:
-    """1-based (line, column) of `n` mappings with a source, spread over the file (parsed before the
-    service starts, so this process's memory is not in the figures)."""
-    sm = parse(map_path.read_bytes())
-    keys = sm.keys
+def sample_positions(map_path: Path, n: int = 20) -> tuple[list[tuple[int, int]], int]:
+    """1-based (line, column) of `n` mappings spread over the file, and the number of mappings (parsed
+    before the service starts, so this process's memory is not in the figures)."""
+    keys = parse(map_path.read_bytes()).keys
     picks = [int(keys[i * (len(keys) - 1) // (n - 1)]) for i in range(n)]
-    return [((k >> 32) + 1, (k & 0xFFFFFFFF) + 1) for k in picks]
+    return [((k >> 32) + 1, (k & 0xFFFFFFFF) + 1) for k in picks], len(keys)
 
 
 class TreeSampler:
@@ -96,7 +95,7 @@ def run_website(minified: Path, smap: Path, ready: threading.Event, stop: thread
 
 def measure(names_budget_mib: int | None, workers: int | None) -> dict[str, Any]:
     bundle = build()
-    positions = sample_positions(bundle.sourcemap)
+    positions, mappings = sample_positions(bundle.sourcemap)
     ready, stop, site = threading.Event(), threading.Event(), {}
     web = threading.Thread(target=run_website, args=(bundle.minified, bundle.sourcemap, ready, stop, site), daemon=True)
     web.start()
@@ -128,6 +127,7 @@ def measure(names_budget_mib: int | None, workers: int | None) -> dict[str, Any]
     return {
         "minified_mib": round(bundle.minified.stat().st_size / MiB, 1),
         "map_mib": round(bundle.sourcemap.stat().st_size / MiB, 1),
+        "mappings": mappings,
         "names_budget_mib": names_budget_mib if names_budget_mib is not None else "default",
         "status": answer.get("status"),
         "seconds": round(elapsed, 1),
