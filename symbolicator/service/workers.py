@@ -19,12 +19,16 @@ broken pool held fails with it, not only the culprit's. So each of them runs onc
 more *alone*, one at a time in a one-worker quarantine pool (started on demand,
 closed when no retry waits): an innocent job then succeeds, and the job that
 kills its worker there too is the culprit (`WorkerCrashed`), having taken nobody
-else down the second time.
+else down the second time. After every job the worker hands its freed heap back
+to the system (`malloc_trim`): a conversion's many small allocations (a syntax
+tree) would otherwise stay in the idle worker's RSS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import importlib
 import logging
 import multiprocessing
@@ -34,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import lru_cache
 from typing import Any, Callable, TypeVar
 
 from symbolicator.errors import SymbolicatorError
@@ -64,6 +69,27 @@ def _exit_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _job(fn: Callable[..., T], *args: Any) -> T:
+    """What a worker runs: the job, then its freed memory back to the system."""
+    try:
+        return fn(*args)
+    finally:
+        _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    trim = _trim_function()
+    if trim is not None:
+        trim(0)
+
+
+@lru_cache(maxsize=1)
+def _trim_function() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim` (None elsewhere); looked up once: `find_library` runs `ldconfig`."""
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
@@ -106,7 +132,7 @@ class WorkerPool:
 
     async def _submit(self, pool: ProcessPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(pool, _job, fn, *args)
         except MemoryError as exc:
             raise WorkerOutOfMemory(f"the conversion ran out of memory (worker limit {self.max_memory} bytes)") \
                 from exc
