@@ -62,6 +62,7 @@ def _init_worker(parent_pid: int, max_memory: int) -> None:
 
 
 def _exit_with_parent(parent_pid: int) -> None:
+    """Leave as soon as the service that started us is gone."""
 
     def watch() -> None:
         while os.getppid() == parent_pid:
