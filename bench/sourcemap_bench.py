@@ -58,10 +58,14 @@ def pypi_sourcemap(a: Mapping[str, Any]) -> Callable[[], Any]:
 
 
 def ours_full(a: Mapping[str, Any]) -> tuple[Callable[[], Any], Callable[[Any], None]]:
-    """The conversion the service runs in its pool; the bytes are saved afterwards, untimed."""
+    """The conversion the service runs in its pool (bytes in, the default memory budget of the name
+    pass: its RSS-watched parse); the bytes are saved afterwards, untimed."""
     import symbolicator.sourcemaps.scopes  # noqa: F401  (imported in setup, as symbolic's library is)
+    from symbolicator.config import LimitsSettings
     from symbolicator.sourcemaps import build_from_sources
     from symbolicator.sourcemaps.smcache import write
+
+    budget = LimitsSettings().js_names_max_memory_bytes
 
     raw, js = Path(a["map"]).read_bytes(), Path(a["minified"]).read_bytes()
 
@@ -69,7 +73,7 @@ def ours_full(a: Mapping[str, Any]) -> tuple[Callable[[], Any], Callable[[Any], 
         if a.get("out"):
             write(a["out"], data)
 
-    return (lambda: build_from_sources(raw, js.decode("utf-8"))), after
+    return (lambda: build_from_sources(raw, js, names_max_memory=budget)), after
 
 
 def symbolic_full(a: Mapping[str, Any]) -> Callable[[], Any]:

@@ -438,7 +438,9 @@ def test_sigkill_during_conversion_leaves_nothing_and_the_request_then_succeeds(
         svc.stop()
 
 
-def test_worker_killed_mid_conversion_fails_the_module_and_the_pool_restarts(tmp_path: Path) -> None:
+def test_worker_killed_mid_conversion_runs_the_job_again_alone_and_the_pool_restarts(tmp_path: Path) -> None:
+    """A worker killed from outside (the OOM killer) may not be the job's fault: the job runs once more,
+    alone (`workers.py`), and succeeds; a job that kills its worker twice fails (`test_workers.py`)."""
     svc = ServiceProcess(tmp_path, native_settings(tmp_path)).start()
     try:
         uploaded(svc, BIG_ELF)
@@ -454,13 +456,13 @@ def test_worker_killed_mid_conversion_fails_the_module_and_the_pool_restarts(tmp
         assert r.status_code == 200
         answer = r.json()
         assert answer["status"] == "completed"
-        assert module_of(answer)["debug_status"] == "other"
-        assert "worker process died" in json.dumps(module_of(answer)["candidates"])
-        assert [f["status"] for f in answer["stacktraces"][0]["frames"]] == ["missing"]
+        check_native(answer, ["fn7"])
+        assert "worker process died" in svc.log()
         assert not alive(pool_before[0])
         check_native(symbolicated(svc, "/symbolicate", body), ["fn7"])
         assert metric(svc, "symbolicator_native_conversions_total") == 1
+        assert wait_for(lambda: len(workers(svc.proc.pid)) == 1 if svc.proc else False, 30, 0.1)
         pool_after = workers(svc.proc.pid)
-        assert len(pool_after) == 1 and pool_after != pool_before
+        assert len(pool_after) == 1 and pool_after != pool_before  # the quarantine worker has left
     finally:
         svc.stop()

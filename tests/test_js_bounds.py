@@ -34,8 +34,9 @@ from symbolicator.errors import MalformedSourceMap
 from symbolicator.sourcemaps.scopes import estimated_cost, token_count
 from symbolicator.sourcemaps.sourcemap import MAX_SECTIONS, parse
 from tests.support.service import ServiceProcess
-from tests.support.tools import NODE_MODULES, SENTRY_CLI
+from tests.support.tools import NODE_MODULES
 from tests.support.websites import Website
+from tests.test_js_service import sentry_cli
 
 REPO = Path(__file__).resolve().parent.parent
 SCOPES = REPO / "tests" / "fixtures" / "js_scopes" / "out" / "esbuild"
@@ -52,12 +53,12 @@ def expected_names(bundle: Path) -> dict[tuple[int, int], str | None]:
 
 
 async def symbolicate(svc: ServiceProcess, frames: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{svc.url}/symbolicate-js", params={"scope": "acme/web"},
-                                json={"stacktraces": [{"frames": frames}], **extra},
-                                timeout=aiohttp.ClientTimeout(total=300)) as r:
-            assert r.status == 200, await r.text()
-            body: dict[str, Any] = await r.json()
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{svc.url}/symbolicate-js", params={"scope": "acme/web"}, json={"stacktraces": [{"frames": frames}], **extra},
+        timeout=aiohttp.ClientTimeout(total=300),
+    ) as r:
+        assert r.status == 200, await r.text()
+        body: dict[str, Any] = await r.json()
     assert body["status"] == "completed", (body, svc.log())
     return body
 
@@ -233,14 +234,6 @@ def test_config_refuses_a_worker_limit_too_small_to_start() -> None:
 
 
 # --- bundle members over the size cap ------------------------------------------------------------
-
-
-def sentry_cli(svc: ServiceProcess, work: Path, *args: str) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": str(work), "SENTRY_URL": svc.url, "SENTRY_AUTH_TOKEN": "sntryu_test",
-           "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web", "SENTRY_DISABLE_UPDATE_CHECK": "true",
-           "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0"}
-    out = subprocess.run([*SENTRY_CLI, *args], cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr + svc.log()
 
 
 async def test_a_bundle_member_over_the_size_cap_fails_its_frames_not_the_request(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js_scraping import ScrapeFailure, Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerCrashed, WorkerPool
+from symbolicator.service.workers import WorkerCrashed, WorkerOutOfMemory, WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -320,6 +320,9 @@ class JsLookup:
         except FormatError as exc:
             log.info("malformed source map %s: %s", sourcemap.url, exc)
             module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
+        except WorkerCrashed as exc:  # over the worker's memory limit even without names
+            log.warning("converting %s failed: %s", sourcemap.url, exc)
+            module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url, "details": str(exc)}
         except SymbolicatorError as exc:
             log.warning("converting %s failed: %s", sourcemap.url, exc)
             module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
@@ -501,6 +504,8 @@ class JsLookup:
                 try:
                     await workers.run(convert_sourcemap_files, *args, budget)
                 except WorkerCrashed as exc:
+                    if isinstance(exc, WorkerOutOfMemory):
+                        raise  # a MemoryError in the name pass already skips names: this was the map
                     # The name pass is the part a hostile minified file controls: positions without it.
                     log.warning("converting %s with function names failed (%s); converting without", sourcemap.url,
                                 exc)

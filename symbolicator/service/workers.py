@@ -14,15 +14,21 @@ Each worker runs under a memory limit (`limits.worker_max_memory_bytes`, set as
 RLIMIT_DATA in the worker: heap and private mappings, not the memory-mapped input
 files), so one hostile file cannot take the machine. Hitting it raises
 `MemoryError` in Python code, reported as `WorkerOutOfMemory`; C code that cannot
-allocate (tree-sitter aborts) kills the worker. When a worker dies, every job the
-broken pool held fails with it, not only the culprit's: each is run once more on
-the fresh pool, and a job that breaks that pool too is the culprit
-(`WorkerCrashed`).
+allocate (tree-sitter crashes) kills the worker. When a worker dies, every job the
+broken pool held fails with it, not only the culprit's. So each of them runs once
+more *alone*, one at a time in a one-worker quarantine pool (started on demand,
+closed when no retry waits): an innocent job then succeeds, and the job that
+kills its worker there too is the culprit (`WorkerCrashed`), having taken nobody
+else down the second time. After every job the worker hands its freed heap back
+to the system (`malloc_trim`): a conversion's many small allocations (a syntax
+tree) would otherwise stay in the idle worker's RSS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import importlib
 import logging
 import multiprocessing
@@ -32,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import lru_cache
 from typing import Any, Callable, TypeVar
 
 from symbolicator.errors import SymbolicatorError
@@ -55,6 +62,7 @@ def _init_worker(parent_pid: int, max_memory: int) -> None:
 
 
 def _exit_with_parent(parent_pid: int) -> None:
+    """Leave as soon as the service that started us is gone."""
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -62,6 +70,27 @@ def _exit_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _job(fn: Callable[..., T], *args: Any) -> T:
+    """What a worker runs: the job, then its freed memory back to the system."""
+    try:
+        return fn(*args)
+    finally:
+        _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    trim = _trim_function()
+    if trim is not None:
+        trim(0)
+
+
+@lru_cache(maxsize=1)
+def _trim_function() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim` (None elsewhere); looked up once: `find_library` runs `ldconfig`."""
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
@@ -84,27 +113,52 @@ class WorkerPool:
         self._context = multiprocessing.get_context("spawn")
         self._pool = self._new_pool()
         self.restarts = 0
+        self._quarantine: ProcessPoolExecutor | None = None
+        self._quarantine_turn = asyncio.Lock()
+        self._quarantine_waiting = 0
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+    def _new_pool(self, workers: int | None = None) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers or self.workers, mp_context=self._context,
                                    initializer=_init_worker, initargs=(os.getpid(), self.max_memory))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a worker. A job whose pool broke runs once more on the fresh pool (it may
-        only have shared the pool with the job that killed it)."""
-        for attempt in range(2):
-            pool = self._pool
+        """`fn(*args)` in a worker; once more alone when its pool broke (see the module docstring)."""
+        pool = self._pool
+        try:
+            return await self._submit(pool, fn, *args)
+        except BrokenProcessPool:
+            self._replace(pool)
+        log.warning("a worker process died under %s; running it once more, alone", getattr(fn, "__name__", fn))
+        return await self._run_alone(fn, *args)
+
+    async def _submit(self, pool: ProcessPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, _job, fn, *args)
+        except MemoryError as exc:
+            raise WorkerOutOfMemory(f"the conversion ran out of memory (worker limit {self.max_memory} bytes)") \
+                from exc
+
+    async def _run_alone(self, fn: Callable[..., T], *args: Any) -> T:
+        self._quarantine_waiting += 1
+        try:
+            await self._quarantine_turn.acquire()
+        finally:
+            self._quarantine_waiting -= 1
+        try:
+            if self._quarantine is None:
+                self._quarantine = self._new_pool(1)
             try:
-                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+                return await self._submit(self._quarantine, fn, *args)
             except BrokenProcessPool as exc:
-                self._replace(pool)
-                if attempt:
-                    raise WorkerCrashed("the worker process died while converting (twice)") from exc
-                log.warning("a worker process died under %s; running it once more", getattr(fn, "__name__", fn))
-            except MemoryError as exc:
-                raise WorkerOutOfMemory(f"the conversion ran out of memory (worker limit {self.max_memory} bytes)") \
-                    from exc
-        raise AssertionError("unreachable")
+                self._quarantine.shutdown(wait=False, cancel_futures=True)
+                self._quarantine = None
+                self.restarts += 1
+                raise WorkerCrashed("the worker process died while converting, also when run alone") from exc
+        finally:
+            if self._quarantine is not None and not self._quarantine_waiting:
+                self._quarantine.shutdown(wait=False)
+                self._quarantine = None
+            self._quarantine_turn.release()
 
     def _replace(self, pool: ProcessPoolExecutor) -> None:
         if pool is self._pool:
@@ -120,3 +174,5 @@ class WorkerPool:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._quarantine is not None:
+            self._quarantine.shutdown(wait=False, cancel_futures=True)
