@@ -38,7 +38,7 @@ HERE = "bench.native_scale"
 REPEATS = {True: 2, False: 3}
 BIG_REPEATS = 1
 BIG_TARGET = 1 << 30
-BIG_VERSION = 1
+BIG_VERSION = 2
 
 _OURS = ("from symbolicator.native.symcache_build import build_to_file; import sys; "
          "build_to_file(sys.argv[1], sys.argv[2], sys.argv[3] or None)")
@@ -74,6 +74,13 @@ def _defined_globals(obj: Path) -> list[str]:
     return [s for s in out.split() if s != "main"]
 
 
+def _string_bytes(binary: Path) -> int:
+    from elftools.elf.elffile import ELFFile
+
+    with open(binary, "rb") as fh:
+        return sum(s["sh_size"] for s in ELFFile(fh).iter_sections() if s.name in (".debug_str", ".debug_line_str"))
+
+
 def _objects(base: NativeInput, out: Path) -> list[Path]:
     """The bench program's objects, compiled once and kept (the native bench deletes its own)."""
     objs = out / "objs"
@@ -98,8 +105,9 @@ def big_input(target: int = BIG_TARGET) -> NativeInput:
     out = WORK / "native" / "big"
     binary = out / "big_program"
     stamp = out / "stamp.json"
-    per_set = base.dwarf_bytes
-    copies = -(-target // per_set)
+    # A copy adds all of the program's DWARF but its strings, which lld merges with the first's.
+    per_copy = base.dwarf_bytes - _string_bytes(base.binary)
+    copies = 1 + max(0, -(-(target - base.dwarf_bytes) // per_copy))
     params = {"v": BIG_VERSION, "copies": copies, "base": json.loads((base.binary.parent / "stamp.json").read_text())}
     if not (stamp.exists() and json.loads(stamp.read_text()) == params and binary.exists()):
         objects = _objects(base, out)

@@ -11,6 +11,7 @@ names across `abstract_origin` / `specification` chains with a cycle guard.
 from __future__ import annotations
 
 import mmap
+import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,7 +227,10 @@ def _resolve_names(nodes: Collector, debug_str: bytes) -> tuple[Any, list[str | 
     if len(die) > 1 and not bool(np.all(die[1:] > die[:-1])):
         order = np.argsort(die, kind="stable")
         die, e_name, e_link, e_ref = die[order], e_name[order], e_link[order], e_ref[order]
-    cur = np.frombuffer(nodes.node_origin, dtype=np.int64).copy()
+    if not len(nodes.node_origin):
+        return np.zeros(0, dtype=np.int64), []
+    origins, per_node = np.unique(np.frombuffer(nodes.node_origin, dtype=np.int64), return_inverse=True)
+    cur = origins.copy()
     name = np.full(len(cur), NO_NAME, dtype=np.int64)
     link = np.full(len(cur), NO_NAME, dtype=np.int64)
     active = cur >= 0
@@ -259,21 +263,27 @@ def _resolve_names(nodes: Collector, debug_str: bytes) -> tuple[Any, list[str | 
         except MalformedObject:
             return None
 
-    if not len(cur):
-        return np.zeros(0, dtype=np.int64), []
-    pairs, first, inverse = np.unique(np.stack((link, name), axis=1), axis=0, return_index=True,
-                                      return_inverse=True)
+    per_node = per_node.reshape(-1)
+    # Functions are numbered in the order nodes first name them: visit origins by first node.
+    first = np.full(len(origins), len(per_node), dtype=np.int64)
+    np.minimum.at(first, per_node, np.arange(len(per_node), dtype=np.int64))
     table: list[str | None] = []
     index: dict[str | None, int] = {}
-    code_fi = np.zeros(len(pairs), dtype=np.int64)
+    decoded: dict[tuple[int, int], int] = {}
+    origin_fi = np.zeros(len(origins), dtype=np.int64)
+    links, names = link.tolist(), name.tolist()
     for k in np.argsort(first, kind="stable").tolist():
-        chosen = text(int(pairs[k, 0])) or text(int(pairs[k, 1]))
-        fi = index.get(chosen)
+        pair = (links[k], names[k])
+        fi = decoded.get(pair)
         if fi is None:
-            fi = index[chosen] = len(table)
-            table.append(chosen)
-        code_fi[k] = fi
-    return code_fi[inverse.reshape(-1)], table
+            chosen = text(pair[0]) or text(pair[1])
+            fi = index.get(chosen)
+            if fi is None:
+                fi = index[chosen] = len(table)
+                table.append(chosen)
+            decoded[pair] = fi
+        origin_fi[k] = fi
+    return origin_fi[per_node], table
 
 
 def read_dwarf(sections: dict[str, bytes], little_endian: bool = True, budget: Budget | None = None,
@@ -295,7 +305,7 @@ def read_dwarf(sections: dict[str, bytes], little_endian: bool = True, budget: B
 
     try:
         collected = UnitWalker(sections, little_endian, lines.on_unit, unit_end).walk()
-    except (IndexError, ValueError, OverflowError) as exc:
+    except (IndexError, ValueError, OverflowError, struct.error) as exc:
         lines.store.close()
         steps.close()
         raise MalformedObject(f"malformed DWARF: {exc}") from exc

@@ -16,6 +16,7 @@ resolved later, across units, because an origin may live in another unit.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Literal
@@ -64,7 +65,8 @@ class Collector:
     offset order: `name_die`, `name_name`, `name_linkage` (a `.debug_str` offset, `NO_NAME`, or
     `-2 - i` for `inline_names[i]`, a string stored in the DIE itself) and `name_ref` (the
     referenced DIE offset or -1). Nodes: functions (parent -1) and inlined calls, with their
-    entry address (lowest range start). The ranges of the current unit only (`unit_*`): the
+    entry address (lowest range start); parents and call files as i32, call lines and columns
+    as u32 (what the symcache stores). The ranges of the current unit only (`unit_*`): the
     caller turns them into step rows when the unit ends and they are cleared.
     """
 
@@ -74,10 +76,10 @@ class Collector:
     name_ref: array[int] = field(default_factory=_ints)
     inline_names: list[str] = field(default_factory=list)
     node_origin: array[int] = field(default_factory=_ints)
-    node_parent: array[int] = field(default_factory=_ints)
-    node_call_file: array[int] = field(default_factory=_ints)
-    node_call_line: array[int] = field(default_factory=_ints)
-    node_call_col: array[int] = field(default_factory=_ints)
+    node_parent: array[int] = field(default_factory=lambda: array("i"))
+    node_call_file: array[int] = field(default_factory=lambda: array("i"))
+    node_call_line: array[int] = field(default_factory=lambda: array("I"))
+    node_call_col: array[int] = field(default_factory=lambda: array("I"))
     node_entry: array[int] = field(default_factory=lambda: array("Q"))
     unit_first_node: int = 0
     unit_depth: list[int] = field(default_factory=list)
@@ -273,6 +275,8 @@ class UnitWalker:
         scope = -1
         first = True
         byteorder: Literal["little", "big"] = "little" if self.le else "big"
+        u32 = struct.Struct("<I" if self.le else ">I").unpack_from
+        u64 = struct.Struct("<Q" if self.le else ">Q").unpack_from
         while pos < end:
             die_offset = pos
             code = d[pos]
@@ -334,6 +338,15 @@ class UnitWalker:
                     continue
                 if form == F.FORM_IMPLICIT_CONST:
                     vals[slot] = (form, size)
+                elif size == 4:
+                    vals[slot] = (form, u32(d, pos)[0])
+                    pos += 4
+                elif size == 8:
+                    vals[slot] = (form, u64(d, pos)[0])
+                    pos += 8
+                elif size == 1:
+                    vals[slot] = (form, d[pos])
+                    pos += 1
                 elif size > 0:
                     if size > 8:
                         pos += size
@@ -443,8 +456,8 @@ class UnitWalker:
         out.node_parent.append(parent)
         out.unit_depth.append(depth)
         out.node_call_file.append(call[0])
-        out.node_call_line.append(call[1])
-        out.node_call_col.append(call[2])
+        out.node_call_line.append(call[1] & 0xFFFFFFFF)  # the symcache keeps 32 bits, as before
+        out.node_call_col.append(call[2] & 0xFFFFFFFF)
         top = self._max_addr
         entry = 0
         for lo, hi in spans:

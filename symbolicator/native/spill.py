@@ -32,6 +32,7 @@ from symbolicator.errors import MalformedObject
 
 DEFAULT_MEMORY_BYTES = 1 << 30  # the default of `limits.conversion_memory_bytes`
 MIN_BLOCK_RECORDS = 16
+MAX_BLOCK_RECORDS = 1 << 16
 BUFFER_SHARE = 4  # run buffers may take 1/BUFFER_SHARE of the budget; sorting one needs about as much again
 
 
@@ -137,8 +138,10 @@ class RunStore:
 
 
 def _block_records(budget: Budget, runs: list[Run]) -> int:
-    per_run = budget.buffer_bytes // max(1, len(runs))
-    return max(MIN_BLOCK_RECORDS, per_run // max(1, max(r.dtype.itemsize for r in runs)))
+    """Records read from each run at a time: the runs' blocks share a slice of the budget, and a
+    window stays small enough for its temporaries (a dozen 8-byte columns) to be cheap."""
+    per_run = budget.buffer_bytes // max(1, len(runs)) // 4
+    return max(MIN_BLOCK_RECORDS, min(MAX_BLOCK_RECORDS, per_run // max(1, max(r.dtype.itemsize for r in runs))))
 
 
 def merge_windows(stores: list[RunStore], budget: Budget) -> Iterator[tuple[int, int | None, list[Any]]]:

@@ -135,17 +135,20 @@ def load_object(path: str | Path, arch: Arch | str | None = None,
 
 
 class _Strings:
+    """The string table, interned by UTF-8 bytes (one copy of each: key and item are one object)."""
+
     def __init__(self) -> None:
-        self.index: dict[str, int] = {}
+        self.index: dict[bytes, int] = {}
         self.items: list[bytes] = []
 
     def add(self, s: str | None) -> int:
         if s is None:
             return fmt.NONE
-        i = self.index.get(s)
+        b = s.encode("utf-8", "replace")
+        i = self.index.get(b)
         if i is None:
-            i = self.index[s] = len(self.items)
-            self.items.append(s.encode("utf-8", "replace"))
+            i = self.index[b] = len(self.items)
+            self.items.append(b)
         return i
 
 
@@ -186,8 +189,10 @@ class _Flattener:
         hi_s = len(ss) if high is None else np.searchsorted(ss, high, side="left")
         lo_e = np.searchsorted(se_sorted := self._ends(), low, side="left")
         hi_e = len(se_sorted) if high is None else np.searchsorted(se_sorted, high, side="left")
-        bounds = np.union1d(np.union1d(lw["a"], nw["a"]),
-                            np.union1d(ss[lo_s:hi_s], se_sorted[lo_e:hi_e])).astype(np.uint64)
+        bounds = np.concatenate((lw["a"], nw["a"], ss[lo_s:hi_s], se_sorted[lo_e:hi_e])).astype(np.uint64)
+        bounds.sort(kind="stable")  # four sorted runs: a merge, not a full sort
+        if len(bounds) > 1:
+            bounds = bounds[np.concatenate(([True], bounds[1:] != bounds[:-1]))]
         n = len(bounds)
         if not n:
             return (bounds,) + tuple(np.zeros(0, dtype=np.int64) for _ in range(5))
@@ -263,8 +268,9 @@ def _node_blocks(d: DwarfData, fmap: Any, file_str: Any, n_files: int) -> Iterat
     """The node table in blocks, straight from the collector's columns."""
     c = d.nodes
     total = len(c.node_origin)
-    cols = {name: np.frombuffer(getattr(c, name), dtype=np.int64) for name in
-            ("node_call_file", "node_call_line", "node_call_col", "node_parent")}
+    cols = {name: np.frombuffer(getattr(c, name), dtype=dtype) for name, dtype in
+            (("node_call_file", np.int32), ("node_call_line", np.uint32), ("node_call_col", np.uint32),
+             ("node_parent", np.int32))}
     entry = np.frombuffer(c.node_entry, dtype=np.uint64)
     for lo in range(0, total, NODE_BLOCK):
         hi = min(total, lo + NODE_BLOCK)
@@ -389,6 +395,7 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
             raise MalformedObject(f"{path}: malformed DWARF ({type(exc).__name__}: {exc})") from exc
         if dwarf is None and not symbols:
             raise UnsupportedFormat(f"{path}: no DWARF and no symbol table")
+        obj.release_pages()  # writing reads nothing more from the file
         try:
             return write_to(out, dwarf, symbols, obj.arch, budget.spill_dir)
         finally:
@@ -396,12 +403,16 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
                 dwarf.close()
 
 
+MAPPED_PAGES_BYTES = 64 << 20
+
+
 def _page_release(obj: LoadedObject, budget: Budget) -> Callable[[], None]:
-    """After each unit: once the file's pages resident in this process pass a budget share,
+    """After each unit: once the file's pages resident in this process pass `MAPPED_PAGES_BYTES`
+    (or 1/16 of the budget),
     drop them (`MADV_DONTNEED`; later reads fault them back from the page cache). Without
     this a GB file read through its mapping would count whole in the worker's RSS."""
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    limit = budget.buffer_bytes
+    limit = min(budget.memory_bytes // 16, MAPPED_PAGES_BYTES)
 
     def progress() -> None:
         try:
