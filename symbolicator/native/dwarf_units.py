@@ -489,15 +489,32 @@ class UnitWalker:
 
     def _inlined(self, unit_offset: int, vals: list[Value | None], ranges: RangeReader,
                  scope: int, file_map: list[int]) -> int:
+        """An inlined call: a node under `scope` (the hot path of the walk, hence spelled out)."""
         if scope < 0:
             return scope
-        spans = self._ranges_of(vals, ranges)
-        if not spans:
-            return -2
-        origin = self._ref(unit_offset, vals[S_ORIGIN])
-        idx = _int(vals[S_CALL_FILE], -1)
+        low = vals[S_LOW]
+        if vals[S_RANGES] is None and low is not None:
+            lo = ranges.indexed_address(int(low[1])) if low[0] in F.ADDRX_FORMS else int(low[1])
+            high = vals[S_HIGH]
+            if high is None:
+                hi = lo + 1
+            elif high[0] in _ADDRESS_FORMS:
+                hi = ranges.address(high[0], int(high[1]))
+            else:
+                hi = lo + int(high[1])
+            spans = [(lo, hi)]
+        else:
+            spans = self._ranges_of(vals, ranges)
+            if not spans:
+                return -2
+        origin = vals[S_ORIGIN]
+        ref = -1 if origin is None else (unit_offset + int(origin[1]) if origin[0] in _REF_LOCAL else int(origin[1]))
+        cf = vals[S_CALL_FILE]
+        idx = int(cf[1]) if cf is not None else -1
         call_file = file_map[idx] if 0 <= idx < len(file_map) else -1
-        call_line = _int(vals[S_CALL_LINE], 0)
-        call_col = _int(vals[S_CALL_COL], 0)
-        depth = self.out.unit_depth[scope - self.out.unit_first_node] + 1
-        return self._add_node(origin, scope, depth, (call_file, call_line, call_col), spans)
+        cl = vals[S_CALL_LINE]
+        cc = vals[S_CALL_COL]
+        out = self.out
+        depth = out.unit_depth[scope - out.unit_first_node] + 1
+        return self._add_node(ref, scope, depth, (call_file, int(cl[1]) if cl is not None else 0,
+                                                  int(cc[1]) if cc is not None else 0), spans)
