@@ -19,7 +19,9 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
+
+import numpy as np
 
 from symbolicator.errors import MalformedObject
 from symbolicator.native import dwarf_forms as F
@@ -45,6 +47,10 @@ _REF_LOCAL = frozenset({F.FORM_REF1, F.FORM_REF2, F.FORM_REF4, F.FORM_REF8, F.FO
 _ADDRESS_FORMS = frozenset({F.FORM_ADDR}) | F.ADDRX_FORMS
 MAX_DIE_DEPTH = 4096
 NO_NAME = -1
+NODE_DTYPE = np.dtype([("origin", "<i8"), ("parent", "<i4"), ("cf", "<i4"), ("cl", "<u4"), ("cc", "<u4"),
+                       ("entry", "<u8")])
+"""A node as `Collector.take_nodes` hands it over: origin DIE offset, parent node (-1: none), call
+file (global id), line and column, entry address."""
 
 Value = tuple[int, int | str]  # (form, raw value) of a decoded attribute
 Step = tuple[int, int, int]  # (slot or -1, form, fixed size or -1 / implicit const)
@@ -81,6 +87,7 @@ class Collector:
     node_call_line: array[int] = field(default_factory=lambda: array("I"))
     node_call_col: array[int] = field(default_factory=lambda: array("I"))
     node_entry: array[int] = field(default_factory=lambda: array("Q"))
+    nodes_before: int = 0  # nodes already handed over by `take_nodes`: node ids go on from there
     unit_first_node: int = 0
     unit_depth: list[int] = field(default_factory=list)
     unit_low: list[int] = field(default_factory=list)
@@ -95,17 +102,25 @@ class Collector:
             return -1 - len(self.inline_names)
         return value
 
+    def take_nodes(self) -> Any:
+        """The nodes collected since the last call, as `NODE_DTYPE` records; the columns are emptied."""
+        n = len(self.node_origin)
+        out = np.empty(n, dtype=NODE_DTYPE)
+        for name, column in (("origin", self.node_origin), ("parent", self.node_parent),
+                             ("cf", self.node_call_file), ("cl", self.node_call_line),
+                             ("cc", self.node_call_col), ("entry", self.node_entry)):
+            out[name] = np.frombuffer(column, dtype=out.dtype[name].newbyteorder("="))
+            del column[:]
+        self.nodes_before += n
+        return out
+
     def start_unit(self) -> None:
-        self.unit_first_node = len(self.node_origin)
+        self.unit_first_node = self.nodes_before + len(self.node_origin)
         self.unit_depth.clear()
         self.unit_low.clear()
         self.unit_high.clear()
         self.unit_node.clear()
 
-    def nbytes(self) -> int:
-        cols = (self.name_die, self.name_name, self.name_linkage, self.name_ref, self.node_origin, self.node_parent,
-                self.node_call_file, self.node_call_line, self.node_call_col, self.node_entry)
-        return sum(c.itemsize * len(c) for c in cols)
 
 
 def parse_abbrevs(data: bytes, offset: int) -> dict[int, tuple[int, bool, list[tuple[int, int, int]]]]:
@@ -451,7 +466,7 @@ class UnitWalker:
     def _add_node(self, origin: int, parent: int, depth: int, call: tuple[int, int, int],
                   spans: list[tuple[int, int]]) -> int:
         out = self.out
-        node = len(out.node_origin)
+        node = out.nodes_before + len(out.node_origin)
         out.node_origin.append(origin)
         out.node_parent.append(parent)
         out.unit_depth.append(depth)

@@ -73,7 +73,7 @@ class Budget:
 
     memory_bytes: int
     spill_dir: str | Path | None = None
-    stores: list["RunStore"] = field(default_factory=list)
+    stores: list["RunStore | ChunkStore"] = field(default_factory=list)
     spilled_runs: int = 0
 
     @property
@@ -134,6 +134,57 @@ class RunStore:
             if run.file is not None:
                 run.file.close()
         self.runs = []
+        self._chunks = []
+
+
+class ChunkStore:
+    """Append-only records kept in input order (the node table): chunks in memory, spilled past the budget."""
+
+    def __init__(self, dtype: Any, budget: Budget) -> None:
+        self.dtype = np.dtype(dtype)
+        self.budget = budget
+        self._chunks: list[Any] = []
+        self.buffered_bytes = 0
+        self._file: IO[bytes] | None = None
+        self._spilled: list[int] = []  # record counts of the chunks in the file, in order
+        self.count = 0
+        budget.stores.append(self)  # type: ignore[arg-type]
+
+    def append(self, records: Any) -> None:
+        if len(records):
+            self._chunks.append(records)
+            self.buffered_bytes += records.nbytes
+            self.count += len(records)
+
+    def spill(self) -> None:
+        if not self._chunks:
+            return
+        if self._file is None:
+            self._file = open_spill_file(self.budget.spill_dir)
+        self._file.seek(0, os.SEEK_END)
+        try:
+            for chunk in self._chunks:
+                self._file.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
+                self._spilled.append(len(chunk))
+        except OSError as exc:
+            raise MalformedObject(f"cannot write a spill file: {exc}") from exc
+        self._chunks = []
+        self.buffered_bytes = 0
+        self.budget.spilled_runs += 1
+
+    def chunks(self) -> Iterator[Any]:
+        """Every chunk in input order: the spilled ones read back one at a time, then the rest."""
+        if self._file is not None:
+            start = 0
+            for n in self._spilled:
+                yield Run(self.dtype, start + n, file=self._file).read(start, n)
+                start += n
+        yield from self._chunks
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self._chunks = []
 
 

@@ -261,27 +261,19 @@ def _ranges_to(d: DwarfData | None, sym_start: Any, sym_end: Any, file_str: Any,
 
 NODE_DTYPE = np.dtype([("f", "<u4"), ("cf", "<u4"), ("cl", "<u4"), ("cc", "<u4"), ("p", "<u4"), ("pad", "<u4"),
                        ("entry", "<u8")])
-NODE_BLOCK = 1 << 18
 
 
 def _node_blocks(d: DwarfData, fmap: Any, file_str: Any, n_files: int) -> Iterator[Any]:
-    """The node table in blocks, straight from the collector's columns."""
-    c = d.nodes
-    total = len(c.node_origin)
-    cols = {name: np.frombuffer(getattr(c, name), dtype=dtype) for name, dtype in
-            (("node_call_file", np.int32), ("node_call_line", np.uint32), ("node_call_col", np.uint32),
-             ("node_parent", np.int32))}
-    entry = np.frombuffer(c.node_entry, dtype=np.uint64)
-    for lo in range(0, total, NODE_BLOCK):
-        hi = min(total, lo + NODE_BLOCK)
-        nodes = np.zeros(hi - lo, dtype=NODE_DTYPE)
-        nodes["f"] = fmap[d.node_function[lo:hi]]
-        cf = cols["node_call_file"][lo:hi]
+    """The node table chunk by chunk, from the node and function stores (read back if spilled)."""
+    for chunk, functions in zip(d.nodes.chunks(), d.node_function.chunks(), strict=True):
+        nodes = np.zeros(len(chunk), dtype=NODE_DTYPE)
+        nodes["f"] = fmap[functions]
+        cf = chunk["cf"].astype(np.int64)
         nodes["cf"] = file_str[np.where(cf < 0, n_files, cf)]
-        nodes["cl"] = cols["node_call_line"][lo:hi]
-        nodes["cc"] = cols["node_call_col"][lo:hi]
-        nodes["p"] = _u32(cols["node_parent"][lo:hi])
-        nodes["entry"] = entry[lo:hi]
+        nodes["cl"] = chunk["cl"]
+        nodes["cc"] = chunk["cc"]
+        nodes["p"] = _u32(chunk["parent"])
+        nodes["entry"] = chunk["entry"]
         yield nodes
 
 
@@ -317,7 +309,7 @@ def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: A
     sym_end = np.array([x.end for x in symbols], dtype=np.uint64)
     files = d.files if d is not None else []
     file_str = np.array([strings.add(f) for f in files] + [fmt.NONE], dtype=np.int64)
-    n_nodes = len(d.nodes.node_origin) if d is not None else 0
+    n_nodes = d.nodes.count if d is not None else 0
     fmap = np.array([func(name) for name in d.functions], dtype=np.int64) if d is not None and n_nodes else None
     sym_recs = np.zeros(len(symbols), dtype=[("start", "<u8"), ("end", "<u8"), ("f", "<u4"), ("file", "<u4")])
     if symbols:
