@@ -80,7 +80,7 @@ def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endia
                 raise MalformedObject(f"section {name}: missing ZLIB header")
             ch_type, size, body = _ELFCOMPRESS_ZLIB, int.from_bytes(raw[4:12], "big"), raw[12:]
         else:
-            return raw
+            return raw  # type: ignore[return-value]  # a view of the mapping reads like bytes
         if size > max_bytes:
             raise MalformedObject(f"section {name}: claims {size} bytes uncompressed, over the {max_bytes} byte limit")
         if ch_type == _ELFCOMPRESS_ZLIB:

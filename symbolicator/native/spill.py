@@ -36,6 +36,12 @@ MAX_BLOCK_RECORDS = 1 << 16
 BUFFER_SHARE = 4  # run buffers may take 1/BUFFER_SHARE of the budget; sorting one needs about as much again
 
 
+def raw_bytes(arr: Any) -> memoryview:
+    """The bytes of a numpy array, without a copy when it is contiguous."""
+    flat: memoryview = np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data
+    return flat
+
+
 def open_spill_file(spill_dir: str | Path | None) -> IO[bytes]:
     """An unnamed read-write file in `spill_dir` (the system's temp folder when None)."""
     if spill_dir is not None:
@@ -115,7 +121,7 @@ class RunStore:
         buf = self._sorted_buffer()
         f = open_spill_file(self.budget.spill_dir)
         try:
-            f.write(memoryview(np.ascontiguousarray(buf)).cast("B"))
+            f.write(raw_bytes(buf))
         except OSError as exc:
             f.close()
             raise MalformedObject(f"cannot write a spill file: {exc}") from exc
@@ -148,7 +154,7 @@ class ChunkStore:
         self._file: IO[bytes] | None = None
         self._spilled: list[int] = []  # record counts of the chunks in the file, in order
         self.count = 0
-        budget.stores.append(self)  # type: ignore[arg-type]
+        budget.stores.append(self)
 
     def append(self, records: Any) -> None:
         if len(records):
@@ -164,7 +170,7 @@ class ChunkStore:
         self._file.seek(0, os.SEEK_END)
         try:
             for chunk in self._chunks:
-                self._file.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
+                self._file.write(raw_bytes(chunk))
                 self._spilled.append(len(chunk))
         except OSError as exc:
             raise MalformedObject(f"cannot write a spill file: {exc}") from exc
@@ -192,7 +198,7 @@ def _block_records(budget: Budget, runs: list[Run]) -> int:
     """Records read from each run at a time: the runs' blocks share a slice of the budget, and a
     window stays small enough for its temporaries (a dozen 8-byte columns) to be cheap."""
     per_run = budget.buffer_bytes // max(1, len(runs)) // 4
-    return max(MIN_BLOCK_RECORDS, min(MAX_BLOCK_RECORDS, per_run // max(1, max(r.dtype.itemsize for r in runs))))
+    return int(max(MIN_BLOCK_RECORDS, min(MAX_BLOCK_RECORDS, per_run // max(1, max(r.dtype.itemsize for r in runs)))))
 
 
 def merge_windows(stores: list[RunStore], budget: Budget) -> Iterator[tuple[int, int | None, list[Any]]]:

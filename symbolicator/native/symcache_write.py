@@ -22,7 +22,7 @@ import numpy as np
 from symbolicator.native import symcache as fmt
 from symbolicator.native.demangle import demangle
 from symbolicator.native.dwarf import LINE_DTYPE, STEP_DTYPE, DwarfData
-from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, merge_windows, open_spill_file
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, merge_windows, open_spill_file, raw_bytes
 from symbolicator.native.symtab import Symbol
 from symbolicator.types import Arch
 
@@ -139,8 +139,8 @@ def _ranges_to(d: DwarfData | None, sym_start: Any, sym_end: Any, file_str: Any,
         rec = np.zeros((len(starts), 6), dtype="<u4")
         rec[:, 0] = file_str[np.where(file < 0, n_files, file)]
         rec[:, 1], rec[:, 2], rec[:, 3], rec[:, 4] = line, col, _u32(node), _u32(sym)
-        starts_out.write(memoryview(np.ascontiguousarray(starts.astype("<u8"))).cast("B"))
-        recs_out.write(memoryview(np.ascontiguousarray(rec)).cast("B"))
+        starts_out.write(raw_bytes(starts.astype("<u8")))
+        recs_out.write(raw_bytes(rec))
         count += len(starts)
     return count
 
@@ -222,7 +222,7 @@ def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: A
     if d is not None and n_nodes:
         assert fmap is not None
         for block in _node_blocks(d, fmap, file_str, len(files)):
-            out.write(memoryview(block).cast("B"))
+            out.write(raw_bytes(block))
     pos += n_nodes * fmt.NODE.size
     for offset, arr in ((lay.funcs, func_arr), (lay.syms, sym_recs), (lay.str_offsets, offsets)):
         pos = _pad_to(out, pos, offset)

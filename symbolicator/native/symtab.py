@@ -172,7 +172,7 @@ def _read_table(elf: Any, table: Any, exec_sections: list[tuple[int, int]]
 
     def text(offset: int) -> str:
         end = names.find(b"\0", offset)
-        return names[offset:end if end >= 0 else len(names)].decode("utf-8", "replace")
+        return str(names[offset:end if end >= 0 else len(names)].decode("utf-8", "replace"))
 
     idx = np.flatnonzero(keep)
     name_off = syms["name"].tolist()
