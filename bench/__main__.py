@@ -1,6 +1,6 @@
 """One command for the engine benchmarks: ours beside the peers, in one run, as ratios.
 
-    python -m bench [--quick] [--only js|native|upload|service|coalescing|cache] [--no-profile] [--out PATH]
+    python -m bench [--quick] [--only js|native|native-scale|upload|service|coalescing|cache] [--no-profile] [--out PATH]
     bench/run [same flags]
 
 Runs the JS figures (issue 3, `sourcemap_bench.py`), the native figures
@@ -30,12 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import cache_scale, coalescing, native_bench, service_load, sourcemap_bench
+from bench import cache_scale, coalescing, native_bench, native_scale, service_load, sourcemap_bench
 from bench.report import Row, Section, machine, peer_versions, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 UPLOAD_MIB = {True: 100, False: 1100}
-PARTS = ("js", "native", "upload", "service", "coalescing", "cache")
+PARTS = ("js", "native", "native-scale", "upload", "service", "coalescing", "cache")
 
 
 def _log(message: str) -> None:
@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(sourcemap_bench.run(args.quick, _log, profile=not args.no_profile))
     if "native" in parts:
         sections.append(native_bench.run(args.quick, _log, profile=not args.no_profile))
+    if "native-scale" in parts:
+        sections.append(native_scale.run(args.quick, _log))
     if "upload" in parts:
         sections.append(run_upload(args.quick))
     if "service" in parts:

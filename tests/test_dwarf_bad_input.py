@@ -235,7 +235,7 @@ def test_cyclic_abstract_origins_terminate() -> None:
     assert c_off == b_off + 5
     sections = {"debug_info": _unit(_cu(dies)), "debug_abbrev": _abbrevs(), "debug_line": _line_program()}
     data = read_dwarf(sections)
-    assert len(data.nodes.node_origin) == 2
+    assert data.nodes.count == 2
     cache = SymCache.from_bytes(write(data, [], Arch.X86_64))
     frames = cache.lookup(0x100A)
     assert [f.inlined for f in frames] == [True, False]

@@ -11,6 +11,7 @@ names across `abstract_origin` / `specification` chains with a cycle guard.
 from __future__ import annotations
 
 import mmap
+import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ import zstandard
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.dwarf_forms import Strings
 from symbolicator.native.dwarf_lines import END_OF_SEQUENCE, decode_line_program
-from symbolicator.native.dwarf_units import NO_NAME, Collector, UnitWalker
-from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, RunStore
+from symbolicator.native.dwarf_units import NO_NAME, NODE_DTYPE, Collector, UnitWalker
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore
 
 DWARF_SECTIONS = ("debug_info", "debug_abbrev", "debug_line", "debug_str", "debug_line_str", "debug_str_offsets",
                   "debug_addr", "debug_ranges", "debug_rnglists")
@@ -40,22 +41,23 @@ class DwarfData:
 
     `lines` holds `LINE_DTYPE` rows and `steps` the `STEP_DTYPE` inline steps, both as sorted
     runs (in memory or spilled) for `spill.merge_windows`; `files[i]` is a normalised path.
-    Node `i` of `nodes` is a function (`node_parent[i] == -1`) or an inlined call; its name is
-    `functions[node_function[i]]`, the raw (possibly mangled) name to show. `close()` frees
-    the spill files.
+    Node `i` of `nodes` (`NODE_DTYPE` records, in chunks) is a function (parent -1) or an
+    inlined call; its name is `functions[f]` where `f` is its entry in `node_function` (int32
+    chunks matching the node chunks), the raw (possibly mangled) name to show. `close()`
+    frees the spill files.
     """
 
     files: list[str]
     lines: RunStore
     steps: RunStore
-    nodes: Collector
-    node_function: Any
+    nodes: ChunkStore
+    node_function: ChunkStore
     functions: list[str | None]
     budget: Budget
 
     def close(self) -> None:
-        self.lines.close()
-        self.steps.close()
+        for store in (self.lines, self.steps, self.nodes, self.node_function):
+            store.close()
 
 
 def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endian: bool, max_bytes: int) -> bytes:
@@ -78,7 +80,7 @@ def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endia
                 raise MalformedObject(f"section {name}: missing ZLIB header")
             ch_type, size, body = _ELFCOMPRESS_ZLIB, int.from_bytes(raw[4:12], "big"), raw[12:]
         else:
-            return raw
+            return raw  # type: ignore[return-value]  # a view of the mapping reads like bytes
         if size > max_bytes:
             raise MalformedObject(f"section {name}: claims {size} bytes uncompressed, over the {max_bytes} byte limit")
         if ch_type == _ELFCOMPRESS_ZLIB:
@@ -211,69 +213,86 @@ def unit_steps(c: Collector) -> Any:
     return steps
 
 
-def _resolve_names(nodes: Collector, debug_str: bytes) -> tuple[Any, list[str | None]]:
+class _NameResolver:
     """Function name of each node: the linkage name anywhere on its origin chain, else the plain name.
 
-    Vectorised over all nodes at once: each round follows every unresolved chain one reference
+    Vectorised per chunk of nodes: each round follows every unresolved chain one reference
     further (a binary search in the DIE offsets); `MAX_ORIGIN_CHAIN` rounds bound cycles.
-    Names are numbers until the end (`.debug_str` offsets or inline-string codes), so each
-    distinct name is decoded once.
+    Names stay numbers (`.debug_str` offsets or inline-string codes) until a pair is new, so
+    each distinct function is decoded once. Functions are numbered in the order nodes first
+    name them.
     """
-    die = np.frombuffer(nodes.name_die, dtype=np.int64)
-    e_name = np.frombuffer(nodes.name_name, dtype=np.int64)
-    e_link = np.frombuffer(nodes.name_linkage, dtype=np.int64)
-    e_ref = np.frombuffer(nodes.name_ref, dtype=np.int64)
-    if len(die) > 1 and not bool(np.all(die[1:] > die[:-1])):
-        order = np.argsort(die, kind="stable")
-        die, e_name, e_link, e_ref = die[order], e_name[order], e_link[order], e_ref[order]
-    cur = np.frombuffer(nodes.node_origin, dtype=np.int64).copy()
-    name = np.full(len(cur), NO_NAME, dtype=np.int64)
-    link = np.full(len(cur), NO_NAME, dtype=np.int64)
-    active = cur >= 0
-    for _ in range(MAX_ORIGIN_CHAIN):
-        idx = np.flatnonzero(active)
-        if not len(idx) or not len(die):
-            break
-        pos = np.searchsorted(die, cur[idx])
-        pos_c = np.minimum(pos, len(die) - 1)
-        found = (pos < len(die)) & (die[pos_c] == cur[idx])
-        idx, pos_c = idx[found], pos_c[found]
-        active[:] = False
-        fill = (name[idx] == NO_NAME) & (e_name[pos_c] != NO_NAME)
-        name[idx[fill]] = e_name[pos_c[fill]]
-        has_link = e_link[pos_c] != NO_NAME
-        link[idx[has_link]] = e_link[pos_c[has_link]]
-        go = ~has_link & (e_ref[pos_c] >= 0)
-        cur[idx[go]] = e_ref[pos_c[go]]
-        active[idx[go]] = True
-    strings = Strings(debug_str)
-    inline = nodes.inline_names
 
-    def text(code: int) -> str | None:
+    def __init__(self, c: Collector, debug_str: bytes) -> None:
+        die = np.frombuffer(c.name_die, dtype=np.int64)
+        cols = [np.frombuffer(col, dtype=np.int64) for col in (c.name_name, c.name_linkage, c.name_ref)]
+        if len(die) > 1 and not bool(np.all(die[1:] > die[:-1])):
+            order = np.argsort(die, kind="stable")
+            die, cols = die[order], [col[order] for col in cols]
+        self.die, (self.e_name, self.e_link, self.e_ref) = die, cols
+        self.debug_str = debug_str
+        self.strings = Strings(debug_str)
+        self.inline = c.inline_names
+        self.table: list[str | None] = []
+        self.index: dict[str | None, int] = {}
+        self.decoded: dict[tuple[int, int], int] = {}
+
+    def _text(self, code: int) -> str | None:
         if code == NO_NAME:
             return None
         if code < 0:
-            return inline[-2 - code]
+            return self.inline[-2 - code]
         try:
-            return strings.at(debug_str, code)
+            return self.strings.at(self.debug_str, code)
         except MalformedObject:
             return None
 
-    if not len(cur):
-        return np.zeros(0, dtype=np.int64), []
-    pairs, first, inverse = np.unique(np.stack((link, name), axis=1), axis=0, return_index=True,
-                                      return_inverse=True)
-    table: list[str | None] = []
-    index: dict[str | None, int] = {}
-    code_fi = np.zeros(len(pairs), dtype=np.int64)
-    for k in np.argsort(first, kind="stable").tolist():
-        chosen = text(int(pairs[k, 0])) or text(int(pairs[k, 1]))
-        fi = index.get(chosen)
-        if fi is None:
-            fi = index[chosen] = len(table)
-            table.append(chosen)
-        code_fi[k] = fi
-    return code_fi[inverse.reshape(-1)], table
+    def _chains(self, origins: Any) -> tuple[Any, Any]:
+        """(linkage code, name code) found along each origin's chain."""
+        die, e_name, e_link, e_ref = self.die, self.e_name, self.e_link, self.e_ref
+        cur = origins.copy()
+        name = np.full(len(cur), NO_NAME, dtype=np.int64)
+        link = np.full(len(cur), NO_NAME, dtype=np.int64)
+        active = cur >= 0
+        for _ in range(MAX_ORIGIN_CHAIN):
+            idx = np.flatnonzero(active)
+            if not len(idx) or not len(die):
+                break
+            pos = np.searchsorted(die, cur[idx])
+            pos_c = np.minimum(pos, len(die) - 1)
+            found = (pos < len(die)) & (die[pos_c] == cur[idx])
+            idx, pos_c = idx[found], pos_c[found]
+            active[:] = False
+            fill = (name[idx] == NO_NAME) & (e_name[pos_c] != NO_NAME)
+            name[idx[fill]] = e_name[pos_c[fill]]
+            has_link = e_link[pos_c] != NO_NAME
+            link[idx[has_link]] = e_link[pos_c[has_link]]
+            go = ~has_link & (e_ref[pos_c] >= 0)
+            cur[idx[go]] = e_ref[pos_c[go]]
+            active[idx[go]] = True
+        return link, name
+
+    def functions_of(self, origin_column: Any) -> Any:
+        """Function index (into `table`) of each node of one chunk, as int32."""
+        origins, per_node = np.unique(origin_column.astype(np.int64), return_inverse=True)
+        per_node = per_node.reshape(-1)
+        link, name = self._chains(origins)
+        first = np.full(len(origins), len(per_node), dtype=np.int64)
+        np.minimum.at(first, per_node, np.arange(len(per_node), dtype=np.int64))
+        origin_fi = np.zeros(len(origins), dtype=np.int32)
+        links, names = link.tolist(), name.tolist()
+        for k in np.argsort(first, kind="stable").tolist():
+            pair = (links[k], names[k])
+            fi = self.decoded.get(pair)
+            if fi is None:
+                chosen = self._text(pair[0]) or self._text(pair[1])
+                fi = self.index.get(chosen)
+                if fi is None:
+                    fi = self.index[chosen] = len(self.table)
+                    self.table.append(chosen)
+                self.decoded[pair] = fi
+            origin_fi[k] = fi
+        return origin_fi[per_node]
 
 
 def read_dwarf(sections: dict[str, bytes], little_endian: bool = True, budget: Budget | None = None,
@@ -286,24 +305,32 @@ def read_dwarf(sections: dict[str, bytes], little_endian: bool = True, budget: B
     budget = budget if budget is not None else Budget(DEFAULT_MEMORY_BYTES)
     lines = _Lines(sections, little_endian, RunStore(LINE_DTYPE, budget))
     steps = RunStore(STEP_DTYPE, budget)
+    nodes = ChunkStore(NODE_DTYPE, budget)
+    stores: list[RunStore | ChunkStore] = [lines.store, steps, nodes]
 
     def unit_end(c: Collector) -> None:
         steps.append(unit_steps(c))
+        nodes.append(c.take_nodes())
         budget.check()
         if on_progress is not None:
             on_progress()
 
     try:
         collected = UnitWalker(sections, little_endian, lines.on_unit, unit_end).walk()
-    except (IndexError, ValueError, OverflowError) as exc:
-        lines.store.close()
-        steps.close()
+        lines.store.finish()
+        steps.finish()
+        resolver = _NameResolver(collected, sections.get("debug_str", b""))
+        functions = ChunkStore(np.int32, budget)
+        stores.append(functions)
+        for chunk in nodes.chunks():
+            functions.append(resolver.functions_of(chunk["origin"]))
+            budget.check()
+    except (IndexError, ValueError, OverflowError, struct.error) as exc:
+        for store in stores:
+            store.close()
         raise MalformedObject(f"malformed DWARF: {exc}") from exc
     except BaseException:
-        lines.store.close()
-        steps.close()
+        for store in stores:
+            store.close()
         raise
-    lines.store.finish()
-    steps.finish()
-    node_function, functions = _resolve_names(collected, sections.get("debug_str", b""))
-    return DwarfData(lines.files, lines.store, steps, collected, node_function, functions, budget)
+    return DwarfData(lines.files, lines.store, steps, nodes, functions, resolver.table, budget)

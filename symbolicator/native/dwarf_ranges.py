@@ -9,6 +9,8 @@ make a walk run forever.
 
 from __future__ import annotations
 
+import struct
+
 from symbolicator.errors import MalformedObject
 from symbolicator.native import dwarf_forms as F
 
@@ -19,7 +21,7 @@ class RangeReader:
     """Per-unit state (bases) plus the range sections of the file."""
 
     __slots__ = ("ranges", "rnglists", "addr", "addr_size", "offset_size", "version", "bo", "base",
-                 "addr_base", "rnglists_base")
+                 "addr_base", "rnglists_base", "unpack")
 
     def __init__(self, sections: dict[str, bytes], addr_size: int, offset_size: int, version: int,
                  little_endian: bool) -> None:
@@ -30,6 +32,8 @@ class RangeReader:
         self.offset_size = offset_size
         self.version = version
         self.bo = "little" if little_endian else "big"
+        order = "<" if little_endian else ">"
+        self.unpack = {4: struct.Struct(order + "I").unpack_from, 8: struct.Struct(order + "Q").unpack_from}
         self.base = 0
         self.addr_base = 8
         self.rnglists_base = 12 if offset_size == 4 else 20
@@ -37,6 +41,9 @@ class RangeReader:
     def _uint(self, data: bytes, pos: int, size: int) -> int:
         if pos < 0 or pos + size > len(data):
             raise MalformedObject("DWARF range or address entry past its section")
+        unpack = self.unpack.get(size)
+        if unpack is not None:
+            return unpack(data, pos)[0]  # type: ignore[no-any-return]
         return int.from_bytes(data[pos:pos + size], self.bo)  # type: ignore[arg-type]
 
     def indexed_address(self, index: int) -> int:

@@ -16,9 +16,12 @@ resolved later, across units, because an origin may live in another unit.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
+
+import numpy as np
 
 from symbolicator.errors import MalformedObject
 from symbolicator.native import dwarf_forms as F
@@ -44,6 +47,10 @@ _REF_LOCAL = frozenset({F.FORM_REF1, F.FORM_REF2, F.FORM_REF4, F.FORM_REF8, F.FO
 _ADDRESS_FORMS = frozenset({F.FORM_ADDR}) | F.ADDRX_FORMS
 MAX_DIE_DEPTH = 4096
 NO_NAME = -1
+NODE_DTYPE = np.dtype([("origin", "<i8"), ("parent", "<i4"), ("cf", "<i4"), ("cl", "<u4"), ("cc", "<u4"),
+                       ("entry", "<u8")])
+"""A node as `Collector.take_nodes` hands it over: origin DIE offset, parent node (-1: none), call
+file (global id), line and column, entry address."""
 
 Value = tuple[int, int | str]  # (form, raw value) of a decoded attribute
 Step = tuple[int, int, int]  # (slot or -1, form, fixed size or -1 / implicit const)
@@ -64,7 +71,8 @@ class Collector:
     offset order: `name_die`, `name_name`, `name_linkage` (a `.debug_str` offset, `NO_NAME`, or
     `-2 - i` for `inline_names[i]`, a string stored in the DIE itself) and `name_ref` (the
     referenced DIE offset or -1). Nodes: functions (parent -1) and inlined calls, with their
-    entry address (lowest range start). The ranges of the current unit only (`unit_*`): the
+    entry address (lowest range start); parents and call files as i32, call lines and columns
+    as u32 (what the symcache stores). The ranges of the current unit only (`unit_*`): the
     caller turns them into step rows when the unit ends and they are cleared.
     """
 
@@ -74,11 +82,12 @@ class Collector:
     name_ref: array[int] = field(default_factory=_ints)
     inline_names: list[str] = field(default_factory=list)
     node_origin: array[int] = field(default_factory=_ints)
-    node_parent: array[int] = field(default_factory=_ints)
-    node_call_file: array[int] = field(default_factory=_ints)
-    node_call_line: array[int] = field(default_factory=_ints)
-    node_call_col: array[int] = field(default_factory=_ints)
+    node_parent: array[int] = field(default_factory=lambda: array("i"))
+    node_call_file: array[int] = field(default_factory=lambda: array("i"))
+    node_call_line: array[int] = field(default_factory=lambda: array("I"))
+    node_call_col: array[int] = field(default_factory=lambda: array("I"))
     node_entry: array[int] = field(default_factory=lambda: array("Q"))
+    nodes_before: int = 0  # nodes already handed over by `take_nodes`: node ids go on from there
     unit_first_node: int = 0
     unit_depth: list[int] = field(default_factory=list)
     unit_low: list[int] = field(default_factory=list)
@@ -93,17 +102,25 @@ class Collector:
             return -1 - len(self.inline_names)
         return value
 
+    def take_nodes(self) -> Any:
+        """The nodes collected since the last call, as `NODE_DTYPE` records; the columns are emptied."""
+        n = len(self.node_origin)
+        out = np.empty(n, dtype=NODE_DTYPE)
+        for name, column in (("origin", self.node_origin), ("parent", self.node_parent),
+                             ("cf", self.node_call_file), ("cl", self.node_call_line),
+                             ("cc", self.node_call_col), ("entry", self.node_entry)):
+            out[name] = np.frombuffer(column, dtype=out.dtype[name].newbyteorder("="))
+            del column[:]
+        self.nodes_before += n
+        return out
+
     def start_unit(self) -> None:
-        self.unit_first_node = len(self.node_origin)
+        self.unit_first_node = self.nodes_before + len(self.node_origin)
         self.unit_depth.clear()
         self.unit_low.clear()
         self.unit_high.clear()
         self.unit_node.clear()
 
-    def nbytes(self) -> int:
-        cols = (self.name_die, self.name_name, self.name_linkage, self.name_ref, self.node_origin, self.node_parent,
-                self.node_call_file, self.node_call_line, self.node_call_col, self.node_entry)
-        return sum(c.itemsize * len(c) for c in cols)
 
 
 def parse_abbrevs(data: bytes, offset: int) -> dict[int, tuple[int, bool, list[tuple[int, int, int]]]]:
@@ -273,6 +290,8 @@ class UnitWalker:
         scope = -1
         first = True
         byteorder: Literal["little", "big"] = "little" if self.le else "big"
+        u32 = struct.Struct("<I" if self.le else ">I").unpack_from
+        u64 = struct.Struct("<Q" if self.le else ">Q").unpack_from
         while pos < end:
             die_offset = pos
             code = d[pos]
@@ -334,6 +353,15 @@ class UnitWalker:
                     continue
                 if form == F.FORM_IMPLICIT_CONST:
                     vals[slot] = (form, size)
+                elif size == 4:
+                    vals[slot] = (form, u32(d, pos)[0])
+                    pos += 4
+                elif size == 8:
+                    vals[slot] = (form, u64(d, pos)[0])
+                    pos += 8
+                elif size == 1:
+                    vals[slot] = (form, d[pos])
+                    pos += 1
                 elif size > 0:
                     if size > 8:
                         pos += size
@@ -438,13 +466,13 @@ class UnitWalker:
     def _add_node(self, origin: int, parent: int, depth: int, call: tuple[int, int, int],
                   spans: list[tuple[int, int]]) -> int:
         out = self.out
-        node = len(out.node_origin)
+        node = out.nodes_before + len(out.node_origin)
         out.node_origin.append(origin)
         out.node_parent.append(parent)
         out.unit_depth.append(depth)
         out.node_call_file.append(call[0])
-        out.node_call_line.append(call[1])
-        out.node_call_col.append(call[2])
+        out.node_call_line.append(call[1] & 0xFFFFFFFF)  # the symcache keeps 32 bits, as before
+        out.node_call_col.append(call[2] & 0xFFFFFFFF)
         top = self._max_addr
         entry = 0
         for lo, hi in spans:
@@ -476,15 +504,32 @@ class UnitWalker:
 
     def _inlined(self, unit_offset: int, vals: list[Value | None], ranges: RangeReader,
                  scope: int, file_map: list[int]) -> int:
+        """An inlined call: a node under `scope` (the hot path of the walk, hence spelled out)."""
         if scope < 0:
             return scope
-        spans = self._ranges_of(vals, ranges)
-        if not spans:
-            return -2
-        origin = self._ref(unit_offset, vals[S_ORIGIN])
-        idx = _int(vals[S_CALL_FILE], -1)
+        low = vals[S_LOW]
+        if vals[S_RANGES] is None and low is not None:
+            lo = ranges.indexed_address(int(low[1])) if low[0] in F.ADDRX_FORMS else int(low[1])
+            high = vals[S_HIGH]
+            if high is None:
+                hi = lo + 1
+            elif high[0] in _ADDRESS_FORMS:
+                hi = ranges.address(high[0], int(high[1]))
+            else:
+                hi = lo + int(high[1])
+            spans = [(lo, hi)]
+        else:
+            spans = self._ranges_of(vals, ranges)
+            if not spans:
+                return -2
+        origin = vals[S_ORIGIN]
+        ref = -1 if origin is None else (unit_offset + int(origin[1]) if origin[0] in _REF_LOCAL else int(origin[1]))
+        cf = vals[S_CALL_FILE]
+        idx = int(cf[1]) if cf is not None else -1
         call_file = file_map[idx] if 0 <= idx < len(file_map) else -1
-        call_line = _int(vals[S_CALL_LINE], 0)
-        call_col = _int(vals[S_CALL_COL], 0)
-        depth = self.out.unit_depth[scope - self.out.unit_first_node] + 1
-        return self._add_node(origin, scope, depth, (call_file, call_line, call_col), spans)
+        cl = vals[S_CALL_LINE]
+        cc = vals[S_CALL_COL]
+        out = self.out
+        depth = out.unit_depth[scope - out.unit_first_node] + 1
+        return self._add_node(ref, scope, depth, (call_file, int(cl[1]) if cl is not None else 0,
+                                                  int(cc[1]) if cc is not None else 0), spans)

@@ -32,7 +32,14 @@ from symbolicator.errors import MalformedObject
 
 DEFAULT_MEMORY_BYTES = 1 << 30  # the default of `limits.conversion_memory_bytes`
 MIN_BLOCK_RECORDS = 16
+MAX_BLOCK_RECORDS = 1 << 16
 BUFFER_SHARE = 4  # run buffers may take 1/BUFFER_SHARE of the budget; sorting one needs about as much again
+
+
+def raw_bytes(arr: Any) -> memoryview:
+    """The bytes of a numpy array, without a copy when it is contiguous."""
+    flat: memoryview = np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data
+    return flat
 
 
 def open_spill_file(spill_dir: str | Path | None) -> IO[bytes]:
@@ -72,7 +79,7 @@ class Budget:
 
     memory_bytes: int
     spill_dir: str | Path | None = None
-    stores: list["RunStore"] = field(default_factory=list)
+    stores: list["RunStore | ChunkStore"] = field(default_factory=list)
     spilled_runs: int = 0
 
     @property
@@ -114,7 +121,7 @@ class RunStore:
         buf = self._sorted_buffer()
         f = open_spill_file(self.budget.spill_dir)
         try:
-            f.write(memoryview(np.ascontiguousarray(buf)).cast("B"))
+            f.write(raw_bytes(buf))
         except OSError as exc:
             f.close()
             raise MalformedObject(f"cannot write a spill file: {exc}") from exc
@@ -136,9 +143,62 @@ class RunStore:
         self._chunks = []
 
 
+class ChunkStore:
+    """Append-only records kept in input order (the node table): chunks in memory, spilled past the budget."""
+
+    def __init__(self, dtype: Any, budget: Budget) -> None:
+        self.dtype = np.dtype(dtype)
+        self.budget = budget
+        self._chunks: list[Any] = []
+        self.buffered_bytes = 0
+        self._file: IO[bytes] | None = None
+        self._spilled: list[int] = []  # record counts of the chunks in the file, in order
+        self.count = 0
+        budget.stores.append(self)
+
+    def append(self, records: Any) -> None:
+        if len(records):
+            self._chunks.append(records)
+            self.buffered_bytes += records.nbytes
+            self.count += len(records)
+
+    def spill(self) -> None:
+        if not self._chunks:
+            return
+        if self._file is None:
+            self._file = open_spill_file(self.budget.spill_dir)
+        self._file.seek(0, os.SEEK_END)
+        try:
+            for chunk in self._chunks:
+                self._file.write(raw_bytes(chunk))
+                self._spilled.append(len(chunk))
+        except OSError as exc:
+            raise MalformedObject(f"cannot write a spill file: {exc}") from exc
+        self._chunks = []
+        self.buffered_bytes = 0
+        self.budget.spilled_runs += 1
+
+    def chunks(self) -> Iterator[Any]:
+        """Every chunk in input order: the spilled ones read back one at a time, then the rest."""
+        if self._file is not None:
+            start = 0
+            for n in self._spilled:
+                yield Run(self.dtype, start + n, file=self._file).read(start, n)
+                start += n
+        yield from self._chunks
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._chunks = []
+
+
 def _block_records(budget: Budget, runs: list[Run]) -> int:
-    per_run = budget.buffer_bytes // max(1, len(runs))
-    return max(MIN_BLOCK_RECORDS, per_run // max(1, max(r.dtype.itemsize for r in runs)))
+    """Records read from each run at a time: the runs' blocks share a slice of the budget, and a
+    window stays small enough for its temporaries (a dozen 8-byte columns) to be cheap."""
+    per_run = budget.buffer_bytes // max(1, len(runs)) // 4
+    return int(max(MIN_BLOCK_RECORDS, min(MAX_BLOCK_RECORDS, per_run // max(1, max(r.dtype.itemsize for r in runs)))))
 
 
 def merge_windows(stores: list[RunStore], budget: Budget) -> Iterator[tuple[int, int | None, list[Any]]]:

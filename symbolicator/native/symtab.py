@@ -96,6 +96,12 @@ def elf_symbols(elf: Any) -> list[Symbol]:
             table = elf.get_section_by_name(table_name)
             if table is None or not hasattr(table, "iter_symbols"):
                 continue
+            fast = _read_table(elf, table, exec_sections)
+            if fast is not None:
+                raw.extend(fast)
+                if raw:
+                    break
+                continue
             last_file: str | None = None
             for sym in table.iter_symbols():
                 kind = sym["st_info"]["type"]
@@ -120,6 +126,65 @@ def elf_symbols(elf: Any) -> list[Symbol]:
             raise MalformedObject(f"malformed ELF symbol table: {exc}") from exc
         raise
     return _bounded(raw, exec_sections, clip=False)
+
+
+_TYPES = {0, 2, 10}  # STT_NOTYPE, STT_FUNC, STT_GNU_IFUNC
+_RANKS = {1: 0, 2: 1, 10: 1, 0: 2}  # by st_bind: GLOBAL, WEAK, GNU_UNIQUE, LOCAL (else 3)
+
+
+def _read_table(elf: Any, table: Any, exec_sections: list[tuple[int, int]]
+                ) -> list[tuple[int, int, int, str, str | None]] | None:
+    """`elf_symbols`' filter over a whole table at once (numpy over the raw entries).
+
+    pyelftools parses each entry into a dict through `construct`, which costs seconds on a
+    large C++ binary. None when the table is not laid out as expected (the caller then walks
+    it with pyelftools).
+    """
+    import numpy as np
+
+    bo = "<" if elf.little_endian else ">"
+    if elf.elfclass == 64:
+        dtype = np.dtype([("name", bo + "u4"), ("info", "u1"), ("other", "u1"), ("shndx", bo + "u2"),
+                          ("value", bo + "u8"), ("size", bo + "u8")])
+    else:
+        dtype = np.dtype([("name", bo + "u4"), ("value", bo + "u4"), ("size", bo + "u4"), ("info", "u1"),
+                          ("other", "u1"), ("shndx", bo + "u2")])
+    if table["sh_entsize"] != dtype.itemsize or table["sh_size"] % dtype.itemsize:
+        return None
+    strtab = elf.get_section(table["sh_link"])
+    stream = elf.stream
+    stream.seek(table["sh_offset"])
+    data = stream.read(table["sh_size"])
+    stream.seek(strtab["sh_offset"])
+    names = stream.read(strtab["sh_size"])
+    if len(data) != table["sh_size"] or len(names) != strtab["sh_size"]:
+        raise MalformedObject("ELF symbol table past the end of the file")
+    syms = np.frombuffer(data, dtype=dtype)
+    kind = syms["info"] & 0xF
+    index = np.arange(len(syms))
+    last_file = np.maximum.accumulate(np.where(kind == 4, index, -1)) if len(syms) else index
+    value = syms["value"].astype(np.uint64)
+    in_exec = np.zeros(len(syms), dtype=bool)
+    for lo, hi in exec_sections:
+        in_exec |= (value >= lo) & (value < hi)
+    keep = np.isin(kind, list(_TYPES)) & (syms["shndx"] != 0) & (value != 0) & in_exec
+    out: list[tuple[int, int, int, str, str | None]] = []
+
+    def text(offset: int) -> str:
+        end = names.find(b"\0", offset)
+        return str(names[offset:end if end >= 0 else len(names)].decode("utf-8", "replace"))
+
+    idx = np.flatnonzero(keep)
+    name_off = syms["name"].tolist()
+    columns = zip(syms["name"][idx].tolist(), (syms["info"][idx] >> 4).tolist(), last_file[idx].tolist(),
+                  value[idx].tolist(), syms["size"][idx].tolist())
+    for offset, bind, f, addr, size in columns:
+        name = text(offset)
+        if not name or name.startswith("$"):
+            continue
+        file = (text(name_off[f]) or None) if bind == 0 and f >= 0 else None
+        out.append((addr, size, _RANKS.get(bind, 3), name, file))
+    return out
 
 
 def macho_symbols(image: MachoImage) -> list[Symbol]:
