@@ -122,8 +122,8 @@ def run(quick: bool, log: Callable[[str], None]) -> Section:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
     notes = [
-        "Whole processes (`python -m symbolicator …`, spawn to exit), interleaved with the peer in the same run; "
-        f"{reps} pairs per figure ({reps * 2} for the start), best time of each side, median peak RSS (`wait4`).",
+        ("Whole processes (`python -m symbolicator …`, spawn to exit), interleaved with the peer in the same run; "
+         f"{reps} pairs per figure ({reps * 2} for the start), best time of each side, median peak RSS (`wait4`)."),
         "The machine is shared: absolute times move with its load, the ratios much less.",
     ]
     return Section("Command line (issue 11 item 5, `bench/cli_bench.py`)", notes, rows, {}, samples)

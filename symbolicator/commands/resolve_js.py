@@ -87,7 +87,12 @@ def _read_text(path: Path) -> str:
 
 def locate(sourcemap: str | None, minified: str | None) -> Inputs:
     """Which files answer: the map named, or the one the minified file points at."""
-    from symbolicator.sourcemaps.urls import decode_data_url, find_source_mapping_url, is_data_url, resolve_map_location
+    from symbolicator.sourcemaps.urls import (
+        decode_data_url,
+        find_source_mapping_url,
+        is_data_url,
+        resolve_map_location,
+    )
 
     if minified is not None:
         url = find_source_mapping_url(_read_text(Path(minified)))

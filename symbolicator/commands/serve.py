@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def listen(host: str, port: int) -> "socket.socket":
+def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything says "listening": a busy port is an error
     in the user's words (exit 1), not a traceback after a false start."""
     import socket
