@@ -127,7 +127,7 @@ def open_cache(inputs: Inputs, with_scopes: bool, cache: offline_cache.OfflineCa
         if data is None:
             assert inputs.map_path is not None
             data = inputs.map_path.read_bytes()
-        source = _read_text(inputs.minified) if inputs.minified is not None else None
+        source = _read_text(inputs.minified) if with_scopes and inputs.minified is not None else None
         try:
             return build_from_sources(data, source, with_scopes=with_scopes)
         except FormatError as exc:
