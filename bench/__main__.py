@@ -1,13 +1,14 @@
 """One command for the engine benchmarks: ours beside the peers, in one run, as ratios.
 
-    python -m bench [--quick] [--only js|native|native-scale|upload|service|coalescing|cache] [--no-profile] [--out PATH]
+    python -m bench [--quick] [--only js|native|native-scale|upload|service|coalescing|cache|cli] [--no-profile] [--out PATH]
     bench/run [same flags]
 
 Runs the JS figures (issue 3, `sourcemap_bench.py`), the native figures
 (issue 4, `native_bench.py`), the upload benchmark (`bench/upload.py`, run as a
 subprocess), and the service as a whole (issue 5): load and isolation
 (`service_load.py`), coalescing counted at the origin and at S3
-(`coalescing.py`), the derived cache past its cap (`cache_scale.py`). It writes one Markdown report with
+(`coalescing.py`), the derived cache past its cap (`cache_scale.py`), and the
+command line as a user times it (`cli_bench.py`). It writes one Markdown report with
 every figure, its ratio, the target as a pass/fail line, the machine, its load,
 the date and the command. Peers run inside the same run because only ratios
 survive a noisy machine (issue 5); absolute figures are for orientation.
@@ -30,12 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import cache_scale, coalescing, native_bench, native_scale, service_load, sourcemap_bench
+from bench import cache_scale, cli_bench, coalescing, native_bench, native_scale, service_load, sourcemap_bench
 from bench.report import Row, Section, machine, peer_versions, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 UPLOAD_MIB = {True: 100, False: 1100}
-PARTS = ("js", "native", "native-scale", "upload", "service", "coalescing", "cache")
+PARTS = ("js", "native", "native-scale", "upload", "service", "coalescing", "cache", "cli")
 
 
 def _log(message: str) -> None:
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(coalescing.run(args.quick, _log))
     if "cache" in parts:
         sections.append(cache_scale.run(args.quick, _log))
+    if "cli" in parts:
+        sections.append(cli_bench.run(args.quick, _log))
     report = render(sections, args, command.strip(), started, time.perf_counter() - t0)
     out.write_text(report)
     print(report)

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symbolicator",
         description="Symbolication service and offline tools for native (ELF, Mach-O/dSYM) and JavaScript stack traces.",
+        epilog="exit status: 0 done, 1 bad input (a file, line or answer that could not be read), 2 usage error. "
+        "`symbolicator COMMAND --help` for a command's flags.",
     )
     parser.add_argument("--version", action="version", version=f"symbolicator {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -33,7 +33,7 @@ TOKEN = "sntryu_" + "cd" * 32
 def cli(*argv: str, stdin: str | None = None, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "symbolicator", *argv], input=stdin, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=cwd)
+                          text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=cwd, check=False)
 
 
 def llvm_symbolizer(obj: Path, lines: str) -> list[str]:
@@ -237,7 +237,7 @@ def test_upload_progress_ends_at_the_file_size(service_factory: Any, tmp_path: P
         def __init__(self, total: int, args: Any) -> None:
             seen["total"] += total
 
-        def __enter__(self) -> Bar:
+        def __enter__(self) -> Any:
             return self
 
         def __exit__(self, *exc: object) -> None:

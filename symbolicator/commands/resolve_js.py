@@ -87,7 +87,12 @@ def _read_text(path: Path) -> str:
 
 def locate(sourcemap: str | None, minified: str | None) -> Inputs:
     """Which files answer: the map named, or the one the minified file points at."""
-    from symbolicator.sourcemaps.urls import decode_data_url, find_source_mapping_url, is_data_url, resolve_map_location
+    from symbolicator.sourcemaps.urls import (
+        decode_data_url,
+        find_source_mapping_url,
+        is_data_url,
+        resolve_map_location,
+    )
 
     if minified is not None:
         url = find_source_mapping_url(_read_text(Path(minified)))
@@ -122,7 +127,7 @@ def open_cache(inputs: Inputs, with_scopes: bool, cache: offline_cache.OfflineCa
         if data is None:
             assert inputs.map_path is not None
             data = inputs.map_path.read_bytes()
-        source = _read_text(inputs.minified) if inputs.minified is not None else None
+        source = _read_text(inputs.minified) if with_scopes and inputs.minified is not None else None
         try:
             return build_from_sources(data, source, with_scopes=with_scopes)
         except FormatError as exc:

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def listen(host: str, port: int, reuse_port: bool = False) -> "socket.socket":
+def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """The listening socket, bound before anything says "listening": a busy port is an error
     in the user's words (exit 1), not a traceback after a false start. `reuse_port` for the
     processes of `serve --processes`, which each bind the same port (SO_REUSEPORT)."""

@@ -24,8 +24,9 @@ import json
 import os
 import posixpath
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from symbolicator.commands.offline_cache import OfflineCache, identity
 from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError
@@ -39,7 +40,11 @@ from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service import js_mixed, native
 from symbolicator.service.js_offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
 from symbolicator.service.native_modules import ResolvedModule, features_json
-from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, SmCache, build_from_sources
+from symbolicator.sourcemaps.smcache import (
+    SOURCEMAP_CACHE_VERSION,
+    SmCache,
+    build_from_sources,
+)
 from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace, parse_trace
 from symbolicator.types import DebugId
 

@@ -65,7 +65,7 @@ async def _probe(check: Callable[[], object]) -> str | None:
     """None when `check` runs in a worker thread within the timeout; else what went wrong, in words."""
     try:
         await asyncio.wait_for(asyncio.to_thread(check), READY_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return f"no answer within {READY_TIMEOUT_S:g} s"
     except OSError as exc:
         return (exc.strerror or str(exc)).lower()
