@@ -21,8 +21,8 @@ each a plain `symbolicator serve` with the same arguments plus `--child-of`:
   still running after `STOP_GRACE_S` are killed. A child also asks the kernel for
   SIGTERM when the supervisor dies (`PR_SET_PDEATHSIG`, so a SIGKILLed supervisor
   leaves no orphans) and watches its parent's pid as a fallback. A child that
-  exits on its own is started again; one that exits within `STARTUP_S` of its
-  start (a port taken, a bad setting) stops them all, with status 1.
+  exits or is killed is started again; one that exits with an error status within
+  `STARTUP_S` of its start (a port taken, a bad setting) stops them all, with status 1.
 
 Each child has its own worker pool of `workers` processes: N × `workers` in all.
 """
@@ -89,7 +89,9 @@ def supervise(settings: Settings, processes: int, child_args: list[str]) -> int:
             for slot, child in list(children.items()):
                 if child.poll() is None:
                     continue
-                if time.monotonic() - started_at[slot] < STARTUP_S:
+                # A child that fails on its own right after starting (a port taken, a bad setting)
+                # would fail again; one killed by a signal is replaced whenever it dies.
+                if child.returncode > 0 and time.monotonic() - started_at[slot] < STARTUP_S:
                     log.error("service process %d exited with %s while starting; stopping", child.pid,
                               child.returncode)
                     status = 1
