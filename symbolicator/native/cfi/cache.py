@@ -1,0 +1,134 @@
+"""The CFI cache: one module's unwind rows in a compact file the walker maps and bisects.
+
+Layout (little-endian), version `CFICACHE_VERSION`::
+
+    header   magic "SCFI", u32 version, u16 arch index, u16 flags, u32 n_rows, u32 n_sets,
+             u32 blob bytes, u64 image_vmaddr
+    addrs    u64[n_rows]   sorted start addresses (the module's virtual addresses)
+    sets     u32[n_rows]   rule-set index of each row; NO_RULES where no FDE covers the address
+    offsets  u32[n_sets+1] where each encoded `RuleSet` starts in the blob
+    blob     the encoded rule sets, each once
+
+Rows repeat few distinct rule sets (a libc of 3,000 functions has a few hundred), so a row is
+12 bytes. A lookup is one bisect over the mapped `addrs` and one decode, memoized per set.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from symbolicator.errors import MalformedObject
+from symbolicator.native.cfi.dwarf_cfi import Fde
+from symbolicator.native.cfi.rules import RuleSet
+from symbolicator.types import Arch
+
+CFICACHE_VERSION = 1  # v1: DWARF .eh_frame / .debug_frame and Breakpad STACK CFI rows
+MAGIC = b"SCFI"
+NO_RULES = 0xFFFFFFFF
+_HEADER = struct.Struct("<4sIHHIIIQ")
+_ARCHES = (Arch.UNKNOWN, Arch.X86_64, Arch.ARM64, Arch.X86, Arch.ARM)
+
+
+def merge_fdes(fdes: Iterable[Fde]) -> list[tuple[int, RuleSet | None]]:
+    """Rows of all FDEs in address order; an FDE overlapping an earlier one is dropped (the
+    first section given wins), and a gap between FDEs is a `None` row."""
+    ordered = sorted(fdes, key=lambda f: f.start)
+    rows: list[tuple[int, RuleSet | None]] = []
+    covered_to = 0
+    for fde in ordered:
+        if fde.start < covered_to or fde.end <= fde.start:
+            continue
+        if rows and rows[-1][1] is None and rows[-1][0] == fde.start:
+            rows.pop()
+        for addr, rules in fde.rows:
+            if fde.start <= addr < fde.end:
+                if rows and rows[-1][0] == addr:
+                    rows.pop()
+                if not rows or rows[-1][1] != rules:
+                    rows.append((addr, rules))
+        rows.append((fde.end, None))
+        covered_to = fde.end
+    return rows
+
+
+def write_cache(rows: list[tuple[int, RuleSet | None]], arch: Arch, image_vmaddr: int) -> bytes:
+    set_index: dict[bytes, int] = {}
+    addrs: list[int] = []
+    sets: list[int] = []
+    for addr, rules in rows:
+        if rules is None:
+            index = NO_RULES
+        else:
+            encoded = rules.encode()
+            index = set_index.setdefault(encoded, len(set_index))
+        addrs.append(addr)
+        sets.append(index)
+    offsets, blob, at = [], [], 0
+    for encoded in set_index:
+        offsets.append(at)
+        blob.append(encoded)
+        at += len(encoded)
+    offsets.append(at)
+    arch_index = _ARCHES.index(arch) if arch in _ARCHES else 0
+    header = _HEADER.pack(MAGIC, CFICACHE_VERSION, arch_index, 0, len(addrs), len(set_index), at, image_vmaddr)
+    return b"".join([header, struct.pack(f"<{len(addrs)}Q", *addrs), struct.pack(f"<{len(sets)}I", *sets),
+                     struct.pack(f"<{len(offsets)}I", *offsets), *blob])
+
+
+class CfiCache:
+    """An open CFI cache (mapped file or bytes). `lookup(addr)` takes a module virtual address."""
+
+    def __init__(self, data: bytes | mmap.mmap, closer: mmap.mmap | None = None) -> None:
+        if len(data) < _HEADER.size:
+            raise MalformedObject("CFI cache too short")
+        magic, version, arch_index, _flags, n_rows, n_sets, blob_size, vmaddr = _HEADER.unpack_from(data, 0)
+        if magic != MAGIC or version != CFICACHE_VERSION or arch_index >= len(_ARCHES):
+            raise MalformedObject("not a CFI cache of this version")
+        at = _HEADER.size
+        need = at + 12 * n_rows + 4 * (n_sets + 1) + blob_size
+        if len(data) < need:
+            raise MalformedObject("CFI cache truncated")
+        view = memoryview(data)
+        self._view = view
+        self.arch = _ARCHES[arch_index]
+        self.image_vmaddr = vmaddr
+        self.rows = n_rows
+        self._addrs = view[at:at + 8 * n_rows].cast("Q")
+        self._sets = view[at + 8 * n_rows:at + 12 * n_rows].cast("I")
+        off_at = at + 12 * n_rows
+        self._offsets = view[off_at:off_at + 4 * (n_sets + 1)].cast("I")
+        self._blob = view[off_at + 4 * (n_sets + 1):need]
+        self._decoded: dict[int, RuleSet] = {}
+        self._closer = closer
+
+    @classmethod
+    def open(cls, path: Path) -> "CfiCache":
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if size == 0:
+                return cls(b"")
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return cls(mapped, mapped)
+
+    def lookup(self, addr: int) -> RuleSet | None:
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        if i < 0:
+            return None
+        index = self._sets[i]
+        if index == NO_RULES:
+            return None
+        rules = self._decoded.get(index)
+        if rules is None:
+            rules = RuleSet.decode(self._blob[self._offsets[index]:self._offsets[index + 1]])
+            self._decoded[index] = rules
+        return rules
+
+    def close(self) -> None:
+        for view in (self._addrs, self._sets, self._offsets, self._blob, self._view):
+            view.release()
+        if self._closer is not None:
+            self._closer.close()
