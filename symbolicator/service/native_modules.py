@@ -149,6 +149,8 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 class ModuleLookup:
     """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
 
+    result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
+
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
                  coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
         self.settings = settings
@@ -166,7 +168,7 @@ class ModuleLookup:
                       code_file: str | None, debug_file: str | None,
                       sources: RequestSources) -> ResolvedModule:
         """The module's symcache, or the status explaining why there is none."""
-        result = ResolvedModule(ObjectFileStatus.MISSING)
+        result = self.result_type(ObjectFileStatus.MISSING)
         if module_type not in SUPPORTED_TYPES:
             result.status = ObjectFileStatus.UNSUPPORTED
             return result

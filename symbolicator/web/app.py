@@ -22,7 +22,7 @@ from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.configured import open_storage
-from symbolicator.web import health, requests, symbolicate, symbolicate_js, uploads
+from symbolicator.web import health, minidump, requests, symbolicate, symbolicate_js, uploads
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
 from symbolicator.web.state import (
@@ -90,4 +90,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(requests.routes)
     app.add_routes(symbolicate.routes)
     app.add_routes(symbolicate_js.routes)
+    app.add_routes(minidump.routes)
     return app
