@@ -1,6 +1,6 @@
 """`symbolicator symbolicate FILE --symbols DIR… [--json]`: a whole crash, offline.
 
-FILE is an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
+FILE is a minidump (`symbolicate_minidump.py`), an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
 `/symbolicate` JSON request, or a JavaScript stack trace (handed to
 `symbolicator.service.js_offline`). For native input every DIR is searched
 recursively for ELF and Mach-O files (dSYM bundles are folders of those), indexed
@@ -42,7 +42,7 @@ _APPLE_MARKERS = ("Incident Identifier:", "Binary Images:", "Exception Type:", "
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "symbolicate",
-        help="symbolicate a crash report, a Symbolicator request or a JS stack trace (offline)",
+        help="symbolicate a minidump, a crash report, a Symbolicator request or a JS stack trace (offline)",
         description="Symbolicate an Apple crash report (.crash/.ips), a Symbolicator /symbolicate JSON "
         "request or a JavaScript stack trace, with debug files (and JS + source maps) found in DIRs.",
     )
@@ -144,6 +144,11 @@ def _build(path: Path, info: objects.ObjectInfo) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
+    from symbolicator.commands.symbolicate_minidump import is_minidump, run_minidump
+
+    if is_minidump(Path(args.file)):
+        return run_minidump(Path(args.file), SymbolFolders([Path(d) for d in args.symbols]), bool(args.json),
+                            format_report)
     text = Path(args.file).read_bytes().decode("utf-8", errors="replace")
     kind, body = detect(text, Path(args.file).suffix)
     dirs = [Path(d) for d in args.symbols]

@@ -153,7 +153,15 @@ class _Cursor:
 
 def parse_minidump(data: bytes | memoryview) -> Minidump:
     """The whole dump; `MalformedMinidump` on anything that is not a readable minidump."""
-    view = memoryview(data)
+    try:
+        return _parse(memoryview(data))
+    except MalformedMinidump as exc:
+        if "minidump" in str(exc):
+            raise
+        raise MalformedMinidump(f"broken minidump: {exc}") from None
+
+
+def _parse(view: memoryview) -> Minidump:
     c = _Cursor(view)
     if len(view) < 32:
         raise MalformedMinidump(f"not a minidump: {len(view)} bytes, a header alone has 32")
