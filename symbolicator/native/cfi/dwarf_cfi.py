@@ -24,6 +24,9 @@ from symbolicator.native.cfi.rules import CFA_EXPRESSION, RuleKind, RuleSet
 MAX_ROWS_PER_FDE = 1 << 16
 MAX_STATE_DEPTH = 64
 _OMIT = 0xFF
+_MAX_ADDR = (1 << 64) - 1
+_MAX_OFFSET = 1 << 62
+_MAX_REGISTER = 0xFFFF
 
 
 class _Reader:
@@ -217,8 +220,8 @@ def _parse_fde(r: _Reader, cie: _Cie, section_addr: int, data: bytes) -> Fde | N
     length = r.pointer(enc & 0x0F, section_addr)
     if cie.has_augmentation_data:
         r.pos += r.uleb()
-    if length == 0 or start == 0:
-        return None  # a discarded function (linked out, its FDE left behind)
+    if length == 0 or start == 0 or start + length > _MAX_ADDR:
+        return None  # a discarded function (linked out, its FDE left behind), or nonsense
     fde = Fde(start, start + length)
     state = _Machine(cie, section_addr, fde)
     state.run(_Reader(data, *cie.initial), initial=True)
@@ -244,10 +247,15 @@ class _Machine:
         self.stack: list[tuple[tuple[int, int], dict[int, tuple[RuleKind, int]]]] = []
 
     def snapshot(self) -> RuleSet:
+        if abs(self.cfa[1]) > _MAX_OFFSET or any(abs(o) > _MAX_OFFSET or r > _MAX_REGISTER
+                                                 for r, (_k, o) in self.regs.items()):
+            raise MalformedObject(f"a CFA rule of the FDE at {self.fde.start:#x} is out of range")
         return RuleSet(self.cfa[0], self.cfa[1], tuple(sorted((r, k, o) for r, (k, o) in self.regs.items())))
 
     def advance(self, delta: int) -> None:
         new = self.loc + delta * self.cie.code_align
+        if new > _MAX_ADDR:
+            raise MalformedObject(f"the FDE at {self.fde.start:#x} advances past the address space")
         if new != self.loc or delta == 0:
             if len(self.fde.rows) >= MAX_ROWS_PER_FDE:
                 raise MalformedObject(f"the FDE at {self.fde.start:#x} has more than {MAX_ROWS_PER_FDE} rows")
@@ -271,6 +279,8 @@ class _Machine:
                 continue
             elif op == 0x01:
                 target = r.pointer(self.cie.fde_encoding, self.section_addr)
+                if target < self.loc:
+                    raise MalformedObject(f"DW_CFA_set_loc moves backwards in the FDE at {self.fde.start:#x}")
                 self.advance(0)
                 self.loc = target
             elif op in (0x02, 0x03, 0x04):
