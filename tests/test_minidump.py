@@ -158,7 +158,7 @@ def test_cfi_decoder_takes_gnu_args_size() -> None:
     fde = struct.pack("<I", len(body)) + body
     fdes = list(iter_fdes(cie + fde + b"\0" * 4, 0, eh_frame=True))
     assert [(f.start, f.end) for f in fdes] == [(0x1000 + 0, 0x1020)]
-    assert [(addr, rules.cfa_offset) for addr, rules in fdes[0].rows] == [(0x1000, 8), (0x1001, 16), (0x1002, 8)]
+    assert [(addr, cfa) for addr, (cfa, _regs) in fdes[0].rows] == [(0x1000, (7, 8)), (0x1001, (7, 16)), (0x1002, (7, 8))]
 
 
 def test_cfi_decoder_rejects_garbage_with_typed_errors() -> None:

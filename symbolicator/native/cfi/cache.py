@@ -16,13 +16,15 @@ Rows repeat few distinct rule sets (a libc of 3,000 functions has a few hundred)
 from __future__ import annotations
 
 import bisect
+import sys
 import mmap
 import struct
+from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native.cfi.dwarf_cfi import Fde
+from symbolicator.native.cfi.dwarf_cfi import Fde, RuleKey, rule_set
 from symbolicator.native.cfi.rules import RuleSet
 from symbolicator.types import Arch
 
@@ -30,14 +32,15 @@ CFICACHE_VERSION = 1  # v1: DWARF .eh_frame / .debug_frame and Breakpad STACK CF
 MAGIC = b"SCFI"
 NO_RULES = 0xFFFFFFFF
 _HEADER = struct.Struct("<4sIHHIIIQ")
+assert sys.byteorder == "little", "the CFI cache is written and mapped in native little-endian order"
 _ARCHES = (Arch.UNKNOWN, Arch.X86_64, Arch.ARM64, Arch.X86, Arch.ARM)
 
 
-def merge_fdes(fdes: Iterable[Fde]) -> list[tuple[int, RuleSet | None]]:
+def merge_fdes(fdes: Iterable[Fde]) -> list[tuple[int, RuleKey | None]]:
     """Rows of all FDEs in address order; an FDE overlapping an earlier one is dropped (the
     first section given wins), and a gap between FDEs is a `None` row."""
     ordered = sorted(fdes, key=lambda f: f.start)
-    rows: list[tuple[int, RuleSet | None]] = []
+    rows: list[tuple[int, RuleKey | None]] = []
     covered_to = 0
     for fde in ordered:
         if fde.start < covered_to or fde.end <= fde.start:
@@ -55,28 +58,25 @@ def merge_fdes(fdes: Iterable[Fde]) -> list[tuple[int, RuleSet | None]]:
     return rows
 
 
-def write_cache(rows: list[tuple[int, RuleSet | None]], arch: Arch, image_vmaddr: int) -> bytes:
-    set_index: dict[bytes, int] = {}
+def write_cache(rows: list[tuple[int, RuleKey | None]], arch: Arch, image_vmaddr: int) -> bytes:
+    """The cache file's bytes; each distinct rule set is encoded once."""
+    set_index: dict[RuleKey, int] = {}
     addrs: list[int] = []
     sets: list[int] = []
     for addr, rules in rows:
-        if rules is None:
-            index = NO_RULES
-        else:
-            encoded = rules.encode()
-            index = set_index.setdefault(encoded, len(set_index))
         addrs.append(addr)
-        sets.append(index)
+        sets.append(NO_RULES if rules is None else set_index.setdefault(rules, len(set_index)))
     offsets, blob, at = [], [], 0
-    for encoded in set_index:
+    for key in set_index:
+        encoded = rule_set(key).encode()
         offsets.append(at)
         blob.append(encoded)
         at += len(encoded)
     offsets.append(at)
     arch_index = _ARCHES.index(arch) if arch in _ARCHES else 0
     header = _HEADER.pack(MAGIC, CFICACHE_VERSION, arch_index, 0, len(addrs), len(set_index), at, image_vmaddr)
-    return b"".join([header, struct.pack(f"<{len(addrs)}Q", *addrs), struct.pack(f"<{len(sets)}I", *sets),
-                     struct.pack(f"<{len(offsets)}I", *offsets), *blob])
+    return b"".join([header, array("Q", addrs).tobytes(), array("I", sets).tobytes(), array("I", offsets).tobytes(),
+                     *blob])
 
 
 class CfiCache:

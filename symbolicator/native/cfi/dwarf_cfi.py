@@ -27,6 +27,9 @@ _OMIT = 0xFF
 _MAX_ADDR = (1 << 64) - 1
 _MAX_OFFSET = 1 << 62
 _MAX_REGISTER = 0xFFFF
+_MAX_MEMO = 1 << 18
+RuleKey = tuple[tuple[int, int], tuple[tuple[int, tuple[int, int]], ...]]
+"""A row's rules as a plain hashable value: ((cfa_reg, cfa_offset), ((reg, (kind, offset)), ...))."""
 
 
 class _Reader:
@@ -119,12 +122,13 @@ class Fde:
 
     start: int
     end: int
-    rows: list[tuple[int, RuleSet]] = field(default_factory=list)
+    rows: list[tuple[int, RuleKey]] = field(default_factory=list)
 
 
 def iter_fdes(data: bytes, section_addr: int, eh_frame: bool) -> Iterator[Fde]:
     """Every FDE of a `.eh_frame` (`eh_frame=True`) or `.debug_frame` section, with its rows."""
     cies: dict[int, _Cie] = {}
+    memo: dict[tuple[int, bytes], list[tuple[int, RuleKey]]] = {}
     pos = 0
     size = len(data)
     while pos + 4 <= size:
@@ -155,7 +159,7 @@ def iter_fdes(data: bytes, section_addr: int, eh_frame: bool) -> Iterator[Fde]:
             if cie is None:
                 cie = _cie_at(data, cie_at, eh_frame)
                 cies[cie_at] = cie
-            fde = _parse_fde(r, cie, section_addr, data)
+            fde = _parse_fde(r, cie, section_addr, data, memo)
             if fde is not None:
                 yield fde
         pos = end
@@ -214,7 +218,8 @@ def _parse_cie(r: _Reader, eh_frame: bool) -> _Cie:
     return cie
 
 
-def _parse_fde(r: _Reader, cie: _Cie, section_addr: int, data: bytes) -> Fde | None:
+def _parse_fde(r: _Reader, cie: _Cie, section_addr: int, data: bytes,
+               memo: dict[tuple[int, bytes], list[tuple[int, RuleKey]]]) -> Fde | None:
     enc = cie.fde_encoding
     start = r.pointer(enc, section_addr)
     length = r.pointer(enc & 0x0F, section_addr)
@@ -223,18 +228,41 @@ def _parse_fde(r: _Reader, cie: _Cie, section_addr: int, data: bytes) -> Fde | N
     if length == 0 or start == 0 or start + length > _MAX_ADDR:
         return None  # a discarded function (linked out, its FDE left behind), or nonsense
     fde = Fde(start, start + length)
+    # Most functions share their CFA program with others (same prologue, same epilogue): decode
+    # each distinct (CIE, program) once, as rows relative to the function's start. Programs with
+    # DW_CFA_set_loc (absolute addresses) are decoded every time.
+    program = data[r.pos:r.end]
+    key = (id(cie), program)
+    relative = memo.get(key)
+    if relative is not None:
+        fde.rows = [(start + offset, rules) for offset, rules in relative]
+        return fde
     state = _Machine(cie, section_addr, fde)
     state.run(_Reader(data, *cie.initial), initial=True)
     state.run(r, initial=False)
     state.advance(0)
-    last = state.snapshot()
-    if not fde.rows or fde.rows[-1][1] != last:
-        fde.rows.append((state.loc, last))
+    if not state.absolute and len(memo) < _MAX_MEMO:
+        memo[key] = [(addr - start, rules) for addr, rules in fde.rows]
     return fde
 
 
+_UNDEFINED, _SAME, _OFFSET, _VAL_OFFSET, _REGISTER, _EXPRESSION = (int(k) for k in RuleKind)
+
+
+def rule_set(key: RuleKey) -> RuleSet:
+    (cfa_reg, cfa_offset), regs = key
+    return RuleSet(cfa_reg, cfa_offset, tuple((r, RuleKind(k), o) for r, (k, o) in regs))
+
+
+def _checked(value: int) -> int:
+    if not -_MAX_OFFSET <= value <= _MAX_OFFSET:
+        raise MalformedObject(f"a call frame offset is out of range ({value})")
+    return value
+
+
 class _Machine:
-    """The CFA program interpreter of DWARF 6.4.2 for one FDE."""
+    """The CFA program interpreter of DWARF 6.4.2 for one FDE. Rules are plain ints and tuples:
+    this loop runs once per CFA instruction of every function (millions in a big library)."""
 
     def __init__(self, cie: _Cie, section_addr: int, fde: Fde) -> None:
         self.cie = cie
@@ -242,39 +270,46 @@ class _Machine:
         self.fde = fde
         self.loc = fde.start
         self.cfa: tuple[int, int] = (CFA_EXPRESSION, 0)
-        self.regs: dict[int, tuple[RuleKind, int]] = {}
-        self.initial_regs: dict[int, tuple[RuleKind, int]] = {}
-        self.stack: list[tuple[tuple[int, int], dict[int, tuple[RuleKind, int]]]] = []
+        self.regs: dict[int, tuple[int, int]] = {}
+        self.initial_regs: dict[int, tuple[int, int]] = {}
+        self.stack: list[tuple[tuple[int, int], dict[int, tuple[int, int]]]] = []
+        self.absolute = False  # the program used DW_CFA_set_loc
 
-    def snapshot(self) -> RuleSet:
-        if abs(self.cfa[1]) > _MAX_OFFSET or any(abs(o) > _MAX_OFFSET or r > _MAX_REGISTER
-                                                 for r, (_k, o) in self.regs.items()):
-            raise MalformedObject(f"a CFA rule of the FDE at {self.fde.start:#x} is out of range")
-        return RuleSet(self.cfa[0], self.cfa[1], tuple(sorted((r, k, o) for r, (k, o) in self.regs.items())))
+    def snapshot(self) -> RuleKey:
+        return self.cfa, tuple(sorted(self.regs.items()))
 
     def advance(self, delta: int) -> None:
         new = self.loc + delta * self.cie.code_align
         if new > _MAX_ADDR:
             raise MalformedObject(f"the FDE at {self.fde.start:#x} advances past the address space")
+        rows = self.fde.rows
         if new != self.loc or delta == 0:
-            if len(self.fde.rows) >= MAX_ROWS_PER_FDE:
+            if len(rows) >= MAX_ROWS_PER_FDE:
                 raise MalformedObject(f"the FDE at {self.fde.start:#x} has more than {MAX_ROWS_PER_FDE} rows")
             rules = self.snapshot()
-            if not self.fde.rows or self.fde.rows[-1][1] != rules:
-                self.fde.rows.append((self.loc, rules))
+            if not rows or rows[-1][1] != rules:
+                rows.append((self.loc, rules))
         self.loc = new
+
+    def _reg(self, r: _Reader) -> int:
+        reg = r.uleb()
+        if reg > _MAX_REGISTER:
+            raise MalformedObject(f"register {reg} in the FDE at {self.fde.start:#x}")
+        return reg
 
     def run(self, r: _Reader, initial: bool) -> None:
         da = self.cie.data_align
+        data, regs = r.data, self.regs
         while r.pos < r.end:
-            op = r.u8()
-            high, low = op & 0xC0, op & 0x3F
+            op = data[r.pos]
+            r.pos += 1
+            high = op & 0xC0
             if high == 0x40:
-                self.advance(low)
+                self.advance(op & 0x3F)
             elif high == 0x80:
-                self.regs[low] = (RuleKind.OFFSET, r.uleb() * da)
+                regs[op & 0x3F] = (_OFFSET, _checked(r.uleb() * da))
             elif high == 0xC0:
-                self._restore(low)
+                self._restore(op & 0x3F)
             elif op == 0x00:
                 continue
             elif op == 0x01:
@@ -283,52 +318,54 @@ class _Machine:
                     raise MalformedObject(f"DW_CFA_set_loc moves backwards in the FDE at {self.fde.start:#x}")
                 self.advance(0)
                 self.loc = target
+                self.absolute = True
             elif op in (0x02, 0x03, 0x04):
                 self.advance(r.unpack({2: "<B", 3: "<H", 4: "<I"}[op]))
             elif op in (0x05, 0x11, 0x14, 0x15, 0x2F):
-                reg = r.uleb()
+                reg = self._reg(r)
                 off = r.uleb() * da if op in (0x05, 0x14) else -r.uleb() * da if op == 0x2F else r.sleb() * da
-                self.regs[reg] = (RuleKind.VAL_OFFSET if op in (0x14, 0x15) else RuleKind.OFFSET, off)
+                regs[reg] = (_VAL_OFFSET if op in (0x14, 0x15) else _OFFSET, _checked(off))
             elif op == 0x06:
                 self._restore(r.uleb())
             elif op == 0x07:
-                self.regs[r.uleb()] = (RuleKind.UNDEFINED, 0)
+                regs[self._reg(r)] = (_UNDEFINED, 0)
             elif op == 0x08:
-                self.regs[r.uleb()] = (RuleKind.SAME_VALUE, 0)
+                regs[self._reg(r)] = (_SAME, 0)
             elif op == 0x09:
-                reg = r.uleb()
-                self.regs[reg] = (RuleKind.REGISTER, r.uleb())
+                reg = self._reg(r)
+                regs[reg] = (_REGISTER, self._reg(r))
             elif op == 0x0A:
                 if len(self.stack) >= MAX_STATE_DEPTH:
                     raise MalformedObject("DW_CFA_remember_state nested too deep")
-                self.stack.append((self.cfa, dict(self.regs)))
+                self.stack.append((self.cfa, dict(regs)))
             elif op == 0x0B:
                 if self.stack:
-                    self.cfa, self.regs = self.stack.pop()
+                    self.cfa, regs = self.stack.pop()
+                    self.regs = regs
             elif op in (0x0C, 0x12):
                 reg = r.uleb()
-                self.cfa = (reg, r.uleb() if op == 0x0C else r.sleb() * da)
+                self.cfa = (reg, _checked(r.uleb() if op == 0x0C else r.sleb() * da))
             elif op == 0x0D:
                 self.cfa = (r.uleb(), self.cfa[1])
             elif op in (0x0E, 0x13):
-                self.cfa = (self.cfa[0], r.uleb() if op == 0x0E else r.sleb() * da)
+                self.cfa = (self.cfa[0], _checked(r.uleb() if op == 0x0E else r.sleb() * da))
             elif op == 0x0F:
                 r.take(r.uleb())
                 self.cfa = (CFA_EXPRESSION, 0)
             elif op in (0x10, 0x16):
-                reg = r.uleb()
+                reg = self._reg(r)
                 r.take(r.uleb())
-                self.regs[reg] = (RuleKind.EXPRESSION, 0)
+                regs[reg] = (_EXPRESSION, 0)
             elif op == 0x2E:
                 r.uleb()  # DW_CFA_GNU_args_size: nothing to unwind
             elif op == 0x2D:
                 continue  # DW_CFA_GNU_window_save / AArch64 negate_ra_state: no effect on rules
             else:
                 raise MalformedObject(f"unknown call frame instruction {op:#x} at offset {r.pos - 1}")
-            if self.cfa[0] != CFA_EXPRESSION and self.cfa[0] > 0xFE:
+            if self.cfa[0] > 0xFE and self.cfa[0] != CFA_EXPRESSION:
                 self.cfa = (CFA_EXPRESSION, 0)
         if initial:
-            self.initial_regs = dict(self.regs)
+            self.initial_regs = dict(regs)
 
     def _restore(self, reg: int) -> None:
         if reg in self.initial_regs:
