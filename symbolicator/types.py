@@ -156,3 +156,4 @@ class ObjectKind(str, enum.Enum):
     DEBUGINFO = "debuginfo"
     EXECUTABLE = "executable"
     SOURCEBUNDLE = "sourcebundle"
+    BREAKPAD = "breakpad"

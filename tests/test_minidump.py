@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any, Iterator
@@ -401,3 +403,74 @@ def test_split_debug_file_without_cfi_walks_by_the_executables_eh_frame(tmp_path
     good, total = score([answer_addresses(x) for x in body["stacktraces"]],
                         [walked_addresses(x["frames"]) for x in t["threads"]])
     assert good == total
+
+
+# ------------------------------------------------------------------------------------ Breakpad .sym files
+
+def truth_chain(frame: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
+    """minidump-stackwalk's frame as an inline chain, innermost first: (function, file, line)."""
+    chain = [(i.get("function"), i.get("file"), i.get("line")) for i in frame.get("inlines", [])]
+    return chain + [(frame.get("function"), frame.get("file"), frame.get("line"))]
+
+
+@needs_stackwalk
+@pytest.mark.parametrize("uploader", ["sentry-cli", "symbolicator"])
+def test_only_sym_files_answer_like_minidump_stackwalk(uploader: str, tmp_path: Path) -> None:
+    """`.sym` files are a debug-file kind: uploaded by sentry-cli or our CLI, found by debug id,
+    read for FUNC/LINE/INLINE/PUBLIC (symcache) and STACK CFI (CFI cache). With nothing else
+    uploaded, every frame equals minidump-stackwalk's on the same files: address, trust,
+    function, file, line and inline chain."""
+    from tests.support.tools import SENTRY_CLI
+    from tests.test_native_service import TOKEN
+
+    syms = tmp_path / "syms"
+    subprocess.run([str(DUMP_SYMS), "--inlines", "-s", str(syms), *map(str, BINARIES)], check=True, capture_output=True)
+    service = start_service(tmp_path / "svc")
+    try:
+        if uploader == "sentry-cli":
+            env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SENTRY_URL": service.url,
+                   "SENTRY_AUTH_TOKEN": TOKEN, "SENTRY_ORG": "acme", "SENTRY_PROJECT": "web",
+                   "SENTRY_DISABLE_UPDATE_CHECK": "true", "SENTRY_NO_PROGRESS_BAR": "1", "SENTRY_LOAD_DOTENV": "0"}
+            cmd = [*SENTRY_CLI, "debug-files", "upload", "--wait", str(syms)]
+        else:
+            env = None
+            cmd = [sys.executable, "-m", "symbolicator", "upload", "--url", service.url, "--token", TOKEN,
+                   "--scope", SCOPE, "--wait", "--no-progress", str(syms)]
+        out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        answers = {name: post_dump(service, (MD / "dumps" / f"{name}.dmp").read_bytes()).json()
+                   for name in ("segv-worker", "abort-worker", "fpe-main")}
+    finally:
+        service.stop()
+    compared = 0
+    for name, body in answers.items():
+        t = truth(name)
+        modules = {Path(m["code_file"]).name: m for m in body["modules"]}
+        assert modules["crasher"]["debug_status"] == "found" and modules["crasher"]["unwind_status"] == "found"
+        for ours, theirs in zip(body["stacktraces"], t["threads"], strict=True):
+            assert answer_addresses(ours) == walked_addresses(theirs["frames"])
+            groups: dict[int, list[dict[str, Any]]] = {}
+            for f in ours["frames"]:
+                groups.setdefault(f["original_index"], []).append(f)
+            for index, frame in enumerate(theirs["frames"]):
+                if frame.get("function") is None:
+                    continue
+                got = [(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in groups[index]]
+                assert got == truth_chain(frame), (name, index)
+                compared += 1
+    assert compared >= 20
+
+
+@needs_stackwalk
+def test_cli_with_only_sym_files(tmp_path: Path) -> None:
+    subprocess.run([str(DUMP_SYMS), "--inlines", "-s", str(tmp_path), *map(str, BINARIES)], check=True,
+                   capture_output=True)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["symbolicate", str(MD / "dumps/abort-worker.dmp"), "--symbols", str(tmp_path), "--json"]) == 0
+    body = json.loads(out.getvalue())
+    t = truth("abort-worker")
+    assert [answer_addresses(x) for x in body["stacktraces"]] == [walked_addresses(x["frames"]) for x in t["threads"]]
+    crashed = body["stacktraces"][t["crash_info"]["crashing_thread"]]
+    names = [f.get("function") for f in crashed["frames"]]
+    assert [f.get("function") for f in t["threads"][t["crash_info"]["crashing_thread"]]["frames"]] == names

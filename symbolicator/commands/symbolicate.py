@@ -35,7 +35,7 @@ from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace
 from symbolicator.types import DebugId
 
 _MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce",
-           b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf")
+           b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", b"MODU")
 _APPLE_MARKERS = ("Incident Identifier:", "Binary Images:", "Exception Type:", "Crashed Thread:")
 
 
@@ -140,6 +140,10 @@ class SymbolFolders:
 def _build(path: Path, info: objects.ObjectInfo) -> bytes:
     from symbolicator.native.symcache_build import build
 
+    if info.file_format == "breakpad":
+        from symbolicator.native.breakpad_symcache import build_symcache
+
+        return build_symcache(path)
     return build(path, info.arch if info.fat else None)
 
 

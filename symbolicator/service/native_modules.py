@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 UPLOADS_SOURCE = "uploads"
 SUPPORTED_TYPES = frozenset({"elf", "macho", "unknown"})
 NO_FEATURES = {"has_debug_info": False, "has_unwind_info": False, "has_symbols": False, "has_sources": False}
-_KIND_ORDER = {"debuginfo": 0, "executable": 1}
+_KIND_ORDER = {"debuginfo": 0, "executable": 1, "breakpad": 2}
 _OUTCOME_STATUS = {
     Outcome.NOT_FOUND: ObjectFileStatus.MISSING,
     Outcome.MALFORMED: ObjectFileStatus.MALFORMED,
@@ -140,6 +140,11 @@ def convert_debug_file(src: str, out: str, arch: str | None,
     info = next((i for i in infos if wanted is None or i.arch == wanted), None)
     if info is None:
         raise UnsupportedFormat(f"the file holds no {arch} object")
+    if info.file_format == "breakpad":
+        from symbolicator.native.breakpad_symcache import build_symcache
+
+        Path(out).write_bytes(build_symcache(src))
+        return {"arch": info.arch.value, "image_vmaddr": 0, "features": features_json(info), "file_format": "breakpad"}
     data = symcache_build.build(src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes)
     Path(out).write_bytes(data)
     return {"arch": info.arch.value, "image_vmaddr": info.image_vmaddr, "features": features_json(info),
