@@ -24,24 +24,25 @@ from symbolicator.native.symtab import LAST_ADDRESS, Symbol
 
 
 def _line_table(sym: SymFile, file_index: dict[int, int]) -> tuple[np.ndarray, ...]:
+    """Rows (address, file index, line); a row with file -1 where a record ends without a next one.
+    Overlapping records: the first one wins."""
     records = sorted((a, s, line, f) for func in sym.funcs for a, s, line, f in func.lines if s)
-    addr: list[int] = []
-    files: list[int] = []
-    lines: list[int] = []
+    rows: list[tuple[int, int, int]] = []
     for i, (a, size, line, f) in enumerate(records):
-        if addr and addr[-1] == a:
-            addr.pop(), files.pop(), lines.pop()
-        addr.append(a), files.append(file_index.get(f, -1)), lines.append(line)
+        if rows and rows[-1][0] == a:
+            rows.pop()
+        if not rows or rows[-1][0] < a:
+            rows.append((a, file_index.get(f, -1), line))
         end = a + size
         if i + 1 == len(records) or records[i + 1][0] != end:
-            addr.append(end), files.append(-1), lines.append(0)
-    keep_addr, keep_file, keep_line = [], [], []
-    for a, f, line in zip(addr, files, lines):
-        if keep_addr and keep_addr[-1] >= a:
-            continue  # overlapping records: the first one wins
-        keep_addr.append(a), keep_file.append(f), keep_line.append(line)
-    return (np.array(keep_addr, dtype=np.uint64), np.array(keep_file, dtype=np.int64),
-            np.array(keep_line, dtype=np.int64), np.zeros(len(keep_addr), dtype=np.int64))
+            rows.append((end, -1, 0))
+    kept: list[tuple[int, int, int]] = []
+    for row in rows:
+        if not kept or kept[-1][0] < row[0]:
+            kept.append(row)
+    table = np.array(kept, dtype=np.int64).reshape(-1, 3)
+    return (table[:, 0].astype(np.uint64), table[:, 1].copy(), table[:, 2].copy(),
+            np.zeros(len(kept), dtype=np.int64))
 
 
 def _nodes(sym: SymFile, file_index: dict[int, int]) -> tuple[Collector, list[int], list[str | None]]:

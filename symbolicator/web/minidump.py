@@ -80,7 +80,7 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
     dump, fields = await _read_upload(request)
-    request_fields = {k: fields[k] for k in ("sources", "options") if k in fields}
+    request_fields: dict[str, Any] = {k: fields[k] for k in ("sources", "options") if k in fields}
     req = native.NativeRequest.from_json({"stacktraces": [], **request_fields})  # 422 for a wrong shape
     workers = request.app[WORKERS]
     path: Path = await asyncio.to_thread(request.app[CACHES].downloads.temp_path, ".dmp")
