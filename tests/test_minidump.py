@@ -35,9 +35,9 @@ from tests.test_native_service import SCOPE, llvm_symbolize, needs_llvm, start_s
 
 MD = Path(__file__).resolve().parent / "fixtures/minidump"
 DUMPS = sorted(p.stem for p in (MD / "dumps").glob("*.dmp"))
-BINARIES = [MD / "out/crasher", MD / "out/libcrashlib.so", MD / "out/sysroot/libc.so.6",
+BINARIES = [MD / "out/crasher", MD / "out/libcrashlib.so", MD / "out/crasher-breakpad", MD / "out/sysroot/libc.so.6",
             MD / "out/sysroot/ld-linux-x86-64.so.2"]
-DEBUG_FILES = {p.name: p for p in BINARIES[:2]}
+DEBUG_FILES = {p.name: p for p in BINARIES[:3]}
 TOOLS = MD.parents[2] / "tools/minidump"
 STACKWALK, DUMP_SYMS = TOOLS / "minidump-stackwalk", TOOLS / "dump_syms"
 needs_stackwalk = pytest.mark.skipif(not STACKWALK.exists() or not DUMP_SYMS.exists(),
@@ -277,7 +277,7 @@ def answer_addresses(trace: dict[str, Any]) -> list[tuple[int, str]]:
     return [seen[i] for i in sorted(seen)]
 
 
-@pytest.mark.parametrize("name", ["segv-worker", "abort-worker", "fpe-main", "overflow-worker"])
+@pytest.mark.parametrize("name", ["segv-worker", "abort-worker", "fpe-main", "overflow-worker", "breakpad-fpe-worker"])
 def test_minidump_endpoint(svc: ServiceProcess, name: str) -> None:
     r = post_dump(svc, (MD / "dumps" / f"{name}.dmp").read_bytes())
     assert r.status_code == 200, r.text
@@ -290,14 +290,16 @@ def test_minidump_endpoint(svc: ServiceProcess, name: str) -> None:
     assert [x["thread_id"] for x in traces] == [x["thread_id"] for x in t["threads"]]
     assert [x["is_requesting"] for x in traces] == [i == t["crash_info"]["crashing_thread"] for i in range(len(traces))]
     crashed = traces[t["crash_info"]["crashing_thread"]]
-    assert crashed["thread_name"] == "crasher" if name.endswith("main") else "crash-worker"
+    expected_name = None if name.startswith("breakpad") else "crasher" if name.endswith("main") else "crash-worker"
+    assert crashed.get("thread_name") == expected_name
     assert int(crashed["registers"]["rip"], 16) == int(t["threads"][t["crash_info"]["crashing_thread"]]["frames"][0]["offset"], 16)
     good, total = score([answer_addresses(x) for x in traces], [walked_addresses(x["frames"]) for x in t["threads"]])
     assert good / total >= 0.99, f"{good} of {total}"
     modules = {Path(m["code_file"]).name: m for m in body["modules"]}
-    assert modules["crasher"]["debug_status"] == "found" and modules["crasher"]["unwind_status"] == "found"
+    exe, vdso = ("crasher-breakpad", "linux-gate.so") if name.startswith("breakpad") else ("crasher", "linux-vdso.so.1")
+    assert modules[exe]["debug_status"] == "found" and modules[exe]["unwind_status"] == "found"
     assert modules["libc.so.6"]["unwind_status"] == "found"
-    assert modules["linux-vdso.so.1"]["unwind_status"] == "missing"
+    assert modules[vdso]["unwind_status"] == "missing"
 
 
 @needs_llvm
@@ -339,8 +341,13 @@ def test_minidump_bad_input_is_400_and_the_service_keeps_serving(svc: ServicePro
     assert post_dump(svc, data).status_code == 200
 
 
-def test_minidump_never_echoes_the_environment(svc: ServiceProcess) -> None:
-    r = post_dump(svc, dump_with_linux_streams(), options={"dif_candidates": True})
+@pytest.mark.parametrize("name", ["breakpad-segv-main", "planted"])
+def test_minidump_never_echoes_the_environment(svc: ServiceProcess, name: str) -> None:
+    """A real Breakpad client dump (its Environ stream holds the fake secret `build.sh` planted)
+    and a Crashpad dump with an Environ stream added: the secret is in neither answer nor log."""
+    data = dump_with_linux_streams() if name == "planted" else (MD / "dumps" / f"{name}.dmp").read_bytes()
+    assert b"FIXTURE_SECRET=sntrys_" in data or SECRET in data
+    r = post_dump(svc, data, options={"dif_candidates": True})
     assert r.status_code == 200, r.text
     assert b"sntrys" not in r.content
     assert "sntrys" not in svc.log()
@@ -386,12 +393,12 @@ def test_split_debug_file_without_cfi_walks_by_the_executables_eh_frame(tmp_path
     executable uploaded beside it (the debug file alone would give no rows)."""
     split = tmp_path / "split"
     split.mkdir()
-    for path in BINARIES[:2]:
+    for path in BINARIES[:3]:
         subprocess.run(["objcopy", "--only-keep-debug", str(path), str(split / f"{path.name}.debug")], check=True)
         subprocess.run(["strip", "--strip-all", str(path), "-o", str(split / path.name)], check=True)
     service = start_service(tmp_path / "svc")
     try:
-        for path in [*sorted(split.iterdir()), *BINARIES[2:]]:
+        for path in [*sorted(split.iterdir()), *BINARIES[3:]]:
             upload(service, path)
         body = post_dump(service, (MD / "dumps/segv-worker.dmp").read_bytes()).json()
     finally:

@@ -216,8 +216,14 @@ def _system_info(c: _Cursor, streams: dict[int, tuple[int, int]]) -> SystemInfo 
     cpu, _level, _rev, n_cpus, _product, major, minor, build, platform, csd_rva = c.unpack(
         "<3HBB5I", rva, "the SystemInfo stream")
     csd = c.string(csd_rva, "the CSD version string").strip() if csd_rva else ""
-    return SystemInfo(_OS.get(platform, f"{platform:#x}"), f"{major}.{minor}.{build}", csd,
-                      _CPU.get(cpu, Arch.UNKNOWN), n_cpus)
+    os_name = _OS.get(platform, f"{platform:#x}")
+    version = f"{major}.{minor}.{build}"
+    parts = csd.split()
+    if os_name == "Linux" and (major, minor, build) == (0, 0, 0) and len(parts) >= 2 and parts[0] == "Linux":
+        # Breakpad's client writes `uname -srvm` here and no numbers: the release is the version,
+        # the kernel's build string (without the machine) the build, as rust-minidump reads it.
+        version, csd = parts[1], " ".join(parts[2:-1])
+    return SystemInfo(os_name, version, csd, _CPU.get(cpu, Arch.UNKNOWN), n_cpus)
 
 
 def _thread_names(c: _Cursor, streams: dict[int, tuple[int, int]]) -> dict[int, str]:
