@@ -2,7 +2,8 @@
 Breakpad's client and `core2md` add (/proc/<pid>/maps, status, cmdline, environ).
 
 `crash_reason` follows rust-minidump's `CrashReason` display: `SIGSEGV / SEGV_MAPERR`, with the
-generic si_code names (`SI_USER`, `SI_TKILL`, ...) for signals sent by a process. The environ
+generic si_code names (`SI_TKILL`, `SI_QUEUE`, ...) for signals sent by a process, and the bare
+signal for si_code 0 (what `core2md` writes). The environ
 stream is never decoded: only its size is kept, so environment variables cannot reach an answer
 or a log (issue 14, item 5).
 """
@@ -38,6 +39,8 @@ def crash_reason(code: int, flags: int) -> str:
     if name is None:
         return f"{code:#x}"
     si_code = flags - (1 << 32) if flags & 0x80000000 else flags
+    if si_code == 0:
+        return name  # rust-minidump prints no code for 0 (SI_USER, or a writer that left it empty)
     detail = _FAULT_CODES.get(name, {}).get(si_code) if si_code > 0 and si_code != 0x80 else None
     detail = detail or _GENERIC_CODES.get(si_code)
     return f"{name} / {detail}" if detail else name

@@ -88,18 +88,12 @@ def _open_cfi(path: str) -> CfiCache | None:
 def walk(path: str, cfi_paths: dict[int, str], max_frames: int | None = None) -> list[dict[str, Any]]:
     """One stack trace per thread, in the dump's order, frames innermost first.
 
-    `cfi_paths` maps a module's index in the module list to its CFI cache. Scanning accepts an
-    address in a module with CFI only where that CFI covers a function (our stand-in for
-    rust-minidump's "a symbol covers it"); elsewhere any address inside a module.
+    `cfi_paths` maps a module's index in the module list to its CFI cache (which scanning also
+    uses to tell return addresses from other pointers, `Walker._seems_valid`).
     """
     dump = _read(path)
-    modules = []
-    for i, m in enumerate(dump.modules):
-        cfi = _open_cfi(cfi_paths[i]) if i in cfi_paths else None
-        has_function = None
-        if cfi is not None and cfi.rows:
-            has_function = (lambda c, v: lambda addr: c.lookup(addr + v) is not None)(cfi, cfi.image_vmaddr)
-        modules.append(WalkModule(m.base, m.size, cfi, has_function))
+    modules = [WalkModule(m.base, m.size, _open_cfi(cfi_paths[i]) if i in cfi_paths else None)
+               for i, m in enumerate(dump.modules)]
     walker = Walker(dump.arch, modules, **({"max_frames": max_frames} if max_frames else {}))
     crashed = dump.exception.thread_id if dump.exception else None
     budget = MAX_TOTAL_FRAMES

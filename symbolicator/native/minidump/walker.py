@@ -15,6 +15,12 @@ the frames come out as `minidump-stackwalk`'s do:
 A walk ends when the instruction pointer is nullish (< 4096), when the stack pointer does not
 grow (so it never loops), when the captured stack ends, or at `MAX_FRAMES`. Every frame carries
 its `trust`: `context`, `cfi`, `fp` or `scan`. Memory is the thread's captured stack only.
+
+AArch64 follows `arm64.rs`: callee-saved x19–x29; no RA rule means the return address is in
+x30 (`lr`); the frame-pointer step trusts the `fp`/`lr` record without checking the stack and
+keeps the caller's `lr` from the next record; the context frame and CFI frames scan 160 words;
+pointer-authentication bits are masked off; the stack pointer may stay equal (leaf functions)
+once, if the pc changes and the step was from the context frame or by CFI.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ _MASK = (1 << 64) - 1
 @dataclass(frozen=True, slots=True)
 class WalkModule:
     """A loaded module as the walker sees it: [base, base + size), its CFI cache if any, and
-    `has_function(module_address)` (None: no symbols, so every address in it seems valid)."""
+    `has_function(module_address)` for scanning (None: an address seems valid where the CFI
+    cache covers it, or anywhere in the module without a CFI cache)."""
 
     base: int
     size: int
@@ -99,6 +106,8 @@ class Walker:
     def __init__(self, arch: Arch, modules: Sequence[WalkModule], max_frames: int = MAX_FRAMES) -> None:
         self.arch = arch
         self.modules = Modules(modules)
+        highest = max([(1 << 47) - 1, *(m.base + m.size for m in modules)])
+        self.pointer_mask = (1 << highest.bit_length()) - 1 if highest < _MASK else _MASK
         self.max_frames = max_frames
         self.pc, self.sp, self.fp = _PC.get(arch, "pc"), _SP.get(arch, "sp"), _FP.get(arch, "fp")
         self.callee_saved = _CALLEE_SAVED.get(arch, ())
@@ -118,13 +127,20 @@ class Walker:
 
     def _caller(self, callee: WalkedFrame, stack: Stack, first: bool) -> WalkedFrame | None:
         regs = callee.registers
-        frame = self._by_cfi(callee, stack, first) or self._by_frame_pointer(regs, stack)
-        frame = frame or self._by_scan(regs, stack, first)
+        frame = self._by_cfi(callee, stack, first)
+        if frame is None:
+            frame = self._by_fp_arm64(regs, stack) if self.arch == Arch.ARM64 else self._by_frame_pointer(regs, stack)
+        frame = frame or self._by_scan(regs, stack, first or (self.arch == Arch.ARM64 and callee.trust == "cfi"))
         if frame is None:
             return None
         ip, sp = frame.registers.get(self.pc, 0), frame.registers.get(self.sp, 0)
-        if ip < 4096 or sp <= regs.get(self.sp, _MASK):
+        last_sp = regs.get(self.sp, _MASK)
+        if ip < 4096 or sp < last_sp:
             return None
+        if sp == last_sp:
+            # AArch64 leaf functions keep sp: allowed once per pc, from the context frame or by CFI.
+            if self.arch != Arch.ARM64 or ip == regs.get(self.pc) or not (first or frame.trust == "cfi"):
+                return None
         return frame
 
     def _by_cfi(self, callee: WalkedFrame, stack: Stack, first: bool) -> WalkedFrame | None:
@@ -161,7 +177,9 @@ class Walker:
         if ra is None:
             return None
         if self.arch == Arch.ARM64:
-            ra &= 0x0000FFFFFFFFFFFF  # pointer authentication bits
+            ra &= self.pointer_mask  # pointer authentication bits
+            if "fp" in caller:
+                caller["fp"] &= self.pointer_mask
         caller[self.pc] = ra
         caller[self.sp] = cfa
         return WalkedFrame(ra, "cfi", caller)
@@ -193,25 +211,53 @@ class Walker:
         caller_sp = last_bp + 16
         if caller_sp <= last_bp or caller_bp < caller_sp or stack.u64(caller_bp) is None:
             return None
-        if self.arch == Arch.ARM64:
-            caller_ip &= 0x0000FFFFFFFFFFFF
-        elif _non_canonical(caller_ip):
+        if _non_canonical(caller_ip):
             return None
         if caller_sp <= last_sp or stack.u64(caller_sp) is None:
             return None
         caller = {self.pc: caller_ip, self.sp: caller_sp, self.fp: caller_bp}
         return WalkedFrame(caller_ip, "fp", caller)
 
+    def _by_fp_arm64(self, regs: dict[str, int], stack: Stack) -> WalkedFrame | None:
+        """The `fp`/`lr` record, trusted as rust-minidump does (no stack checks); fp 0 ends the walk."""
+        if "fp" not in regs or self.sp not in regs:
+            return None
+        last_fp, last_sp = regs["fp"], regs[self.sp]
+        if last_fp >= _MASK - 16:
+            return None
+        if last_fp == 0:
+            return WalkedFrame(0, "fp", {self.pc: 0, "fp": 0, self.sp: last_sp})
+        caller_fp, caller_pc = stack.u64(last_fp), stack.u64(last_fp + 8)
+        if caller_fp is None or caller_pc is None:
+            return None
+        caller_fp &= self.pointer_mask
+        caller_pc &= self.pointer_mask
+        if not 0x1000 <= caller_pc <= 0x000FFFFFFFFFFFFF:
+            return None
+        caller = {self.pc: caller_pc, "fp": caller_fp, self.sp: last_fp + 16}
+        caller_lr = stack.u64(caller_fp + 8) if caller_fp else None
+        if caller_lr is not None:
+            caller["lr"] = caller_lr & self.pointer_mask
+        return WalkedFrame(caller_pc, "fp", caller)
+
     def _seems_valid(self, ip: int) -> bool:
-        if ip == 0 or _non_canonical(ip):
+        if ip == 0:
+            return False
+        if self.arch == Arch.ARM64:
+            if not 0x1000 <= ip <= 0x000FFFFFFFFFFFFF:
+                return False
+        elif _non_canonical(ip):
             return False
         addr = ip - 1
         module = self.modules.at(addr)
         if module is None:
             return False
-        if module.has_function is None:
-            return True
-        return module.has_function(addr - module.base)
+        if module.has_function is not None:
+            return module.has_function(addr - module.base)
+        if module.cfi is not None and module.cfi.rows:
+            # Our stand-in for rust-minidump's "a symbol covers it": an FDE covers it.
+            return module.cfi.lookup(addr - module.base + module.cfi.image_vmaddr) is not None
+        return True
 
     def _by_scan(self, regs: dict[str, int], stack: Stack, first: bool) -> WalkedFrame | None:
         if self.sp not in regs:
@@ -227,7 +273,7 @@ class Walker:
                 continue
             caller_sp = address_of_ip + 8
             caller_bp = None
-            if last_bp is not None and i > 0:
+            if last_bp is not None and i > 0 and self.arch != Arch.ARM64:
                 address_of_bp = address_of_ip - 8
                 bp = stack.u64(address_of_bp)
                 if bp is not None and last_bp == address_of_bp and address_of_ip < bp <= address_of_bp + 128 * 1024:
