@@ -4,7 +4,7 @@ through the CFI decoder and cache.
 An input that starts with `MDMP` is a dump: `parse_minidump`, then every thread walked with
 the CFI caches of the fixture binaries (CFI, frame pointers and scanning all run on whatever
 the edited stack memory holds), then `describe`'s JSON. Any other input is the bytes of an
-`.eh_frame` section: `iter_fdes`, `merge_fdes`, `write_cache`, `CfiCache` and lookups.
+`.eh_frame` section: `iter_fdes`, `CacheBuilder`, `CfiCache` and lookups.
 
 Hypothesis edits the small Crashpad fixture dumps structurally (the header, the stream
 directory, the thread / module / memory records set to edge values, stack words replaced by
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from symbolicator.native.cfi.build import build_from_elf
-from symbolicator.native.cfi.cache import CfiCache, merge_fdes, write_cache
+from symbolicator.native.cfi.cache import CacheBuilder, CfiCache
 from symbolicator.native.cfi.dwarf_cfi import iter_fdes
 from symbolicator.native.minidump.reader import parse_minidump
 from symbolicator.native.minidump.walker import Stack, WalkModule, Walker
@@ -53,7 +53,7 @@ def run(data: bytes) -> None:
             walker.walk(dump.exception.registers, Stack(0, b""))
         _ = dump.crash_reason, [str(m.debug_id) for m in dump.modules]
         return
-    cache = CfiCache(write_cache(merge_fdes(iter_fdes(data, 0x1000, eh_frame=True)), Arch.X86_64, 0))
+    cache = CfiCache(CacheBuilder().add_all(iter_fdes(data, 0x1000, eh_frame=True)).build(Arch.X86_64, 0)[0])
     for addr in range(0, 0x3000, 7):
         cache.lookup(addr)
 

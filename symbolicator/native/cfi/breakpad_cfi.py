@@ -17,7 +17,7 @@ from typing import Any
 
 from symbolicator.errors import MalformedObject
 from symbolicator.native.breakpad_sym import parse
-from symbolicator.native.cfi.cache import merge_fdes, write_cache
+from symbolicator.native.cfi.cache import CacheBuilder
 from symbolicator.native.cfi.dwarf_cfi import Fde, RuleKey
 from symbolicator.native.cfi.rules import CFA_EXPRESSION, DWARF_REGISTERS, RETURN_ADDRESS, RuleKind
 from symbolicator.types import Arch
@@ -106,6 +106,5 @@ def build_from_sym(path: Path) -> tuple[bytes, dict[str, Any]]:
                 fde.rows.append((int(addr, 16), _key(state, regs, ra)))
         except ValueError as exc:
             raise MalformedObject(f"STACK CFI record {line[:80]!r}: {exc}") from exc
-    rows = merge_fdes(fdes)
-    return write_cache(rows, sym.arch, 0), {"arch": sym.arch.value, "image_vmaddr": 0, "rows": len(rows),
-                                            "sources": ["STACK CFI"] if rows else []}
+    data, rows = CacheBuilder().add_all(fdes).build(sym.arch, 0)
+    return data, {"arch": sym.arch.value, "image_vmaddr": 0, "rows": rows, "sources": ["STACK CFI"] if rows else []}

@@ -17,8 +17,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
-from symbolicator.native.cfi.cache import merge_fdes, write_cache
-from symbolicator.native.cfi.dwarf_cfi import Fde, iter_fdes
+from symbolicator.native.cfi.cache import CacheBuilder
+from symbolicator.native.cfi.dwarf_cfi import iter_fdes
 from symbolicator.native.elf_headers import ELF_MAGIC
 from symbolicator.types import Arch
 
@@ -35,7 +35,7 @@ def build_from_elf(path: Path) -> tuple[bytes, dict[str, Any]]:
             if arch is None or elf.elfclass != 64 or not elf.little_endian:
                 raise UnsupportedFormat(f"no CFI support for ELF machine {elf.header['e_machine']}")
             vmaddr = min((s["p_vaddr"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"), default=0)
-            fdes: list[Fde] = []
+            builder = CacheBuilder()
             sources = []
             for name, eh in ((".eh_frame", True), (".debug_frame", False)):
                 sec = elf.get_section_by_name(name)
@@ -44,15 +44,14 @@ def build_from_elf(path: Path) -> tuple[bytes, dict[str, Any]]:
                 if sec["sh_size"] > MAX_CFI_SECTION_BYTES:
                     raise MalformedObject(f"{name} is larger than {MAX_CFI_SECTION_BYTES} bytes")
                 data = sec.data()
-                fdes.extend(iter_fdes(data, sec["sh_addr"] if eh else 0, eh_frame=eh))
+                builder.add_all(iter_fdes(data, sec["sh_addr"] if eh else 0, eh_frame=eh))
                 sources.append(name)
     except (ELFError, ValueError, KeyError, OSError, AssertionError) as exc:
         if isinstance(exc, OSError) and not path.exists():
             raise
         raise MalformedObject(f"cannot read call frame information: {exc}") from exc
-    rows = merge_fdes(fdes)
-    return write_cache(rows, arch, vmaddr), {"arch": arch.value, "image_vmaddr": vmaddr,
-                                             "rows": len(rows), "sources": sources}
+    data, rows = builder.build(arch, vmaddr)
+    return data, {"arch": arch.value, "image_vmaddr": vmaddr, "rows": rows, "sources": sources}
 
 
 def build(path: Path) -> tuple[bytes, dict[str, Any]]:

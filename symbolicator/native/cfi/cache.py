@@ -36,47 +36,64 @@ assert sys.byteorder == "little", "the CFI cache is written and mapped in native
 _ARCHES = (Arch.UNKNOWN, Arch.X86_64, Arch.ARM64, Arch.X86, Arch.ARM)
 
 
-def merge_fdes(fdes: Iterable[Fde]) -> list[tuple[int, RuleKey | None]]:
-    """Rows of all FDEs in address order; an FDE overlapping an earlier one is dropped (the
-    first section given wins), and a gap between FDEs is a `None` row."""
-    ordered = sorted(fdes, key=lambda f: f.start)
-    rows: list[tuple[int, RuleKey | None]] = []
-    covered_to = 0
-    for fde in ordered:
-        if fde.start < covered_to or fde.end <= fde.start:
-            continue
-        if rows and rows[-1][1] is None and rows[-1][0] == fde.start:
-            rows.pop()
+class CacheBuilder:
+    """Collects FDEs as they are decoded, each row reduced at once to (address, rule-set index),
+    so a library of a million rows costs 12 bytes a row here, not a tuple each; `build` merges
+    them in address order (an FDE overlapping an earlier one is dropped: the first section given
+    wins; a gap between FDEs is a NO_RULES row) and writes the cache."""
+
+    def __init__(self) -> None:
+        self.sets: dict[RuleKey, int] = {}
+        self.fdes: list[tuple[int, int, array[int], array[int]]] = []
+
+    def add(self, fde: Fde) -> None:
+        if fde.end <= fde.start:
+            return
+        addrs: array[int] = array("Q")
+        indexes: array[int] = array("I")
+        sets = self.sets
         for addr, rules in fde.rows:
             if fde.start <= addr < fde.end:
-                if rows and rows[-1][0] == addr:
-                    rows.pop()
-                if not rows or rows[-1][1] != rules:
-                    rows.append((addr, rules))
-        rows.append((fde.end, None))
-        covered_to = fde.end
-    return rows
+                addrs.append(addr)
+                indexes.append(sets.setdefault(rules, len(sets)))
+        self.fdes.append((fde.start, fde.end, addrs, indexes))
 
+    def add_all(self, fdes: Iterable[Fde]) -> "CacheBuilder":
+        for fde in fdes:
+            self.add(fde)
+        return self
 
-def write_cache(rows: list[tuple[int, RuleKey | None]], arch: Arch, image_vmaddr: int) -> bytes:
-    """The cache file's bytes; each distinct rule set is encoded once."""
-    set_index: dict[RuleKey, int] = {}
-    addrs: list[int] = []
-    sets: list[int] = []
-    for addr, rules in rows:
-        addrs.append(addr)
-        sets.append(NO_RULES if rules is None else set_index.setdefault(rules, len(set_index)))
-    offsets, blob, at = [], [], 0
-    for key in set_index:
-        encoded = rule_set(key).encode()
+    def build(self, arch: Arch, image_vmaddr: int) -> tuple[bytes, int]:
+        """The cache file's bytes and its number of rows; each distinct rule set encoded once."""
+        out_addrs: array[int] = array("Q")
+        out_sets: array[int] = array("I")
+        covered_to = 0
+        for start, end, addrs, indexes in sorted(self.fdes, key=lambda f: f[0]):
+            if start < covered_to:
+                continue
+            if out_addrs and out_sets[-1] == NO_RULES and out_addrs[-1] == start:
+                out_addrs.pop(), out_sets.pop()
+            for addr, index in zip(addrs, indexes):
+                if out_addrs and out_addrs[-1] == addr:
+                    out_addrs.pop(), out_sets.pop()
+                if not out_sets or out_sets[-1] != index:
+                    out_addrs.append(addr)
+                    out_sets.append(index)
+            out_addrs.append(end)
+            out_sets.append(NO_RULES)
+            covered_to = end
+        offsets, blob, at = [], [], 0
+        for key in self.sets:
+            encoded = rule_set(key).encode()
+            offsets.append(at)
+            blob.append(encoded)
+            at += len(encoded)
         offsets.append(at)
-        blob.append(encoded)
-        at += len(encoded)
-    offsets.append(at)
-    arch_index = _ARCHES.index(arch) if arch in _ARCHES else 0
-    header = _HEADER.pack(MAGIC, CFICACHE_VERSION, arch_index, 0, len(addrs), len(set_index), at, image_vmaddr)
-    return b"".join([header, array("Q", addrs).tobytes(), array("I", sets).tobytes(), array("I", offsets).tobytes(),
-                     *blob])
+        arch_index = _ARCHES.index(arch) if arch in _ARCHES else 0
+        header = _HEADER.pack(MAGIC, CFICACHE_VERSION, arch_index, 0, len(out_addrs), len(self.sets), at,
+                              image_vmaddr)
+        data = b"".join([header, out_addrs.tobytes(), out_sets.tobytes(), array("I", offsets).tobytes(), *blob])
+        return data, len(out_addrs)
 
 
 class CfiCache:

@@ -129,6 +129,7 @@ def iter_fdes(data: bytes, section_addr: int, eh_frame: bool) -> Iterator[Fde]:
     """Every FDE of a `.eh_frame` (`eh_frame=True`) or `.debug_frame` section, with its rows."""
     cies: dict[int, _Cie] = {}
     memo: dict[tuple[int, bytes], list[tuple[int, RuleKey]]] = {}
+    interned: dict[RuleKey, RuleKey] = {}  # one object per distinct rule set (a few hundred), not per row
     pos = 0
     size = len(data)
     while pos + 4 <= size:
@@ -159,7 +160,7 @@ def iter_fdes(data: bytes, section_addr: int, eh_frame: bool) -> Iterator[Fde]:
             if cie is None:
                 cie = _cie_at(data, cie_at, eh_frame)
                 cies[cie_at] = cie
-            fde = _parse_fde(r, cie, section_addr, data, memo)
+            fde = _parse_fde(r, cie, section_addr, data, memo, interned)
             if fde is not None:
                 yield fde
         pos = end
@@ -219,7 +220,8 @@ def _parse_cie(r: _Reader, eh_frame: bool) -> _Cie:
 
 
 def _parse_fde(r: _Reader, cie: _Cie, section_addr: int, data: bytes,
-               memo: dict[tuple[int, bytes], list[tuple[int, RuleKey]]]) -> Fde | None:
+               memo: dict[tuple[int, bytes], list[tuple[int, RuleKey]]],
+               interned: dict[RuleKey, RuleKey]) -> Fde | None:
     enc = cie.fde_encoding
     start = r.pointer(enc, section_addr)
     length = r.pointer(enc & 0x0F, section_addr)
@@ -237,7 +239,7 @@ def _parse_fde(r: _Reader, cie: _Cie, section_addr: int, data: bytes,
     if relative is not None:
         fde.rows = [(start + offset, rules) for offset, rules in relative]
         return fde
-    state = _Machine(cie, section_addr, fde)
+    state = _Machine(cie, section_addr, fde, interned)
     state.run(_Reader(data, *cie.initial), initial=True)
     state.run(r, initial=False)
     state.advance(0)
@@ -264,8 +266,10 @@ class _Machine:
     """The CFA program interpreter of DWARF 6.4.2 for one FDE. Rules are plain ints and tuples:
     this loop runs once per CFA instruction of every function (millions in a big library)."""
 
-    def __init__(self, cie: _Cie, section_addr: int, fde: Fde) -> None:
+    def __init__(self, cie: _Cie, section_addr: int, fde: Fde,
+                 interned: dict[RuleKey, RuleKey] | None = None) -> None:
         self.cie = cie
+        self.interned: dict[RuleKey, RuleKey] = {} if interned is None else interned
         self.section_addr = section_addr
         self.fde = fde
         self.loc = fde.start
@@ -276,7 +280,8 @@ class _Machine:
         self.absolute = False  # the program used DW_CFA_set_loc
 
     def snapshot(self) -> RuleKey:
-        return self.cfa, tuple(sorted(self.regs.items()))
+        key = (self.cfa, tuple(sorted(self.regs.items())))
+        return self.interned.setdefault(key, key)
 
     def advance(self, delta: int) -> None:
         new = self.loc + delta * self.cie.code_align
