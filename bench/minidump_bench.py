@@ -118,12 +118,12 @@ def render(warm: dict[str, Any], conv: dict[str, Any] | None, path: Path, comman
     o, t = min(warm["ours"]), min(warm["theirs"])
     lines = [
         "# Minidump benchmark (issue 14)", "",
-        f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
-        "**shared with other work**: read the ratios, not the absolute times.", "",
+        (f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
+         "**shared with other work**: read the ratios, not the absolute times."), "",
         "| row | ours | peer | ratio (ours ÷ peer) |", "| --- | --- | --- | --- |",
-        f"| warm 30-thread dump ({warm['threads']} threads, {warm['frames']} frames; peer {warm['peer_frames']}) | "
-        f"{o * 1000:.0f} ms (`POST /minidump`, end to end) | {t * 1000:.0f} ms (`minidump-stackwalk` process) | "
-        f"{o / t:.2f} |",
+        (f"| warm 30-thread dump ({warm['threads']} threads, {warm['frames']} frames; peer {warm['peer_frames']}) | "
+         f"{o * 1000:.0f} ms (`POST /minidump`, end to end) | {t * 1000:.0f} ms (`minidump-stackwalk` process) | "
+         f"{o / t:.2f} |"),
     ]
     if conv is not None:
         c, s = min(conv["cfi"]), min(conv["symcache"])

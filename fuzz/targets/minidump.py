@@ -23,7 +23,7 @@ from symbolicator.native.cfi.build import build_from_elf
 from symbolicator.native.cfi.cache import CacheBuilder, CfiCache
 from symbolicator.native.cfi.dwarf_cfi import iter_fdes
 from symbolicator.native.minidump.reader import parse_minidump
-from symbolicator.native.minidump.walker import Stack, WalkModule, Walker
+from symbolicator.native.minidump.walker import Stack, Walker, WalkModule
 from symbolicator.types import Arch
 
 if TYPE_CHECKING:

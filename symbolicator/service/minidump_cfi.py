@@ -25,7 +25,12 @@ from typing import Any
 
 from symbolicator import keys
 from symbolicator.caching import CacheEntry, get_or_compute
-from symbolicator.errors import FormatError, ObjectFileStatus, Outcome, SymbolicatorError
+from symbolicator.errors import (
+    FormatError,
+    ObjectFileStatus,
+    Outcome,
+    SymbolicatorError,
+)
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
 from symbolicator.service.native_modules import ModuleLookup, ResolvedModule
 

@@ -22,7 +22,14 @@ from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.configured import open_storage
-from symbolicator.web import health, minidump, requests, symbolicate, symbolicate_js, uploads
+from symbolicator.web import (
+    health,
+    minidump,
+    requests,
+    symbolicate,
+    symbolicate_js,
+    uploads,
+)
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
 from symbolicator.web.state import (

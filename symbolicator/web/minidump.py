@@ -33,7 +33,12 @@ from symbolicator.web.state import (
     STORAGE,
     WORKERS,
 )
-from symbolicator.web.symbolicate import _JSON_FIELDS, MAX_FIELD_BYTES, _read_part, _resolver
+from symbolicator.web.symbolicate import (
+    _JSON_FIELDS,
+    MAX_FIELD_BYTES,
+    _read_part,
+    _resolver,
+)
 
 routes = web.RouteTableDef()
 DUMP_FIELD = "upload_file_minidump"

@@ -19,7 +19,12 @@ from symbolicator.errors import MalformedObject
 from symbolicator.native.breakpad_sym import parse
 from symbolicator.native.cfi.cache import CacheBuilder
 from symbolicator.native.cfi.dwarf_cfi import Fde, RuleKey
-from symbolicator.native.cfi.rules import CFA_EXPRESSION, DWARF_REGISTERS, RETURN_ADDRESS, RuleKind
+from symbolicator.native.cfi.rules import (
+    CFA_EXPRESSION,
+    DWARF_REGISTERS,
+    RETURN_ADDRESS,
+    RuleKind,
+)
 from symbolicator.types import Arch
 
 _ALIASES = {"$rip": "rip", "lr": "lr", "x29": "fp", "x30": "lr", "$sp": "sp", "sp": "sp", "pc": "pc"}

@@ -16,9 +16,9 @@ Rows repeat few distinct rule sets (a libc of 3,000 functions has a few hundred)
 from __future__ import annotations
 
 import bisect
-import sys
 import mmap
 import struct
+import sys
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
@@ -58,7 +58,7 @@ class CacheBuilder:
                 indexes.append(sets.setdefault(rules, len(sets)))
         self.fdes.append((fde.start, fde.end, addrs, indexes))
 
-    def add_all(self, fdes: Iterable[Fde]) -> "CacheBuilder":
+    def add_all(self, fdes: Iterable[Fde]) -> CacheBuilder:
         for fde in fdes:
             self.add(fde)
         return self
@@ -123,7 +123,7 @@ class CfiCache:
         self._closer = closer
 
     @classmethod
-    def open(cls, path: Path) -> "CfiCache":
+    def open(cls, path: Path) -> CfiCache:
         with open(path, "rb") as f:
             size = f.seek(0, 2)
             if size == 0:

@@ -33,7 +33,7 @@ RuleKey = tuple[tuple[int, int], tuple[tuple[int, tuple[int, int]], ...]]
 
 
 class _Reader:
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes, pos: int, end: int) -> None:
         self.data, self.pos, self.end = data, pos, end

@@ -42,7 +42,7 @@ class RuleSet:
         return b"".join(out)
 
     @classmethod
-    def decode(cls, raw: bytes | memoryview) -> "RuleSet":
+    def decode(cls, raw: bytes | memoryview) -> RuleSet:
         cfa_reg, cfa_offset, n = struct.unpack_from("<BqB", raw, 0)
         rules = tuple((reg, RuleKind(kind), off) for reg, kind, off in
                       (struct.unpack_from("<HBq", raw, 10 + 11 * i) for i in range(n)))

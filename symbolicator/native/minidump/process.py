@@ -18,7 +18,7 @@ from typing import Any
 
 from symbolicator.native.cfi.cache import CfiCache
 from symbolicator.native.minidump.reader import Minidump, parse_minidump
-from symbolicator.native.minidump.walker import Stack, WalkModule, Walker
+from symbolicator.native.minidump.walker import Stack, Walker, WalkModule
 
 MAX_TOTAL_FRAMES = 100_000
 OPEN_CFI_CACHES = 128

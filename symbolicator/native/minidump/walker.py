@@ -31,7 +31,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from symbolicator.native.cfi.cache import CfiCache
-from symbolicator.native.cfi.rules import CFA_EXPRESSION, DWARF_REGISTERS, RETURN_ADDRESS, RuleKind
+from symbolicator.native.cfi.rules import (
+    CFA_EXPRESSION,
+    DWARF_REGISTERS,
+    RETURN_ADDRESS,
+    RuleKind,
+)
 from symbolicator.types import Arch
 
 MAX_FRAMES = 16384
@@ -137,10 +142,10 @@ class Walker:
         last_sp = regs.get(self.sp, _MASK)
         if ip < 4096 or sp < last_sp:
             return None
-        if sp == last_sp:
-            # AArch64 leaf functions keep sp: allowed once per pc, from the context frame or by CFI.
-            if self.arch != Arch.ARM64 or ip == regs.get(self.pc) or not (first or frame.trust == "cfi"):
-                return None
+        # AArch64 leaf functions keep sp: allowed once per pc, from the context frame or by CFI.
+        if sp == last_sp and (self.arch != Arch.ARM64 or ip == regs.get(self.pc)
+                              or not (first or frame.trust == "cfi")):
+            return None
         return frame
 
     def _by_cfi(self, callee: WalkedFrame, stack: Stack, first: bool) -> WalkedFrame | None:
