@@ -99,11 +99,20 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
     resolve = _resolver(request, scope, req)
     resolve_unwind = _unwind_resolver(request, scope, req.sources)
 
+    started = False
+
     async def work() -> dict[str, Any]:
+        nonlocal started
+        started = True
         try:
             return await minidump.symbolicate_minidump(path, facts, request_fields, workers.run, resolve,
                                                        resolve_unwind)
         finally:
             await asyncio.to_thread(path.unlink, True)
 
-    return await run_job(request, scope, work)
+    try:
+        return await run_job(request, scope, work)
+    except Exception:
+        if not started:
+            path.unlink(missing_ok=True)  # refused before the job ran (503): nothing left behind
+        raise
