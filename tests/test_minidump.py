@@ -241,6 +241,25 @@ def test_every_thread_walks_like_minidump_stackwalk(cfi_caches: dict[Any, CfiCac
     assert good / total >= 0.99, f"{good} of {total} frames equal"
 
 
+@pytest.mark.parametrize("name", sorted(p.name.removesuffix(".gdb.json") for p in (MD / "truth").glob("*.gdb.json")))
+def test_every_thread_walks_like_gdb_on_the_kernel_core(name: str, cfi_caches: dict[Any, CfiCache]) -> None:
+    """gdb on the kernel core of the same crash (`gdb_truth.py`): every thread's frame addresses
+    equal ours, and minidump-stackwalk's; the three agree frame for frame (Crashpad dumps)."""
+    gdb = json.loads((MD / "truth" / f"{name}.gdb.json").read_text())
+    dump = parse_minidump((MD / "dumps" / f"{name}.dmp").read_bytes())
+    ours = dict(zip((str(t.thread_id) for t in dump.threads), walk_dump(name, cfi_caches), strict=True))
+    stackwalk = {str(t["thread_id"]): walked_addresses(t["frames"], name) for t in truth(name)["threads"]}
+    assert set(gdb) == set(ours)
+    for tid, pcs in gdb.items():
+        walked = [a for a, _ in ours[tid]]
+        assert [a for a, _ in stackwalk[tid]] == walked, tid
+        if name == "overflow-main" and len(walked) < len(pcs):
+            # The main thread's overflow: the core has all 8 MiB of stack, the dump (Crashpad caps
+            # what it copies) only its top; the walk must agree as far as the dump goes.
+            pcs = pcs[:len(walked)]
+        assert walked == pcs, tid
+
+
 def test_stack_overflow_walks_completely_and_the_frame_limit_holds(cfi_caches: dict[Any, CfiCache]) -> None:
     threads = walk_dump("overflow-worker", cfi_caches)
     crashed = truth("overflow-worker")["crash_info"]["crashing_thread"]
