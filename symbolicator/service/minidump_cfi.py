@@ -35,6 +35,11 @@ from symbolicator.native.cfi.cache import CFICACHE_VERSION
 from symbolicator.service.native_modules import ModuleLookup, ResolvedModule
 
 log = logging.getLogger(__name__)
+KNOWN_CFI_CACHES = 4096
+_known: dict[tuple[int, str], tuple[Path, int]] = {}
+"""Converted CFI caches this process has seen, by (derived cache, key): their path and row count.
+A key names content (SHA-1 + version), so an entry never goes stale; an evicted file fails the
+`exists()` check and is looked up again."""
 
 
 @dataclass
@@ -63,6 +68,9 @@ class CfiLookup(ModuleLookup):
         key = keys.cache_key("cficache", CFICACHE_VERSION, sha1)
         meta_key = keys.cache_key("cficache-meta", CFICACHE_VERSION, sha1)
         derived = self.caches.derived
+        known = _known.get((id(derived), key))
+        if known is not None and known[0].exists():  # warm: one stat, no cache-database round trip
+            return self._found_cfi(result, candidate, *known)
 
         async def convert() -> Path | Outcome:
             downloaded = await fetch()
@@ -93,15 +101,22 @@ class CfiLookup(ModuleLookup):
                 return self._unwind_failed(result, candidate, status, None)
             meta_entry = await asyncio.to_thread(derived.get, meta_key)
             rows = json.loads(meta_entry.path.read_bytes()).get("rows", 0) if meta_entry and meta_entry.path else 1
-            candidate.setdefault("download", {"status": "ok"})
-            candidate["unwind"] = {"status": "ok"}
-            if not rows:
-                return False  # no unwind rows in this file: try the module's next one
-            assert isinstance(result, ResolvedUnwind)
-            result.status, result.cfi_path = ObjectFileStatus.FOUND, entry.path
-            result.features = dict(result.features, has_unwind_info=True)
-            return True
+            _known[(id(derived), key)] = (entry.path, rows)
+            while len(_known) > KNOWN_CFI_CACHES:
+                del _known[next(iter(_known))]
+            return self._found_cfi(result, candidate, entry.path, rows)
         return self._unwind_failed(result, candidate, ObjectFileStatus.OTHER, "the CFI cache could not be opened")
+
+    @staticmethod
+    def _found_cfi(result: ResolvedModule, candidate: dict[str, Any], path: Path, rows: int) -> bool:
+        candidate.setdefault("download", {"status": "ok"})
+        candidate["unwind"] = {"status": "ok"}
+        if not rows:
+            return False  # no unwind rows in this file: try the module's next one
+        assert isinstance(result, ResolvedUnwind)
+        result.status, result.cfi_path = ObjectFileStatus.FOUND, path
+        result.features = dict(result.features, has_unwind_info=True)
+        return True
 
     @staticmethod
     def _unwind_failed(result: ResolvedModule, candidate: dict[str, Any], status: ObjectFileStatus,
