@@ -47,12 +47,12 @@ from tests.test_native_service import (
 
 MD = Path(__file__).resolve().parent / "fixtures/minidump"
 DUMPS = sorted(p.stem for p in (MD / "dumps").glob("*.dmp"))
-X86_BINARIES = [MD / "out/crasher", MD / "out/libcrashlib.so", MD / "out/crasher-breakpad", MD / "out/sysroot/libc.so.6",
-                MD / "out/sysroot/ld-linux-x86-64.so.2"]
+X86_BINARIES = [MD / "out/crasher", MD / "out/libcrashlib.so", MD / "out/crasher-breakpad", MD / "out/crasher-core",
+                MD / "out/sysroot/libc.so.6", MD / "out/sysroot/ld-linux-x86-64.so.2"]
 ARM64_BINARIES = [MD / "out/arm64/crasher-arm64", MD / "out/arm64/libcrashlib.so", MD / "out/arm64/sysroot/libc.so.6",
                   MD / "out/arm64/sysroot/ld-linux-aarch64.so.1"]
 BINARIES = X86_BINARIES + ARM64_BINARIES
-DEBUG_FILES = {p.name: p for p in X86_BINARIES[:3]}
+DEBUG_FILES = {p.name: p for p in X86_BINARIES[:4]}
 TOOLS = MD.parents[2] / "tools/minidump"
 STACKWALK, DUMP_SYMS = TOOLS / "minidump-stackwalk", TOOLS / "dump_syms"
 needs_stackwalk = pytest.mark.skipif(not STACKWALK.exists() or not DUMP_SYMS.exists(),
@@ -325,7 +325,7 @@ def answer_addresses(trace: dict[str, Any]) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("name", ["segv-worker", "abort-worker", "fpe-main", "overflow-worker", "breakpad-fpe-worker",
-                                  "arm64-segv-worker", "arm64-abort-main"])
+                                  "core2md-segv-worker", "arm64-segv-worker", "arm64-abort-main"])
 def test_minidump_endpoint(svc: ServiceProcess, name: str) -> None:
     r = post_dump(svc, (MD / "dumps" / f"{name}.dmp").read_bytes())
     assert r.status_code == 200, r.text
@@ -340,7 +340,7 @@ def test_minidump_endpoint(svc: ServiceProcess, name: str) -> None:
     assert [x["thread_id"] for x in traces] == [x["thread_id"] for x in t["threads"]]
     assert [x["is_requesting"] for x in traces] == [i == t["crash_info"]["crashing_thread"] for i in range(len(traces))]
     crashed = traces[t["crash_info"]["crashing_thread"]]
-    expected_name = None if name.startswith(("breakpad", "arm64")) else "crasher" if name.endswith("main") \
+    expected_name = None if name.startswith(("breakpad", "arm64", "core2md")) else "crasher" if name.endswith("main") \
         else "crash-worker"
     assert crashed.get("thread_name") == expected_name
     pc = crashed["registers"]["pc" if arm64 else "rip"]
@@ -354,11 +354,12 @@ def test_minidump_endpoint(svc: ServiceProcess, name: str) -> None:
     good, total = score(ours, theirs)
     assert good / total >= 0.99, f"{good} of {total}"
     modules = {Path(m["code_file"]).name: m for m in body["modules"]}
-    exe = "crasher-arm64" if arm64 else "crasher-breakpad" if name.startswith("breakpad") else "crasher"
+    exe = {"arm64": "crasher-arm64", "breakpad": "crasher-breakpad", "core2md": "crasher-core"}.get(name.split("-")[0],
+                                                                                             "crasher")
     assert modules[exe]["debug_status"] == "found" and modules[exe]["unwind_status"] == "found"
     assert modules["libc.so.6"]["unwind_status"] == "found"
-    if not arm64:
-        vdso = "linux-gate.so" if name.startswith("breakpad") else "linux-vdso.so.1"
+    vdso = "linux-gate.so" if name.startswith(("breakpad", "core2md")) else "linux-vdso.so.1"
+    if vdso in modules:
         assert modules[vdso]["unwind_status"] == "missing"
 
 
@@ -453,12 +454,12 @@ def test_split_debug_file_without_cfi_walks_by_the_executables_eh_frame(tmp_path
     executable uploaded beside it (the debug file alone would give no rows)."""
     split = tmp_path / "split"
     split.mkdir()
-    for path in X86_BINARIES[:3]:
+    for path in X86_BINARIES[:4]:
         subprocess.run(["objcopy", "--only-keep-debug", str(path), str(split / f"{path.name}.debug")], check=True)
         subprocess.run(["strip", "--strip-all", str(path), "-o", str(split / path.name)], check=True)
     service = start_service(tmp_path / "svc")
     try:
-        for path in [*sorted(split.iterdir()), *X86_BINARIES[3:]]:
+        for path in [*sorted(split.iterdir()), *X86_BINARIES[4:]]:
             upload(service, path)
         body = post_dump(service, (MD / "dumps/segv-worker.dmp").read_bytes()).json()
     finally:
