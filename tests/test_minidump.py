@@ -542,3 +542,28 @@ def test_cli_with_only_sym_files(tmp_path: Path) -> None:
     crashed = body["stacktraces"][t["crash_info"]["crashing_thread"]]
     names = [f.get("function") for f in crashed["frames"]]
     assert [f.get("function") for f in t["threads"][t["crash_info"]["crashing_thread"]]["frames"]] == names
+
+
+def test_concurrent_requests_share_one_conversion_per_module(tmp_path: Path) -> None:
+    """Eight identical first-time requests at once: each module's unwind information is converted
+    once (`symbolicator_cfi_conversions`), its symcache built once, and every answer is the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_native_service import metric
+
+    service = start_service(tmp_path / "svc")
+    try:
+        for path in X86_BINARIES:
+            upload(service, path)
+        data = (MD / "dumps/segv-worker.dmp").read_bytes()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: post_dump(service, data), range(8)))
+        conversions = metric(service, "symbolicator_cfi_conversions_total")
+        symcaches = metric(service, "symbolicator_native_conversions_total")
+    finally:
+        service.stop()
+    assert all(r.status_code == 200 for r in answers)
+    bodies = [r.json()["stacktraces"] for r in answers]
+    assert all(b == bodies[0] for b in bodies)
+    assert conversions == 4  # crasher, libcrashlib.so, libc.so.6, ld-linux-x86-64.so.2 (vdso: no file)
+    assert symcaches == 2  # the modules frames point into that have symbols: crasher, libcrashlib.so

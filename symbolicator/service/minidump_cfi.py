@@ -24,15 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.caching import CacheEntry, get_or_compute
+from symbolicator.artifacts.indexes import IndexReader
+from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.config import Settings
 from symbolicator.errors import (
     FormatError,
     ObjectFileStatus,
     Outcome,
     SymbolicatorError,
 )
+from symbolicator.fetch import Fetcher
+from symbolicator.metrics import Metrics
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
 from symbolicator.service.native_modules import ModuleLookup, ResolvedModule
+from symbolicator.service.workers import WorkerPool
+from symbolicator.storage.base import Storage
 
 log = logging.getLogger(__name__)
 KNOWN_CFI_CACHES = 4096
@@ -63,6 +69,11 @@ class CfiLookup(ModuleLookup):
 
     result_type = ResolvedUnwind
 
+    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
+                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
+        super().__init__(settings, storage, index_reader, caches, coalescer, workers, metrics, fetcher)
+        self.cfi_conversions = metrics.cfi_conversions
+
     async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],
                                 candidate: dict[str, Any], result: ResolvedModule) -> bool:
         key = keys.cache_key("cficache", CFICACHE_VERSION, sha1)
@@ -80,6 +91,7 @@ class CfiLookup(ModuleLookup):
             out = await asyncio.to_thread(derived.temp_path, ".cficache")
             try:
                 meta = await self.workers.run(convert_cfi, str(downloaded.path), str(out))
+                self.cfi_conversions.inc()
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
             except BaseException:
                 out.unlink(missing_ok=True)
