@@ -182,6 +182,23 @@ def test_cfi_decoder_takes_gnu_args_size() -> None:
     assert [(addr, cfa) for addr, (cfa, _regs) in fdes[0].rows] == [(0x1000, (7, 8)), (0x1001, (7, 16)), (0x1002, (7, 8))]
 
 
+def test_fde_past_the_end_of_the_address_space_is_dropped() -> None:
+    """Fuzzing found it: an FDE whose end runs past 2^64 reached the cache writer (`struct.error`,
+    an `OverflowError` with `array`). Such an FDE is dropped; the cache is built."""
+    from symbolicator.native.cfi.cache import CacheBuilder
+    from symbolicator.types import Arch
+
+    body = struct.pack("<IB", 0, 1) + b"zR\0" + bytes([1, 0x78, 16, 1, 0x00, 0x0C, 7, 8, 0x90, 1])  # absptr
+    body += b"\0" * (-len(body) % 4)
+    cie = struct.pack("<I", len(body)) + body
+    here = len(cie) + 4
+    fde_body = struct.pack("<IQQ", here, (1 << 64) - 0x10, 0x100) + bytes([0, 0x41, 0x0E, 16])
+    fde_body += b"\0" * (-len(fde_body) % 4)
+    section = cie + struct.pack("<I", len(fde_body)) + fde_body + b"\0" * 4
+    data, rows = CacheBuilder().add_all(iter_fdes(section, 0, eh_frame=True)).build(Arch.X86_64, 0)
+    assert rows == 0 and CfiCache(data).lookup((1 << 64) - 8) is None
+
+
 def test_cfi_decoder_rejects_garbage_with_typed_errors() -> None:
     section = (MD / "out/libcrashlib.so").read_bytes()
     for start in range(0, 4096, 61):
