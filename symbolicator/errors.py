@@ -25,6 +25,7 @@ below `web/` knows about HTTP::
     └── FormatError                 an input file is not what it claims
         ├── UnsupportedFormat       a valid file of a kind we do not handle
         ├── MalformedObject         a broken ELF / Mach-O / DWARF / bundle
+        │   └── MalformedMinidump   a broken minidump (also a BadRequest: 400)
         └── MalformedSourceMap      a broken source map
 
 `FormatError`s carry a message meant for the user (it ends up in an assemble
@@ -122,6 +123,11 @@ class UnsupportedFormat(FormatError):
 
 class MalformedObject(FormatError):
     pass
+
+
+class MalformedMinidump(MalformedObject, BadRequest):
+    """Not a minidump, or a truncated / hostile one: a `FormatError` for the CLI and a
+    `BadRequest` (400) for `/minidump`. The message names the stream and the offset."""
 
 
 class MalformedSourceMap(FormatError):

@@ -67,6 +67,9 @@ class Metrics:
         self.native_conversions = Counter(
             "symbolicator_native_conversions", "Debug files converted to symcaches", registry=r
         )
+        self.cfi_conversions = Counter(
+            "symbolicator_cfi_conversions", "Debug files and executables converted to CFI caches", registry=r
+        )
         self.js_conversions = Counter(
             "symbolicator_js_conversions", "Source maps converted to sourcemap caches", registry=r
         )

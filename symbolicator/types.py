@@ -182,3 +182,4 @@ class ObjectKind(str, enum.Enum):
     DEBUGINFO = "debuginfo"
     EXECUTABLE = "executable"
     SOURCEBUNDLE = "sourcebundle"
+    BREAKPAD = "breakpad"

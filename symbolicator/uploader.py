@@ -35,7 +35,7 @@ JS_EXTENSIONS = (".js", ".mjs", ".cjs", ".map", ".jsbundle", ".bundle")
 _DEBUG_ID_COMMENT = re.compile(rb"//# debugId=([0-9a-fA-F-]{32,40})\s*$", re.M)
 _SOURCEMAP_COMMENT = re.compile(rb"//[#@] sourceMappingURL=(\S+)\s*$", re.M)
 _OBJECT_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
-                  b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", MAGIC)
+                  b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", MAGIC, b"MODU")
 POLL_INTERVAL_S = 1.0
 
 

@@ -54,7 +54,7 @@ def storage_id(info: objects.ObjectInfo) -> CodeId:
     """The id a file is stored under: the code id; source bundles without one use the debug id."""
     if info.code_id is not None:
         return info.code_id
-    if info.file_format == "sourcebundle" and info.debug_id is not None:
+    if info.file_format in ("sourcebundle", "breakpad") and info.debug_id is not None:
         return CodeId(info.debug_id.uuid.hex)
     raise MalformedObject(
         "the file has no build-id/UUID, so it could not be found again: link with -Wl,--build-id"

@@ -1,7 +1,7 @@
 """`symbolicator symbolicate FILE --symbols DIR… [--json]`: a whole crash, offline.
 
-FILE is an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
-`/symbolicate` or `/symbolicate-js` JSON request, or a JavaScript stack trace.
+FILE is a minidump, an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
+`/symbolicate`, `/symbolicate-js` or `/symbolicate-any` JSON request, or a JavaScript stack trace.
 Debug files, minified files and source maps are looked for only inside the
 `--symbols` folders; `--allow-trace-paths` also reads the files a JS trace names
 by absolute path. Input that is none of these is an error that says what it was

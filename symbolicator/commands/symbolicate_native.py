@@ -1,6 +1,6 @@
 """The engine side of `symbolicator symbolicate` (the parser is in `commands/symbolicate.py`).
 
-FILE is an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
+FILE is a minidump (`symbolicate_minidump.py`), an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
 `/symbolicate` JSON request, or a JavaScript stack trace (handed to
 `symbolicator.service.js_offline`). For native input every DIR is searched
 recursively for ELF and Mach-O files (dSYM bundles are folders of those), indexed
@@ -49,7 +49,7 @@ from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace, parse_t
 from symbolicator.types import DebugId
 
 _MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce",
-           b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf")
+           b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", b"MODU")
 _APPLE_MARKERS = ("Incident Identifier:", "Binary Images:", "Exception Type:", "Crashed Thread:")
 
 
@@ -161,6 +161,10 @@ class SymbolFolders:
         arch = info.arch if info.fat else None
 
         def build() -> bytes:
+            if info.file_format == "breakpad":
+                from symbolicator.native.breakpad_symcache import build_symcache as build_breakpad
+
+                return build_breakpad(path)
             from symbolicator.native.symcache_build import build as build_symcache
 
             return build_symcache(path, arch)
@@ -191,6 +195,15 @@ def run(args: argparse.Namespace) -> int:
     for d in dirs:
         if not d.is_dir():
             raise SymbolicatorError(f"--symbols {d}: {'not a folder' if d.exists() else 'no such folder'}")
+    from symbolicator.commands.symbolicate_minidump import is_minidump, run_minidump
+
+    if is_minidump(path):
+        cache = OfflineCache.from_args(args)
+        try:
+            folders = SymbolFolders(dirs, cache if cache.store is not None else None)
+            return run_minidump(path, folders, bool(args.json), format_report)
+        finally:
+            cache.close()
     text = path.read_bytes().decode("utf-8", errors="replace")
     try:
         kind, body = detect(text, path.suffix)

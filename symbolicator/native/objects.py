@@ -138,6 +138,8 @@ def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
         return [_macho_info(s, fat=True) for s in read_fat(f, size)]
     if head[:4] == SOURCE_BUNDLE_MAGIC:
         return [_bundle_info(f, size)]
+    if head.startswith(b"MODULE "):
+        return [_breakpad_info(f, size)]
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
 
 
@@ -156,6 +158,25 @@ def _elf_info(f: BinaryIO, size: int) -> ObjectInfo:
         object_name=e.soname,
         debug_link=e.debug_link,
         image_vmaddr=e.image_vmaddr,
+    )
+
+
+def _breakpad_info(f: BinaryIO, size: int) -> ObjectInfo:
+    """A Breakpad `.sym` file (`native/breakpad_sym.py`): ids from its MODULE / INFO CODE_ID lines."""
+    from symbolicator.native.breakpad_sym import header
+
+    _os, arch, debug_id, name, code_id, kinds = header(f)
+    return ObjectInfo(
+        file_format="breakpad",
+        arch=arch,
+        code_id=code_id,
+        debug_id=debug_id,
+        object_kind=ObjectKind.BREAKPAD,
+        object_type="debug_companion",
+        features=ObjectFeatures(has_debug_info=kinds["LINE"], has_symbols=kinds["FUNC"] or kinds["PUBLIC"],
+                                has_unwind_info=kinds["STACK"]),
+        size=size,
+        object_name=name,
     )
 
 

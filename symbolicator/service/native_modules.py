@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 UPLOADS_SOURCE = "uploads"
 SUPPORTED_TYPES = frozenset({"elf", "macho", "unknown"})
 NO_FEATURES = {"has_debug_info": False, "has_unwind_info": False, "has_symbols": False, "has_sources": False}
-_KIND_ORDER = {"debuginfo": 0, "executable": 1}
+_KIND_ORDER = {"debuginfo": 0, "executable": 1, "breakpad": 2}
 _OUTCOME_STATUS = {
     Outcome.NOT_FOUND: ObjectFileStatus.MISSING,
     Outcome.MALFORMED: ObjectFileStatus.MALFORMED,
@@ -137,6 +137,11 @@ def convert_debug_file(src: str, out: str, arch: str | None,
     info = next((i for i in infos if wanted is None or i.arch == wanted), None)
     if info is None:
         raise UnsupportedFormat(f"the file holds no {arch} object")
+    if info.file_format == "breakpad":
+        from symbolicator.native.breakpad_symcache import build_symcache
+
+        Path(out).write_bytes(build_symcache(src))
+        return {"arch": info.arch.value, "image_vmaddr": 0, "features": features_json(info), "file_format": "breakpad"}
     with open(out, "wb") as fh:
         symcache_build.build_into(fh, src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes,
                                   memory_bytes=memory_bytes, spill_dir=spill_dir)
@@ -146,6 +151,8 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 
 class ModuleLookup:
     """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
+
+    result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
 
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
                  coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
@@ -164,7 +171,7 @@ class ModuleLookup:
                       code_file: str | None, debug_file: str | None,
                       sources: RequestSources) -> ResolvedModule:
         """The module's symcache, or the status explaining why there is none."""
-        result = ResolvedModule(ObjectFileStatus.MISSING)
+        result = self.result_type(ObjectFileStatus.MISSING)
         if module_type not in SUPPORTED_TYPES:
             result.status = ObjectFileStatus.UNSUPPORTED
             return result

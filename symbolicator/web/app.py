@@ -27,7 +27,15 @@ from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.configured import open_storage
 from symbolicator.storage.local import process_alive
-from symbolicator.web import health, requests, symbolicate, symbolicate_any, symbolicate_js, uploads
+from symbolicator.web import (
+    health,
+    minidump,
+    requests,
+    symbolicate,
+    symbolicate_any,
+    symbolicate_js,
+    uploads,
+)
 from symbolicator.web.auth import Authenticator
 from symbolicator.web.errors import Handler, error_middleware
 from symbolicator.web.server import body_deadline_middleware
@@ -115,4 +123,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(symbolicate.routes)
     app.add_routes(symbolicate_js.routes)
     app.add_routes(symbolicate_any.routes)
+    app.add_routes(minidump.routes)
     return app

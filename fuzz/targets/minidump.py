@@ -1,0 +1,122 @@
+"""`minidump`: an uploaded minidump through the reader and the stack walker, and unwind tables
+through the CFI decoder and cache.
+
+An input that starts with `MDMP` is a dump: `parse_minidump`, then every thread walked with
+the CFI caches of the fixture binaries (CFI, frame pointers and scanning all run on whatever
+the edited stack memory holds), then `describe`'s JSON. Any other input is the bytes of an
+`.eh_frame` section: `iter_fdes`, `CacheBuilder`, `CfiCache` and lookups.
+
+Hypothesis edits the small Crashpad fixture dumps structurally (the header, the stream
+directory, the thread / module / memory records set to edge values, stack words replaced by
+pointers into the modules, truncation) and the fixture `.eh_frame` sections bytewise; atheris
+mutates the same seeds with libFuzzer's mutations.
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from symbolicator.native.cfi.build import build_from_elf
+from symbolicator.native.cfi.cache import CacheBuilder, CfiCache
+from symbolicator.native.cfi.dwarf_cfi import iter_fdes
+from symbolicator.native.minidump.reader import parse_minidump
+from symbolicator.native.minidump.walker import Stack, Walker, WalkModule
+from symbolicator.types import Arch
+
+if TYPE_CHECKING:
+    from hypothesis import strategies as st
+
+_MD = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "minidump"
+_SEED_DUMPS = ("segv-worker", "abort-main", "fpe-worker")
+_BINARIES = ("crasher", "libcrashlib.so")
+MAX_FRAMES = 2048
+
+
+@lru_cache(maxsize=1)
+def _caches() -> dict[str, CfiCache]:
+    return {name: CfiCache(build_from_elf(_MD / "out" / name)[0]) for name in _BINARIES}
+
+
+def run(data: bytes) -> None:
+    if data[:4] == b"MDMP":
+        dump = parse_minidump(data)
+        caches = _caches()
+        walker = Walker(dump.arch, [WalkModule(m.base, m.size, caches.get(Path(m.code_file).name))
+                                    for m in dump.modules], max_frames=MAX_FRAMES)
+        for thread in dump.threads:
+            stack = Stack(thread.stack_start, dump.memory.read(thread.stack_start, thread.stack_size) or b"")
+            walker.walk(thread.registers, stack)
+        if dump.exception is not None:
+            walker.walk(dump.exception.registers, Stack(0, b""))
+        _ = dump.crash_reason, [str(m.debug_id) for m in dump.modules]
+        return
+    cache = CfiCache(CacheBuilder().add_all(iter_fdes(data, 0x1000, eh_frame=True)).build(Arch.X86_64, 0)[0])
+    for addr in range(0, 0x3000, 7):
+        cache.lookup(addr)
+
+
+def _eh_frame(name: str) -> bytes:
+    from elftools.elf.elffile import ELFFile
+
+    with open(_MD / "out" / name, "rb") as f:
+        return bytes(ELFFile(f).get_section_by_name(".eh_frame").data())
+
+
+def seeds() -> dict[str, bytes]:
+    out = {f"{name}.dmp": (_MD / "dumps" / f"{name}.dmp").read_bytes() for name in _SEED_DUMPS}
+    out.update({f"{name}.eh_frame": _eh_frame(name) for name in _BINARIES})
+    return out
+
+
+def _edit(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
+    """Each edit (where, kind, value): kind 0 overwrites a u32 of the directory or a record,
+    1 a u64 anywhere (a stack word), 2 cuts the input."""
+    out = bytearray(data)
+    count, dir_rva = struct.unpack_from("<II", out, 8) if len(out) >= 16 else (0, 0)
+    for where, kind, value in edits:
+        if not out:
+            break
+        if kind == 0:
+            span = 12 * count if count and dir_rva + 12 * count <= len(out) else len(out)
+            at = (dir_rva + where % max(span, 1)) if span != len(out) else where % len(out)
+            at = min(at - at % 4, len(out) - 4) if len(out) >= 4 else 0
+            if len(out) >= 4:
+                struct.pack_into("<I", out, at, value & 0xFFFFFFFF)
+                # the record the directory entry points at, too
+                if span != len(out) and (at - dir_rva) % 12 == 8 and value < len(out) - 4:
+                    struct.pack_into("<I", out, value - value % 4, (value * 2654435761) & 0xFFFFFFFF)
+        elif kind == 1 and len(out) >= 8:
+            at = where % (len(out) - 7)
+            struct.pack_into("<Q", out, at, value & 0xFFFFFFFFFFFFFFFF)
+        else:
+            del out[where % (len(out) + 1):]
+    return bytes(out)
+
+
+def inputs() -> st.SearchStrategy[bytes]:
+    from hypothesis import strategies as st
+
+    from fuzz.edges import EDGE_INTS
+
+    corpus = seeds()
+    dumps = sorted(n for n in corpus if n.endswith(".dmp"))
+    frames = sorted(n for n in corpus if n.endswith(".eh_frame"))
+    pointers = st.sampled_from([0x5575DAA9D3C6, 0x7FF1E981D16D, 0x7FFCE87CEF50, 0x1000, 0xFFFFFFFFFFFFFFF8])
+    value = st.one_of(st.sampled_from(EDGE_INTS).map(lambda v: v & 0xFFFFFFFFFFFFFFFF), st.integers(0, 2**64 - 1),
+                      st.integers(0, 4096), pointers)
+    edit = st.tuples(st.integers(0, 2**20), st.integers(0, 2), value)
+    dump = st.tuples(st.sampled_from(dumps), st.lists(edit, min_size=1, max_size=12)).map(
+        lambda c: _edit(corpus[c[0]], c[1]))
+    flips = st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 255)), min_size=1, max_size=16)
+
+    def flip(choice: tuple[str, list[tuple[int, int]]]) -> bytes:
+        out = bytearray(corpus[choice[0]])
+        for where, byte in choice[1]:
+            out[where % len(out)] = byte
+        return bytes(out)
+
+    return st.one_of(dump, st.tuples(st.sampled_from(frames), flips).map(flip),
+                     st.binary(max_size=512).map(lambda b: b"MDMP\x93\xa7\0\0" + b))

@@ -1,0 +1,141 @@
+"""Finding and converting a module's unwind information into a CFI cache, once.
+
+The same search as the symcache's (`ModuleLookup`: the scope's uploads through the debug-id
+index, then the external sources; downloads shared through the downloads cache, so a module
+whose symcache was built is not downloaded again), with another conversion at its end: the
+file becomes a CFI cache (`native/cfi/`) in the derived cache, keyed by content SHA-1 and
+`CFICACHE_VERSION`, built in the worker pool, coalesced per key, a broken file remembered as
+malformed.
+
+A file without unwind rows (a split debug file whose `.eh_frame` is NOBITS and that has no
+`.debug_frame`) does not end the search: the next stored file of the module (its executable)
+is tried, which is how a walk goes through a module by its `.eh_frame` when no debug file
+carries CFI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from symbolicator import keys
+from symbolicator.artifacts.indexes import IndexReader
+from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.config import Settings
+from symbolicator.errors import (
+    FormatError,
+    ObjectFileStatus,
+    Outcome,
+    SymbolicatorError,
+)
+from symbolicator.fetch import Fetcher
+from symbolicator.metrics import Metrics
+from symbolicator.native.cfi.cache import CFICACHE_VERSION
+from symbolicator.service.native_modules import ModuleLookup, ResolvedModule
+from symbolicator.service.workers import WorkerPool
+from symbolicator.storage.base import Storage
+
+log = logging.getLogger(__name__)
+KNOWN_CFI_CACHES = 4096
+_known: dict[tuple[int, str], tuple[Path, int]] = {}
+"""Converted CFI caches this process has seen, by (derived cache, key): their path and row count.
+A key names content (SHA-1 + version), so an entry never goes stale; an evicted file fails the
+`exists()` check and is looked up again."""
+
+
+@dataclass
+class ResolvedUnwind(ResolvedModule):
+    """A module's unwind lookup: `cfi_path` is its CFI cache when `status` is FOUND."""
+
+    cfi_path: Path | None = None
+
+
+def convert_cfi(src: str, out: str) -> dict[str, Any]:
+    """Worker-process entry: the CFI cache of `src` into `out`; returns its meta."""
+    from symbolicator.native.cfi.build import build
+
+    data, meta = build(Path(src))
+    Path(out).write_bytes(data)
+    return meta
+
+
+class CfiLookup(ModuleLookup):
+    """`resolve` answers a `ResolvedUnwind`; only the conversion differs from the symcache's."""
+
+    result_type = ResolvedUnwind
+
+    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
+                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
+        super().__init__(settings, storage, index_reader, caches, coalescer, workers, metrics, fetcher)
+        self.cfi_conversions = metrics.cfi_conversions
+
+    async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],
+                                candidate: dict[str, Any], result: ResolvedModule) -> bool:
+        key = keys.cache_key("cficache", CFICACHE_VERSION, sha1)
+        meta_key = keys.cache_key("cficache-meta", CFICACHE_VERSION, sha1)
+        derived = self.caches.derived
+        known = _known.get((id(derived), key))
+        if known is not None and known[0].exists():  # warm: one stat, no cache-database round trip
+            return self._found_cfi(result, candidate, *known)
+
+        async def convert() -> Path | Outcome:
+            downloaded = await fetch()
+            if downloaded.is_negative:
+                return downloaded.outcome or Outcome.NOT_FOUND
+            assert downloaded.path is not None
+            out = await asyncio.to_thread(derived.temp_path, ".cficache")
+            try:
+                meta = await self.workers.run(convert_cfi, str(downloaded.path), str(out))
+                self.cfi_conversions.inc()
+                await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
+            except BaseException:
+                out.unlink(missing_ok=True)
+                raise
+            return out
+
+        for _ in range(2):
+            try:
+                entry = await get_or_compute(derived, self.coalescer, key, convert)
+            except FileNotFoundError:
+                continue  # the download was evicted before the worker opened it
+            except FormatError as exc:
+                return self._unwind_failed(result, candidate, ObjectFileStatus.MALFORMED, str(exc))
+            except SymbolicatorError as exc:
+                log.warning("converting the CFI of %s failed: %s", sha1, exc)
+                return self._unwind_failed(result, candidate, ObjectFileStatus.OTHER, str(exc))
+            if entry.is_negative or entry.path is None:
+                status = ObjectFileStatus.MISSING if entry.outcome == Outcome.NOT_FOUND else ObjectFileStatus.MALFORMED
+                return self._unwind_failed(result, candidate, status, None)
+            meta_entry = await asyncio.to_thread(derived.get, meta_key)
+            rows = json.loads(meta_entry.path.read_bytes()).get("rows", 0) if meta_entry and meta_entry.path else 1
+            _known[(id(derived), key)] = (entry.path, rows)
+            while len(_known) > KNOWN_CFI_CACHES:
+                del _known[next(iter(_known))]
+            return self._found_cfi(result, candidate, entry.path, rows)
+        return self._unwind_failed(result, candidate, ObjectFileStatus.OTHER, "the CFI cache could not be opened")
+
+    @staticmethod
+    def _found_cfi(result: ResolvedModule, candidate: dict[str, Any], path: Path, rows: int) -> bool:
+        candidate.setdefault("download", {"status": "ok"})
+        candidate["unwind"] = {"status": "ok"}
+        if not rows:
+            return False  # no unwind rows in this file: try the module's next one
+        assert isinstance(result, ResolvedUnwind)
+        result.status, result.cfi_path = ObjectFileStatus.FOUND, path
+        result.features = dict(result.features, has_unwind_info=True)
+        return True
+
+    @staticmethod
+    def _unwind_failed(result: ResolvedModule, candidate: dict[str, Any], status: ObjectFileStatus,
+                       details: str | None) -> bool:
+        candidate.setdefault("download", {"status": "ok"})
+        candidate["unwind"] = {"status": "malformed" if status == ObjectFileStatus.MALFORMED else "error",
+                               **({"details": details} if details else {})}
+        if result.status in (ObjectFileStatus.MISSING, ObjectFileStatus.OTHER) or status == ObjectFileStatus.MALFORMED:
+            result.status = status
+        return False
