@@ -13,7 +13,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from symbolicator.errors import BadRequest
 from symbolicator.service import minidump, native
@@ -21,6 +21,7 @@ from symbolicator.service.minidump_cfi import CfiLookup, ResolvedUnwind
 from symbolicator.service.native_modules import RequestSources
 from symbolicator.types import Scope
 from symbolicator.web.bodies import loads
+from symbolicator.web.multipart import next_part, open_form, read_part
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -34,10 +35,9 @@ from symbolicator.web.state import (
     WORKERS,
 )
 from symbolicator.web.symbolicate import (
-    _JSON_FIELDS,
+    JSON_FIELDS,
     MAX_FIELD_BYTES,
-    _read_part,
-    _resolver,
+    module_resolver,
 )
 
 routes = web.RouteTableDef()
@@ -45,27 +45,22 @@ DUMP_FIELD = "upload_file_minidump"
 
 
 async def _read_upload(request: web.Request) -> tuple[bytes, dict[str, Any]]:
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise BadRequest(f"expected multipart/form-data with an `{DUMP_FIELD}` part: {exc}") from exc
+    reader = await open_form(request, f"an `{DUMP_FIELD}` part")
     limits = request.app[SETTINGS].limits
     dump: bytes | None = None
     fields: dict[str, Any] = {}
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
+    while (part := await next_part(reader)) is not None:
         if part.name == DUMP_FIELD:
-            dump = await _read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
-        elif part.name in _JSON_FIELDS:
-            raw = await _read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
+            dump = await read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
+        elif part.name in JSON_FIELDS:
+            raw = await read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
             fields[part.name] = loads(raw, limits.max_json_depth, f"field `{part.name}`")
     if dump is None:
         raise BadRequest(f"no `{DUMP_FIELD}` part in the request")
     return dump, fields
 
 
-def _unwind_resolver(request: web.Request, scope: Scope, sources: list[dict[str, Any]] | None) -> minidump.ResolveUnwind:
+def _unwindmodule_resolver(request: web.Request, scope: Scope, sources: list[dict[str, Any]] | None) -> minidump.ResolveUnwind:
     app = request.app
     lookup = CfiLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
                        app[METRICS], app.get(FETCHER))
@@ -96,8 +91,8 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    resolve = _resolver(request, scope, req)
-    resolve_unwind = _unwind_resolver(request, scope, req.sources)
+    resolve = module_resolver(request, scope, req)
+    resolve_unwind = _unwindmodule_resolver(request, scope, req.sources)
 
     started = False
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from symbolicator.errors import BadRequest
+from symbolicator.errors import BadRequest, PayloadTooLarge
 
 _MALFORMED = (ValueError, AssertionError, LookupError, HttpProcessingError)
 
@@ -54,3 +54,14 @@ async def read_block(part: BodyPartReader, size: int) -> bytes:
     if not block and not part.at_eof():
         raise BadRequest(f"malformed multipart body: field {part.name!r} ends without a closing boundary")
     return block
+
+
+async def read_part(part: BodyPartReader, limit: int, setting: str) -> bytes:
+    """The whole part, refused past `limit` bytes (413 naming `setting`)."""
+    chunks, size = [], 0
+    while block := await read_block(part, 1 << 16):
+        size += len(block)
+        if size > limit:
+            raise PayloadTooLarge(f"multipart field {part.name!r} is larger than {limit} bytes ({setting})")
+        chunks.append(block)
+    return b"".join(chunks)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from symbolicator.errors import BadRequest, PayloadTooLarge
+from symbolicator.errors import BadRequest
 from symbolicator.native.apple_crash import (
     parse_apple_crash_report,
     response_fields,
@@ -27,7 +27,7 @@ from symbolicator.service.native_modules import (
 )
 from symbolicator.types import Scope
 from symbolicator.web.bodies import check_counts, loads, read_request
-from symbolicator.web.multipart import next_part, open_form, read_block
+from symbolicator.web.multipart import next_part, open_form, read_part
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
@@ -44,10 +44,10 @@ from symbolicator.web.state import (
 routes = web.RouteTableDef()
 
 MAX_FIELD_BYTES = 1 << 20
-_JSON_FIELDS = ("sources", "options", "platform", "scraping")
+JSON_FIELDS = ("sources", "options", "platform", "scraping")
 
 
-def _resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> native.Resolve:
+def module_resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> native.Resolve:
     """Module lookup for this request; request `sources` of the wrong shape raise InvalidShape here."""
     app = request.app
     lookup = ModuleLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
@@ -66,18 +66,8 @@ async def symbolicate(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
     req = await read_request(request, native.NativeRequest.from_json)
-    resolve = _resolver(request, scope, req)
+    resolve = module_resolver(request, scope, req)
     return await run_job(request, scope, lambda: native.symbolicate(req, resolve))
-
-
-async def _read_part(part: BodyPartReader, limit: int, setting: str) -> bytes:
-    chunks, size = [], 0
-    while block := await read_block(part, 1 << 16):
-        size += len(block)
-        if size > limit:
-            raise PayloadTooLarge(f"multipart field {part.name!r} is larger than {limit} bytes ({setting})")
-        chunks.append(block)
-    return b"".join(chunks)
 
 
 @routes.post("/applecrashreport")
@@ -90,9 +80,9 @@ async def apple_crash_report(request: web.Request) -> web.Response:
     fields: dict[str, Any] = {}
     while (part := await next_part(reader)) is not None:
         if part.name == "apple_crash_report":
-            report_bytes = await _read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
-        elif part.name in _JSON_FIELDS:
-            raw = await _read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
+            report_bytes = await read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
+        elif part.name in JSON_FIELDS:
+            raw = await read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
             fields[part.name] = loads(raw, limits.max_json_depth, f"field `{part.name}`")
     if report_bytes is None:
         raise BadRequest("no `apple_crash_report` part in the request")
@@ -104,7 +94,7 @@ async def apple_crash_report(request: web.Request) -> web.Response:
         if name in fields:
             body[name] = fields[name]
     req = native.NativeRequest.from_json(body)
-    resolve = _resolver(request, scope, req)
+    resolve = module_resolver(request, scope, req)
     extra = response_fields(report)
 
     async def work() -> dict[str, Any]:

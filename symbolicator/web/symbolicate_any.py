@@ -28,7 +28,7 @@ from symbolicator.web.state import (
     STORAGE,
     WORKERS,
 )
-from symbolicator.web.symbolicate import _resolver
+from symbolicator.web.symbolicate import module_resolver
 
 routes = web.RouteTableDef()
 
@@ -41,7 +41,7 @@ async def symbolicate_any(request: web.Request) -> web.Response:
     body = await read_json(request)
     check_frame_count(body, app[SETTINGS].limits.max_frames_per_request)
     mixed = MixedRequest.from_json(body)
-    resolve = _resolver(request, scope, mixed.native)
+    resolve = module_resolver(request, scope, mixed.native)
     deps = JsDeps(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
                   app[FETCHER], app[METRICS].js_conversions)
 
