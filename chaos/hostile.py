@@ -31,7 +31,14 @@ from typing import Any
 import requests
 
 from chaos.rig import REPO, MemorySampler, Result, pid_of, say, service_settings
-from chaos.workload import SCOPE, WARM_ELF, WARM_FUNCTIONS, native_body, native_ok, uploaded
+from chaos.workload import (
+    SCOPE,
+    WARM_ELF,
+    WARM_FUNCTIONS,
+    native_body,
+    native_ok,
+    uploaded,
+)
 from tests.support.service import ServiceProcess
 
 RSS_LIMIT_KIB = 2 * 1024 * 1024
