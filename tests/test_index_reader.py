@@ -219,8 +219,8 @@ def test_a_rewrite_between_version_and_read_is_read_again(local: CountingStorage
 
 def test_entry_folder_is_merged_versioned_by_the_marker_and_reads_the_old_layout(local: CountingStorage) -> None:
     """A debug-id index is a folder of entries (issue 15.12): writers never overwrite each other. On local
-    storage the folder is vouched for by one stat of the scope's marker; before any entry, the object the
-    earlier layout wrote is read."""
+    storage the folder is vouched for by one stat of the scope's marker; the object the earlier layout wrote
+    is merged in."""
     from symbolicator.types import DebugId
 
     debug_id = DebugId.parse("4051f32d-ac09-5197-9282-d0e3e8986285")
@@ -236,11 +236,13 @@ def test_entry_folder_is_merged_versioned_by_the_marker_and_reads_the_old_layout
     indexes.mark_changed(local, SCOPE)
     assert reader.remembered(folder) is NOT_REMEMBERED, "the marker changed"
     merged = reader.read(folder)
-    assert merged is not None and [f["key"] for f in merged["files"]] == ["files/a", "files/b"]
+    assert merged is not None and [f["key"] for f in merged["files"]] == ["files/a", "files/b", "old"], \
+        "an index written before the upgrade still counts"
     reads = local.reads
     assert reader.remembered(folder) == merged and local.reads == reads
     indexes.add_debug_file(local, SCOPE, debug_id, "c0de", {"key": "files/a", "kind": "debuginfo", "new": 1})
     indexes.mark_changed(local, SCOPE)
     assert reader.remembered(folder) is NOT_REMEMBERED
     again = reader.read(folder)
-    assert again is not None and [f.get("new") for f in again["files"]] == [1, None], "an entry is rewritten in place"
+    assert again is not None and [f.get("new") for f in again["files"]] == [1, None, None], \
+        "an entry is rewritten in place"

@@ -177,3 +177,20 @@ def test_on_s3_the_stored_object_is_copied_while_the_chunks_arrive(seaweed: Any,
     index = indexes.read_json(s3, keys.debug_id_index(Scope("acme/web"),
                                                       DebugId.from_elf_build_id(bytes.fromhex(build_id))))
     assert index is not None and index["files"][0]["size"] == len(data)
+
+
+def test_the_real_sentry_cli_names_its_chunks_first_so_its_upload_is_pipelined(svc: ServiceProcess,
+                                                                               tmp_path: Path) -> None:
+    """The premise of the pipeline, checked on sentry-cli 3.x: five 64 KiB chunks, all laid out as they came."""
+    import shutil
+
+    from tests.test_uploads_sentry_cli import sentry_cli
+
+    shutil.copy(ELF, tmp_path / "app")
+    out = sentry_cli(svc, "debug-files", "upload", "--wait", str(tmp_path / "app"), cwd=tmp_path, token=TOKEN)
+    assert out.returncode == 0 and "OK " in out.stdout + out.stderr, out.stdout + out.stderr + svc.log()
+    assert phase_bytes(svc, "pipeline_finish") == ELF.stat().st_size
+    assert phase_bytes(svc, "pipeline_feed") == ELF.stat().st_size
+    assert phase_bytes(svc, "assemble_get") == 0
+    [key] = stored(tmp_path, "files")
+    assert (tmp_path / "uploads" / key).read_bytes() == ELF.read_bytes()

@@ -51,8 +51,10 @@ def _read_raw(storage: Storage, key: str) -> tuple[bytes | None, int]:
         except ObjectNotFound:
             return None, len(key)
         return data, len(key) + len(data)
-    parts = []
-    size = len(key)
+    legacy = keys.legacy_index(key)
+    old, size = _read_raw(storage, legacy) if legacy else (None, 0)  # written before entry folders: merged first
+    parts = [value] if (value := _parse_index(old)) is not None else []
+    size += len(key)
     for n, entry in enumerate(storage.list(key)):
         if n >= MAX_ENTRIES:
             break
@@ -65,8 +67,7 @@ def _read_raw(storage: Storage, key: str) -> tuple[bytes | None, int]:
         if value is not None:
             parts.append(value)
     if not parts:
-        legacy = keys.legacy_index(key)
-        return _read_raw(storage, legacy) if legacy else (None, size)
+        return None, size
     return orjson.dumps(merge_entries(parts)), size
 
 

@@ -37,12 +37,16 @@ from typing import Protocol
 
 from symbolicator import keys
 from symbolicator.artifacts.chunks import ChunkStore, MissingChunk
-from symbolicator.errors import ObjectNotFound
+from symbolicator.errors import ObjectNotFound, SymbolicatorError
 
 log = logging.getLogger(__name__)
 
 PT_NOTE = 4
 NT_GNU_BUILD_ID = 3
+
+
+class Abandoned(SymbolicatorError):
+    """The pipeline cannot give the file (a chunk of another size): assemble it the plain way."""
 
 
 class PartCopier(Protocol):
@@ -178,7 +182,7 @@ class FilePipeline:
         """Blocking: fill in the chunks not seen (from storage), then the file's SHA-1 and size."""
         with self._lock:
             if self.broken:
-                raise ValueError(self.broken)
+                raise Abandoned(self.broken)
             self.touched = time.monotonic()
             for i, got in enumerate(self._received):
                 if not got:
@@ -188,7 +192,7 @@ class FilePipeline:
                         raise MissingChunk(self.chunks[i]) from None
                     self._place(i, data)
                     if self.broken:
-                        raise ValueError(self.broken)
+                        raise Abandoned(self.broken)
             self._advance()
             os.ftruncate(self._fd, sum(self._lengths))
             return self._hash.hexdigest(), sum(self._lengths)

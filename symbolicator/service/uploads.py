@@ -12,6 +12,12 @@ client's retry assembles again from the stored chunks. Failures that are not the
 file's fault (storage down, a bug) are kept in memory briefly and never
 persisted, so a retry is not blocked by a stale "error".
 
+An org assembles only chunks it sent itself (`ChunkStore`). The `not_found` answer
+opens a pipeline for the file (`artifacts.pipeline`): the chunks that follow are
+laid out and hashed as they arrive, so the assemble call after the last one only
+identifies and publishes. A file whose first bytes show it cannot be taken is
+refused on that call already, so a client that does not poll still hears it.
+
 Assembling runs on a small dedicated thread pool: it is I/O and hashing (both
 release the GIL), and must not crowd the default pool symbolication uses.
 """
@@ -27,14 +33,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from symbolicator import keys
 from symbolicator.artifacts import artifact_bundles, bundles, debug_files
 from symbolicator.artifacts.chunks import ChunkStore, MissingChunk, check_sha1
-from symbolicator.artifacts.pipeline import FilePipeline, PartCopier, Pipelines, StartCompose, elf_build_id
+from symbolicator.artifacts.pipeline import Abandoned, FilePipeline, PartCopier, Pipelines, StartCompose, elf_build_id
 from symbolicator.config import Settings
 from symbolicator.errors import (
     AssembleState,
@@ -221,7 +227,7 @@ class UploadService:
         t0 = time.perf_counter()
         try:
             actual, size = pipe.finish()
-        except ValueError as exc:
+        except Abandoned as exc:
             log.info("pipelined assembly of %s abandoned: %s", pipe.sha1, exc)
             return "", 0
         self.metrics.observe_phase("pipeline_finish", time.perf_counter() - t0, size)
