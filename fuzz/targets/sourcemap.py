@@ -3,7 +3,8 @@
 An input is the map's bytes, optionally followed by a NUL and the minified source (raw
 JSON cannot hold a NUL, so the split is unambiguous). It goes through
 `js_lookup.convert_sourcemap` — the worker-pool job: parse, scopes from the minified
-source, cache build — and the cache file is opened with `SmCache.open`, as the service
+source within the service's default name budget (the token estimate and the RSS-watched
+parse), cache build — and the cache file is opened with `SmCache.open`, as the service
 does, then probed at every mapping's start, just past it, and at absurd positions.
 
 Differential check: each probe must give the same token from the cache as from the
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fuzz.contract import Violation
 from fuzz.scratch import scratch_dir
+from symbolicator.config import LimitsSettings
 from symbolicator.service.js_lookup import convert_sourcemap
 from symbolicator.sourcemaps.smcache import SmCache
 from symbolicator.sourcemaps.sourcemap import parse
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 MAP_URL = "https://cdn.example.test/static/js/app.min.js.map"
 MAX_PROBED = 200
+NAMES_BUDGET = LimitsSettings().js_names_max_memory_bytes
 _FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 _SOURCE_NAMES = ("src/app.js", "../lib/b.ts", "webpack:///./src/c.js", "webpack://pkg/./d.js", "/abs/e.js",
                  "https://cdn.example.test/f.js", "//cdn.example.test/g.js", "file:///h.js", "data:,x", "app:///i.js",
@@ -51,7 +54,7 @@ def split(data: bytes) -> tuple[bytes, bytes | None]:
 def run(data: bytes) -> None:
     map_bytes, minified = split(data)
     out = scratch_dir() / "map.smcache"
-    convert_sourcemap(map_bytes, minified, str(out))
+    convert_sourcemap(map_bytes, minified, str(out), NAMES_BUDGET)
     sm = parse(map_bytes, MAP_URL)
     s = sm.segments
     probes = list(_ODD_POSITIONS)
