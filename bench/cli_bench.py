@@ -42,7 +42,9 @@ _SYMBOLIC_SM = ("import sys\nfrom symbolic.sourcemapcache import SourceMapCache\
 
 def spawn(argv: Sequence[str]) -> Sample:
     """One whole process: wall seconds from spawn to exit, peak RSS (bytes) from wait4."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # As installed: Python keeps compiled bytecode (this machine sets PYTHONDONTWRITEBYTECODE, which would
+    # make every run of ours compile its sources while the peer's wheel ships bytecode).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
     _, status, usage = os.wait4(proc.pid, 0)

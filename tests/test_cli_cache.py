@@ -113,3 +113,22 @@ def test_symbolicate_keeps_symcaches_of_the_symbols_folders(tmp_path: Path) -> N
     second, imported = cli(*argv)
     assert (second.returncode, second.stdout) == (0, first.stdout)
     assert CONVERTS_NATIVE not in imported
+
+
+def test_a_damaged_cached_file_is_converted_again(tmp_path: Path) -> None:
+    """The next run trusts a cached file only in the state a previous run verified (no re-hash on
+    every run); a byte flipped since then changes that state, so the file is hashed, refused and
+    converted again."""
+    elf = str(NATIVE_OUT / "elf" / "cpp_gcc_O3_dwarf5")
+    address, _ = _inlined_address("cpp_gcc_O3_dwarf5")
+    argv = ("resolve", "--debug-file", elf, "--json", "--cache-dir", str(tmp_path), address)
+    first, _ = cli(*argv)
+    second, imported = cli(*argv)
+    assert second.stdout == first.stdout and CONVERTS_NATIVE not in imported
+    stored = max((tmp_path / "derived").rglob("*.val"), key=lambda p: p.stat().st_size)  # the symcache
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    third, imported = cli(*argv)
+    assert (third.returncode, third.stdout) == (0, first.stdout)
+    assert CONVERTS_NATIVE in imported

@@ -237,11 +237,14 @@ class CacheStore:
     def __repr__(self) -> str:
         return f"CacheStore({str(self.directory)!r}, max_bytes={self.max_bytes}, name={self.name!r})"
 
-    def get(self, key: str, counted: bool = True) -> CacheEntry | None:
+    def get(self, key: str, counted: bool = True, trusted: FileState | None = None) -> CacheEntry | None:
         """The entry at `key`, or None (missing, expired, or its file gone or damaged).
 
         `counted=False` leaves the hit/miss figures alone: a second look at a key just
         counted (`get_or_compute` looks again once it holds the key's lock).
+        `trusted`: the state in which an earlier process verified this entry's file (the
+        offline commands keep it between runs); a file still in exactly that state is not
+        hashed again, as within one process. Any other state is hashed as usual.
         """
         try:
             value, expire_time, tag = self._cache.get(key, read=True, expire_time=True, tag=True, retry=True)
@@ -255,7 +258,7 @@ class CacheStore:
             except ValueError:
                 self._discard(key, None)
         elif isinstance(value, Path):
-            if self._intact(value, tag):
+            if self._intact(value, tag, trusted):
                 entry = CacheEntry(path=value)
             else:
                 log.warning("cache %s: dropping damaged entry %s (%s)", self.name, key, value)
@@ -471,13 +474,16 @@ class CacheStore:
         except OSError:
             return None, None, None
 
-    def _intact(self, path: Path, tag: Any) -> bool:
+    def _intact(self, path: Path, tag: Any, trusted: FileState | None = None) -> bool:
         """The file is the one stored: size and CRC-32 as tagged (hashed once per process and file state)."""
         if not isinstance(tag, str) or not tag.startswith("crc32:"):
             return False
         state = FileState.of(path)
         if state is None:
             return False
+        if trusted is not None and state == trusted and tag.split(":")[1] == str(state.size):
+            self._remember(path, state, tag)
+            return True
         with self._lock:
             if self._verified.get(str(path)) == (state, tag):
                 self._verified.move_to_end(str(path))
