@@ -180,7 +180,7 @@ def unit_steps(c: Collector) -> Any:
         return np.zeros(0, dtype=STEP_DTYPE)
     first = c.unit_first_node
     lows, highs, nodes, depths = c.unit_low, c.unit_high, c.unit_node, c.unit_depth
-    key_depth = np.array([depths[n - first] for n in nodes], dtype=np.int64)
+    key_depth = np.array(depths, dtype=np.int64)[np.array(nodes, dtype=np.int64) - first]
     order = np.lexsort((key_depth, np.array(lows, dtype=np.uint64))).tolist()
     out_a: list[int] = []
     out_n: list[int] = []

@@ -290,6 +290,7 @@ class UnitWalker:
         scope = -1
         first = True
         byteorder: Literal["little", "big"] = "little" if self.le else "big"
+        u16 = struct.Struct("<H" if self.le else ">H").unpack_from
         u32 = struct.Struct("<I" if self.le else ">I").unpack_from
         u64 = struct.Struct("<Q" if self.le else ">Q").unpack_from
         while pos < end:
@@ -362,6 +363,9 @@ class UnitWalker:
                 elif size == 1:
                     vals[slot] = (form, d[pos])
                     pos += 1
+                elif size == 2:
+                    vals[slot] = (form, u16(d, pos)[0])
+                    pos += 2
                 elif size > 0:
                     if size > 8:
                         pos += size
@@ -466,8 +470,9 @@ class UnitWalker:
     def _add_node(self, origin: int, parent: int, depth: int, call: tuple[int, int, int],
                   spans: list[tuple[int, int]]) -> int:
         out = self.out
-        node = out.nodes_before + len(out.node_origin)
-        out.node_origin.append(origin)
+        origins = out.node_origin
+        node = out.nodes_before + len(origins)
+        origins.append(origin)
         out.node_parent.append(parent)
         out.unit_depth.append(depth)
         out.node_call_file.append(call[0])
@@ -478,7 +483,7 @@ class UnitWalker:
         for lo, hi in spans:
             if lo and hi > lo and lo < top - 1:  # 0, -1 and -2 are linkers' tombstones for dropped code
                 out.unit_low.append(lo)
-                out.unit_high.append(min(hi, top))
+                out.unit_high.append(hi if hi < top else top)
                 out.unit_node.append(node)
                 if not entry or lo < entry:
                     entry = lo
