@@ -28,7 +28,8 @@ COMMANDS = ("serve", "upload", "resolve", "resolve_js", "symbolicate", "inject",
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symbolicator",
-        description="Symbolication service and offline tools for native (ELF, Mach-O/dSYM) and JavaScript stack traces.",
+        description="Symbolication service and offline tools for native (ELF, Mach-O/dSYM) "
+        "and JavaScript stack traces.",
         epilog="exit status: 0 done, 1 bad input (a file, line or answer that could not be read), 2 usage error. "
         "`symbolicator COMMAND --help` for a command's flags.",
     )

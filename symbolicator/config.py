@@ -224,7 +224,7 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, dotted, value)
-    settings = _build(Settings, data, "")
+    settings: Settings = _build(Settings, data, "")
     _validate(settings)
     return settings
 

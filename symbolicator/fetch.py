@@ -373,13 +373,15 @@ class GuardedResolver(AbstractResolver):
     factory, which only sees an address, admits exactly those.
     """
 
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None, *, max_vouched: int = 1024) -> None:
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None, *,
+                 max_vouched: int = 1024) -> None:
         self.policy = policy
         self._inner = inner if inner is not None else aiohttp.ThreadedResolver()
         self._vouched: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._max_vouched = max_vouched
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         answers = await self._inner.resolve(host, port, family)
         if self.policy.name_allowed(host, port):
             for answer in answers:

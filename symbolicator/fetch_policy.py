@@ -279,8 +279,9 @@ class HostDenyList:
     """Blocks a host after `threshold` failures within `window_s`, for `block_s`, per tenant.
 
     Failures are counted per (tenant, host): a scope whose frames keep failing on a
-    host blocks that host for itself only (`fetch_tenants`). Symbolicator blocks after 60 failures in 60 s for an hour; we default to a
-    smaller, faster-healing 20 in 60 s for 5 minutes because one instance here
+    host blocks that host for itself only (`fetch_tenants`). Symbolicator blocks after 60
+    failures in 60 s for an hour; we default to a smaller, faster-healing 20 in 60 s for
+    5 minutes because one instance here
     serves fewer requests. Hosts in `never_block` (`host` or `host:port`) are
     exempt. Memory is bounded: at most `threshold` timestamps per host, and
     hosts whose failures have aged out are swept.

@@ -15,7 +15,8 @@ are the answering process's own.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -104,7 +105,7 @@ class Metrics:
         return generate_latest(self._scraped)
 
 
-def cache_gauges(caches: "Caches") -> Iterable[GaugeMetricFamily]:
+def cache_gauges(caches: Caches) -> Iterable[GaugeMetricFamily]:
     """Hits, misses, entries and bytes of each on-disk cache, read at scrape time."""
     families = {
         name: GaugeMetricFamily(f"symbolicator_cache_{name}", doc, labels=["cache"])

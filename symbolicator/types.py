@@ -27,7 +27,7 @@ class Scope:
     value: str
 
     @classmethod
-    def parse(cls, text: str) -> "Scope":
+    def parse(cls, text: str) -> Scope:
         parts = text.split("/")
         if not 1 <= len(parts) <= 2 or not all(_SLUG.fullmatch(p) for p in parts):
             raise InvalidShape(f"invalid scope {text!r}: one or two slugs [a-z0-9_-]{{1,64}} joined by '/'")
@@ -82,7 +82,7 @@ class DebugId:
     appendix: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "DebugId":
+    def parse(cls, text: str) -> DebugId:
         s = text.strip().lower()
         try:
             if len(s) >= 36 and s[8] == "-":
@@ -102,7 +102,7 @@ class DebugId:
         raise InvalidShape(f"invalid debug id {text!r}")
 
     @classmethod
-    def from_elf_build_id(cls, build_id: bytes) -> "DebugId":
+    def from_elf_build_id(cls, build_id: bytes) -> DebugId:
         """Symbolicator's derivation: the first 16 bytes as a little-endian GUID.
 
         Shorter build ids are zero-padded. The result cannot be turned back into
@@ -128,14 +128,14 @@ class CodeId:
     value: str
 
     @classmethod
-    def parse(cls, text: str) -> "CodeId":
+    def parse(cls, text: str) -> CodeId:
         s = text.strip().lower().replace("-", "")
         if not s or len(s) > 80 or not _HEX.match(s):
             raise InvalidShape(f"invalid code id {text!r}")
         return cls(s)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "CodeId":
+    def from_bytes(cls, raw: bytes) -> CodeId:
         return cls(raw.hex())
 
     def __str__(self) -> str:
@@ -164,7 +164,7 @@ class Arch(str, enum.Enum):
     UNKNOWN = "unknown"
 
     @classmethod
-    def parse(cls, text: str | None) -> "Arch":
+    def parse(cls, text: str | None) -> Arch:
         if not text:
             return cls.UNKNOWN
         t = text.strip().lower()

@@ -22,9 +22,10 @@ import os
 import re
 import struct
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import aiohttp
 
@@ -259,7 +260,7 @@ class Client:
                 raw = await asyncio.to_thread(lambda: [f.read_chunk(i, size) for f, i in batch])
                 parts = await asyncio.to_thread(lambda: [gzip.compress(r, 1) if gz else r for r in raw])
                 form = aiohttp.FormData()
-                for (f, i), body in zip(batch, parts):
+                for (f, i), body in zip(batch, parts, strict=False):
                     form.add_field("file_gzip" if gz else "file", body, filename=f.chunks[i],
                                    content_type="application/octet-stream")
                 await self._json("POST", options["url"], data=form)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from symbolicator.errors import InvalidShape, MalformedObject
 from symbolicator.types import DebugId

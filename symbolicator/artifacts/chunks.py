@@ -22,9 +22,9 @@ import re
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from symbolicator import keys
 from symbolicator.errors import BadRequest, ObjectNotFound
@@ -104,8 +104,8 @@ class ChunkStore:
             raise ChunkError(f"chunk checksum mismatch: named {sha1}, content has SHA-1 {actual}")
         if self.storage.head(keys.chunk(sha1)) is None:
             self.storage.put_bytes(keys.chunk(sha1), data)
-        self.storage.put_bytes(keys.chunk_owner(org, sha1), json.dumps({"size": len(data),
-                                                                        "head": bytes(data[:HEAD_BYTES]).hex()}).encode())
+        owner = {"size": len(data), "head": bytes(data[:HEAD_BYTES]).hex()}
+        self.storage.put_bytes(keys.chunk_owner(org, sha1), json.dumps(owner).encode())
         self.observe("chunk_put", time.perf_counter() - t2, len(data))
         return sha1, data
 
@@ -138,7 +138,7 @@ class ChunkStore:
         else:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 found = list(pool.map(present, wanted))
-        return [s for s, ok in zip(wanted, found) if not ok]
+        return [s for s, ok in zip(wanted, found, strict=False) if not ok]
 
     def concatenate(self, sha1s: Sequence[str], dest: Path, prefetch: int = 3) -> tuple[str, int]:
         """Write the chunks in order into `dest`; returns the SHA-1 and size of the whole.

@@ -9,10 +9,11 @@ assemble state (written by the caller last) is what tells a client "done".
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
@@ -78,7 +79,8 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
     if infos[0].file_format == "sourcebundle":
         bundle = read_bundle(path, max_entries, max_uncompressed)
         if bundle.is_artifact_bundle:
-            raise UnsupportedFormat("this is a JavaScript artifact bundle: upload it with `sentry-cli sourcemaps upload`")
+            raise UnsupportedFormat("this is a JavaScript artifact bundle: "
+                                    "upload it with `sentry-cli sourcemaps upload`")
     out: list[Published] = []
     for info in infos:
         key = keys.debug_file(scope, storage_id(info), info.object_kind)
@@ -126,7 +128,7 @@ def dif_json(published: list[Published], file_sha1: str, name: str) -> dict[str,
         "sha1": file_sha1,
         "symbolType": kind,
         "size": sum(p.size for p in published),
-        "dateCreated": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "dateCreated": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "headers": {"Content-Type": "application/octet-stream"},
         "data": {
             "type": "src" if kind == "sourcebundle" else _DATA_TYPE.get(first.object_type, "other"),

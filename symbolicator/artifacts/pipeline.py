@@ -129,7 +129,7 @@ class FilePipeline:
         with self._lock:
             if self.broken or self.closed:
                 return set()
-            return {c for c, got in zip(self.chunks, self._received) if got}
+            return {c for c, got in zip(self.chunks, self._received, strict=False) if got}
 
     def feed(self, chunk_sha1: str, data: bytes | bytearray) -> None:
         """A verified chunk of this file arrived (and is stored): write it at each place it occupies."""

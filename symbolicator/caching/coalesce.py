@@ -21,8 +21,9 @@ coalesced per key, with outcomes and format errors stored as negative entries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from symbolicator.caching.store import CacheEntry, CacheStore
 from symbolicator.errors import FormatError, Outcome, UnsupportedFormat

@@ -28,7 +28,7 @@ run; a map that already has a debug ID keeps it. Bundles that already carry a
 Directories are searched recursively."""
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "inject",
         help="add debug IDs to JS bundles and source maps (as sentry-cli sourcemaps inject)",

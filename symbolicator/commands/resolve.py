@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from symbolicator.native.symcache import Frame, SymCache
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "resolve",
         help="look up native addresses in a debug file (offline, like llvm-symbolizer)",

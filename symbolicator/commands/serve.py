@@ -18,7 +18,7 @@ if typing.TYPE_CHECKING:
     import socket
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve",
         help="run the symbolication service",

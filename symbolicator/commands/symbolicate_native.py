@@ -57,7 +57,8 @@ class UnreadableInput(FormatError):
     """FILE is none of the inputs `symbolicate` understands; the message says what it was taken for."""
 
 
-_KINDS = "an Apple crash report (.crash/.ips), a Symbolicator request (JSON with \"stacktraces\") or a JavaScript stack trace"
+_KINDS = ("an Apple crash report (.crash/.ips), a Symbolicator request (JSON with \"stacktraces\") "
+          "or a JavaScript stack trace")
 
 
 def detect(text: str, suffix: str = "") -> tuple[str, Any]:
@@ -90,7 +91,8 @@ def detect(text: str, suffix: str = "") -> tuple[str, Any]:
 
 
 def _is_js_request(body: dict[str, Any]) -> bool:
-    modules = body.get("modules") if isinstance(body.get("modules"), list) else []
+    raw = body.get("modules")
+    modules = raw if isinstance(raw, list) else []
     if any(isinstance(m, dict) and m.get("type") == "sourcemap" for m in modules):
         return True
     traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
@@ -350,7 +352,8 @@ def format_report(result: dict[str, Any]) -> str:
         name = thread.get("thread_name")
         tid = thread.get("thread_id", n)
         lines.append("")
-        lines.append(f"Thread {tid}" + (f" ({name})" if name else "") + (" crashed" if thread.get("is_requesting") else ""))
+        crashed = " crashed" if thread.get("is_requesting") else ""
+        lines.append(f"Thread {tid}" + (f" ({name})" if name else "") + crashed)
         previous = None
         for frame in thread["frames"]:
             index = frame["original_index"]

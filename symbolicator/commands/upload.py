@@ -17,7 +17,7 @@ from pathlib import Path
 from symbolicator.errors import UsageError
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "upload",
         help="upload debug files and JS source maps to a symbolicator server",

@@ -115,7 +115,7 @@ async def _upload(args: argparse.Namespace, org: str, project: str) -> int:
     return 1 if failed else 0
 
 
-def _bar(total: int, args: argparse.Namespace) -> tqdm:  # type: ignore[type-arg]
+def _bar(total: int, args: argparse.Namespace) -> tqdm:
     return tqdm(total=total, unit="B", unit_scale=True, disable=args.no_progress or None, file=sys.stderr,
                 desc="uploading")
 

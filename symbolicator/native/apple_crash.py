@@ -136,7 +136,8 @@ _OS_NAMES = {
     "os x": "macOS", "watch os": "watchOS", "watchos": "watchOS", "apple tvos": "tvOS",
     "tvos": "tvOS", "visionos": "visionOS", "xros": "visionOS",
 }  # fmt: skip
-_OS_VERSION = re.compile(r"^(?P<name>[A-Za-z][A-Za-z ]{0,40}?) (?P<version>\d+(?:\.\d+){0,3})(?: \((?P<build>[^()]{1,40})\))?$")
+_OS_VERSION = re.compile(r"^(?P<name>[A-Za-z][A-Za-z ]{0,40}?) (?P<version>\d+(?:\.\d+){0,3})"
+                         r"(?: \((?P<build>[^()]{1,40})\))?$")
 _TIMESTAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.\d{1,9})? ?([+-])(\d\d):?(\d\d)$")
 _CODE_TYPES = {
     "arm-64": Arch.ARM64, "arm64": Arch.ARM64, "arm64e": Arch.ARM64E, "arm-64e": Arch.ARM64E,

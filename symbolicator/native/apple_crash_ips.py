@@ -152,7 +152,8 @@ def _frames(raw: Any, path: str, body: dict[str, Any], images: list[BinaryImage]
             raise MalformedCrashReport(f"{fp}.imageIndex: {index} is out of range ({len(used)} images)")
         addr = (_uint(used[index].get("base", 0), f"usedImages[{index}].base") + offset) % _U64
         pos = positions[index]
-        module = images[pos].name if pos is not None else (_str(used[index].get("name"), f"usedImages[{index}].name") or None)
+        module = (images[pos].name if pos is not None
+                  else _str(used[index].get("name"), f"usedImages[{index}].name") or None)
         symbol = _text(frame.get("symbol"))
         location = frame.get("symbolLocation")
         line = frame.get("sourceLine")

@@ -113,7 +113,7 @@ def _parse_exception_line(line: str) -> list[_RawFrame]:
 
 def _parse_registers(line: str, into: dict[str, int]) -> None:
     tokens = line.split()
-    for name, value in zip(tokens, tokens[1:]):
+    for name, value in zip(tokens, tokens[1:], strict=False):
         if len(name) > 1 and name.endswith(":") and _HEX.fullmatch(value):
             reg = name[:-1]
             if reg.isalnum() and reg.isascii() and reg == reg.lower() and reg[0].isalpha():

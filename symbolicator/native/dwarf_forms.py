@@ -60,7 +60,7 @@ class Reader:
         self.pos = pos
         self.le = little_endian
         self.offset_size = 4
-        self._bo: "str" = "little" if little_endian else "big"
+        self._bo: str = "little" if little_endian else "big"
 
     def _take(self, n: int) -> bytes:
         p = self.pos

@@ -14,8 +14,8 @@ rows would shadow nothing real but confuse lookups of low addresses.
 from __future__ import annotations
 
 import posixpath
-from array import array
 import struct
+from array import array
 from dataclasses import dataclass, field
 from typing import Literal
 

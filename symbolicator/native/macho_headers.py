@@ -14,8 +14,9 @@ from __future__ import annotations
 import mmap
 import struct
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.types import Arch, CodeId, DebugId
@@ -133,7 +134,8 @@ def read_fat(f: BinaryIO, file_size: int) -> list[MachoSlice]:
         cputype, cpusubtype, offset, size = struct.unpack_from(entry_fmt, table, i * entry_size)[:4]
         if size == 0 or offset < 8 + nfat * entry_size or offset + size > file_size:
             raise MalformedObject(
-                f"malformed fat Mach-O: slice {i} (offset {offset}, size {size}) is outside the file of {file_size} bytes")
+                f"malformed fat Mach-O: slice {i} (offset {offset}, size {size}) "
+                f"is outside the file of {file_size} bytes")
         sl = read_thin(f, offset, size)
         if sl.arch != arch_from_cpu(cputype, cpusubtype):
             raise MalformedObject(f"malformed fat Mach-O: slice {i} is {sl.arch.value}, the fat table says "

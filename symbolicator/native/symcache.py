@@ -87,7 +87,7 @@ class Layout:
     end: int
 
     @classmethod
-    def of(cls, n_ranges: int, n_nodes: int, n_funcs: int, n_syms: int, n_strings: int, blob: int) -> "Layout":
+    def of(cls, n_ranges: int, n_nodes: int, n_funcs: int, n_syms: int, n_strings: int, blob: int) -> Layout:
         p = _align(HEADER.size)
         ra = p
         p += 8 * n_ranges
@@ -138,7 +138,7 @@ class SymCache:
         self.arch = self._string(arch)
 
     @classmethod
-    def open(cls, path: str | Path) -> "SymCache":
+    def open(cls, path: str | Path) -> SymCache:
         """Memory-map a symcache file; a corrupt or outdated file raises `MalformedObject`."""
         with open(path, "rb") as fh:
             try:
@@ -152,7 +152,7 @@ class SymCache:
             raise
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SymCache":
+    def from_bytes(cls, data: bytes) -> SymCache:
         return cls(data)
 
     def _string(self, index: int) -> str | None:

@@ -27,8 +27,9 @@ import collections
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from symbolicator.errors import FormatError, NotFound, Overloaded
 from symbolicator.types import Scope

@@ -31,8 +31,9 @@ from __future__ import annotations
 import re
 import string
 import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from symbolicator.errors import InvalidShape
 from symbolicator.sourcemaps.context import (
@@ -78,7 +79,7 @@ class JsRequest:
     callee_first: bool = False
 
     @classmethod
-    def from_json(cls, body: Any) -> "JsRequest":
+    def from_json(cls, body: Any) -> JsRequest:
         """422 (InvalidShape) for JSON of the wrong shape; missing frame fields are per-frame errors."""
         if not isinstance(body, dict):
             raise InvalidShape("the body must be a JSON object")

@@ -92,7 +92,7 @@ class LookupFailure(Exception):
 
 _caches: OpenedFiles[SmCache] = OpenedFiles(128)
 _lines: Lru[str, LineIndex] = Lru(256, 256 * 1024 * 1024)
-_comments: Lru[str, "Comments"] = Lru(4096)
+_comments: Lru[str, Comments] = Lru(4096)
 _manifests: Lru[str, dict[str, BundleFile]] = Lru(64)
 
 
@@ -137,7 +137,7 @@ def convert_sourcemap_files(map_path: str, minified_path: str, out_path: str, na
 
 
 def _write_inputs(paths: tuple[Path, Path], data: tuple[bytes, bytes]) -> None:
-    for path, content in zip(paths, data):
+    for path, content in zip(paths, data, strict=False):
         with open(path, "wb") as f:
             f.write(content)
 

@@ -14,8 +14,9 @@ sends the two halves to Symbolicator separately; here one request carries the wh
 3. the job runs both engines concurrently and answers the frames merged back into the original order:
    each frame keeps its `platform` (or gets the one it was taken for) and gains `original_index` (its
    position in the request's trace; a native frame that inlined calls becomes several sharing it, and
-   a native frame the engine drops, a stack-scanned false positive, is dropped); `errors`, `scraping_attempts` and `used_artifact_bundles`
-   come from the JS half, `modules` (native statuses) from the native half.
+   a native frame the engine drops, a stack-scanned false positive, is dropped); `errors`,
+   `scraping_attempts` and `used_artifact_bundles` come from the JS half, `modules` (native
+   statuses) from the native half.
 
 Caller naming of JS frames (an anonymous function named by its caller's call site) looks at the
 previous JS frame, native frames in between skipped.

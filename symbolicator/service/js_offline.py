@@ -232,7 +232,7 @@ def symbolicate_trace(text: str, symbol_dirs: list[Path], as_json: bool, *, trac
         return orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n"
     mapped = list(reversed(answer["stacktraces"][0]["frames"]))
     out: list[TraceFrame] = list(trace.frames)
-    for i, frame in zip(sent, mapped):
+    for i, frame in zip(sent, mapped, strict=False):
         if frame["data"].get("symbolicated"):
             out[i] = replace(out[i], function=frame.get("function") or out[i].function,
                              abs_path=frame["abs_path"], lineno=frame["lineno"], colno=frame["colno"])

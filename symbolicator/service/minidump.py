@@ -58,7 +58,7 @@ async def symbolicate_minidump(dump_path: Path, facts: dict[str, Any], fields: d
             u.close()
     req = native.NativeRequest.from_json(to_request(facts, traces, fields))
     payload = await native.symbolicate(req, resolve)
-    for module, unwind in zip(payload["modules"], unwinds):
+    for module, unwind in zip(payload["modules"], unwinds, strict=False):
         module["unwind_status"] = unwind.status.value
         if unwind.status == ObjectFileStatus.FOUND:
             module["features"]["has_unwind_info"] = True

@@ -123,7 +123,8 @@ class NativeRequest:
         if not isinstance(modules, list):
             raise InvalidShape("`modules` must be a list")
         signal = body.get("signal")
-        if signal is not None and (isinstance(signal, bool) or not isinstance(signal, int) or not 0 <= signal < 1 << 32):
+        if signal is not None and (isinstance(signal, bool) or not isinstance(signal, int)
+                                   or not 0 <= signal < 1 << 32):
             raise InvalidShape("`signal` must be a non-negative integer")
         platform = body.get("platform")
         if platform is not None and not isinstance(platform, str):
@@ -267,9 +268,10 @@ async def symbolicate(req: NativeRequest, resolve: Resolve) -> dict[str, Any]:
     located = [[table.locate(f) for f in t.frames] for t in req.stacktraces]
     used = sorted({loc[0].index for frames in located for loc in frames if loc is not None})
     answers = await asyncio.gather(*(resolve(req.modules[i]) for i in used))
-    resolved = dict(zip(used, answers))
+    resolved = dict(zip(used, answers, strict=False))
     try:
-        stacktraces = [_symbolicate_thread(req, t, locs, resolved) for t, locs in zip(req.stacktraces, located)]
+        stacktraces = [_symbolicate_thread(req, t, locs, resolved)
+                       for t, locs in zip(req.stacktraces, located, strict=False)]
         modules = [_module_json(m, resolved.get(m.index), req.dif_candidates) for m in req.modules]
     finally:
         for r in answers:

@@ -31,11 +31,12 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, TypeVar
 
 from symbolicator import keys
 from symbolicator.artifacts import artifact_bundles, bundles, debug_files
@@ -54,6 +55,8 @@ from symbolicator.native import objects
 from symbolicator.storage.base import Storage
 from symbolicator.storage.s3 import MIN_PART_BYTES
 from symbolicator.types import CodeId, ObjectKind, Scope
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +132,7 @@ class UploadService:
             "accept": ACCEPT,
         }
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def store_chunk(self, org: Scope, name: str, body: bytes | bytearray, gzipped: bool) -> int:
@@ -157,7 +160,7 @@ class UploadService:
                                   self._compose_at(scope))
 
         answers = await asyncio.gather(*(one(f) for f in files))
-        return {f.sha1: a for f, a in zip(files, answers)}
+        return {f.sha1: a for f, a in zip(files, answers, strict=False)}
 
     async def assemble_bundle(self, org: Scope, scopes: list[Scope], checksum: str, chunks: list[str],
                               release: str | None, dist: str | None) -> dict[str, Any]:
@@ -367,7 +370,7 @@ class UploadService:
                 while block := f.read(1 << 20):
                     digest.update(block)
             sha1 = digest.hexdigest()
-            answer = self._publish_dif(scope, path, sha1, name)["dif"]
+            answer: dict[str, Any] = self._publish_dif(scope, path, sha1, name)["dif"]
             self.storage.put_bytes(keys.assemble_state(scope, sha1),
                                    json.dumps(state_json(AssembleState.OK, dif=answer)).encode())
             return answer

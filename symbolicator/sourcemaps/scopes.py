@@ -34,8 +34,9 @@ minifier output (≈55× the file's size) and up to ~390 per token of crafted in
 it alive until the walk ends. So `collect_scopes(…, max_memory=N)` first estimates the tree from a
 token count (`estimated_cost`, one vectorised pass, the real-output rate) and refuses at once
 above N; a file under the estimate is parsed through a read callback, 64 KiB at a time, that
-watches the process's RSS and ends the input early once it grew by N, and the walk checks again. Either refusal raises `NamesOverBudget`: the caller
-converts positions without names and marks the frames.
+watches the process's RSS and ends the input early once it grew by N, and the walk checks
+again. Either refusal raises `NamesOverBudget`: the caller converts positions without names
+and marks the frames.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeAlias
 
 import numpy as np
 import tree_sitter_javascript
@@ -323,13 +325,13 @@ class _Format:
         return NAMING[self.template].format(name=name) if name else None
 
 
-Name = "str | None | _At | _Original | _First | _Member | _Format"
+Name: TypeAlias = "str | None | _At | _Original | _First | _Member | _Format"
 
 
 def evaluate(name: Name, resolve: Resolve, original: OriginalLine | None) -> str | None:
     if name is None or isinstance(name, str):
         return name
-    return name.eval(resolve, original)  # type: ignore[union-attr]
+    return name.eval(resolve, original)
 
 
 class _Namer:

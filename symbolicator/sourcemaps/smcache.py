@@ -55,7 +55,9 @@ from symbolicator.sourcemaps.sourcemap import (
 )
 from symbolicator.sourcemaps.urls import resolve_joined
 
-SOURCEMAP_CACHE_VERSION = 4  # v1: tokens, scopes, strings, ignore flags; v2: names-skipped flag, naming-scheme sources as given; v3: Metro/Hermes; v4: one flags word
+# v1: tokens, scopes, strings, ignore flags; v2: names-skipped flag, naming-scheme sources as given;
+# v3: Metro/Hermes; v4: one flags word
+SOURCEMAP_CACHE_VERSION = 4
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
 _HEADER = struct.Struct("<8sIIQ")
@@ -211,7 +213,8 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecod
         _Section.FLAGS: np.array([_IGNORED if i in sm.ignored else 0 for i in range(len(sm.sources))], dtype=np.uint8),
         _Section.NAMES: np.array([strings.add(n) for n in sm.names], dtype="<u4"),
         _Section.META: np.array([strings.add(sm.file), strings.add(sm.debug_id),
-                                 (_NAMES_SKIPPED if names_skipped else 0) | (_HERMES if sm.hermes_offsets is not None else 0),
+                                 (_NAMES_SKIPPED if names_skipped else 0)
+                                 | (_HERMES if sm.hermes_offsets is not None else 0),
                                  NONE if bytecode_size is None else min(bytecode_size, NONE - 1)], dtype="<u4"),
         _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings),
         _Section.HERMES_OFFSETS: np.array((sm.hermes_offsets or {}).get(0, ()), dtype="<u4"),

@@ -132,7 +132,8 @@ def _at_sign(line: str) -> tuple[TraceFrame, TraceFormat] | None:
         fn = fn.removeprefix("async*") or None
         ev = _GECKO_EVAL.match(loc)
         if ev is not None:
-            return TraceFrame(fn, ev.group("path"), int(ev.group("line")), None, is_async, is_eval=True), TraceFormat.GECKO
+            frame = TraceFrame(fn, ev.group("path"), int(ev.group("line")), None, is_async, is_eval=True)
+            return frame, TraceFormat.GECKO
         path, lineno, colno = _location(loc)
         if path is not None and lineno is None and "://" not in path and not path.startswith("/"):
             return None

@@ -148,7 +148,8 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLo
 
 
 async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: FileType, module: ModuleLookup,
-               dest_dir: Path, fetcher: Fetcher, max_bytes: int, candidates: list[dict[str, Any]], misses: set[str]) -> _Hit | None:
+               dest_dir: Path, fetcher: Fetcher, max_bytes: int, candidates: list[dict[str, Any]],
+               misses: set[str]) -> _Hit | None:
     """Download and verify one location; records its candidate; a verified hit or None."""
     loc = location(source, rel)
     dest = dest_dir / f"{uuid.uuid4().hex}.download"

@@ -100,7 +100,8 @@ def guarded_connect(policy: AddressPolicy, host: str, port: int, timeout: Any,
             last_error = e
     if last_error is not None:
         raise last_error
-    raise ForbiddenAddress(forbidden_message(f"S3 endpoint {host}:{port} resolves to {', '.join(refused) or 'nothing'}"))
+    answers = ", ".join(refused) or "nothing"
+    raise ForbiddenAddress(forbidden_message(f"S3 endpoint {host}:{port} resolves to {answers}"))
 
 
 def guard_client(client: Any, policy: AddressPolicy) -> None:

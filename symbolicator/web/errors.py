@@ -9,7 +9,7 @@ with its traceback, and the service keeps serving.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 

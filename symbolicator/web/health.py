@@ -35,7 +35,7 @@ async def healthcheck(request: web.Request) -> web.Response:
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
     checks = await asyncio.gather(_storage(request.app), _cache(request.app))
-    answer = dict(zip(("storage", "cache"), checks))
+    answer = dict(zip(("storage", "cache"), checks, strict=False))
     down = [f"{name} {c['where']}: {c['error']}" for name, c in answer.items() if c["error"]]
     if down:
         raise NotReady("not ready: " + "; ".join(down))

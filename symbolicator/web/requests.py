@@ -7,7 +7,8 @@ Symbolicator's envelope (`completed` with the payload flattened in, `pending`,
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web

@@ -18,7 +18,7 @@ from symbolicator.web.auth import Authenticator
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", Authenticator)
-STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+STORAGE = web.AppKey("storage", Storage)
 INDEXES = web.AppKey("indexes", IndexReader)
 UPLOADS = web.AppKey("uploads", UploadService)
 CACHES = web.AppKey("caches", Caches)

@@ -73,7 +73,7 @@ class CacheBuilder:
                 continue
             if out_addrs and out_sets[-1] == NO_RULES and out_addrs[-1] == start:
                 out_addrs.pop(), out_sets.pop()
-            for addr, index in zip(addrs, indexes):
+            for addr, index in zip(addrs, indexes, strict=False):
                 if out_addrs and out_addrs[-1] == addr:
                     out_addrs.pop(), out_sets.pop()
                 if not out_sets or out_sets[-1] != index:

@@ -29,10 +29,10 @@ def read_context(data: bytes | memoryview, arch: Arch) -> dict[str, int]:
         if len(data) < AMD64_CONTEXT_SIZE:
             raise MalformedMinidump(f"an AMD64 thread context has {len(data)} bytes, expected {AMD64_CONTEXT_SIZE}")
         values = struct.unpack_from("<17Q", data, 0x78)
-        return dict(zip(AMD64_REGISTERS, values))
+        return dict(zip(AMD64_REGISTERS, values, strict=False))
     if arch == Arch.ARM64:
         if len(data) < 8 + 33 * 8:
             raise MalformedMinidump(f"an ARM64 thread context has {len(data)} bytes, expected {ARM64_CONTEXT_SIZE}")
         values = struct.unpack_from("<33Q", data, 8)
-        return dict(zip(ARM64_REGISTERS, values))
+        return dict(zip(ARM64_REGISTERS, values, strict=False))
     return {}
