@@ -20,9 +20,10 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from symbolicator.errors import ConfigError, InvalidShape
 from symbolicator.sources.config import SourceConfig, parse_config_sources

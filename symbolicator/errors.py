@@ -17,16 +17,38 @@ below `web/` knows about HTTP::
     │   └── PayloadTooLarge         413
     ├── Overloaded                  503 with Retry-After: too many jobs
     ├── OverBudget                  a file that would cost more than its memory/CPU bound (a
-    │                               per-frame marker or per-module status, never an HTTP code)
+    │   │                           per-frame marker or per-module status, never an HTTP code)
+    │   └── NamesOverBudget         the function-name pass of a minified file
     ├── NotReady                    503: `GET /ready` found a dependency down
+    ├── WorkerCrashed               the worker process running a job died (a module status)
+    │   └── WorkerOutOfMemory       ... over its memory limit
+    ├── EntryTooLarge               a value larger than the whole cache budget
+    ├── CacheWriteFailed            the cache disk refused a write (the value is not cached)
+    ├── Abandoned                   a pipelined upload gives up: assemble the plain way
+    ├── UploadError                 `symbolicator upload`: the server refused or answered nonsense
+    ├── FetchError                  an outbound fetch failed; `reason` is a `FetchReason`
     ├── StorageError                a backend call failed (cause kept)
     │   ├── StorageUnavailable      503: the backend cannot be reached
-    │   └── ObjectNotFound          the key does not exist
+    │   ├── ObjectNotFound          the key does not exist
+    │   └── SharedObjectDamaged     a shared-cache object is cut, altered or misplaced
     └── FormatError                 an input file is not what it claims
         ├── UnsupportedFormat       a valid file of a kind we do not handle
         ├── MalformedObject         a broken ELF / Mach-O / DWARF / bundle
         │   └── MalformedMinidump   a broken minidump (also a BadRequest: 400)
-        └── MalformedSourceMap      a broken source map
+        ├── MalformedSourceMap      a broken source map
+        ├── CacheFormatError        a cache file truncated, foreign or of another version: rebuild
+        └── UnreadableInput         `symbolicate FILE`: none of the inputs it understands
+
+Signals, caught inside the package and turned into a per-frame or per-module answer. They
+are deliberately not `SymbolicatorError`s, so a broad `except SymbolicatorError` on the way
+up cannot swallow one before the code that reports it::
+
+    ForbiddenAddress (OSError)      the address policy refused a connect (inside aiohttp/boto)
+    SourceConfigError (ValueError)  a source config that cannot be used (→ ConfigError / 422)
+    LookupFailure                   a JS file not found or unreadable: the frame's JS error
+    ScrapeFailure                   nothing scraped: the frame's JS error
+    DownloadMiss                    nothing usable at a symbol-source location: a candidate status
+    MissingChunk                    a chunk named by an assemble request is not stored
 
 `FormatError`s carry a message meant for the user (it ends up in an assemble
 `detail`, a module status or a JS error), never a traceback.
@@ -35,6 +57,58 @@ below `web/` knows about HTTP::
 from __future__ import annotations
 
 import enum
+from typing import Literal
+
+__all__ = [
+    "Abandoned",
+    "AssembleState",
+    "BadRequest",
+    "CacheFormatError",
+    "CacheWriteFailed",
+    "ConfigError",
+    "DownloadMiss",
+    "EntryTooLarge",
+    "FetchError",
+    "FetchReason",
+    "Forbidden",
+    "ForbiddenAddress",
+    "FormatError",
+    "FrameStatus",
+    "InvalidShape",
+    "LookupFailure",
+    "MalformedMinidump",
+    "MalformedObject",
+    "MalformedSourceMap",
+    "MissingChunk",
+    "NamesOverBudget",
+    "NotFound",
+    "NotReady",
+    "ObjectFileStatus",
+    "ObjectNotFound",
+    "Outcome",
+    "OverBudget",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RequestError",
+    "RequestTimeout",
+    "ScrapeFailure",
+    "SharedObjectDamaged",
+    "SourceConfigError",
+    "StorageError",
+    "StorageUnavailable",
+    "SymbolicatorError",
+    "Unauthorized",
+    "UnreadableInput",
+    "UnsupportedFormat",
+    "UploadError",
+    "UsageError",
+    "WorkerCrashed",
+    "WorkerOutOfMemory",
+]
+
+FetchReason = Literal[
+    "not_found", "denied", "invalid_host", "permission_denied", "timeout", "too_large", "download_error", "other"
+]
 
 
 class SymbolicatorError(Exception):
@@ -93,8 +167,46 @@ class OverBudget(SymbolicatorError):
     """Processing a file would cost more memory or CPU than its configured bound."""
 
 
+class NamesOverBudget(OverBudget):
+    """The function-name pass of a minified file would cost more memory than its budget."""
+
+
 class NotReady(SymbolicatorError):
     """A dependency the service needs (storage, cache disk) is down; the message names it."""
+
+
+class WorkerCrashed(SymbolicatorError):
+    """The worker process running a job died (twice: see the module docstring)."""
+
+
+class WorkerOutOfMemory(WorkerCrashed):
+    """The job ran into the worker's memory limit."""
+
+
+class EntryTooLarge(SymbolicatorError):
+    """A value does not fit in the cache's budget at all."""
+
+
+class CacheWriteFailed(SymbolicatorError):
+    """The cache's disk refused a write (full, read-only, failing): the value is not cached."""
+
+
+class Abandoned(SymbolicatorError):
+    """The pipeline cannot give the file (a chunk of another size): assemble it the plain way."""
+
+
+class UploadError(SymbolicatorError):
+    """The server refused an upload or answered something we cannot read."""
+
+
+class FetchError(SymbolicatorError):
+    """A fetch failed; `reason` is one of `FetchReason`, `status` the HTTP status if any."""
+
+    def __init__(self, reason: FetchReason, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason: FetchReason = reason
+        self.url = url
+        self.status = status
 
 
 class StorageError(SymbolicatorError):
@@ -111,6 +223,10 @@ class StorageUnavailable(StorageError):
 
 class ObjectNotFound(StorageError):
     pass
+
+
+class SharedObjectDamaged(StorageError):
+    """A shared-cache object is truncated, altered or not the one asked for."""
 
 
 class FormatError(SymbolicatorError):
@@ -132,6 +248,57 @@ class MalformedMinidump(MalformedObject, BadRequest):
 
 class MalformedSourceMap(FormatError):
     pass
+
+
+class CacheFormatError(FormatError):
+    """A cache file that is truncated, foreign or of another version: rebuild it."""
+
+
+class UnreadableInput(FormatError):
+    """FILE is none of the inputs `symbolicate` understands; the message says what it was taken for."""
+
+
+# Signals: caught inside the package and turned into an answer; never a SymbolicatorError, so
+# no `except SymbolicatorError` swallows one on its way to the code that reports it.
+
+
+class ForbiddenAddress(OSError):
+    """Raised inside a connect path (aiohttp's, or an S3 client's) when the policy refuses an address."""
+
+class SourceConfigError(ValueError):
+    """A source config that cannot be used; the message names the source and the field."""
+
+class LookupFailure(Exception):
+    """A file was not found or cannot be read; `error` is the JS error type to report, `details`
+    what a user needs to fix it (a bundle member over the size cap)."""
+
+    def __init__(self, error: str, details: str | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.details = details
+
+class ScrapeFailure(Exception):
+    """Nothing was scraped; `error` is the JS error type for the frame."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+class DownloadMiss(Exception):
+    """Nothing usable at a location: `status` is a candidate download status, `timeout` flags a timeout."""
+
+    def __init__(self, status: str, details: str | None = None, *, timeout: bool = False) -> None:
+        super().__init__(details or status)
+        self.status = status
+        self.details = details
+        self.timeout = timeout
+
+class MissingChunk(Exception):
+    """A chunk named by an assemble request is not in storage (any more)."""
+
+    def __init__(self, sha1: str) -> None:
+        super().__init__(f"chunk {sha1} is missing")
+        self.sha1 = sha1
 
 
 class AssembleState(str, enum.Enum):

@@ -52,7 +52,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -60,10 +60,9 @@ from yarl import URL
 
 from symbolicator import fetch_tenants
 from symbolicator.config import FetchSettings
-from symbolicator.errors import ConfigError, SymbolicatorError
+from symbolicator.errors import ConfigError, FetchError, FetchReason, ForbiddenAddress
 from symbolicator.fetch_policy import (
     AddressPolicy,
-    ForbiddenAddress,
     HostDenyList,
     HostSlots,
     forbidden_cause,
@@ -76,23 +75,10 @@ from symbolicator.fetch_policy import (
 __all__ = ["FetchError", "FetchReason", "FetchResult", "Fetcher", "ForbiddenAddress", "HostDenyList",
            "forbidden_cause", "origin_allowed"]
 
-FetchReason = Literal[
-    "not_found", "denied", "invalid_host", "permission_denied", "timeout", "too_large", "download_error", "other"
-]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _LOOPBACK = IPv4Address("127.0.0.1")
 _CHUNK = 64 * 1024
 _WRITE_BATCH = 1024 * 1024
-
-
-class FetchError(SymbolicatorError):
-    """A fetch failed; `reason` is one of `FetchReason`, `status` the HTTP status if any."""
-
-    def __init__(self, reason: FetchReason, message: str, *, url: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.reason: FetchReason = reason
-        self.url = url
-        self.status = status
 
 
 @dataclass(frozen=True)

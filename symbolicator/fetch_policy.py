@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from symbolicator.errors import ForbiddenAddress
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -369,10 +371,6 @@ class _Slot:
 
 
 _FORBIDDEN_MARK = "refused by address policy"
-
-
-class ForbiddenAddress(OSError):
-    """Raised inside a connect path (aiohttp's, or an S3 client's) when the policy refuses an address."""
 
 
 def forbidden_message(what: str) -> str:

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from symbolicator import keys
-from symbolicator.errors import BadRequest, ObjectNotFound
+from symbolicator.errors import BadRequest, MissingChunk, ObjectNotFound
 from symbolicator.storage.base import Storage
 from symbolicator.types import Scope
 
@@ -38,14 +38,6 @@ HEAD_BYTES = 32
 
 class ChunkError(BadRequest):
     """A chunk is refused: bad name, bad gzip, too large, or not the bytes its name says."""
-
-
-class MissingChunk(Exception):
-    """A chunk named by an assemble request is not in storage (any more)."""
-
-    def __init__(self, sha1: str) -> None:
-        super().__init__(f"chunk {sha1} is missing")
-        self.sha1 = sha1
 
 
 def check_sha1(name: str) -> str:

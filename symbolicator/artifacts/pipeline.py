@@ -36,17 +36,13 @@ from pathlib import Path
 from typing import Protocol
 
 from symbolicator import keys
-from symbolicator.artifacts.chunks import ChunkStore, MissingChunk
-from symbolicator.errors import ObjectNotFound, SymbolicatorError
+from symbolicator.artifacts.chunks import ChunkStore
+from symbolicator.errors import Abandoned, MissingChunk, ObjectNotFound
 
 log = logging.getLogger(__name__)
 
 PT_NOTE = 4
 NT_GNU_BUILD_ID = 3
-
-
-class Abandoned(SymbolicatorError):
-    """The pipeline cannot give the file (a chunk of another size): assemble it the plain way."""
 
 
 class PartCopier(Protocol):

@@ -1,13 +1,8 @@
 """The on-disk caches (downloads + derived, see `store`) and per-key coalescing (`coalesce`)."""
 
 from symbolicator.caching.coalesce import Coalescer, get_or_compute
-from symbolicator.caching.store import (
-    NEGATIVE_TTL,
-    CacheEntry,
-    Caches,
-    CacheStore,
-    EntryTooLarge,
-)
+from symbolicator.caching.store import NEGATIVE_TTL, CacheEntry, Caches, CacheStore
+from symbolicator.errors import EntryTooLarge
 
 __all__ = [
     "NEGATIVE_TTL",

@@ -47,7 +47,7 @@ from typing import Any, BinaryIO
 
 from symbolicator import keys
 from symbolicator.caching.store import CacheStore
-from symbolicator.errors import ObjectNotFound, StorageError, SymbolicatorError
+from symbolicator.errors import ObjectNotFound, SharedObjectDamaged, StorageError, SymbolicatorError
 from symbolicator.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,6 @@ _BLOCK = 1 << 20
 
 Events = Callable[[str], None]
 """Hears `hit`, `miss`, `damaged`, `error`, `published`, `publish_failed` (for metrics)."""
-
-
-class SharedObjectDamaged(StorageError):
-    """A shared-cache object is truncated, altered or not the one asked for."""
 
 
 class SharedCache:

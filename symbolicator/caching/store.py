@@ -74,7 +74,7 @@ import diskcache
 from diskcache.core import MODE_BINARY, UNKNOWN
 
 from symbolicator.caching.keylock import KeyLocks
-from symbolicator.errors import Outcome, SymbolicatorError
+from symbolicator.errors import CacheWriteFailed, EntryTooLarge, Outcome
 from symbolicator.storage.local import process_alive
 
 if TYPE_CHECKING:
@@ -91,14 +91,6 @@ _ROW_BYTES = 64 * 1024  # room for the entry's row: the database file counts aga
 _DB_TIMEOUT = 60.0
 _HASH_BLOCK = 1 << 20
 _VERIFIED_MAX = 8192
-
-
-class EntryTooLarge(SymbolicatorError):
-    """A value does not fit in the cache's budget at all."""
-
-
-class CacheWriteFailed(SymbolicatorError):
-    """The cache's disk refused a write (full, read-only, failing): the value is not cached."""
 
 
 def file_tag(size: int, crc: int) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator.commands.offline_cache import OfflineCache, identity
-from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError
+from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError, UnreadableInput
 from symbolicator.native import objects
 from symbolicator.native.apple_crash import (
     parse_apple_crash_report,
@@ -51,10 +51,6 @@ from symbolicator.types import DebugId
 _MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce",
            b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", b"MODU")
 _APPLE_MARKERS = ("Incident Identifier:", "Binary Images:", "Exception Type:", "Crashed Thread:")
-
-
-class UnreadableInput(FormatError):
-    """FILE is none of the inputs `symbolicate` understands; the message says what it was taken for."""
 
 
 _KINDS = ("an Apple crash report (.crash/.ips), a Symbolicator request (JSON with \"stacktraces\") "

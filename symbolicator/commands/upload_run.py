@@ -19,13 +19,12 @@ import aiohttp
 from tqdm import tqdm
 
 from symbolicator.commands.messages import json_error, os_error
-from symbolicator.errors import InvalidShape, UsageError
+from symbolicator.errors import InvalidShape, UploadError, UsageError
 from symbolicator.types import Scope
 from symbolicator.uploader import (
     POLL_INTERVAL_S,
     Client,
     Prepared,
-    UploadError,
     build_artifact_bundle,
     bytes_to_send,
     find_files,

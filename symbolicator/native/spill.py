@@ -79,7 +79,7 @@ class Budget:
 
     memory_bytes: int
     spill_dir: str | Path | None = None
-    stores: list["RunStore | ChunkStore"] = field(default_factory=list)
+    stores: list[RunStore | ChunkStore] = field(default_factory=list)
     spilled_runs: int = 0
 
     @property

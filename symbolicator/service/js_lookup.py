@@ -48,24 +48,24 @@ from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.caching.memo import Lru, OpenedFiles
 from symbolicator.config import Settings
 from symbolicator.errors import (
+    CacheFormatError,
     FormatError,
+    LookupFailure,
     MalformedSourceMap,
+    ScrapeFailure,
     SymbolicatorError,
+    WorkerCrashed,
+    WorkerOutOfMemory,
 )
 from symbolicator.fetch import Fetcher
 from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
-from symbolicator.service.js_scraping import ScrapeFailure, Scraper
+from symbolicator.service.js_scraping import Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerCrashed, WorkerOutOfMemory, WorkerPool
+from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
-from symbolicator.sourcemaps.smcache import (
-    SOURCEMAP_CACHE_VERSION,
-    CacheFormatError,
-    SmCache,
-    build_from_sources,
-)
+from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, SmCache, build_from_sources
 from symbolicator.sourcemaps.urls import (
     InvalidBase64SourceMap,
     decode_data_url,
@@ -78,16 +78,6 @@ from symbolicator.types import DebugId, Scope
 
 log = logging.getLogger(__name__)
 BUNDLE_CACHE_VERSION = 1
-
-
-class LookupFailure(Exception):
-    """A file was not found or cannot be read; `error` is the JS error type to report, `details`
-    what a user needs to fix it (a bundle member over the size cap)."""
-
-    def __init__(self, error: str, details: str | None = None) -> None:
-        super().__init__(error)
-        self.error = error
-        self.details = details
 
 
 _caches: OpenedFiles[SmCache] = OpenedFiles(128)

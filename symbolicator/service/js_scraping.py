@@ -35,21 +35,13 @@ import orjson
 from symbolicator import keys
 from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.config import ScrapingSettings
-from symbolicator.errors import Outcome, SymbolicatorError
-from symbolicator.fetch import Fetcher, FetchError, origin_allowed
+from symbolicator.errors import FetchError, Outcome, ScrapeFailure, SymbolicatorError
+from symbolicator.fetch import Fetcher, origin_allowed
 
 SCRAPE_EVERY_S = 3600
 SCRAPED_CACHE_VERSION = 1
 _URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 Attempt = Callable[..., None]
-
-
-class ScrapeFailure(Exception):
-    """Nothing was scraped; `error` is the JS error type for the frame."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,15 @@ from typing import Any, TypeVar
 
 from symbolicator import keys
 from symbolicator.artifacts import artifact_bundles, bundles, debug_files
-from symbolicator.artifacts.chunks import ChunkStore, MissingChunk, check_sha1
-from symbolicator.artifacts.pipeline import Abandoned, FilePipeline, PartCopier, Pipelines, StartCompose, elf_build_id
+from symbolicator.artifacts.chunks import ChunkStore, check_sha1
+from symbolicator.artifacts.pipeline import FilePipeline, PartCopier, Pipelines, StartCompose, elf_build_id
 from symbolicator.config import Settings
 from symbolicator.errors import (
+    Abandoned,
     AssembleState,
     FormatError,
     InvalidShape,
+    MissingChunk,
     ObjectNotFound,
     StorageError,
 )

@@ -42,7 +42,7 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from symbolicator.errors import SymbolicatorError
+from symbolicator.errors import WorkerCrashed, WorkerOutOfMemory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,14 +97,6 @@ def _trim_function() -> Callable[[int], int] | None:
 def _import_all(modules: tuple[str, ...]) -> None:
     for name in modules:
         importlib.import_module(name)
-
-
-class WorkerCrashed(SymbolicatorError):
-    """The worker process running a job died (twice: see the module docstring)."""
-
-
-class WorkerOutOfMemory(WorkerCrashed):
-    """The job ran into the worker's memory limit."""
 
 
 class WorkerPool:

@@ -9,14 +9,8 @@
 - `urls`: source names as trace-mapping resolves them, `sourceMappingURL`, `data:` URLs.
 """
 
-from symbolicator.sourcemaps.smcache import (
-    SOURCEMAP_CACHE_VERSION,
-    CacheFormatError,
-    SmCache,
-    build,
-    build_from_map,
-    build_from_sources,
-)
+from symbolicator.errors import CacheFormatError
+from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, SmCache, build, build_from_map, build_from_sources
 from symbolicator.sourcemaps.sourcemap import NameResolver, OriginalLineResolver, SourceMap, Token, parse
 
 __all__ = [

@@ -53,7 +53,7 @@ import numpy as np
 import tree_sitter_javascript
 from tree_sitter import Language, Node, Parser
 
-from symbolicator.errors import OverBudget
+from symbolicator.errors import NamesOverBudget
 
 Resolve = Callable[[int, int], "str | None"]
 OriginalLine = Callable[[int, int], "tuple[str, int] | None"]
@@ -100,10 +100,6 @@ class ScopeName:
 
     def contains(self, line: int, col: int) -> bool:
         return (self.start_line, self.start_col) <= (line, col) < (self.end_line, self.end_col)
-
-
-class NamesOverBudget(OverBudget):
-    """The function-name pass of a minified file would cost more memory than its budget."""
 
 
 # Tree growth per token of the source, measured with tree-sitter-javascript 0.25 (docs/security.md):

@@ -42,7 +42,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from symbolicator.errors import FormatError, OverBudget
+from symbolicator.errors import CacheFormatError, OverBudget
 from symbolicator.sourcemaps.context import Context, LineIndex, context_from_lines
 from symbolicator.sourcemaps.facebook import check_bytecode, function_of
 from symbolicator.sourcemaps.sourcemap import (
@@ -66,10 +66,6 @@ _IGNORED = 1
 _NAMES_SKIPPED = 1
 _HERMES = 2
 log = logging.getLogger(__name__)
-
-
-class CacheFormatError(FormatError):
-    """A cache file that is truncated, foreign or of another version: rebuild it."""
 
 
 class _Section(enum.IntEnum):

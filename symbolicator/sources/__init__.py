@@ -11,6 +11,7 @@ half (which pulls in the HTTP client, which reads the settings) is imported from
 `symbolicator.sources.native` by the code that searches.
 """
 
+from symbolicator.errors import SourceConfigError
 from symbolicator.sources.config import (
     FilesystemSource,
     HttpSource,
@@ -19,7 +20,6 @@ from symbolicator.sources.config import (
     SentrySource,
     SkippedSource,
     SourceConfig,
-    SourceConfigError,
     SourceFilters,
     SourcePlan,
     fingerprint,

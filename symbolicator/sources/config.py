@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from symbolicator.errors import ConfigError, InvalidShape
+from symbolicator.errors import ConfigError, InvalidShape, SourceConfigError
 from symbolicator.sources.s3_guard import endpoint_problem
 
 LAYOUT_TYPES = ("native", "unified", "debuginfod", "symstore", "symstore_index2", "ssqp")
@@ -43,10 +43,6 @@ SENTRY_SKIPPED = "sentry sources are not queried: this service's uploads for the
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/=+-]*$")
 
 Origin = Literal["config", "request"]
-
-
-class SourceConfigError(ValueError):
-    """A source config that cannot be used; the message names the source and the field."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,8 @@ from urllib.parse import quote, urlsplit
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from symbolicator import fetch_tenants
-from symbolicator.errors import ObjectNotFound, StorageError
-from symbolicator.fetch import Fetcher, FetchError, forbidden_cause
+from symbolicator.errors import DownloadMiss, FetchError, ObjectNotFound, StorageError
+from symbolicator.fetch import Fetcher, forbidden_cause
 from symbolicator.fetch_policy import DEFAULT_PORTS, AddressPolicy, parse_ip
 from symbolicator.native.objects import find_dsym_files
 from symbolicator.sources.config import FilesystemSource, HttpSource, S3Source
@@ -42,16 +42,6 @@ MAX_S3_CLIENTS = 64
 _NOPERM_S3 = frozenset({"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                         "AllAccessDisabled", "AccountProblem"})
 _FETCH_STATUS = {"not_found": "notfound", "permission_denied": "noperm"}
-
-
-class DownloadMiss(Exception):
-    """Nothing usable at a location: `status` is a candidate download status, `timeout` flags a timeout."""
-
-    def __init__(self, status: str, details: str | None = None, *, timeout: bool = False) -> None:
-        super().__init__(details or status)
-        self.status = status
-        self.details = details
-        self.timeout = timeout
 
 
 def location(source: FilesystemSource | HttpSource | S3Source, rel: str) -> str:

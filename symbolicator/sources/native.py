@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from symbolicator.errors import FormatError
+from symbolicator.errors import DownloadMiss, FormatError
 from symbolicator.fetch import Fetcher
 from symbolicator.native.objects import ObjectInfo, identify
 from symbolicator.sources.config import (
@@ -41,7 +41,7 @@ from symbolicator.sources.config import (
     SourceFilters,
     SourcePlan,
 )
-from symbolicator.sources.download import DownloadMiss, download, location
+from symbolicator.sources.download import download, location
 from symbolicator.sources.layouts import (
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,

@@ -37,14 +37,8 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 
-from symbolicator.fetch_policy import (
-    DEFAULT_PORTS,
-    AddressPolicy,
-    ForbiddenAddress,
-    forbidden_message,
-    hostname_problem,
-    parse_ip,
-)
+from symbolicator.errors import ForbiddenAddress
+from symbolicator.fetch_policy import DEFAULT_PORTS, AddressPolicy, forbidden_message, hostname_problem, parse_ip
 
 _BAD_CHARS = re.compile(r"[\\@\s\x00-\x1f\x7f]")
 
