@@ -54,7 +54,7 @@ from bench.upload import upload
 from symbolicator import keys
 from symbolicator.types import DebugId, Scope
 from tests.support.websites import Handler, Website
-from tests.test_native_service import (
+from tests.support.native_service import (
     IMAGE_ADDR,
     by_original_index,
     elf_info,

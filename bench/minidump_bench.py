@@ -73,7 +73,7 @@ def _stackwalk(syms: Path) -> tuple[float, dict[str, Any]]:
 
 def warm_dump(pairs: int) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
-    from tests.test_native_service import start_service, upload
+    from tests.support.native_service import start_service, upload
 
     with tempfile.TemporaryDirectory(prefix="bench-minidump-") as tmp:
         syms = Path(tmp, "syms")

@@ -42,7 +42,7 @@ from chaos.workload import (
     uploaded,
 )
 from tests.support.service import ServiceProcess
-from tests.test_native_service import metric
+from tests.support.native_service import metric
 
 
 def _answers(svc: ServiceProcess) -> tuple[bool, str]:

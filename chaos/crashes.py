@@ -46,7 +46,7 @@ from chaos.workload import (
     uploaded,
 )
 from tests.support.service import ServiceProcess
-from tests.test_native_service import metric
+from tests.support.native_service import metric
 
 UPLOADED = [BIG_ELF, ELF_DIR / "c_gcc_O2_dwarf5", ELF_DIR / "cpp_gcc_O2_dwarf5", ELF_DIR / "rust_v0",
             ELF_DIR / "cpp_clang_O2_dwarf5"]

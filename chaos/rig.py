@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from chaos.inject import RestartableSeaweed, children, memory_kib
 from tests.support.service import ServiceProcess
-from tests.test_native_service import native_settings
+from tests.support.native_service import native_settings
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_SCOPES = ["acme/*"]

@@ -24,7 +24,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from symbolicator import cli
 from tests.support.service import ServiceProcess
-from tests.test_native_service import SCOPE, TOKEN, elf_module
+from tests.support.native_service import SCOPE, TOKEN, elf_module
 
 REPO = Path(__file__).resolve().parent.parent
 ELF_DIR = REPO / "tests/fixtures/native/out/elf"

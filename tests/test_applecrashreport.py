@@ -21,7 +21,7 @@ import requests
 
 from symbolicator.cli import main
 from tests.support.service import ServiceProcess
-from tests.test_native_service import (
+from tests.support.native_service import (
     NATIVE,
     SCOPE,
     by_original_index,

@@ -98,7 +98,7 @@ def test_resolve_js_second_run_skips_the_conversion(tmp_path: Path) -> None:
 
 
 def test_symbolicate_keeps_symcaches_of_the_symbols_folders(tmp_path: Path) -> None:
-    from tests.test_native_service import elf_module
+    from tests.support.native_service import elf_module
 
     elf = NATIVE_OUT / "elf" / "c_gcc_O2_dwarf5"
     request = {"stacktraces": [{"frames": [{"instruction_addr": "0x555555555234", "adjust_instruction_addr": False}]}],

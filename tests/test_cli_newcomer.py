@@ -100,7 +100,7 @@ def test_symbolicate_missing_symbols_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_unresolved_frames_say_why_in_text_output(tmp_path: Path) -> None:
-    from tests.test_native_service import elf_module
+    from tests.support.native_service import elf_module
 
     request = {"stacktraces": [{"frames": [{"instruction_addr": "0x555555555234"}]}],
                "modules": [elf_module(ELF, 0x555555554000)]}

@@ -26,7 +26,7 @@ from bench.inputs import JsInput, NativeInput
 from bench.s3_rig import service_on_s3
 from tests.support.seaweed import SeaweedServer
 from tests.support.websites import Website
-from tests.test_native_service import ELF, needs_llvm, sample_addresses
+from tests.support.native_service import ELF, needs_llvm, sample_addresses
 
 pytestmark = pytest.mark.s3
 

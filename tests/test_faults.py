@@ -68,7 +68,7 @@ from chaos.workload import (
     uploaded,
 )
 from tests.support.service import ServiceProcess
-from tests.test_native_service import metric, native_settings
+from tests.support.native_service import metric, native_settings
 
 OUTAGE_S = 2.0
 

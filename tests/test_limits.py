@@ -35,7 +35,7 @@ from symbolicator.errors import ConfigError, MalformedObject
 from symbolicator.native.dwarf import elf_dwarf_sections
 from tests.support.service import ServiceProcess
 from tests.support.websites import Website
-from tests.test_native_service import (
+from tests.support.native_service import (
     IMAGE_ADDR,
     TOKEN,
     elf_info,

@@ -37,7 +37,7 @@ from symbolicator.native.minidump.reader import (
 )
 from symbolicator.native.minidump.walker import Stack, Walker, WalkModule
 from tests.support.service import ServiceProcess
-from tests.test_native_service import (
+from tests.support.native_service import (
     SCOPE,
     llvm_symbolize,
     needs_llvm,
@@ -506,7 +506,7 @@ def test_only_sym_files_answer_like_minidump_stackwalk(uploader: str, tmp_path: 
     uploaded, every frame equals minidump-stackwalk's on the same files: address, trust,
     function, file, line and inline chain."""
     from tests.support.tools import SENTRY_CLI
-    from tests.test_native_service import TOKEN
+    from tests.support.native_service import TOKEN
 
     syms = tmp_path / "syms"
     subprocess.run([str(DUMP_SYMS), "--inlines", "-s", str(syms), *map(str, BINARIES)], check=True, capture_output=True)
@@ -566,7 +566,7 @@ def test_concurrent_requests_share_one_conversion_per_module(tmp_path: Path) -> 
     once (`symbolicator_cfi_conversions`), its symcache built once, and every answer is the same."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.test_native_service import metric
+    from tests.support.native_service import metric
 
     service = start_service(tmp_path / "svc")
     try:

@@ -29,7 +29,7 @@ import requests
 from elftools.elf.elffile import ELFFile
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import (
+from tests.support.native_service import (
     ELF,
     IMAGE_ADDR,
     elf_info,

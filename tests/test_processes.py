@@ -22,7 +22,7 @@ import requests
 
 from tests.support.service import ServiceProcess, child_pids
 from tests.test_two_instances import upload_bundle
-from tests.test_native_service import (
+from tests.support.native_service import (
     ELF,
     IMAGE_ADDR,
     by_original_index,

@@ -21,7 +21,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import (
+from tests.support.native_service import (
     ELF,
     by_original_index,
     elf_module,

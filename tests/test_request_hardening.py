@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import TOKEN, native_settings
+from tests.support.native_service import TOKEN, native_settings
 
 HEADER_S = 1.0
 BODY_S = 2.0

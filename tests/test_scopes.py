@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tree_sitter_javascript
 from hypothesis import given
 from hypothesis import strategies as st
-
-import tree_sitter_javascript
 from tree_sitter import Language, Parser, Query, QueryCursor
 
 from symbolicator.sourcemaps.scopes import NAMING, SCOPE_TYPES, ScopeName, innermost, scope_names, scope_nodes
+from symbolicator.sourcemaps.sourcemap import parse as parse_sourcemap
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "js_scopes"
@@ -246,7 +246,7 @@ def test_expectations_rederive_from_the_committed_bundles() -> None:
 def exact_resolvers(map_bytes: bytes) -> tuple[Any, Any]:
     """`resolve` and `original` over the project's own map parser, with EXACT-position
     semantics (a mapping must start at the token), the way scope_names wants them."""
-    sourcemap = pytest.importorskip("symbolicator.sourcemaps.sourcemap").parse(map_bytes)
+    sourcemap = parse_sourcemap(map_bytes)
     keys = memoryview(sourcemap.keys).cast("B").cast("Q")
     seg = sourcemap.segments
     lines = [(text or "").split("\n") for text in sourcemap.sources_content]

@@ -25,7 +25,7 @@ from symbolicator import keys
 from symbolicator.native.symcache import SYMCACHE_VERSION
 from tests.support.seaweed import SeaweedServer
 from tests.support.service import ServiceProcess, free_port
-from tests.test_native_service import (
+from tests.support.native_service import (
     TOKEN,
     by_original_index,
     elf_info,

@@ -21,7 +21,7 @@ import requests
 
 from tests.support.seaweed import SeaweedServer
 from tests.support.service import ServiceProcess
-from tests.test_native_service import elf_info, elf_module, native_settings
+from tests.support.native_service import elf_info, elf_module, native_settings
 
 pytestmark = pytest.mark.s3
 

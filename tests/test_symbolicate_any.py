@@ -27,7 +27,7 @@ from tests.test_js_react_native import (
     expected,
     hermes_frames,
 )
-from tests.test_native_service import (
+from tests.support.native_service import (
     ELF,
     elf_info,
     elf_module,

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import elf_info, elf_module
+from tests.support.native_service import elf_info, elf_module
 
 REPO = Path(__file__).resolve().parent.parent
 ELF = REPO / "tests/fixtures/native/out/elf/c_gcc_O2_dwarf5"

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.support.service import ServiceProcess
-from tests.test_native_service import TOKEN, by_original_index, elf_info, elf_module, llvm_symbolize, ours
+from tests.support.native_service import TOKEN, by_original_index, elf_info, elf_module, llvm_symbolize, ours
 
 REPO = Path(__file__).resolve().parent.parent
 ELF = REPO / "tests/fixtures/native/out/elf/cpp_gcc_O3_dwarf5"
