@@ -1,4 +1,4 @@
-"""`symbolicator …`: the command line of API.md §4.
+"""`symbolicator …`: the command line of docs/cli.md.
 
 Each command lives in `symbolicator/commands/<name>.py` with two functions:
 `register(subparsers)` adds its parser, `run(args) -> int` does the work. This

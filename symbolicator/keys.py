@@ -1,4 +1,4 @@
-"""The only place that formats storage and cache keys (API.md §3).
+"""The only place that formats storage and cache keys (docs/storage.md).
 
 Upload and lookup call the same functions, so a file stored by one is found by
 the other. Every variable part is either validated (scope, hex ids) or encoded

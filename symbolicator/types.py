@@ -19,7 +19,7 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """A tenant: one or two slugs joined by `/` (API.md §0).
+    """A tenant: one or two slugs joined by `/` (docs/api.md).
 
     The grammar leaves nothing to escape in storage keys: no `.`, no `..`.
     """

@@ -1,7 +1,7 @@
 """Pipelined assembly: hash and lay out a file while its chunks arrive, so assembling after the last one costs little.
 
 sentry-cli's first assemble call names every chunk of the file before it sends
-any (API.md §2). The upload service then opens a `FilePipeline` for the file;
+any (docs/uploads.md). The upload service then opens a `FilePipeline` for the file;
 each chunk the same org sends is written at its place in a sparse temporary file
 (`chunk index × chunk size`: sentry-cli cuts every chunk but the last to the
 advertised size) and the file's SHA-1 advances over the chunks received in order.

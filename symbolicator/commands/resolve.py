@@ -1,4 +1,4 @@
-"""`symbolicator resolve`: offline native lookups, like `llvm-symbolizer --inlining` (API.md §4).
+"""`symbolicator resolve`: offline native lookups, like `llvm-symbolizer --inlining` (docs/cli.md).
 
 The debug file is converted into a symcache once and kept in the offline cache
 (`commands/offline_cache.py`), so the next run on the same file only opens it;

@@ -1,4 +1,4 @@
-"""`symbolicator resolve-js`: offline source-map lookups (API.md §4).
+"""`symbolicator resolve-js`: offline source-map lookups (docs/cli.md).
 
 The map is converted into a sourcemap cache, kept in the offline cache
 (`commands/offline_cache.py`) so that the next run on the same files only opens
@@ -144,7 +144,7 @@ def open_cache(inputs: Inputs, with_scopes: bool, cache: offline_cache.OfflineCa
 
 
 def answer(cache: SmCache, pos: Position | None) -> dict[str, object]:
-    """The API.md §4 object for one position (`invalid_position` for an input that is not one)."""
+    """The docs/cli.md object for one position (`invalid_position` for an input that is not one)."""
     token = None
     error: str | None = None
     if pos is None:

@@ -268,7 +268,7 @@ def _module_json(image: BinaryImage) -> dict[str, Any]:
 
 
 def to_symbolicate_request(report: AppleCrashReport, *, platform: str | None = None) -> dict[str, Any]:
-    """The `/symbolicate` body (reference §1.2) for this report, without `sources`/`options`,
+    """The `/symbolicate` body (docs/api.md) for this report, without `sources`/`options`,
     which are the caller's. No `signal`: Symbolicator sends none for Apple reports."""
     stacktraces = []
     for thread in report.threads:

@@ -3,7 +3,7 @@
 Every frame but the innermost one holds a *return address*: the instruction after
 the call, which may already belong to the next line, inlined call or even
 function. Looking up the previous instruction instead finds the call site. This
-module reproduces Symbolicator's rules exactly (reference §1.4), so a frame
+module reproduces Symbolicator's rules exactly (docs/api.md), so a frame
 resolves here to what it resolves to there:
 
 * Symbolicator (`symbolicator-native`, `get_relative_caller_addr`,

@@ -3,7 +3,7 @@
 pydemumble 0.1.1 wraps one demangler for all three schemes and answers `""`
 for names it does not recognise, so a plain C name comes back unchanged here.
 What it prints, checked: `_ZN3foo3barIiEEvT_` → `void foo::bar<int>(int)`
-(parameters kept, as API.md §4 wants), Rust legacy `…17h<16 hex>E` →
+(parameters kept, as docs/cli.md wants), Rust legacy `…17h<16 hex>E` →
 `core::fmt::Formatter::pad` (hash already dropped, `$LT$` escapes decoded),
 Rust v0 `_RNv…` → `mycrate::foo`, Swift `$s4main3FooV3baryyF` →
 `main.Foo.bar() -> ()`. A `::h<16 hex>` suffix that still shows up (from a
@@ -43,7 +43,7 @@ def demangle(name: str) -> str:
 
 
 def normalize_rust(name: str) -> str:
-    """Normalise a name llvm-symbolizer printed (Rust escapes, hash suffix) for comparison (API.md §4)."""
+    """Normalise a name llvm-symbolizer printed (Rust escapes, hash suffix) for comparison (docs/cli.md)."""
     name = _RUST_HASH.sub("", name)
     if "$" in name:
         name = re.sub(r"(^|::)_\$", r"\1$", name)

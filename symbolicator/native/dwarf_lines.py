@@ -45,7 +45,7 @@ class LineTable:
 
 
 def join_path(comp_dir: str, directory: str, name: str) -> str:
-    """The path llvm-symbolizer prints, with `..` and `.` resolved (API.md §4)."""
+    """The path llvm-symbolizer prints, with `..` and `.` resolved (docs/cli.md)."""
     if not name.startswith("/"):
         if directory and not directory.startswith("/") and comp_dir:
             directory = comp_dir + "/" + directory

@@ -80,7 +80,7 @@ class ObjectInfo:
     `offset`/`size` (bytes) locate it in the file: the whole file unless `fat` (then
     `copy_slice` extracts it). `code_id` is the ELF build-id hex or the Mach-O UUID hex;
     `debug_id` the Sentry/Breakpad debug id. `image_vmaddr` is the stated address of the lowest
-    ELF PT_LOAD or the Mach-O `__TEXT` segment (API.md §0). `object_name` is the ELF DT_SONAME,
+    ELF PT_LOAD or the Mach-O `__TEXT` segment (docs/api.md). `object_name` is the ELF DT_SONAME,
     the Mach-O LC_ID_DYLIB install name or a source bundle's `object_name`, when present.
     `artifact_bundle` marks a JS artifact bundle (also `file_format == "sourcebundle"`).
     """

@@ -7,7 +7,7 @@ module is here, and it is the same code for the service and for the offline
 `symbolicator symbolicate` command (`js_offline.py` builds its modules from
 folders), so both print the same JSON.
 
-Per-frame failures are data (reference §1.7): the frame comes back unchanged,
+Per-frame failures are data (docs/api.md): the frame comes back unchanged,
 with the minified source context when the minified file was found, and an entry
 in `errors`. One output frame per input frame, always.
 

@@ -1,6 +1,6 @@
 """Finding a frame's minified file and source map, in Symbolicator's order, and converting once.
 
-Order for one `abs_path` (reference §2.6): the debug id of a `sourcemap` module
+Order for one `abs_path` (docs/javascript.md): the debug id of a `sourcemap` module
 whose `code_file` is the `abs_path` (or, once the minified file is in hand, its
 `//# debugId=` comment) → the files of bundles already opened for this request
 and the scope's release/dist index, by URL candidates → the minified file's

@@ -102,7 +102,7 @@ class RawThread:
 
 @dataclass(frozen=True)
 class NativeRequest:
-    """A parsed `/symbolicate` body (reference §1.2); `sources` None means "not sent"."""
+    """A parsed `/symbolicate` body (docs/api.md); `sources` None means "not sent"."""
 
     stacktraces: tuple[RawThread, ...]
     modules: tuple[RawModule, ...]
@@ -263,7 +263,7 @@ Resolve = Callable[[RawModule], Awaitable[ResolvedModule]]
 
 
 async def symbolicate(req: NativeRequest, resolve: Resolve) -> dict[str, Any]:
-    """The completed payload (reference §1.3) for `req`, modules resolved through `resolve`."""
+    """The completed payload (docs/api.md) for `req`, modules resolved through `resolve`."""
     table = ModuleTable(req.modules)
     located = [[table.locate(f) for f in t.frames] for t in req.stacktraces]
     used = sorted({loc[0].index for frames in located for loc in frames if loc is not None})

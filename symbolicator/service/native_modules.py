@@ -3,7 +3,7 @@
 A native request names modules by debug id. For each module a frame points
 into, `ModuleLookup.resolve` answers a `ResolvedModule`: an open symcache plus
 what the response says about the module (`debug_status`, `features`, `arch`,
-`candidates`). The order of places looked at is API.md §1's: the scope's own
+`candidates`). The order of places looked at is docs/api.md's: the scope's own
 uploads (through the debug-id index the upload path writes), then external
 sources.
 
@@ -85,7 +85,7 @@ OPEN_SYMCACHE_BYTES = 2 << 30  # mapped, not resident: the page cache decides wh
 @dataclass
 class ResolvedModule:
     """What one module lookup found. `image_vmaddr` is the debug file's stated
-    load address (API.md §0); `symcache` is open when `status` is FOUND.
+    load address (docs/api.md); `symcache` is open when `status` is FOUND.
     A `shared` symcache belongs to the process-wide LRU: `close` leaves it open."""
 
     status: ObjectFileStatus
@@ -396,7 +396,7 @@ def _format_outcome(exc: FormatError) -> Outcome:
 
 @dataclass
 class RequestSources:
-    """Where one request looks beyond the scope's uploads (API.md §1).
+    """Where one request looks beyond the scope's uploads (docs/api.md).
 
     `plan` holds the server's sources, then the request's usable ones, plus the request
     sources left out (and why). The scope's uploads stand in for a `type: "sentry"`

@@ -2,7 +2,7 @@
 
 Sources arrive in two places with different trust. The server's `sources` (TOML) are the
 operator's: a mistake there is a `ConfigError` and the service does not start. Sources in a
-request (`sources` of `/symbolicate`, Symbolicator's wire shape, reference §2.1) are the
+request (`sources` of `/symbolicate`, Symbolicator's wire shape, docs/configuration.md, "Symbol sources") are the
 caller's: Sentry always sends a `sentry` source and often built-in public sources of types or
 layouts we do not speak, so an unusable request source never fails the request. It is skipped
 with a reason that ends up as a candidate entry (`SkippedSource`), visible with
@@ -47,7 +47,7 @@ Origin = Literal["config", "request"]
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """How ids map to paths on a source (reference §2.3); `casing` applies to the whole path."""
+    """How ids map to paths on a source (docs/configuration.md, "Symbol sources"); `casing` applies to the whole path."""
 
     type: str = "native"
     casing: str = "default"

@@ -1,4 +1,4 @@
-"""Where a debug file sits on a symbol source: ids → relative paths (reference §2.3).
+"""Where a debug file sits on a symbol source: ids → relative paths (docs/configuration.md, "Symbol sources").
 
 The rules are Symbolicator's (`symbolicator-sources/src/paths.rs`), so a bucket sorted by
 `symsorter`, a debuginfod mirror, a GDB `.build-id` tree or an LLDB UUID folder works as a

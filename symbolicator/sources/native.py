@@ -2,7 +2,7 @@
 
 The native service asks its scope's uploads first; when they have nothing it calls
 `find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…)`. Sources are tried in
-order; on each, the debug file type first, then the code file (reference §2.3: ELF debug >
+order; on each, the debug file type first, then the code file (docs/configuration.md, "Symbol sources": ELF debug >
 ELF code, dSYM > Mach-O code), each at every path its layout gives. A download only counts
 once `objects.identify` has read it and one object in it has the module's ids (and a
 compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
@@ -211,7 +211,8 @@ def _family(arch: Arch) -> Arch:
 
 
 def accepts(filters: SourceFilters, file_type: FileType, module: ModuleLookup) -> bool:
-    """Whether a source's filters let it be asked for `file_type` of `module` (reference §2.2)."""
+    """Whether a source's filters let it be asked for `file_type` of `module`
+    (docs/configuration.md, "Symbol sources")."""
     if filters.filetypes and file_type not in filters.filetypes:
         return False
     if not filters.path_patterns:

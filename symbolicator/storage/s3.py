@@ -1,7 +1,7 @@
 """`S3Storage`: the `Storage` protocol on an S3-compatible bucket via boto3.
 
 Any S3 (AWS, SeaweedFS, MinIO, Ceph) is the shared store that lets N stateless
-service instances run side by side (ARCHITECTURE.md, "Scale beyond one machine").
+service instances run side by side (docs/scaling.md).
 
 Why it is built this way:
 

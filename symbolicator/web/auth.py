@@ -1,4 +1,4 @@
-"""Bearer tokens → scopes and rights (API.md §0).
+"""Bearer tokens → scopes and rights (docs/api.md).
 
 Uploads need a token with the `upload` right for the scope, except when the
 service is bound to loopback with no tokens configured (a developer's machine)

@@ -1,4 +1,4 @@
-"""Upload routes, wire-compatible with what sentry-cli calls (API.md §2).
+"""Upload routes, wire-compatible with what sentry-cli calls (docs/uploads.md).
 
 Handlers only translate: parse and authorise the request, call the upload
 service, answer JSON. Org and project slugs come from the URL; artifact bundle
