@@ -1,8 +1,11 @@
 """`create_app(settings)`: the whole service as one aiohttp application.
 
-Resources (storage, caches, the upload service) are opened in a cleanup
-context, so tests and `serve` start and stop the same way, and two apps in one
-process share nothing.
+Resources (storage, caches, the upload service, the worker pool, the fetcher) are
+opened in a cleanup context, so tests and `serve` start and stop the same way. Two
+apps in one process share none of those; they do share the per-process memos of
+opened converted files and parsed manifests (`service/native_modules.py`,
+`service/js_lookup.py`, `service/minidump_cfi.py`), which are keyed by content and
+so safe to share, and which a `Services` composition root is meant to own (issue 12).
 """
 
 from __future__ import annotations
