@@ -14,9 +14,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from symbolicator.errors import MalformedObject
+from symbolicator.native.dwarf import InflateToFile
 from symbolicator.native.spill import Budget
 from symbolicator.native.symcache import SymCache
 from symbolicator.native.symcache_build import build
@@ -104,3 +107,34 @@ def test_a_killed_conversion_leaves_no_spill_file(tmp_path: Path, sig: signal.Si
     while os.path.exists(f"/proc/{child.pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{child.pid}/fd")
+
+
+BOMBS = Path(__file__).parent / "fixtures" / "limits"
+
+
+@pytest.mark.parametrize("name", ["zlib_inflates_past_claim", "zstd_inflates_past_claim"])
+def test_a_bomb_inflated_into_a_spill_file_stops_at_its_claim(tmp_path: Path, name: str) -> None:
+    """Big compressed sections are inflated into mapped spill files; a stream longer than its
+    header says is refused there too, after at most one step past the claim, and leaves nothing."""
+    budget = Budget(TINY, tmp_path / "spill")
+    with pytest.raises(MalformedObject, match="differs from its header"):
+        build(BOMBS / name, budget=budget)
+    assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_compressed_sections_inflated_into_spill_files_give_the_same_bytes(tmp_path: Path) -> None:
+    calls: list[str] = []
+    real = InflateToFile.inflate
+
+    def counting(self: InflateToFile, name: str, *args: Any) -> bytes:
+        calls.append(name)
+        return real(self, name, *args)
+
+    InflateToFile.inflate = counting  # type: ignore[method-assign]
+    try:
+        for name in ("cpp_gcc_zlib", "cpp_gcc_zstd", "cpp_gcc_zlib_gnu"):
+            whole = build(OUT / "elf" / name)
+            assert build(OUT / "elf" / name, budget=Budget(TINY, tmp_path)) == whole
+    finally:
+        InflateToFile.inflate = real  # type: ignore[method-assign]
+    assert {".debug_info", ".debug_line", ".zdebug_info"} <= set(calls)
