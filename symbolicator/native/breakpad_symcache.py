@@ -12,20 +12,25 @@ address space the service looks a frame up in for a module with `image_vmaddr` 0
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from symbolicator.errors import UnsupportedFormat
 from symbolicator.native.breakpad_sym import SymFile, parse
-from symbolicator.native.dwarf import DwarfData
-from symbolicator.native.dwarf_units import Collector
+from symbolicator.native.dwarf import LINE_DTYPE, STEP_DTYPE, DwarfData, unit_steps
+from symbolicator.native.dwarf_units import NODE_DTYPE, Collector
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore
 from symbolicator.native.symcache_build import write
 from symbolicator.native.symtab import LAST_ADDRESS, Symbol
 
+_U32 = 0xFFFFFFFF  # the symcache keeps 32-bit lines, as the DWARF path does
 
-def _line_table(sym: SymFile, file_index: dict[int, int]) -> tuple[np.ndarray, ...]:
-    """Rows (address, file index, line); a row with file -1 where a record ends without a next one.
-    Overlapping records: the first one wins."""
+
+def _line_table(sym: SymFile, file_index: dict[int, int]) -> Any:
+    """`LINE_DTYPE` rows, one per address in increasing order; a row with file -1 (priority 0, an end
+    of sequence) where a record ends without a next one. Overlapping records: the first one wins.
+    A record whose FILE id has no FILE record is a gap as well (no file, no line)."""
     records = sorted((a, s, line, f) for func in sym.funcs for a, s, line, f in func.lines if s)
     rows: list[tuple[int, int, int]] = []
     for i, (a, size, line, f) in enumerate(records):
@@ -40,13 +45,20 @@ def _line_table(sym: SymFile, file_index: dict[int, int]) -> tuple[np.ndarray, .
     for row in rows:
         if not kept or kept[-1][0] < row[0]:
             kept.append(row)
-    table = np.array(kept, dtype=np.int64).reshape(-1, 3)
-    return (table[:, 0].astype(np.uint64), table[:, 1].copy(), table[:, 2].copy(),
-            np.zeros(len(kept), dtype=np.int64))
+    out = np.zeros(len(kept), dtype=LINE_DTYPE)
+    if kept:
+        out["a"] = np.array([r[0] for r in kept], dtype=np.uint64)
+        out["f"] = np.array([r[1] for r in kept], dtype=np.int64)
+        out["l"] = np.array([r[2] & _U32 for r in kept], dtype=np.uint64)
+        out["p"] = out["f"] != -1
+    return out
 
 
 def _nodes(sym: SymFile, file_index: dict[int, int]) -> tuple[Collector, list[int], list[str | None]]:
+    """The inline tree as one DWARF unit: nodes and ranges in a `Collector` (`take_nodes`, `unit_steps`),
+    each node's function index, and the function names."""
     c = Collector()
+    c.start_unit()
     functions: list[str | None] = []
     function_index: dict[str, int] = {}
     node_function: list[int] = []
@@ -59,19 +71,22 @@ def _nodes(sym: SymFile, file_index: dict[int, int]) -> tuple[Collector, list[in
 
     def node(parent: int, depth: int, name: str, call_file: int, call_line: int,
              ranges: list[tuple[int, int]]) -> int:
-        index = len(c.node_origin)
-        c.node_origin.append(index)
+        index = c.nodes_before + len(c.node_origin)
+        c.node_origin.append(index)  # no DIE here: only the writer reads the node table
         c.node_parent.append(parent)
-        c.node_depth.append(depth)
+        c.unit_depth.append(depth)
         c.node_call_file.append(call_file)
-        c.node_call_line.append(call_line)
+        c.node_call_line.append(call_line & _U32)
         c.node_call_col.append(0)
         node_function.append(function(name))
+        lows: list[int] = []
         for lo, hi in ranges:
             if hi > lo:
-                c.range_low.append(lo)
-                c.range_high.append(hi)
-                c.range_node.append(index)
+                c.unit_low.append(lo)
+                c.unit_high.append(hi)
+                c.unit_node.append(index)
+                lows.append(lo)
+        c.node_entry.append(min(lows, default=0))  # the entry address: the lowest range start
         return index
 
     for func in sym.funcs:
@@ -108,14 +123,28 @@ def _symbols(sym: SymFile) -> list[Symbol]:
 
 
 def build_symcache(path: str | Path) -> bytes:
-    """Symcache bytes of a `.sym` file; `UnsupportedFormat` when it has no FUNC or PUBLIC record."""
+    """Symcache bytes of a `.sym` file; `UnsupportedFormat` when it has no FUNC or PUBLIC record.
+
+    The tables go through the streaming writer like DWARF's: line rows and inline steps in run
+    stores, the node table and its function indices in chunk stores, under a default `Budget`
+    (a `.sym` file is small, nothing is spilled in practice)."""
     sym = parse(Path(path))
     if not sym.funcs and not sym.publics:
         raise UnsupportedFormat(f"{path}: a Breakpad symbol file without FUNC or PUBLIC records")
     file_ids = sorted(sym.files)
     file_index = {fid: i for i, fid in enumerate(file_ids)}
-    rows_addr, rows_file, rows_line, rows_col = _line_table(sym, file_index)
-    nodes, node_function, functions = _nodes(sym, file_index)
-    dwarf = DwarfData([sym.files[f] for f in file_ids], rows_addr, rows_file, rows_line, rows_col, nodes,
-                      node_function, functions)
-    return write(dwarf, _symbols(sym), sym.arch)
+    budget = Budget(DEFAULT_MEMORY_BYTES)
+    dwarf = DwarfData([sym.files[f] for f in file_ids], RunStore(LINE_DTYPE, budget), RunStore(STEP_DTYPE, budget),
+                      ChunkStore(NODE_DTYPE, budget), ChunkStore(np.int32, budget), [], budget)
+    try:
+        dwarf.lines.append(_line_table(sym, file_index))
+        collector, node_function, dwarf.functions = _nodes(sym, file_index)
+        dwarf.steps.append(unit_steps(collector))
+        dwarf.nodes.append(collector.take_nodes())
+        dwarf.node_function.append(np.array(node_function, dtype=np.int32))
+        budget.check()
+        dwarf.lines.finish()
+        dwarf.steps.finish()
+        return write(dwarf, _symbols(sym), sym.arch)
+    finally:
+        dwarf.close()

@@ -196,7 +196,7 @@ class Strings:
 
 
 
-def find_nul(data, pos: int) -> int:
+def find_nul(data: bytes | bytearray | memoryview, pos: int) -> int:
     """`data.find(b"\\0", pos)` for bytes and for memoryviews (which have no `find`)."""
     if not isinstance(data, memoryview):
         return data.find(b"\0", pos)

@@ -52,6 +52,7 @@ from symbolicator.native.macho_headers import (
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 
 SOURCE_BUNDLE_MAGIC = b"SYSB"
+BREAKPAD_MAGIC = b"MODULE "  # `breakpad_sym.MAGIC`: a `.sym` file starts with its MODULE line
 MAX_MANIFEST_BYTES = 64 << 20
 COPY_CHUNK = 1 << 20
 _JS_FILE_TYPES = {"minified_source", "source_map", "indexed_ram_bundle"}
@@ -123,7 +124,7 @@ def identify(path: Path) -> list[ObjectInfo]:
 def check_magic(head: bytes, size: int) -> None:
     """UnsupportedFormat unless `head` (a file's first 32 bytes) starts a file `identify` reads: lets an upload be
     refused while its client still waits for the answer."""
-    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, *THIN_MAGICS) or (
+    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, *THIN_MAGICS) or head.startswith(BREAKPAD_MAGIC) or (
             len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
         return
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
@@ -138,7 +139,7 @@ def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
         return [_macho_info(s, fat=True) for s in read_fat(f, size)]
     if head[:4] == SOURCE_BUNDLE_MAGIC:
         return [_bundle_info(f, size)]
-    if head.startswith(b"MODULE "):
+    if head.startswith(BREAKPAD_MAGIC):
         return [_breakpad_info(f, size)]
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
 
