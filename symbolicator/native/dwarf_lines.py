@@ -34,7 +34,8 @@ class LineTable:
     """Rows of one unit: parallel typed arrays (8 bytes a value, not a Python int each),
     `file == END_OF_SEQUENCE` ends a sequence.
 
-    Addresses are file virtual addresses; `line`/`column` 0 mean unknown.
+    Addresses are file virtual addresses
+    `line`/`column` 0 mean unknown.
     """
 
     files: list[str]
@@ -142,7 +143,8 @@ def decode_line_program(data: bytes, offset: int, comp_dir: str, cu_name: str, s
 def _run_program(d: bytes, pos: int, end: int, t: LineTable, addr_size: int, min_inst: int,
                  line_base: int, line_range: int, opcode_base: int, std_lengths: list[int],
                  little_endian: bool) -> None:
-    """The state machine; written flat because it runs once per row."""
+    """The state machine
+    written flat because it runs once per row."""
     addrs, files, lines, cols = t.addrs, t.file_idx, t.lines, t.columns
     a_app, f_app, l_app, c_app = addrs.append, files.append, lines.append, cols.append
     byteorder: Literal["little", "big"] = "little" if little_endian else "big"
@@ -160,7 +162,10 @@ def _run_program(d: bytes, pos: int, end: int, t: LineTable, addr_size: int, min
             adj = op - opcode_base
             addr += (adj // line_range) * min_inst
             line += line_base + adj % line_range
-            a_app(addr); f_app(file); l_app(line); c_app(col)
+            a_app(addr)
+            f_app(file)
+            l_app(line)
+            c_app(col)
         elif op == 0:
             length = 0
             shift = 0
@@ -177,8 +182,14 @@ def _run_program(d: bytes, pos: int, end: int, t: LineTable, addr_size: int, min
             nxt = pos + length
             if sub == 1:
                 while len(addrs) > seq_start and addrs[-1] >= addr:
-                    addrs.pop(); files.pop(); lines.pop(); cols.pop()  # empty rows
-                a_app(addr); f_app(END_OF_SEQUENCE); l_app(0); c_app(0)
+                    addrs.pop()  # empty rows
+                    files.pop()
+                    lines.pop()
+                    cols.pop()
+                a_app(addr)
+                f_app(END_OF_SEQUENCE)
+                l_app(0)
+                c_app(0)
                 if addrs[seq_start] == 0:
                     del addrs[seq_start:], files[seq_start:], lines[seq_start:], cols[seq_start:]
                 seq_start = len(addrs)
@@ -192,7 +203,10 @@ def _run_program(d: bytes, pos: int, end: int, t: LineTable, addr_size: int, min
                     addr = 0  # a linker's tombstone (-1/-2) for dropped code: dropped with the sequence
             pos = nxt
         elif op == 1:
-            a_app(addr); f_app(file); l_app(line); c_app(col)
+            a_app(addr)
+            f_app(file)
+            l_app(line)
+            c_app(col)
         elif op == 2 or op == 4 or op == 5 or op == 12:
             v = 0
             shift = 0

@@ -321,7 +321,7 @@ class UnitWalker:
                 if fixed >= 0:
                     pos += fixed
                 else:
-                    for slot, form, size in steps:
+                    for _slot, form, size in steps:
                         if size >= 0:
                             pos += size
                         elif form in _ULEB_FORMS:

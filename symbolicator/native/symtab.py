@@ -41,7 +41,8 @@ there, as the DWARF walker cuts ranges, so every end fits the symcache's u64 (a 
 covers the very last address)."""
 
 
-def _bounded(raw: list[tuple[int, int, int, str, str | None]], sections: list[tuple[int, int]], clip: bool) -> list[Symbol]:
+def _bounded(raw: list[tuple[int, int, int, str, str | None]], sections: list[tuple[int, int]],
+             clip: bool) -> list[Symbol]:
     """Sort, keep one name per address and give size-less symbols an end.
 
     At one address the symbol with the largest size wins (llvm-symbolizer's
@@ -177,7 +178,7 @@ def _read_table(elf: Any, table: Any, exec_sections: list[tuple[int, int]]
     idx = np.flatnonzero(keep)
     name_off = syms["name"].tolist()
     columns = zip(syms["name"][idx].tolist(), (syms["info"][idx] >> 4).tolist(), last_file[idx].tolist(),
-                  value[idx].tolist(), syms["size"][idx].tolist())
+                  value[idx].tolist(), syms["size"][idx].tolist(), strict=True)
     for offset, bind, f, addr, size in columns:
         name = text(offset)
         if not name or name.startswith("$"):

@@ -47,7 +47,8 @@ Origin = Literal["config", "request"]
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """How ids map to paths on a source (docs/configuration.md, "Symbol sources"); `casing` applies to the whole path."""
+    """How ids map to paths on a source (docs/configuration.md, "Symbol sources"); `casing`
+    applies to the whole path."""
 
     type: str = "native"
     casing: str = "default"
