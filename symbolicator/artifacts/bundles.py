@@ -69,11 +69,6 @@ def check_magic(head: bytes, size: int) -> None:
         raise MalformedObject(f"not an artifact bundle: it does not start with SYSB ({size} bytes)")
 
 
-def is_bundle(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == MAGIC
-
-
 def open_zip(path: Path, max_entries: int, max_uncompressed: int) -> zipfile.ZipFile:
     """Open the ZIP after the 8-byte header, refusing unsafe or oversized archives."""
     with open(path, "rb") as f:

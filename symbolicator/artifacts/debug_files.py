@@ -141,7 +141,3 @@ def dif_json(published: list[Published], file_sha1: str, name: str) -> dict[str,
         ],
     }
 
-
-def kind_label(published: list[Published]) -> str:
-    return published[0].info.file_format if published else "unknown"
-

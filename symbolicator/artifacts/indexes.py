@@ -145,10 +145,6 @@ def bundle_ref(bundle_key: str, bundle_sha1: str, path: str, url: str | None,
             "headers": headers, "type": file_type}
 
 
-def release_entries(storage: Storage, scope: Scope, release: str, dist: str | None) -> Iterable[str]:
-    return storage.list(keys.js_release_prefix(scope, release, dist))
-
-
 NOT_REMEMBERED = object()
 REMEMBER_MAX_OBJECT = 64 * 1024
 REMEMBER_MAX_BYTES = 32 * 1024 * 1024

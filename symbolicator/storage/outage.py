@@ -110,11 +110,6 @@ class OutageGuard:
             raise AttributeError(name)
         return getattr(self.backend, name)
 
-    @property
-    def available(self) -> bool:
-        """False while the breaker is open (the last call found the store unavailable)."""
-        return self._down_since is None
-
     def head(self, key: str) -> ObjectInfo | None:
         return self._call(self.backend.head, key)
 
