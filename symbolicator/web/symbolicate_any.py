@@ -13,22 +13,15 @@ from aiohttp import web
 
 from symbolicator.service import native
 from symbolicator.service.js import JsRequest
-from symbolicator.service.js_lookup import JsDeps, symbolicate_js
+from symbolicator.service.js_lookup import symbolicate_js
 from symbolicator.service.js_mixed import MixedRequest, symbolicate_mixed
-from symbolicator.web.bodies import check_frame_count, read_json
+from symbolicator.web.bodies import read_request
 from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
-    CACHES,
-    COALESCER,
-    FETCHER,
-    INDEXES,
-    METRICS,
-    SETTINGS,
-    STORAGE,
-    WORKERS,
 )
 from symbolicator.web.symbolicate import module_resolver
+from symbolicator.web.symbolicate_js import js_deps
 
 routes = web.RouteTableDef()
 
@@ -38,12 +31,9 @@ async def symbolicate_any(request: web.Request) -> web.Response:
     scope = request_scope(request)
     app = request.app
     app[AUTH].require_symbolicate(request, scope)
-    body = await read_json(request)
-    check_frame_count(body, app[SETTINGS].limits.max_frames_per_request)
-    mixed = MixedRequest.from_json(body)
+    mixed = await read_request(request, MixedRequest.from_json)  # the caps, and large bodies off the loop
     resolve = module_resolver(request, scope, mixed.native)
-    deps = JsDeps(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
-                  app[FETCHER], app[METRICS].js_conversions)
+    deps = js_deps(app)
 
     async def run_js(js: JsRequest) -> dict[str, Any]:
         return await symbolicate_js(js, deps, scope)

@@ -25,14 +25,19 @@ from symbolicator.web.state import (
 routes = web.RouteTableDef()
 
 
+def js_deps(app: web.Application) -> JsDeps:
+    """What the JS service needs from the app (also the JS half of `/symbolicate-any`)."""
+    return JsDeps(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
+                  app[FETCHER], app[METRICS].js_conversions)
+
+
 @routes.post("/symbolicate-js")
 async def symbolicate_js_endpoint(request: web.Request) -> web.Response:
     scope = request_scope(request)
     app = request.app
     app[AUTH].require_symbolicate(request, scope)
     js_request = await read_request(request, JsRequest.from_json)
-    deps = JsDeps(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
-                  app[FETCHER], app[METRICS].js_conversions)
+    deps = js_deps(app)
 
     async def work() -> dict[str, Any]:
         return await symbolicate_js(js_request, deps, scope)
