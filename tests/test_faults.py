@@ -134,10 +134,14 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
             stop = threading.Event()
 
             def client(kind: str) -> None:
+                """Until the outage window ends, and at least twice however slow the machine is
+                (S3 stays down until every client returns)."""
                 path, body = ("/symbolicate", warm_native) if kind == "native" else ("/symbolicate-js", js_body())
-                while not stop.is_set():
+                done = 0
+                while not stop.is_set() or done < 2:
                     r = post(svc, path, body)
                     seen.during.append((kind, r.status_code, r.json()))
+                    done += 1
 
             weed.outage()
             with ThreadPoolExecutor(4) as pool:
