@@ -14,9 +14,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from symbolicator.errors import MalformedObject
+from symbolicator.native import symcache_build
+from symbolicator.native.dwarf import InflateToFile
 from symbolicator.native.spill import Budget
 from symbolicator.native.symcache import SymCache
 from symbolicator.native.symcache_build import build
@@ -45,12 +49,27 @@ def test_spilled_build_is_byte_identical_to_the_in_memory_one(tmp_path: Path, na
     assert len(SymCache.from_bytes(spilled)) > 0
 
 
-def test_the_service_entry_point_passes_the_budget_and_the_spill_folder(tmp_path: Path) -> None:
+def test_the_service_entry_point_passes_the_budget_and_the_spill_folder(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     src = OUT / "elf" / "cpp_gcc_O3_dwarf5"
     big, small = tmp_path / "big.symc", tmp_path / "small.symc"
     meta = convert_debug_file(str(src), str(big), None)
+    budgets: list[Budget] = []
+
+    class Recorded(Budget):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            budgets.append(self)
+
+    monkeypatch.setattr(symcache_build, "Budget", Recorded)
     assert convert_debug_file(str(src), str(small), None, 4 << 30, TINY, str(tmp_path / "spill")) == meta
     assert small.read_bytes() == big.read_bytes()
+    assert [(b.memory_bytes, b.spill_dir) for b in budgets] == [(TINY, str(tmp_path / "spill"))]
+    assert budgets[0].spilled_runs >= 2
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(MalformedObject, match="spill file"):
+        convert_debug_file(str(src), str(small), None, 4 << 30, TINY, str(not_a_folder))
 
 
 _CHILD = """
@@ -104,3 +123,56 @@ def test_a_killed_conversion_leaves_no_spill_file(tmp_path: Path, sig: signal.Si
     while os.path.exists(f"/proc/{child.pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{child.pid}/fd")
+
+
+BOMBS = Path(__file__).parent / "fixtures" / "limits"
+
+
+@pytest.mark.parametrize("name", ["zlib_inflates_past_claim", "zstd_inflates_past_claim"])
+def test_a_bomb_inflated_into_a_spill_file_stops_at_its_claim(tmp_path: Path, name: str) -> None:
+    """Big compressed sections are inflated into mapped spill files; a stream longer than its
+    header says is refused there too, after at most one step past the claim, and leaves nothing."""
+    budget = Budget(TINY, tmp_path / "spill")
+    with pytest.raises(MalformedObject, match="differs from its header"):
+        build(BOMBS / name, budget=budget)
+    assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_compressed_sections_inflated_into_spill_files_give_the_same_bytes(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = InflateToFile.inflate
+
+    def counting(self: InflateToFile, name: str, *args: Any) -> bytes:
+        calls.append(name)
+        return real(self, name, *args)
+
+    monkeypatch.setattr(InflateToFile, "inflate", counting)
+    for name in ("cpp_gcc_zlib", "cpp_gcc_zstd", "cpp_gcc_zlib_gnu"):
+        whole = build(OUT / "elf" / name)
+        assert build(OUT / "elf" / name, budget=Budget(TINY, tmp_path)) == whole
+    assert {".debug_info", ".debug_line", ".zdebug_info"} <= set(calls)
+
+
+def test_the_service_converts_within_a_tiny_budget_and_answers_the_same(service_factory: Any, tmp_path: Path) -> None:
+    """`limits.conversion_memory_bytes` reaches the worker: a service that must spill (and inflate
+    the compressed sections into files) answers every frame as one with the default budget, and
+    its cache folder keeps no spill file."""
+    from tests.test_native_service import IMAGE_ADDR, elf_info, elf_module, native_settings, symbolicate, upload
+
+    fixture = OUT / "elf" / "cpp_gcc_zlib"
+    info = elf_info(fixture)
+    lo, hi = info["text"]
+    step = max(1, (hi - lo) // 40)
+    frames = [{"instruction_addr": hex(IMAGE_ADDR + a - info["vmaddr"])} for a in range(lo + 1, hi, step)]
+    body = {"stacktraces": [{"frames": frames}], "modules": [elf_module(fixture)]}
+    answers = []
+    for name, limits in (("default", {}), ("tiny", {"conversion_memory_bytes": TINY})):
+        svc = service_factory(native_settings(tmp_path / name, limits=limits))
+        upload(svc, fixture)
+        answer = symbolicate(svc, body).json()
+        assert answer["status"] == "completed" and answer["modules"][0]["debug_status"] == "found", answer
+        answers.append(answer["stacktraces"])
+        assert list((tmp_path / name / "cache" / "derived" / "tmp").iterdir()) == []
+    assert answers[0] == answers[1]
+    assert sum(len(f.get("function") or "") > 0 for f in answers[0][0]["frames"]) > 20

@@ -13,8 +13,9 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -24,7 +25,7 @@ from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.dwarf_forms import Strings
 from symbolicator.native.dwarf_lines import END_OF_SEQUENCE, decode_line_program
 from symbolicator.native.dwarf_units import NO_NAME, NODE_DTYPE, Collector, UnitWalker
-from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore
+from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore, open_spill_file
 
 DWARF_SECTIONS = ("debug_info", "debug_abbrev", "debug_line", "debug_str", "debug_line_str", "debug_str_offsets",
                   "debug_addr", "debug_ranges", "debug_rnglists")
@@ -60,14 +61,78 @@ class DwarfData:
             store.close()
 
 
-def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endian: bool, max_bytes: int) -> bytes:
+INFLATE_STEP = 4 << 20
+
+
+class InflateToFile:
+    """Inflates compressed sections bigger than `over` bytes into unnamed files in `spill_dir`, mapped.
+
+    A GB debug file with compressed DWARF would otherwise hold every inflated section in
+    memory. `maps` are the mappings made; the owner releases their pages and closes them.
+    """
+
+    def __init__(self, over: int, spill_dir: str | Path | None) -> None:
+        self.over = over
+        self.spill_dir = spill_dir
+        self.maps: list[mmap.mmap] = []
+
+    def inflate(self, name: str, ch_type: int, body: memoryview, size: int) -> bytes:
+        with open_spill_file(self.spill_dir) as f:
+            total = 0
+            for piece in _inflated_pieces(ch_type, body, size):
+                total += len(piece)
+                if total > size:
+                    break
+                f.write(piece)
+            if total != size:
+                raise MalformedObject(f"section {name}: decompressed size differs from its header ({size} bytes)")
+            f.flush()
+            if not size:
+                return b""
+            mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        self.maps.append(mm)
+        return memoryview(mm)  # type: ignore[return-value]  # reads like bytes
+
+
+def _inflated_pieces(ch_type: int, body: memoryview, size: int) -> Iterator[bytes]:
+    """The inflated stream in pieces of at most `INFLATE_STEP` bytes, stopping past `size`."""
+    if ch_type == _ELFCOMPRESS_ZSTD:
+        reader = zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True)
+        total = 0
+        while total <= size:
+            piece = reader.read(INFLATE_STEP)
+            if not piece:
+                return
+            total += len(piece)
+            yield piece
+        return
+    d = zlib.decompressobj()
+    pos = 0
+    total = 0
+    while total <= size and not d.eof:
+        if d.unconsumed_tail:
+            data: bytes | memoryview = d.unconsumed_tail
+        elif pos < len(body):
+            data = body[pos:pos + INFLATE_STEP]
+            pos += INFLATE_STEP
+        else:
+            return
+        piece = d.decompress(data, INFLATE_STEP)
+        total += len(piece)
+        yield piece
+
+
+def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endian: bool, max_bytes: int,
+                to_file: InflateToFile | None = None) -> bytes:
     """SHF_COMPRESSED (zlib/zstd, Elf_Chdr header) and legacy `.zdebug_*` (`ZLIB` + 8-byte BE size).
 
     Memory stays bounded by the size the header states, which must not exceed
     `max_bytes`: a claim over it is refused before anything is inflated, and
     no stream is inflated past claim + 1 byte. zstd goes through a stream
     reader because its one-shot `decompress` trusts the size in zstd's own
-    frame header, which a crafted file sets to gigabytes.
+    frame header, which a crafted file sets to gigabytes. With `to_file`, a
+    section claiming more than `to_file.over` bytes is inflated into a mapped
+    spill file instead of memory.
     """
     bo: Literal["little", "big"] = "little" if little_endian else "big"
     try:
@@ -83,6 +148,8 @@ def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endia
             return raw  # type: ignore[return-value]  # a view of the mapping reads like bytes
         if size > max_bytes:
             raise MalformedObject(f"section {name}: claims {size} bytes uncompressed, over the {max_bytes} byte limit")
+        if ch_type in (_ELFCOMPRESS_ZLIB, _ELFCOMPRESS_ZSTD) and to_file is not None and size > to_file.over:
+            return to_file.inflate(name, ch_type, body, size)
         if ch_type == _ELFCOMPRESS_ZLIB:
             out = zlib.decompressobj().decompress(body, size + 1)
         elif ch_type == _ELFCOMPRESS_ZSTD:
@@ -96,12 +163,12 @@ def _decompress(name: str, raw: memoryview, flags: int, is64: bool, little_endia
         raise MalformedObject(f"section {name}: cannot decompress ({exc})") from exc
 
 
-def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap,
-                       max_section_bytes: int = MAX_SECTION_BYTES) -> dict[str, bytes]:
+def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap, max_section_bytes: int = MAX_SECTION_BYTES,
+                       to_file: InflateToFile | None = None) -> dict[str, bytes]:
     """The DWARF sections of a pyelftools `ELFFile`, decompressed, bounds-checked.
 
     A section stored as is comes back as a view of `data` (valid while `data` is); a
-    compressed one as the inflated bytes.
+    compressed one as the inflated bytes, or a view of a mapped spill file (`to_file`).
 
     `max_section_bytes` caps each decompressed section (the service passes
     `limits.max_decompressed_section_bytes`); more is a decompression bomb.
@@ -122,7 +189,7 @@ def elf_dwarf_sections(elf: Any, data: bytes | memoryview | mmap.mmap,
         if offset + size > len(data):
             raise MalformedObject(f"section {name} points past the end of the file")
         raw = memoryview(data)[offset:offset + size]  # a view of the mapping: no copy of the file
-        out[key] = _decompress(name, raw, section["sh_flags"], is64, elf.little_endian, max_section_bytes)
+        out[key] = _decompress(name, raw, section["sh_flags"], is64, elf.little_endian, max_section_bytes, to_file)
     return out
 
 

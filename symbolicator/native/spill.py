@@ -44,9 +44,9 @@ def raw_bytes(arr: Any) -> memoryview:
 
 def open_spill_file(spill_dir: str | Path | None) -> IO[bytes]:
     """An unnamed read-write file in `spill_dir` (the system's temp folder when None)."""
-    if spill_dir is not None:
-        os.makedirs(spill_dir, exist_ok=True)
     try:
+        if spill_dir is not None:
+            os.makedirs(spill_dir, exist_ok=True)
         return tempfile.TemporaryFile(dir=spill_dir)
     except OSError as exc:
         raise MalformedObject(f"cannot open a spill file in {spill_dir}: {exc}") from exc

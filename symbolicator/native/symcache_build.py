@@ -15,12 +15,12 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
 from symbolicator.errors import MalformedObject, SymbolicatorError, UnsupportedFormat
-from symbolicator.native.dwarf import MAX_SECTION_BYTES, elf_dwarf_sections, read_dwarf
+from symbolicator.native.dwarf import MAX_SECTION_BYTES, InflateToFile, elf_dwarf_sections, read_dwarf
 from symbolicator.native.macho_dwarf import dsym_payload, macho_dwarf_sections, open_slice
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget
 from symbolicator.native.symcache_write import write, write_to
@@ -42,15 +42,18 @@ class LoadedObject:
     arch: Arch
     little_endian: bool
     mapping: mmap.mmap | None = None
+    inflated: list[mmap.mmap] = field(default_factory=list)  # compressed sections inflated to spill files
 
     def release_pages(self) -> None:
         """Drop the mapped pages already read from this process's RSS (they stay in the page cache)."""
-        if self.mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
-            self.mapping.madvise(mmap.MADV_DONTNEED)
+        if hasattr(mmap, "MADV_DONTNEED"):
+            for m in ([self.mapping] if self.mapping is not None else []) + self.inflated:
+                m.madvise(mmap.MADV_DONTNEED)
 
 
-def _elf(data: mmap.mmap, max_section_bytes: int) -> LoadedObject:
-    """Read through the mapping: only compressed DWARF sections are inflated into memory."""
+def _elf(data: mmap.mmap, max_section_bytes: int, budget: Budget | None) -> LoadedObject:
+    """Read through the mapping: compressed DWARF sections are inflated, into mapped spill files
+    when bigger than a sixteenth of the `budget`."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
@@ -62,19 +65,22 @@ def _elf(data: mmap.mmap, max_section_bytes: int) -> LoadedObject:
         arch = _ELF_ARCH.get(elf["e_machine"], Arch.UNKNOWN)
         if arch == Arch.MIPS and elf.elfclass == 64:
             arch = Arch.MIPS64
-        return LoadedObject(elf_dwarf_sections(elf, data, max_section_bytes), elf_symbols(elf), arch,
-                            elf.little_endian, data)
+        to_file = InflateToFile(budget.buffer_bytes // 4, budget.spill_dir) if budget is not None else None
+        sections = elf_dwarf_sections(elf, data, max_section_bytes, to_file)
+        return LoadedObject(sections, elf_symbols(elf), arch, elf.little_endian, data,
+                            to_file.maps if to_file is not None else [])
     except (ELFError, struct.error, ValueError, KeyError, AssertionError) as exc:
         raise MalformedObject(f"malformed ELF: {exc}") from exc
 
 
 @contextmanager
-def open_object(path: str | Path, arch: Arch | str | None = None,
-                max_section_bytes: int = MAX_SECTION_BYTES) -> Iterator[LoadedObject]:
+def open_object(path: str | Path, arch: Arch | str | None = None, max_section_bytes: int = MAX_SECTION_BYTES,
+                budget: Budget | None = None) -> Iterator[LoadedObject]:
     """The DWARF and symbols of an ELF file, Mach-O slice or dSYM, mapped for the `with` block.
 
     `max_section_bytes` caps each decompressed DWARF section (a bigger one is `MalformedObject`).
-    The file is memory-mapped, never read into memory as a whole.
+    The file is memory-mapped, never read into memory as a whole; with a `budget`, big
+    compressed sections are inflated into mapped spill files.
     """
     p = Path(path)
     if p.is_dir():
@@ -88,7 +94,7 @@ def open_object(path: str | Path, arch: Arch | str | None = None,
                 mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError as exc:
                 raise MalformedObject(f"{p}: empty file") from exc
-            loaded = _elf(mm, max_section_bytes)
+            loaded = _elf(mm, max_section_bytes, budget)
             try:
                 yield loaded
             finally:
@@ -114,6 +120,11 @@ def _close(loaded: LoadedObject) -> None:
         if isinstance(view, memoryview):
             view.release()
     loaded.sections.clear()
+    for m in loaded.inflated:
+        try:
+            m.close()
+        except BufferError:
+            pass
     if loaded.mapping is not None:
         try:
             loaded.mapping.close()
@@ -139,7 +150,7 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
     A `budget` given replaces `memory_bytes` and `spill_dir` (and counts the runs spilled).
     """
     budget = budget if budget is not None else Budget(memory_bytes, spill_dir)
-    with open_object(path, arch, max_section_bytes) as obj:
+    with open_object(path, arch, max_section_bytes, budget) as obj:
         symbols = obj.symbols
         if symbol_file is not None and Path(symbol_file) != Path(path):
             with open_object(symbol_file, arch, max_section_bytes) as other:
