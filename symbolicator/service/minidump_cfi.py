@@ -1,8 +1,9 @@
 """Finding and converting a module's unwind information into a CFI cache, once.
 
 The same search as the symcache's (`ModuleLookup`: the scope's uploads through the debug-id
-index, then the external sources; downloads shared through the downloads cache, so a module
-whose symcache was built is not downloaded again), with another conversion at its end: the
+index, then the external sources; uploads shared through the downloads cache, so a module
+whose symcache was built is not downloaded again; on external sources the file with unwind
+information is chosen, `purpose = "unwind"`), with another conversion at its end: the
 file becomes a CFI cache (`native/cfi/`) in the derived cache, keyed by content SHA-1 and
 `CFICACHE_VERSION`, built in the worker pool, coalesced per key, a broken file remembered as
 malformed.
@@ -68,6 +69,7 @@ class CfiLookup(ModuleLookup):
     """`resolve` answers a `ResolvedUnwind`; only the conversion differs from the symcache's."""
 
     result_type = ResolvedUnwind
+    purpose = "unwind"
 
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
                  coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
