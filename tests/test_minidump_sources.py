@@ -148,3 +148,72 @@ async def test_unwind_search_passes_over_a_split_debug_file(tmp_path: Path) -> N
             assert (found.status, found.file_type) == ("found", expected), found.candidates
     finally:
         await fetcher.close()
+
+
+# ------------------------------------------------------------------------------------ rewrite_first_module
+
+ELECTRON_RULES = [{"from": r"[^/\\]+ (?<suffix>Framework|Helper( \(.+\))?)$", "to": "Electron $suffix"},
+                  {"from": r"[^/\\]+\.exe\.pdb$", "to": "electron.exe.pdb"},
+                  {"from": r"[^/\\]+$", "to": "electron"}]
+
+
+def test_rewrite_rules_behave_as_symbolicators() -> None:
+    """Symbolicator's own cases for these rules (`interface/mod.rs`, `test_rewrite_electron`), then
+    Rust's replacement syntax, the first match only, and a backtracking pattern stopped by the budget."""
+    from symbolicator.errors import InvalidShape
+    from symbolicator.service.rewrite_rules import RewriteRules, apply
+
+    rules = RewriteRules.from_json(ELECTRON_RULES)
+    cases = {"My Awesome Crasher": "electron", "My Awesome Crasher Helper (Renderer)": "Electron Helper (Renderer)",
+             "My Awesome Crasher Helper": "Electron Helper",
+             "C:/projects/src/out/Default/myapp.exe.pdb": "C:/projects/src/out/Default/electron.exe.pdb",
+             "C:\\projects\\src\\out\\Default\\myapp.exe.pdb": "C:\\projects\\src\\out\\Default\\electron.exe.pdb",
+             "C:\\projects\\src\\out\\Default\\myapp-exe-pdb": "C:\\projects\\src\\out\\Default\\electron",
+             "/home/************/usr/lib/slack/slack": "/home/************/usr/lib/slack/electron"}
+    for name, expected in cases.items():
+        assert apply(rules, name) == expected, name
+    syntax = RewriteRules.from_json([{"from": r"(?<a>x)(y)?(z)", "to": "$$-${a}-$2-$3-$nope-$"}])
+    assert apply(syntax, "1xz2xz") == "1$-x--z--$2xz"
+    assert apply(RewriteRules.from_json([{"from": "^q", "to": "r"}]), "abc") is None
+    for bad in ({"from": "("}, [{"from": "("}], [{"from": "(", "to": "x"}], [{"from": "a", "to": 1}]):
+        with pytest.raises(InvalidShape):
+            RewriteRules.from_json(bad)
+    with pytest.raises(InvalidShape, match="longer than"):
+        apply(RewriteRules.from_json([{"from": "(a+)+$", "to": "x"}]), "a" * 40 + "b", budget_s=0.2)
+
+
+@needs_stackwalk
+async def test_rewrite_first_module_finds_a_renamed_executables_sym_file(tmp_path: Path) -> None:
+    """The executable's `.sym` sits on the source under another name (`electron-crasher`, as a
+    prebuilt Electron binary's would): without `rewrite_first_module` the executable has neither
+    symbols nor CFI; with the rule (applied to the module loaded lowest, the executable) both are
+    found through the Breakpad path, every frame equals minidump-stackwalk's, and the answer keeps
+    the dump's file name."""
+    renamed = "electron-crasher"
+    async with Website() as site:
+        for path, name, breakpad_id, _code_id in sym_files(tmp_path):
+            served = renamed if name == "crasher" else name
+            site.add_body(f"/symbols/{served}/{breakpad_id}/{served}.sym", path.read_bytes())
+        source = {"id": "breakpad-http", "type": "http", "url": site.url("/symbols/"), "layout": {"type": "native"}}
+        rules = [{"from": r"[^/\\]+$", "to": renamed}]
+
+        def run() -> tuple[dict[str, Any], dict[str, Any], int]:
+            svc = start_service(tmp_path / "svc", sources=[source], fetch={"allow_private_addresses": True})
+            try:
+                data = (MD / "dumps/segv-worker.dmp").read_bytes()
+                plain = post_dump(svc, data).json()
+                rewritten = post_dump(svc, data, rewrite_first_module=rules, options={"dif_candidates": True}).json()
+                bad = post_dump(svc, data, rewrite_first_module=[{"from": "(", "to": "x"}]).status_code
+                return plain, rewritten, bad
+            finally:
+                svc.stop()
+
+        plain, rewritten, bad = await asyncio.to_thread(run)
+    assert bad == 422
+    before = {Path(m["code_file"]).name: m for m in plain["modules"]}
+    assert before["crasher"]["debug_status"] == "missing" and before["crasher"]["unwind_status"] == "missing"
+    after = {Path(m["code_file"]).name: m for m in rewritten["modules"]}
+    assert after["crasher"]["debug_status"] == "found" and after["crasher"]["unwind_status"] == "found"
+    assert after["crasher"]["debug_file"] == before["crasher"]["debug_file"] != renamed
+    assert any(f"/{renamed}/" in c["location"] for c in after["crasher"]["candidates"])
+    assert assert_like_stackwalk("segv-worker", rewritten) >= 5

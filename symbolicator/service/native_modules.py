@@ -318,8 +318,10 @@ class ModuleLookup:
         plan and debug id at a time, its outcome cached (the file in the downloads cache, its
         candidates beside it; not found 1 h, malformed 24 h; fetch errors not at all)."""
         plan_hash = fingerprint(sources.plan.sources)
-        dl_key = keys.cache_key("native-source", 1, plan_hash, str(module.debug_id), self.purpose)
-        meta_key = keys.cache_key("native-source-meta", 1, plan_hash, str(module.debug_id), self.purpose)
+        names = (str(module.code_id or ""), module.code_file, module.debug_file)
+        dl_key = keys.native_source_search("native-source", plan_hash, str(module.debug_id), names, self.purpose)
+        meta_key = keys.native_source_search("native-source-meta", plan_hash, str(module.debug_id), names,
+                                             self.purpose)
         downloads = self.caches.downloads
 
         async def search() -> Path | Outcome:
