@@ -233,6 +233,11 @@ class FormatError(SymbolicatorError):
     """An input file is not what it claims to be."""
 
 
+class AttachmentUnavailable(SymbolicatorError):
+    """A stored attachment (`/symbolicate-any`'s `storage_url`) could not be fetched or is not
+    usable as sent: the job answers `{"status": "failed", "message": …}`, as Symbolicator does."""
+
+
 class UnsupportedFormat(FormatError):
     pass
 

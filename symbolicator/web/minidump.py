@@ -63,7 +63,7 @@ async def _read_upload(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     return dump, fields
 
 
-def _unwind_resolver(request: web.Request, scope: Scope,
+def unwind_resolver(request: web.Request, scope: Scope,
                      sources: list[dict[str, Any]] | None) -> minidump.ResolveUnwind:
     app = request.app
     lookup = CfiLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
@@ -97,7 +97,7 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
         path.unlink(missing_ok=True)
         raise
     resolve = module_resolver(request, scope, req)
-    resolve_unwind = _unwind_resolver(request, scope, req.sources)
+    resolve_unwind = unwind_resolver(request, scope, req.sources)
 
     started = False
 
