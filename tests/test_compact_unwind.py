@@ -227,6 +227,6 @@ def test_hypothesis_smoke_edited_unwind_info(data: Any) -> None:
         struct.pack_into("<I", edited, at, value)
     try:
         list(compact_unwind.fdes(bytes(edited), arch, vmaddr, lambda _addr: data.draw(
-            st.one_of(st.none(), st.integers(0, 0xFFFFFFFF))), {}))
+            st.one_of(st.none(), st.integers(0, 0xFFFFFFFF))), dict))
     except MalformedObject:
         pass

@@ -58,7 +58,7 @@ def run(data: bytes) -> None:
         return
     if data[:4] in _COMPACT_TAGS:
         arch = _COMPACT_TAGS[data[:4]]
-        fdes = compact_unwind.fdes(data[4:], arch, 0, lambda addr: (addr * 2654435761) & 0xFFFFFFFF, {})
+        fdes = compact_unwind.fdes(data[4:], arch, 0, lambda addr: (addr * 2654435761) & 0xFFFFFFFF, dict)
         cache = CfiCache(CacheBuilder().add_all(fdes).build(arch, 0)[0])
     else:
         cache = CfiCache(CacheBuilder().add_all(iter_fdes(data, 0x1000, eh_frame=True)).build(Arch.X86_64, 0)[0])

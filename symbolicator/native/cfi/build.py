@@ -12,6 +12,7 @@ scanning for that module.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from elftools.elf.elffile import ELFFile
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.cfi import compact_unwind
 from symbolicator.native.cfi.cache import CacheBuilder
-from symbolicator.native.cfi.dwarf_cfi import iter_fdes
+from symbolicator.native.cfi.dwarf_cfi import Fde, iter_fdes
 from symbolicator.native.elf_headers import ELF_MAGIC
 from symbolicator.native.macho_dwarf import open_slice
 from symbolicator.native.macho_headers import FAT_MAGIC, FAT_MAGIC_64, THIN_MAGICS
@@ -86,13 +87,16 @@ def build_from_macho(path: Path, arch: Arch | None = None) -> tuple[bytes, dict[
 
     builder = CacheBuilder()
     eh_frame = section("__TEXT", "__eh_frame")
-    fdes = list(iter_fdes(bytes(eh_frame[1]), eh_frame[0], eh_frame=True)) if eh_frame is not None else []
+
+    @functools.cache
+    def fdes() -> dict[int, Fde]:
+        return {f.offset: f for f in iter_fdes(bytes(eh_frame[1]), eh_frame[0], eh_frame=True)} if eh_frame else {}
+
     unwind_info = section("__TEXT", "__unwind_info")
     if unwind_info is not None:
-        builder.add_all(compact_unwind.fdes(unwind_info[1], arch, sl.image_vmaddr, read_u32,
-                                            {f.offset: f for f in fdes}))
+        builder.add_all(compact_unwind.fdes(unwind_info[1], arch, sl.image_vmaddr, read_u32, fdes))
     else:
-        builder.add_all(fdes)  # no compact unwind: every function unwinds by its FDE
+        builder.add_all(fdes().values())  # no compact unwind: every function unwinds by its FDE
     sources = [name for name, found in (("__unwind_info", unwind_info), ("__eh_frame", eh_frame)) if found]
     data, rows = builder.build(arch, sl.image_vmaddr)
     return data, {"arch": arch.value, "image_vmaddr": sl.image_vmaddr, "rows": rows, "sources": sources}

@@ -193,17 +193,26 @@ def arm64_rules(entry: Entry) -> RuleKey | None:
 
 
 def fdes(data: bytes | memoryview, arch: Arch, image_vmaddr: int, read_u32: ReadU32,
-         eh_frame: dict[int, Fde]) -> Iterator[Fde]:
+         eh_frame: Callable[[], dict[int, Fde]]) -> Iterator[Fde]:
     """The rows of every function, at module virtual addresses: one single-row FDE per compact
-    rule, the `__eh_frame` FDE (`eh_frame`, by section offset) of a DWARF-mode function."""
+    rule, the `__eh_frame` FDE of a DWARF-mode function (`eh_frame()`: the section's FDEs by
+    offset, asked for only when such a function comes)."""
     dwarf = X86_DWARF if arch == Arch.X86_64 else ARM64_DWARF
+    by_encoding: dict[int, RuleKey | None] = {}  # functions share a few hundred encodings at most
     for entry in entries(data):
         start = image_vmaddr + entry.start
-        if entry.encoding & MODE_MASK == dwarf:
-            fde = eh_frame.get(entry.encoding & 0x00FFFFFF)
+        mode = entry.encoding & MODE_MASK
+        if mode == dwarf:
+            fde = eh_frame().get(entry.encoding & 0x00FFFFFF)
             if fde is not None and fde.start == start:
                 yield fde
             continue
-        key = x86_64_rules(entry, image_vmaddr, read_u32) if arch == Arch.X86_64 else arm64_rules(entry)
+        if arch == Arch.X86_64 and mode == X86_STACK_IND:
+            key = x86_64_rules(entry, image_vmaddr, read_u32)  # its size is read from the function
+        elif entry.encoding in by_encoding:
+            key = by_encoding[entry.encoding]
+        else:
+            key = x86_64_rules(entry, image_vmaddr, read_u32) if arch == Arch.X86_64 else arm64_rules(entry)
+            by_encoding[entry.encoding] = key
         if key is not None:
             yield Fde(start, image_vmaddr + entry.end, [(start, key)])
