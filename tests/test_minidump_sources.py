@@ -160,7 +160,7 @@ ELECTRON_RULES = [{"from": r"[^/\\]+ (?<suffix>Framework|Helper( \(.+\))?)$", "t
 def test_rewrite_rules_behave_as_symbolicators() -> None:
     """Symbolicator's own cases for these rules (`interface/mod.rs`, `test_rewrite_electron`), then
     Rust's replacement syntax, the first match only, and a backtracking pattern stopped by the budget."""
-    from symbolicator.errors import InvalidShape
+    from symbolicator.errors import InvalidShape, RewriteRulesTooSlow
     from symbolicator.service.rewrite_rules import RewriteRules, apply
 
     rules = RewriteRules.from_json(ELECTRON_RULES)
@@ -178,7 +178,7 @@ def test_rewrite_rules_behave_as_symbolicators() -> None:
     for bad in ({"from": "("}, [{"from": "("}], [{"from": "(", "to": "x"}], [{"from": "a", "to": 1}]):
         with pytest.raises(InvalidShape):
             RewriteRules.from_json(bad)
-    with pytest.raises(InvalidShape, match="longer than"):
+    with pytest.raises(RewriteRulesTooSlow, match="longer than"):
         apply(RewriteRules.from_json([{"from": "(a+)+$", "to": "x"}]), "a" * 40 + "b", budget_s=0.2)
 
 
@@ -204,6 +204,10 @@ async def test_rewrite_first_module_finds_a_renamed_executables_sym_file(tmp_pat
                 plain = post_dump(svc, data).json()
                 rewritten = post_dump(svc, data, rewrite_first_module=rules, options={"dif_candidates": True}).json()
                 bad = post_dump(svc, data, rewrite_first_module=[{"from": "(", "to": "x"}]).status_code
+                # backtracking past the worker's time budget: the job fails with the reason
+                slow = post_dump(svc, data, rewrite_first_module=[{"from": r"^([\w/]+)+X$", "to": "x"}]).json()
+                assert slow["status"] == "failed" and "rewrite_first_module" in slow["message"], slow
+                assert post_dump(svc, data).json()["status"] == "completed"
                 return plain, rewritten, bad
             finally:
                 svc.stop()

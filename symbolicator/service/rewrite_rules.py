@@ -13,8 +13,8 @@ Patterns are Rust `regex` syntax; Python's `re` reads the common part, and the t
 that differ are translated (`(?<name>…)` groups, `\\z`). Replacements follow Rust: `$1`,
 `$name`, `${name}`, `$$`; a group that did not take part is empty. A pattern `re` cannot
 compile is a 422. Python's `re` backtracks where Rust's engine does not, so rules run in the
-worker pool (`apply`), under a time budget: a rule that exceeds it ends the request with a
-422 instead of holding a worker.
+worker pool (`apply`), under a time budget: a rule that exceeds it ends the job `failed`
+(`RewriteRulesTooSlow`) instead of holding a worker.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from symbolicator.errors import InvalidShape
+from symbolicator.errors import InvalidShape, RewriteRulesTooSlow
 
 if TYPE_CHECKING:
     from symbolicator.service.native import RawModule
@@ -124,7 +124,7 @@ def renamed(resolve: Callable[[RawModule], Awaitable[T]], index: int,
 
 def apply(rules: RewriteRules, name: str, budget_s: float = BUDGET_S) -> str | None:
     """Worker-process entry: `rewrite` under an interval timer (`re` checks for signals while it
-    matches, so a backtracking pattern is stopped); InvalidShape when the budget runs out."""
+    matches, so a backtracking pattern is stopped); RewriteRulesTooSlow when the budget runs out."""
     if len(name) > MAX_NAME_CHARS:
         return None
     if threading.current_thread() is not threading.main_thread():
@@ -134,7 +134,7 @@ def apply(rules: RewriteRules, name: str, budget_s: float = BUDGET_S) -> str | N
     try:
         return rewrite(rules, name)
     except _OverBudget:
-        raise InvalidShape(f"`rewrite_first_module` took longer than {budget_s} s on {name!r}") from None
+        raise RewriteRulesTooSlow(f"`rewrite_first_module` took longer than {budget_s} s on {name!r}") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
