@@ -175,7 +175,9 @@ def test_rewrite_rules_behave_as_symbolicators() -> None:
     syntax = RewriteRules.from_json([{"from": r"(?<a>x)(y)?(z)", "to": "$$-${a}-$2-$3-$nope-$"}])
     assert apply(syntax, "1xz2xz") == "1$-x--z--$2xz"
     assert apply(RewriteRules.from_json([{"from": "^q", "to": "r"}]), "abc") is None
-    for bad in ({"from": "("}, [{"from": "("}], [{"from": "(", "to": "x"}], [{"from": "a", "to": 1}]):
+    assert apply(RewriteRules.from_json([{"from": r"^[A-Z][:]", "to": "D:"}]), "C:\\x") == "D:\\x"
+    for bad in ({"from": "("}, [{"from": "("}], [{"from": "(", "to": "x"}], [{"from": "a", "to": 1}],
+                [{"from": "[[:alpha:]]+", "to": "x"}]):
         with pytest.raises(InvalidShape):
             RewriteRules.from_json(bad)
     with pytest.raises(RewriteRulesTooSlow, match="longer than"):

@@ -10,9 +10,9 @@ Breakpad and symstore paths and for path filters) see the new name. The answer k
 dump's name.
 
 Patterns are Rust `regex` syntax; Python's `re` reads the common part, and the two spellings
-that differ are translated (`(?<name>…)` groups, `\\z`). Replacements follow Rust: `$1`,
-`$name`, `${name}`, `$$`; a group that did not take part is empty. A pattern `re` cannot
-compile is a 422. Python's `re` backtracks where Rust's engine does not, so rules run in the
+that differ are translated (`(?<name>…)` groups, `\\z`); POSIX classes (`[[:alpha:]]`), which
+`re` would read otherwise, are refused. Replacements follow Rust: `$1`, `$name`, `${name}`,
+`$$`; a group that did not take part is empty. A pattern `re` cannot compile is a 422. Python's `re` backtracks where Rust's engine does not, so rules run in the
 worker pool (`apply`), under a time budget: a rule that exceeds it ends the job `failed`
 (`RewriteRulesTooSlow`) instead of holding a worker.
 """
@@ -40,6 +40,7 @@ MAX_PATTERN_CHARS = 4096
 MAX_NAME_CHARS = 4096
 BUDGET_S = 1.0
 _NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+_POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")
 _REFERENCE = re.compile(r"\$(?:\$|\{([^}]*)\}|([_0-9A-Za-z]+))")
 
 
@@ -65,6 +66,8 @@ class RewriteRules:
             if len(rule["from"]) > MAX_PATTERN_CHARS or len(rule["to"]) > MAX_PATTERN_CHARS:
                 raise InvalidShape(f"`{where}[{i}]` is longer than {MAX_PATTERN_CHARS} characters")
             pattern = _NAMED_GROUP.sub("(?P<", rule["from"]).replace(r"\z", r"\Z")
+            if _POSIX_CLASS.search(pattern):  # Rust's `[[:alpha:]]` means something else to `re`
+                raise InvalidShape(f"`{where}[{i}].from`: POSIX character classes are not supported")
             try:
                 re.compile(pattern)
             except (re.error, RecursionError, OverflowError) as exc:
