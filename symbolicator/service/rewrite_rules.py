@@ -12,8 +12,9 @@ dump's name.
 Patterns are Rust `regex` syntax; Python's `re` reads the common part, and the two spellings
 that differ are translated (`(?<name>…)` groups, `\\z`); POSIX classes (`[[:alpha:]]`), which
 `re` would read otherwise, are refused. Replacements follow Rust: `$1`, `$name`, `${name}`,
-`$$`; a group that did not take part is empty. A pattern `re` cannot compile is a 422. Python's `re` backtracks where Rust's engine does not, so rules run in the
-worker pool (`apply`), under a time budget: a rule that exceeds it ends the job `failed`
+`$$`; a group that did not take part is empty. A pattern `re` cannot compile is a 422.
+Python's `re` backtracks where Rust's engine does not, so rules run in the worker pool
+(`apply`), under a time budget: a rule that exceeds it ends the job `failed`
 (`RewriteRulesTooSlow`) instead of holding a worker.
 """
 
