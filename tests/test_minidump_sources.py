@@ -3,8 +3,8 @@ for symbols (symcache) and for `STACK CFI` (CFI cache), as Symbolicator does.
 
 The `.sym` files are `dump_syms`'s for the fixture binaries; nothing is uploaded to the scope.
 They are laid out on a real loopback HTTP server (the `native` layout's Breakpad path,
-`<debug file>/<BREAKPAD_ID>/<stem>.sym`) and in a real SeaweedFS bucket (the `unified` layout's
-`<code id[:2]>/<code id[2:]>/breakpad`), each path written here from the layout's documented
+`<debug file>/<BREAKPAD_ID>/<stem>.sym`), in a folder (the same, lowercased) and in a real
+SeaweedFS bucket (the `unified` layout's `<code id[:2]>/<code id[2:]>/breakpad`), each path written here from the layout's documented
 rule and the `.sym` file's own MODULE / INFO CODE_ID lines, not computed by the code under test.
 Truth: `minidump-stackwalk` on the same `.sym` files (`truth/*.json`, re-derived by
 `tests/test_minidump.py`).
@@ -82,6 +82,20 @@ async def test_sym_files_on_an_http_source(tmp_path: Path) -> None:
     check(answers, ".sym")
     # The debug and code file paths of the native layout were asked for first (Symbolicator's order).
     assert any(p.endswith(".debug") for p in requested) and any(p.endswith(".sym") for p in requested)
+
+
+@needs_stackwalk
+def test_sym_files_in_a_folder_with_lowercase_paths(tmp_path: Path) -> None:
+    """A filesystem source, native layout with `casing: lowercase` (Symbolicator lowercases the
+    whole path, the Breakpad id included)."""
+    root = tmp_path / "symbols"
+    for path, name, breakpad_id, _code_id in sym_files(tmp_path):
+        target = root / name.lower() / breakpad_id.lower() / f"{name.lower()}.sym"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    source = {"id": "breakpad-folder", "type": "filesystem", "path": str(root),
+              "layout": {"type": "native", "casing": "lowercase"}}
+    check(walk_with_sources(tmp_path, [source]), ".sym")
 
 
 @needs_stackwalk
