@@ -13,6 +13,11 @@ library's CFI, ours beside building its symcache.
    same file (default: the system's `libLLVM-14.so.1`, 110 MB, 4.8 MB of `.eh_frame`), each in a
    fresh child (`bench/child.py`), best of the pairs.
 
+3. **Mach-O compact unwind.** `native.cfi.build.build` beside PyPI `symbolic`'s
+   `CfiCache.from_object` (Symbolicator's conversion) on the compact unwind fixture with the most
+   functions (`tests/fixtures/compact_unwind/out/libmany_x86_64.dylib`, 747), each in a fresh
+   child, best of the pairs.
+
 Nothing here asserts a time; the machine is shared, so only the ratios mean something.
 """
 
@@ -46,6 +51,39 @@ def cfi_task(args: dict[str, Any]) -> Any:
 
     path = Path(args["path"])
     return lambda: {"rows": build_from_elf(path)[1]["rows"]}
+
+
+MACHO = REPO / "tests/fixtures/compact_unwind/out/libmany_x86_64.dylib"
+
+
+def compact_task(args: dict[str, Any]) -> Any:
+    from symbolicator.native.cfi.build import build
+
+    path = Path(args["path"])
+    return lambda: {"rows": build(path)[1]["rows"]}
+
+
+def symbolic_compact_task(args: dict[str, Any]) -> Any:
+    import io
+
+    from symbolic.cfi import CfiCache
+    from symbolic.debuginfo import Archive
+
+    path = str(args["path"])
+
+    def convert() -> dict[str, Any]:
+        out = io.BytesIO()
+        CfiCache.from_object(next(Archive.open(path).iter_objects())).write_to(out)
+        return {"bytes": len(out.getvalue())}
+
+    return convert
+
+
+def compact(pairs: int) -> dict[str, Any]:
+    ours = [run_task("bench.minidump_bench:compact_task", {"path": str(MACHO)}).seconds for _ in range(pairs)]
+    peer = [run_task("bench.minidump_bench:symbolic_compact_task", {"path": str(MACHO)}).seconds
+            for _ in range(pairs)]
+    return {"ours": ours, "peer": peer}
 
 
 def symcache_task(args: dict[str, Any]) -> Any:
@@ -114,7 +152,8 @@ def conversion(path: Path, pairs: int) -> dict[str, Any]:
     return {"cfi": cfi, "symcache": sym, **extra}
 
 
-def render(warm: dict[str, Any], conv: dict[str, Any] | None, path: Path, command: str) -> str:
+def render(warm: dict[str, Any], conv: dict[str, Any] | None, path: Path, command: str,
+           macho: dict[str, Any] | None = None) -> str:
     o, t = min(warm["ours"]), min(warm["theirs"])
     lines = [
         "# Minidump benchmark (issue 14)", "",
@@ -130,6 +169,10 @@ def render(warm: dict[str, Any], conv: dict[str, Any] | None, path: Path, comman
         lines.append(f"| CFI conversion of `{path.name}` ({path.stat().st_size / 1e6:.0f} MB, {conv['rows']} rows) | "
                      f"{c:.1f} s, {conv['cfi_rss'] / 2**20:.0f} MiB RSS | {s:.1f} s symcache build, "
                      f"{conv['symcache_rss'] / 2**20:.0f} MiB RSS | {c / s:.2f} |")
+    if macho is not None:
+        m, ms = min(macho["ours"]), min(macho["peer"])
+        lines.append(f"| compact unwind of `{MACHO.name}` (747 functions) | {m * 1000:.0f} ms | "
+                     f"{ms * 1000:.0f} ms (`symbolic` `CfiCache.from_object`) | {m / ms:.2f} |")
     lines += ["", f"Cold first request (conversions included): {warm['cold'] * 1000:.0f} ms.", "",
               "Samples (s): ours " + ", ".join(f"{x:.3f}" for x in warm["ours"]) + "; peer "
               + ", ".join(f"{x:.3f}" for x in warm["theirs"])]
@@ -149,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([str(REPO / "scripts/fetch-minidump-tools")], check=True, capture_output=True)
     warm = warm_dump(args.pairs)
     conv = None if args.no_conversion or not args.debug_file.exists() else conversion(args.debug_file, 2)
-    text = render(warm, conv, args.debug_file, "python -m bench.minidump_bench " + " ".join(argv or sys.argv[1:]))
+    text = render(warm, conv, args.debug_file, "python -m bench.minidump_bench " + " ".join(argv or sys.argv[1:]),
+                  compact(args.pairs))
     args.out.write_text(text)
     sys.stdout.write(text)
     return 0

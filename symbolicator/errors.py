@@ -233,6 +233,21 @@ class FormatError(SymbolicatorError):
     """An input file is not what it claims to be."""
 
 
+class JobInputRejected(SymbolicatorError):
+    """What a running job was given cannot be processed as sent, which could not be known before
+    it ran: the job answers `{"status": "failed", "message": …}`, as Symbolicator does."""
+
+
+class AttachmentUnavailable(JobInputRejected):
+    """A stored attachment (`/symbolicate-any`'s `storage_url`) could not be fetched or is not
+    usable as sent."""
+
+
+class RewriteRulesTooSlow(InvalidShape, JobInputRejected):
+    """`rewrite_first_module` ran past its time budget (Python's `re` backtracks where Rust's
+    engine does not): 422 before a job, `failed` inside one."""
+
+
 class UnsupportedFormat(FormatError):
     pass
 

@@ -138,3 +138,13 @@ def cache_key(kind: str, version: int, *parts: str) -> str:
     The version is part of the key, so a format change never reads an old entry.
     """
     return "/".join([kind, f"v{version}", *parts])
+
+
+def native_source_search(kind: str, plan_hash: str, debug_id: str, names: tuple[str | None, ...],
+                         purpose: str) -> str:
+    """The cached outcome of one module's search of the external sources (`kind`: the file or
+    its meta). `names` are what the layouts and filters build paths from besides the ids (code
+    id, code file, debug file as the request names them): a renamed debug file
+    (`rewrite_first_module`) is another search."""
+    digest = hashlib.sha1("\0".join(n or "" for n in names).encode("utf-8")).hexdigest()
+    return cache_key(kind, 1, plan_hash, debug_id, digest, purpose)

@@ -36,7 +36,21 @@ from symbolicator.native.minidump.reader import (
     parse_minidump,
 )
 from symbolicator.native.minidump.walker import Stack, Walker, WalkModule
-from tests.support.service import ServiceProcess
+from tests.support.minidump import (
+    BINARIES,
+    DUMP_SYMS,
+    DUMPS,
+    MD,
+    STACKWALK,
+    X86_BINARIES,
+    answer_addresses,
+    assert_like_stackwalk,
+    needs_stackwalk,
+    post_dump,
+    score,
+    truth,
+    walked_addresses,
+)
 from tests.support.native_service import (
     SCOPE,
     llvm_symbolize,
@@ -44,39 +58,9 @@ from tests.support.native_service import (
     start_service,
     upload,
 )
+from tests.support.service import ServiceProcess
 
-MD = Path(__file__).resolve().parent / "fixtures/minidump"
-DUMPS = sorted(p.stem for p in (MD / "dumps").glob("*.dmp"))
-X86_BINARIES = [MD / "out/crasher", MD / "out/libcrashlib.so", MD / "out/crasher-breakpad", MD / "out/crasher-core",
-                MD / "out/sysroot/libc.so.6", MD / "out/sysroot/ld-linux-x86-64.so.2"]
-ARM64_BINARIES = [MD / "out/arm64/crasher-arm64", MD / "out/arm64/libcrashlib.so", MD / "out/arm64/sysroot/libc.so.6",
-                  MD / "out/arm64/sysroot/ld-linux-aarch64.so.1"]
-BINARIES = X86_BINARIES + ARM64_BINARIES
 DEBUG_FILES = {p.name: p for p in X86_BINARIES[:4]}
-TOOLS = MD.parents[2] / "tools/minidump"
-STACKWALK, DUMP_SYMS = TOOLS / "minidump-stackwalk", TOOLS / "dump_syms"
-needs_stackwalk = pytest.mark.skipif(not STACKWALK.exists() or not DUMP_SYMS.exists(),
-                                     reason="run scripts/fetch-minidump-tools (scripts/install-test-deps does)")
-
-
-def truth(name: str) -> dict[str, Any]:
-    return json.loads((MD / "truth" / f"{name}.json").read_text())  # type: ignore[no-any-return]
-
-
-def walked_addresses(frames: list[dict[str, Any]], name: str = "") -> list[tuple[int, str]]:
-    """minidump-stackwalk's frames as (address as walked, trust): its `offset` of a caller frame is
-    the return address − 1 on x86_64 and − 4 on arm64, ours the return address itself (Symbolicator's)."""
-    step = 4 if name.startswith("arm64") else 1
-    return [(int(f["offset"], 16) + (0 if i == 0 else step), f["trust"]) for i, f in enumerate(frames)]
-
-
-def score(ours: list[list[tuple[int, str]]], theirs: list[list[tuple[int, str]]]) -> tuple[int, int]:
-    """(frames equal at the same position, frames in the longer of each pair of walks)."""
-    good = total = 0
-    for a, b in zip(ours, theirs, strict=True):
-        total += max(len(a), len(b))
-        good += sum(1 for x, y in zip(a, b) if x == y)
-    return good, total
 
 
 @pytest.fixture(scope="module")
@@ -326,21 +310,6 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
         service.stop()
 
 
-def post_dump(svc: ServiceProcess, data: bytes, **fields: Any) -> requests.Response:
-    files: dict[str, Any] = {"upload_file_minidump": ("crash.dmp", data)}
-    for key, value in fields.items():
-        files[key] = (None, json.dumps(value))
-    return requests.post(f"{svc.url}/minidump", params={"scope": SCOPE}, files=files, timeout=120)
-
-
-def answer_addresses(trace: dict[str, Any]) -> list[tuple[int, str]]:
-    """One (address, trust) per walked frame: inlined frames share their `original_index`."""
-    seen: dict[int, tuple[int, str]] = {}
-    for f in trace["frames"]:
-        seen.setdefault(f["original_index"], (int(f["instruction_addr"], 16), f["trust"]))
-    return [seen[i] for i in sorted(seen)]
-
-
 @pytest.mark.parametrize("name", ["segv-worker", "abort-worker", "fpe-main", "overflow-worker", "breakpad-fpe-worker",
                                   "core2md-segv-worker", "arm64-segv-worker", "arm64-abort-main"])
 def test_minidump_endpoint(svc: ServiceProcess, name: str) -> None:
@@ -492,12 +461,6 @@ def test_split_debug_file_without_cfi_walks_by_the_executables_eh_frame(tmp_path
 
 # ------------------------------------------------------------------------------------ Breakpad .sym files
 
-def truth_chain(frame: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
-    """minidump-stackwalk's frame as an inline chain, innermost first: (function, file, line)."""
-    chain = [(i.get("function"), i.get("file"), i.get("line")) for i in frame.get("inlines", [])]
-    return chain + [(frame.get("function"), frame.get("file"), frame.get("line"))]
-
-
 @needs_stackwalk
 @pytest.mark.parametrize("uploader", ["sentry-cli", "symbolicator"])
 def test_only_sym_files_answer_like_minidump_stackwalk(uploader: str, tmp_path: Path) -> None:
@@ -505,8 +468,8 @@ def test_only_sym_files_answer_like_minidump_stackwalk(uploader: str, tmp_path: 
     read for FUNC/LINE/INLINE/PUBLIC (symcache) and STACK CFI (CFI cache). With nothing else
     uploaded, every frame equals minidump-stackwalk's on the same files: address, trust,
     function, file, line and inline chain."""
-    from tests.support.tools import SENTRY_CLI
     from tests.support.native_service import TOKEN
+    from tests.support.tools import SENTRY_CLI
 
     syms = tmp_path / "syms"
     subprocess.run([str(DUMP_SYMS), "--inlines", "-s", str(syms), *map(str, BINARIES)], check=True, capture_output=True)
@@ -529,20 +492,9 @@ def test_only_sym_files_answer_like_minidump_stackwalk(uploader: str, tmp_path: 
         service.stop()
     compared = 0
     for name, body in answers.items():
-        t = truth(name)
         modules = {Path(m["code_file"]).name: m for m in body["modules"]}
         assert modules["crasher"]["debug_status"] == "found" and modules["crasher"]["unwind_status"] == "found"
-        for ours, theirs in zip(body["stacktraces"], t["threads"], strict=True):
-            assert answer_addresses(ours) == walked_addresses(theirs["frames"])
-            groups: dict[int, list[dict[str, Any]]] = {}
-            for f in ours["frames"]:
-                groups.setdefault(f["original_index"], []).append(f)
-            for index, frame in enumerate(theirs["frames"]):
-                if frame.get("function") is None:
-                    continue
-                got = [(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in groups[index]]
-                assert got == truth_chain(frame), (name, index)
-                compared += 1
+        compared += assert_like_stackwalk(name, body)
     assert compared >= 20
 
 

@@ -132,7 +132,8 @@ async def test_code_file_alone_is_found_without_debug_info(tmp_path: Path, dest:
         sources({"id": "u", "type": "filesystem", "path": str(root), "layout": {"type": "unified"}}),
         elf_module(), dest, fetcher=fetcher, max_bytes=MAX)
     assert (result.status, result.file_type) == ("found", "elf_code")
-    assert statuses(result) == [("debuginfo", "notfound"), ("executable", "ok")]
+    # Without debug info in the code file, the module's Breakpad `.sym` is looked for last.
+    assert statuses(result) == [("debuginfo", "notfound"), ("executable", "ok"), ("breakpad", "notfound")]
 
 
 async def test_wrong_file_at_the_right_path_is_malformed(tmp_path: Path, dest: Path, fetcher: Fetcher) -> None:
@@ -410,7 +411,7 @@ async def test_s3_unified_layout_on_seaweed(seaweed: SeaweedServer, dest: Path, 
                       "secret_key": seaweed.secret_key, "layout": {"type": "unified"}})
     elf = await find_debug_file(config, elf_module(), dest, fetcher=fetcher, max_bytes=MAX)
     assert (elf.status, elf.file_type) == ("found", "elf_code")
-    assert statuses(elf) == [("debuginfo", "notfound"), ("executable", "ok")]
+    assert statuses(elf) == [("debuginfo", "notfound"), ("executable", "ok"), ("breakpad", "notfound")]
     assert elf.candidates[1]["location"] == f"s3://{bucket}/symbols/{BUILD_ID[:2]}/{BUILD_ID[2:]}/executable"
     macho = await find_debug_file(config, macho_module(), dest, fetcher=fetcher, max_bytes=MAX)
     assert (macho.status, macho.file_type) == ("found", "mach_debug")

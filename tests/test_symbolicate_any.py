@@ -125,7 +125,11 @@ def test_bad_frames_are_422_and_js_errors_stay_per_frame(service: ServiceProcess
     url = f"{service.url}/symbolicate-any"
     bad_native = {"stacktraces": [{"frames": [{"platform": "native", "instruction_addr": "0xzz"}]}]}
     assert requests.post(url, params={"scope": "42"}, json=bad_native, timeout=30).status_code == 422
+    # Symbolicator's stored form (tests/test_symbolicate_any_stored.py): an attachment that cannot be
+    # fetched fails the job; a `symbolicate` of the wrong shape is 422.
     stored = {"symbolicate": {"type": "minidump", "storage_url": "http://127.0.0.1:1/x"}}
+    assert requests.post(url, params={"scope": "42"}, json=stored, timeout=30).json()["status"] == "failed"
+    stored["symbolicate"]["type"] = "jvm"
     assert requests.post(url, params={"scope": "42"}, json=stored, timeout=30).status_code == 422
     missing = {"stacktraces": [{"frames": [{"platform": "javascript", "abs_path": "app:///nope.bundle",
                                             "lineno": 1, "colno": 5}]}]}

@@ -59,7 +59,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "Apple `.crash` / `.ips` parsing → `/symbolicate` request → native symbolication",
            ("symbolicator.native", "symbolicator.service.native", "symbolicator.types")),
     Target("minidump", "fuzz.targets.minidump",
-           "minidump reading and stack walking (CFI, frame pointers, scanning); .eh_frame → CFI cache",
+           "minidump reading and stack walking (CFI, frame pointers, scanning); .eh_frame and Mach-O "
+           "__unwind_info → CFI cache",
            ("symbolicator.native.minidump", "symbolicator.native.cfi")),
     Target("requests", "fuzz.targets.request_models",
            "`/symbolicate` and `/symbolicate-js` JSON bodies → request models → symbolication",

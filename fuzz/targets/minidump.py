@@ -3,8 +3,10 @@ through the CFI decoder and cache.
 
 An input that starts with `MDMP` is a dump: `parse_minidump`, then every thread walked with
 the CFI caches of the fixture binaries (CFI, frame pointers and scanning all run on whatever
-the edited stack memory holds), then `describe`'s JSON. Any other input is the bytes of an
-`.eh_frame` section: `iter_fdes`, `CacheBuilder`, `CfiCache` and lookups.
+the edited stack memory holds), then `describe`'s JSON. One that starts with `CU64` / `CUA6`
+is a Mach-O `__unwind_info` section (x86_64 / arm64): compact unwind entries and rules
+(`compact_unwind.fdes`), `CacheBuilder`, `CfiCache` and lookups. Any other input is the bytes
+of an `.eh_frame` section: `iter_fdes`, `CacheBuilder`, `CfiCache` and lookups.
 
 Hypothesis edits the small Crashpad fixture dumps structurally (the header, the stream
 directory, the thread / module / memory records set to edge values, stack words replaced by
@@ -19,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from symbolicator.native.cfi import compact_unwind
 from symbolicator.native.cfi.build import build_from_elf
 from symbolicator.native.cfi.cache import CacheBuilder, CfiCache
 from symbolicator.native.cfi.dwarf_cfi import iter_fdes
@@ -53,9 +56,27 @@ def run(data: bytes) -> None:
             walker.walk(dump.exception.registers, Stack(0, b""))
         _ = dump.crash_reason, [str(m.debug_id) for m in dump.modules]
         return
-    cache = CfiCache(CacheBuilder().add_all(iter_fdes(data, 0x1000, eh_frame=True)).build(Arch.X86_64, 0)[0])
+    if data[:4] in _COMPACT_TAGS:
+        arch = _COMPACT_TAGS[data[:4]]
+        fdes = compact_unwind.fdes(data[4:], arch, 0, lambda addr: (addr * 2654435761) & 0xFFFFFFFF, dict)
+        cache = CfiCache(CacheBuilder().add_all(fdes).build(arch, 0)[0])
+    else:
+        cache = CfiCache(CacheBuilder().add_all(iter_fdes(data, 0x1000, eh_frame=True)).build(Arch.X86_64, 0)[0])
     for addr in range(0, 0x3000, 7):
         cache.lookup(addr)
+
+
+_COMPACT_TAGS = {b"CU64": Arch.X86_64, b"CUA6": Arch.ARM64}
+_COMPACT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "compact_unwind" / "out"
+
+
+def _unwind_info(name: str, arch: Arch) -> bytes:
+    from symbolicator.native.macho_dwarf import open_slice
+
+    image, _ = open_slice(_COMPACT / name, arch)
+    sl = image.slice
+    s = next(s for s in sl.sections if s.sectname == "__unwind_info")
+    return bytes(image.data[sl.offset + s.offset:sl.offset + s.offset + s.size])
 
 
 def _eh_frame(name: str) -> bytes:
@@ -68,6 +89,8 @@ def _eh_frame(name: str) -> bytes:
 def seeds() -> dict[str, bytes]:
     out = {f"{name}.dmp": (_MD / "dumps" / f"{name}.dmp").read_bytes() for name in _SEED_DUMPS}
     out.update({f"{name}.eh_frame": _eh_frame(name) for name in _BINARIES})
+    out.update({f"{name}.unwind_info": tag + _unwind_info(name, arch) for tag, name, arch in (
+        (b"CU64", "libcu_nofp_x86_64.dylib", Arch.X86_64), (b"CUA6", "libcu_arm64.dylib", Arch.ARM64))})
     return out
 
 
@@ -103,7 +126,7 @@ def inputs() -> st.SearchStrategy[bytes]:
 
     corpus = seeds()
     dumps = sorted(n for n in corpus if n.endswith(".dmp"))
-    frames = sorted(n for n in corpus if n.endswith(".eh_frame"))
+    frames = sorted(n for n in corpus if n.endswith((".eh_frame", ".unwind_info")))
     pointers = st.sampled_from([0x5575DAA9D3C6, 0x7FF1E981D16D, 0x7FFCE87CEF50, 0x1000, 0xFFFFFFFFFFFFFFF8])
     value = st.one_of(st.sampled_from(EDGE_INTS).map(lambda v: v & 0xFFFFFFFFFFFFFFFF), st.integers(0, 2**64 - 1),
                       st.integers(0, 4096), pointers)

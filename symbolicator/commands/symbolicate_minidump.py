@@ -19,6 +19,7 @@ from symbolicator.errors import FormatError, ObjectFileStatus
 from symbolicator.native.cfi.build import build as build_cfi
 from symbolicator.service import minidump, native
 from symbolicator.service.minidump_cfi import ResolvedUnwind
+from symbolicator.types import Arch
 
 MAGIC = b"MDMP"
 
@@ -35,12 +36,13 @@ async def _to_thread(fn: Any, *args: Any) -> Any:
 def run_minidump(path: Path, folders: Any, as_json: bool, format_report: Any) -> int:
     """`folders` is the CLI's `SymbolFolders`; `format_report` its text formatter."""
     with tempfile.TemporaryDirectory(prefix="symbolicator-cfi-") as tmp:
+        arch: list[Arch | None] = [None]  # the dump's CPU: the slice of a universal Mach-O to read
 
         async def resolve_unwind(module: native.RawModule) -> ResolvedUnwind:
             result = ResolvedUnwind(ObjectFileStatus.MISSING)
             for candidate, _info in folders.by_id.get(module.debug_id, []) if module.debug_id else []:
                 try:
-                    data, meta = await asyncio.to_thread(build_cfi, candidate)
+                    data, meta = await asyncio.to_thread(build_cfi, candidate, arch[0])
                 except FormatError:
                     result.status = ObjectFileStatus.MALFORMED
                     continue
@@ -53,6 +55,8 @@ def run_minidump(path: Path, folders: Any, as_json: bool, format_report: Any) ->
 
         async def go() -> dict[str, Any]:
             facts = await minidump.read_facts(path, _to_thread)
+            cpu = (facts.get("system_info") or {}).get("cpu_arch")
+            arch[0] = Arch.parse(cpu) if cpu else None
             return await minidump.symbolicate_minidump(path, facts, {}, _to_thread, folders.resolve, resolve_unwind)
 
         result = {"status": "completed", **asyncio.run(go())}

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from symbolicator.errors import FormatError, NotFound, Overloaded
+from symbolicator.errors import FormatError, JobInputRejected, NotFound, Overloaded
 from symbolicator.types import Scope
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class JobRegistry:
                 payload = await work()
         except TimeoutError:
             return {"status": "timeout"}
-        except FormatError as exc:
+        except (FormatError, JobInputRejected) as exc:
             return {"status": "failed", "message": str(exc)}
         except Exception:
             log.exception("symbolication job failed")

@@ -23,8 +23,9 @@ from typing import Any
 
 from symbolicator.errors import ObjectFileStatus
 from symbolicator.native.minidump.process import describe, walk
-from symbolicator.service import native
+from symbolicator.service import native, rewrite_rules
 from symbolicator.service.minidump_cfi import ResolvedUnwind
+from symbolicator.service.rewrite_rules import RewriteRules
 
 RunCpu = Callable[..., Awaitable[Any]]
 ResolveUnwind = Callable[[native.RawModule], Awaitable[ResolvedUnwind]]
@@ -44,10 +45,18 @@ async def read_facts(dump_path: Path, run: RunCpu) -> dict[str, Any]:
 
 
 async def symbolicate_minidump(dump_path: Path, facts: dict[str, Any], fields: dict[str, Any], run: RunCpu,
-                               resolve: native.Resolve, resolve_unwind: ResolveUnwind) -> dict[str, Any]:
+                               resolve: native.Resolve, resolve_unwind: ResolveUnwind,
+                               rewrite_first_module: RewriteRules | None = None) -> dict[str, Any]:
     """The completed payload for the dump at `dump_path` (`facts` from `read_facts`);
-    `run(fn, *args)` runs CPU work off the loop."""
+    `run(fn, *args)` runs CPU work off the loop. `rewrite_first_module` renames the debug file
+    of the module loaded lowest for both lookups (service/rewrite_rules.py)."""
     modules = native.NativeRequest.from_json({"stacktraces": [], "modules": facts["modules"]}).modules
+    first = min(modules, key=lambda m: m.image_addr, default=None)
+    if rewrite_first_module and first is not None and first.fields.get("debug_file"):
+        new_name = await run(rewrite_rules.apply, rewrite_first_module, first.fields["debug_file"])
+        if new_name is not None:
+            resolve = rewrite_rules.renamed(resolve, first.index, new_name)
+            resolve_unwind = rewrite_rules.renamed(resolve_unwind, first.index, new_name)
     unwinds = await asyncio.gather(*(resolve_unwind(m) for m in modules))
     try:
         cfi_paths = {i: str(u.cfi_path) for i, u in enumerate(unwinds)

@@ -1,11 +1,12 @@
 """Finding and converting a module's unwind information into a CFI cache, once.
 
 The same search as the symcache's (`ModuleLookup`: the scope's uploads through the debug-id
-index, then the external sources; downloads shared through the downloads cache, so a module
-whose symcache was built is not downloaded again), with another conversion at its end: the
-file becomes a CFI cache (`native/cfi/`) in the derived cache, keyed by content SHA-1 and
-`CFICACHE_VERSION`, built in the worker pool, coalesced per key, a broken file remembered as
-malformed.
+index, then the external sources; uploads shared through the downloads cache, so a module
+whose symcache was built is not downloaded again; on external sources the file with unwind
+information is chosen, `purpose = "unwind"`), with another conversion at its end: the
+file becomes a CFI cache (`native/cfi/`) in the derived cache, keyed by content SHA-1, arch
+(the slice of a universal Mach-O) and `CFICACHE_VERSION`, built in the worker pool, coalesced
+per key, a broken file remembered as malformed.
 
 A file without unwind rows (a split debug file whose `.eh_frame` is NOBITS and that has no
 `.debug_frame`) does not end the search: the next stored file of the module (its executable)
@@ -55,11 +56,13 @@ class ResolvedUnwind(ResolvedModule):
     cfi_path: Path | None = None
 
 
-def convert_cfi(src: str, out: str) -> dict[str, Any]:
-    """Worker-process entry: the CFI cache of `src` into `out`; returns its meta."""
+def convert_cfi(src: str, out: str, arch: str | None = None) -> dict[str, Any]:
+    """Worker-process entry: the CFI cache of `src` (its `arch` slice, for a universal Mach-O)
+    into `out`; returns its meta."""
     from symbolicator.native.cfi.build import build
+    from symbolicator.types import Arch
 
-    data, meta = build(Path(src))
+    data, meta = build(Path(src), Arch.parse(arch) if arch else None)
     Path(out).write_bytes(data)
     return meta
 
@@ -68,6 +71,7 @@ class CfiLookup(ModuleLookup):
     """`resolve` answers a `ResolvedUnwind`; only the conversion differs from the symcache's."""
 
     result_type = ResolvedUnwind
+    purpose = "unwind"
 
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
                  coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
@@ -76,8 +80,8 @@ class CfiLookup(ModuleLookup):
 
     async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],
                                 candidate: dict[str, Any], result: ResolvedModule) -> bool:
-        key = keys.cache_key("cficache", CFICACHE_VERSION, sha1)
-        meta_key = keys.cache_key("cficache-meta", CFICACHE_VERSION, sha1)
+        key = keys.cache_key("cficache", CFICACHE_VERSION, sha1, arch or "any")
+        meta_key = keys.cache_key("cficache-meta", CFICACHE_VERSION, sha1, arch or "any")
         derived = self.caches.derived
         known = _known.get((id(derived), key))
         if known is not None and known[0].exists():  # warm: one stat, no cache-database round trip
@@ -90,7 +94,7 @@ class CfiLookup(ModuleLookup):
             assert downloaded.path is not None
             out = await asyncio.to_thread(derived.temp_path, ".cficache")
             try:
-                meta = await self.workers.run(convert_cfi, str(downloaded.path), str(out))
+                meta = await self.workers.run(convert_cfi, str(downloaded.path), str(out), arch)
                 self.cfi_conversions.inc()
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
             except BaseException:

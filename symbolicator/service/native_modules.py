@@ -61,7 +61,7 @@ from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import FilesystemSource, SourcePlan, fingerprint, plan_sources
 from symbolicator.sources import ModuleLookup as SourceModule
-from symbolicator.sources.native import find_debug_file
+from symbolicator.sources.native import Purpose, find_debug_file
 from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 
@@ -153,6 +153,7 @@ class ModuleLookup:
     """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
 
     result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
+    purpose: Purpose = "debug"  # which file of an external source serves best (sources/native.py)
 
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
                  coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
@@ -317,15 +318,17 @@ class ModuleLookup:
         plan and debug id at a time, its outcome cached (the file in the downloads cache, its
         candidates beside it; not found 1 h, malformed 24 h; fetch errors not at all)."""
         plan_hash = fingerprint(sources.plan.sources)
-        dl_key = keys.cache_key("native-source", 1, plan_hash, str(module.debug_id))
-        meta_key = keys.cache_key("native-source-meta", 1, plan_hash, str(module.debug_id))
+        names = (str(module.code_id or ""), module.code_file, module.debug_file)
+        dl_key = keys.native_source_search("native-source", plan_hash, str(module.debug_id), names, self.purpose)
+        meta_key = keys.native_source_search("native-source-meta", plan_hash, str(module.debug_id), names,
+                                             self.purpose)
         downloads = self.caches.downloads
 
         async def search() -> Path | Outcome:
             if self.fetcher is None and any(not isinstance(s, FilesystemSource) for s in sources.plan.sources):
                 raise _SearchFailed(ObjectFileStatus.OTHER, [])
             found = await find_debug_file(sources.plan, module, downloads.temp_dir, fetcher=self.fetcher,  # type: ignore[arg-type]
-                                          max_bytes=self.settings.limits.max_download_bytes)
+                                          max_bytes=self.settings.limits.max_download_bytes, purpose=self.purpose)
             meta: dict[str, Any] = {"candidates": found.candidates}
             if found.path is None:
                 if found.status not in ("missing", "malformed"):

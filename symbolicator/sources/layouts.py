@@ -24,13 +24,14 @@ from symbolicator.sources.config import Layout
 from symbolicator.types import Arch, CodeId, DebugId
 
 ObjectType = Literal["elf", "macho"]
-FileType = Literal["elf_code", "elf_debug", "mach_code", "mach_debug", "sourcebundle"]
+FileType = Literal["elf_code", "elf_debug", "mach_code", "mach_debug", "breakpad", "sourcebundle"]
 
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 DEBUG_FILE_TYPES: dict[str, FileType] = {"elf": "elf_debug", "macho": "mach_debug"}
 CODE_FILE_TYPES: dict[str, FileType] = {"elf": "elf_code", "macho": "mach_code"}
+BREAKPAD: FileType = "breakpad"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,9 @@ def _native(ft: FileType, m: ModuleLookup) -> list[str]:
     if ft in ("mach_code", "mach_debug"):
         lldb = _lldb(m)
         return [] if lldb is None else [lldb + (".app" if ft == "mach_code" else "")]
+    if ft == "breakpad":
+        breakpad = _breakpad(m)
+        return [] if breakpad is None else [breakpad]
     primary = _lldb(m) if m.object_type == "macho" else _gdb(m)
     if primary is None:
         return []
@@ -144,7 +148,7 @@ def _symstore_index2(ft: FileType, m: ModuleLookup) -> str | None:
 
 
 def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
-    if ft == "sourcebundle":
+    if ft in ("sourcebundle", "breakpad"):
         ft = "mach_code" if m.object_type == "macho" else "elf_code"
     if ft in ("elf_code", "elf_debug"):
         return m.code_id.value if m.code_id else None
@@ -155,7 +159,7 @@ def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
 
 def _unified(ft: FileType, m: ModuleLookup) -> str | None:
     suffix = {"elf_code": "executable", "mach_code": "executable", "elf_debug": "debuginfo",
-              "mach_debug": "debuginfo", "sourcebundle": "sourcebundle"}[ft]
+              "mach_debug": "debuginfo", "breakpad": "breakpad", "sourcebundle": "sourcebundle"}[ft]
     fid = _unified_id(ft, m)
     return f"{fid[:2]}/{fid[2:]}/{suffix}" if fid and len(fid) > 2 else None
 

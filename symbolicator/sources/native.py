@@ -1,14 +1,20 @@
 """Find a module's debug file on the external symbol sources.
 
 The native service asks its scope's uploads first; when they have nothing it calls
-`find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…)`. Sources are tried in
-order; on each, the debug file type first, then the code file (docs/configuration.md, "Symbol sources": ELF debug >
-ELF code, dSYM > Mach-O code), each at every path its layout gives. A download only counts
-once `objects.identify` has read it and one object in it has the module's ids (and a
-compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
-The search stops at the first hit that carries DWARF (or the first source bundle); otherwise the best hit seen is kept
-(debug info, then debug file type, then symbols; earlier sources win ties), so a stripped
-executable on one source does not hide a dSYM on the next.
+`find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…, purpose=…)`. Sources are tried
+in order; on each, the debug file type first, then the code file, then the Breakpad `.sym` file
+(docs/configuration.md, "Symbol sources": ELF debug > ELF code > breakpad, dSYM > Mach-O code >
+breakpad; Symbolicator's `FileType::from_object_type`), each at every path its layout gives. A
+download only counts once `objects.identify` has read it and one object in it has the module's
+ids (and a compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
+What counts as best depends on the purpose, as Symbolicator's `ObjectPurpose`:
+
+* `debug` (symcaches): the search stops at the first hit that carries debug info (or the first
+  source bundle); otherwise the best hit seen is kept (debug info, then debug file type, then
+  symbols; earlier sources win ties), so a stripped executable on one source does not hide a
+  dSYM or a `.sym` with LINE records on the next;
+* `unwind` (CFI caches): only a hit with unwind information counts, the first one wins, so a
+  split debug file whose `.eh_frame` is NOBITS gives way to the executable or `.sym` beside it.
 
 Every place looked at becomes a Symbolicator candidate (`{source, location, download}`),
 including request sources that were skipped and why. Downloads land in `dest_dir` under
@@ -43,6 +49,7 @@ from symbolicator.sources.config import (
 )
 from symbolicator.sources.download import download, location
 from symbolicator.sources.layouts import (
+    BREAKPAD,
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,
     FileType,
@@ -54,6 +61,7 @@ from symbolicator.types import Arch
 log = logging.getLogger(__name__)
 
 LookupStatus = Literal["found", "missing", "malformed", "fetching_failed", "timeout"]
+Purpose = Literal["debug", "unwind", "source"]
 NO_FILES = "No object files listed on this source"
 _ARCH_FAMILY = {Arch.ARM64E: Arch.ARM64, Arch.X86_64H: Arch.X86_64, Arch.ARMV7: Arch.ARM}
 
@@ -93,22 +101,33 @@ class _Hit:
 
 
 async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
-                          fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
-    """The best debug (else code) file for `module` on `sources`; downloads go to `dest_dir`."""
+                          fetcher: Fetcher, max_bytes: int, purpose: Purpose = "debug") -> SourceLookupResult:
+    """The best debug, code or `.sym` file for `module` and `purpose` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
         raise ValueError(f"external sources serve ELF and Mach-O modules, not {module.object_type!r}")
-    types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type])
-    return await _search(sources, module, dest_dir, types, fetcher, max_bytes)
+    types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type], BREAKPAD)
+    return await _search(sources, module, dest_dir, types, fetcher, max_bytes, purpose)
 
 
 async def find_source_bundle(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
                              fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     """The `sourcebundle` (`SYSB` with the module's sources) for `module`, if a source has one."""
-    return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes)
+    return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes, "source")
+
+
+def _suits(hit: _Hit, purpose: Purpose) -> bool:
+    """Whether a verified hit can serve `purpose` at all (Symbolicator's `object_has_features`)."""
+    return hit.info.features.has_unwind_info if purpose == "unwind" else True
+
+
+def _enough(hit: _Hit, purpose: Purpose) -> bool:
+    """Whether no later hit can beat this one, so the search stops here."""
+    return purpose != "debug" or hit.info.features.has_debug_info
 
 
 async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path,
-                  file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
+                  file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int,
+                  purpose: Purpose) -> SourceLookupResult:
     plan = sources if isinstance(sources, SourcePlan) else SourcePlan(tuple(sources))
     candidates: list[dict[str, Any]] = [_candidate(s.id, s.reason, "notfound") for s in plan.skipped]
     misses: set[str] = set()
@@ -128,13 +147,16 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLo
                     hit = await _try(source, rel, ft, module, dest_dir, fetcher, max_bytes, candidates, misses)
                     if hit is None:
                         continue
+                    if not _suits(hit, purpose):
+                        hit.path.unlink(missing_ok=True)
+                        continue
                     if best is None or hit.rank > best.rank:
                         if best is not None:
                             best.path.unlink(missing_ok=True)
                         best = hit
                     else:
                         hit.path.unlink(missing_ok=True)
-                    if best.info.features.has_debug_info or ft == "sourcebundle":
+                    if _enough(best, purpose):
                         return _found(best, candidates)
             if not looked:
                 candidates.append(_candidate(source.id, NO_FILES, "notfound"))
@@ -181,7 +203,7 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
         raise DownloadMiss("malformed", str(e)) from None
     except OSError as e:
         raise DownloadMiss("error", f"cannot read the download: {e}") from None
-    want = "sourcebundle" if file_type == "sourcebundle" else module.object_type
+    want = file_type if file_type in ("sourcebundle", BREAKPAD) else module.object_type
     same_ids = [o for o in objects if o.file_format == want and not o.artifact_bundle and _ids_match(o, module)]
     if module.arch is not Arch.UNKNOWN:
         exact = [o for o in same_ids if o.arch is module.arch]

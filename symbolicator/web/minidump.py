@@ -1,7 +1,8 @@
 """`POST /minidump`: a multipart minidump upload in, Symbolicator's native answer out.
 
 Fields as Symbolicator takes them: `upload_file_minidump` (the dump), `sources`, `options`,
-`scraping`, `platform` (JSON strings, each at most 1 MiB; unknown fields ignored); `?scope=`
+`scraping`, `platform`, `rewrite_first_module` (JSON strings, each at most 1 MiB; unknown fields
+ignored); `?scope=`
 and `?timeout=` / polling as every endpoint. The dump is streamed into the cache's temp folder
 and its header and directory are read (in the worker pool) before the job starts, so a body
 that is no minidump answers 400 at once; the walk and the symbolication are the job's.
@@ -19,6 +20,7 @@ from symbolicator.errors import BadRequest
 from symbolicator.service import minidump, native
 from symbolicator.service.minidump_cfi import CfiLookup, ResolvedUnwind
 from symbolicator.service.native_modules import RequestSources
+from symbolicator.service.rewrite_rules import RewriteRules
 from symbolicator.types import Scope
 from symbolicator.web.bodies import loads
 from symbolicator.web.multipart import next_part, open_form, read_part
@@ -42,6 +44,7 @@ from symbolicator.web.symbolicate import (
 
 routes = web.RouteTableDef()
 DUMP_FIELD = "upload_file_minidump"
+REWRITE_FIELD = "rewrite_first_module"
 
 
 async def _read_upload(request: web.Request) -> tuple[bytes, dict[str, Any]]:
@@ -52,7 +55,7 @@ async def _read_upload(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     while (part := await next_part(reader)) is not None:
         if part.name == DUMP_FIELD:
             dump = await read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
-        elif part.name in JSON_FIELDS:
+        elif part.name in (*JSON_FIELDS, REWRITE_FIELD):
             raw = await read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
             fields[part.name] = loads(raw, limits.max_json_depth, f"field `{part.name}`")
     if dump is None:
@@ -60,7 +63,7 @@ async def _read_upload(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     return dump, fields
 
 
-def _unwind_resolver(request: web.Request, scope: Scope,
+def unwind_resolver(request: web.Request, scope: Scope,
                      sources: list[dict[str, Any]] | None) -> minidump.ResolveUnwind:
     app = request.app
     lookup = CfiLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
@@ -83,6 +86,7 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
     dump, fields = await _read_upload(request)
     request_fields: dict[str, Any] = {k: fields[k] for k in ("sources", "options") if k in fields}
     req = native.NativeRequest.from_json({"stacktraces": [], **request_fields})  # 422 for a wrong shape
+    rewrite = RewriteRules.from_json(fields.get(REWRITE_FIELD))  # 422 too
     workers = request.app[WORKERS]
     path: Path = await asyncio.to_thread(request.app[CACHES].downloads.temp_path, ".dmp")
     await asyncio.to_thread(path.write_bytes, dump)
@@ -93,7 +97,7 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
         path.unlink(missing_ok=True)
         raise
     resolve = module_resolver(request, scope, req)
-    resolve_unwind = _unwind_resolver(request, scope, req.sources)
+    resolve_unwind = unwind_resolver(request, scope, req.sources)
 
     started = False
 
@@ -102,7 +106,7 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
         started = True
         try:
             return await minidump.symbolicate_minidump(path, facts, request_fields, workers.run, resolve,
-                                                       resolve_unwind)
+                                                       resolve_unwind, rewrite)
         finally:
             await asyncio.to_thread(path.unlink, True)
 

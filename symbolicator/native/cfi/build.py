@@ -1,15 +1,18 @@
 """Converting a module's unwind information into a CFI cache, once (run in the worker pool).
 
-From an ELF file (an uploaded debug file *or* the executable itself): `.eh_frame` first (what
-the code unwinds with at run time, always in the executable), then `.debug_frame` for functions
-`.eh_frame` leaves out (`-fno-asynchronous-unwind-tables` builds); a split debug file keeps
-`.eh_frame` as NOBITS and is read for `.debug_frame` only. From a Breakpad `.sym` file: its
-`STACK CFI` records. A file with neither gives an empty cache (`rows == 0`): the walker then
-uses frame pointers and scanning for that module.
+From a Mach-O image: its compact unwind (`__unwind_info`, `compact_unwind.py`), with
+`__eh_frame` for the functions left to DWARF. From an ELF file (an uploaded debug file *or* the
+executable itself): `.eh_frame` first (what the code unwinds with at run time, always in the
+executable), then `.debug_frame` for functions `.eh_frame` leaves out
+(`-fno-asynchronous-unwind-tables` builds); a split debug file keeps `.eh_frame` as NOBITS and
+is read for `.debug_frame` only. From a Breakpad `.sym` file: its `STACK CFI` records. A file
+with neither gives an empty cache (`rows == 0`): the walker then uses frame pointers and
+scanning for that module.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,12 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
+from symbolicator.native.cfi import compact_unwind
 from symbolicator.native.cfi.cache import CacheBuilder
-from symbolicator.native.cfi.dwarf_cfi import iter_fdes
+from symbolicator.native.cfi.dwarf_cfi import Fde, iter_fdes
 from symbolicator.native.elf_headers import ELF_MAGIC
+from symbolicator.native.macho_dwarf import open_slice
+from symbolicator.native.macho_headers import FAT_MAGIC, FAT_MAGIC_64, THIN_MAGICS
 from symbolicator.types import Arch
 
 MAX_CFI_SECTION_BYTES = 256 << 20
@@ -54,12 +60,57 @@ def build_from_elf(path: Path) -> tuple[bytes, dict[str, Any]]:
     return data, {"arch": arch.value, "image_vmaddr": vmaddr, "rows": rows, "sources": sources}
 
 
-def build(path: Path) -> tuple[bytes, dict[str, Any]]:
-    """The CFI cache of an ELF file or a Breakpad `.sym` file."""
+def build_from_macho(path: Path, arch: Arch | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The CFI cache of a Mach-O image (the `arch` slice of a universal one): its compact unwind
+    (`__unwind_info`), with the `__eh_frame` FDEs of the functions it leaves to DWARF; all of
+    `__eh_frame` when the image has no compact unwind."""
+    image, arch = open_slice(path, arch)
+    sl = image.slice
+    if arch not in (Arch.X86_64, Arch.ARM64):
+        raise UnsupportedFormat(f"no CFI support for Mach-O {arch.value}")
+    stored = [s for s in sl.sections if s.stored and s.offset + s.size <= sl.size]
+
+    def section(segname: str, sectname: str) -> tuple[int, memoryview] | None:
+        found = next((s for s in stored if (s.segname, s.sectname) == (segname, sectname)), None)
+        if found is None:
+            return None
+        if found.size > MAX_CFI_SECTION_BYTES:
+            raise MalformedObject(f"{sectname} is larger than {MAX_CFI_SECTION_BYTES} bytes")
+        return found.addr, memoryview(image.data)[sl.offset + found.offset:sl.offset + found.offset + found.size]
+
+    def read_u32(addr: int) -> int | None:
+        for s in stored:
+            if s.addr <= addr and addr + 4 <= s.addr + s.size:
+                at = sl.offset + s.offset + addr - s.addr
+                return int.from_bytes(image.data[at:at + 4], "little")
+        return None
+
+    builder = CacheBuilder()
+    eh_frame = section("__TEXT", "__eh_frame")
+
+    @functools.cache
+    def fdes() -> dict[int, Fde]:
+        return {f.offset: f for f in iter_fdes(bytes(eh_frame[1]), eh_frame[0], eh_frame=True)} if eh_frame else {}
+
+    unwind_info = section("__TEXT", "__unwind_info")
+    if unwind_info is not None:
+        builder.add_all(compact_unwind.fdes(unwind_info[1], arch, sl.image_vmaddr, read_u32, fdes))
+    else:
+        builder.add_all(fdes().values())  # no compact unwind: every function unwinds by its FDE
+    sources = [name for name, found in (("__unwind_info", unwind_info), ("__eh_frame", eh_frame)) if found]
+    data, rows = builder.build(arch, sl.image_vmaddr)
+    return data, {"arch": arch.value, "image_vmaddr": sl.image_vmaddr, "rows": rows, "sources": sources}
+
+
+def build(path: Path, arch: Arch | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The CFI cache of an ELF file, a Mach-O image (`arch`: the slice of a universal one) or a
+    Breakpad `.sym` file."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(ELF_MAGIC):
         return build_from_elf(path)
+    if head[:4] in THIN_MAGICS or int.from_bytes(head[:4], "big") in (FAT_MAGIC, FAT_MAGIC_64):
+        return build_from_macho(path, arch)
     if head.startswith(b"MODULE "):
         from symbolicator.native.cfi.breakpad_cfi import build_from_sym
 

@@ -28,7 +28,7 @@ from symbolicator.native.cfi.dwarf_cfi import Fde, RuleKey, rule_set
 from symbolicator.native.cfi.rules import RuleSet
 from symbolicator.types import Arch
 
-CFICACHE_VERSION = 1  # v1: DWARF .eh_frame / .debug_frame and Breakpad STACK CFI rows
+CFICACHE_VERSION = 2  # v1: DWARF .eh_frame / .debug_frame and Breakpad STACK CFI rows; v2: Mach-O compact unwind
 MAGIC = b"SCFI"
 NO_RULES = 0xFFFFFFFF
 _HEADER = struct.Struct("<4sIHHIIIQ")

@@ -123,6 +123,8 @@ class Fde:
     start: int
     end: int
     rows: list[tuple[int, RuleKey]] = field(default_factory=list)
+    offset: int = -1
+    """Where the FDE starts in its section (Mach-O compact unwind names DWARF FDEs by it)."""
 
 
 def iter_fdes(data: bytes, section_addr: int, eh_frame: bool) -> Iterator[Fde]:
@@ -162,6 +164,7 @@ def iter_fdes(data: bytes, section_addr: int, eh_frame: bool) -> Iterator[Fde]:
                 cies[cie_at] = cie
             fde = _parse_fde(r, cie, section_addr, data, memo, interned)
             if fde is not None:
+                fde.offset = start
                 yield fde
         pos = end
 
