@@ -68,7 +68,7 @@ from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 log = logging.getLogger(__name__)
 
 UPLOADS_SOURCE = "uploads"
-SUPPORTED_TYPES = frozenset({"elf", "macho", "unknown"})
+SUPPORTED_TYPES = frozenset({"elf", "macho", "wasm", "unknown"})
 NO_FEATURES = {"has_debug_info": False, "has_unwind_info": False, "has_symbols": False, "has_sources": False}
 _KIND_ORDER = {"debuginfo": 0, "executable": 1, "breakpad": 2}
 _OUTCOME_STATUS = {

@@ -1,0 +1,41 @@
+"""Identifying a wasm module: the `ObjectInfo` an upload is stored and found under.
+
+Sentry's rules (symbolic's `WasmObject`): debug id = the first 16 bytes of the `build_id`
+custom section as a UUID, code id = the whole section in hex; kind `lib`, arch `wasm32`.
+A module without a `build_id` (or with one shorter than 16 bytes) gets no debug id here
+(symbolic answers the nil UUID, which finds nothing): it cannot be uploaded. The module with
+DWARF is stored as `debuginfo`, one without as `executable`; `external_debug_info` becomes the
+`debug_link` (the name of the separate debug file).
+"""
+
+from __future__ import annotations
+
+import mmap
+import uuid
+from typing import BinaryIO
+
+from symbolicator.errors import MalformedObject
+from symbolicator.native.objects import ObjectFeatures, ObjectInfo
+from symbolicator.native.wasm.module import debug_id_bytes, read_module
+from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
+
+
+def wasm_info(f: BinaryIO, size: int) -> ObjectInfo:
+    """The one object of the module open in `f` (`size` bytes); raises `MalformedObject`."""
+    if size < 8:
+        raise MalformedObject(f"truncated wasm module: {size} bytes, shorter than its header")
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        module = read_module(mm, names=True)
+    first16 = debug_id_bytes(module.build_id)
+    names = bool(module.function_names)
+    return ObjectInfo(
+        file_format="wasm",
+        arch=Arch.WASM32,
+        code_id=CodeId.from_bytes(module.build_id) if module.build_id else None,
+        debug_id=DebugId(uuid.UUID(bytes=first16)) if first16 is not None else None,
+        object_kind=ObjectKind.DEBUGINFO if module.has_dwarf else ObjectKind.EXECUTABLE,
+        object_type="library",
+        features=ObjectFeatures(has_debug_info=module.has_dwarf, has_symbols=names),
+        size=size,
+        debug_link=module.external_debug_info,
+    )
