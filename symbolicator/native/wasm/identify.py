@@ -11,12 +11,15 @@ DWARF is stored as `debuginfo`, one without as `executable`; `external_debug_inf
 from __future__ import annotations
 
 import mmap
+import os
 import uuid
+from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 from symbolicator.errors import MalformedObject
 from symbolicator.native.objects import ObjectFeatures, ObjectInfo
-from symbolicator.native.wasm.module import debug_id_bytes, read_module
+from symbolicator.native.wasm.module import WASM_MAGIC, debug_id_bytes, read_module
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 
 
@@ -39,3 +42,27 @@ def wasm_info(f: BinaryIO, size: int) -> ObjectInfo:
         size=size,
         debug_link=module.external_debug_info,
     )
+
+
+def separate_debug_file(path: Path) -> Path:
+    """The debug file a stripped module names in `external_debug_info`, when it lies beside it.
+
+    Only the last path segment is used (the section usually holds a URL relative to the
+    module's); a candidate whose `build_id` differs from the module's is not its debug file.
+    `path` itself when it has DWARF, names nothing, or nothing matching is there (the CLI's
+    offline counterpart of `.gnu_debuglink`; the service finds debug files by id instead).
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        module = wasm_info(f, size)
+    if module.features.has_debug_info or not module.debug_link:
+        return path
+    name = urlsplit(module.debug_link).path.rpartition("/")[2]
+    candidate = path.parent / name
+    if not name or not candidate.is_file() or candidate.resolve() == path.resolve():
+        return path
+    with open(candidate, "rb") as f:
+        if f.read(4) != WASM_MAGIC:
+            return path
+        other = wasm_info(f, os.fstat(f.fileno()).st_size)
+    return candidate if other.code_id == module.code_id else path
