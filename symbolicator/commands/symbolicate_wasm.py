@@ -89,7 +89,7 @@ def format_trace(text: str, frames: list[WasmFrame], result: dict[str, Any]) -> 
     for f in result["stacktraces"][0]["frames"]:
         answered.setdefault(f["original_index"], []).append(f)
     by_line = {f.line: i for i, f in enumerate(frames)}
-    out = []
+    out: list[str] = []
     for n, line in enumerate(text.splitlines()):
         group = answered.get(by_line[n], []) if n in by_line else []
         if group and all(f["status"] == "symbolicated" for f in group):
