@@ -104,3 +104,15 @@ def test_a_broken_module_upload_ends_in_error_and_stores_nothing(service_factory
     assert stored(tmp_path, "files") == [] and stored(tmp_path, "index") == []
     fine = upload_dif(svc, DEBUG, "app.debug.wasm")
     assert fine["state"] == "ok", fine
+
+
+def test_a_module_without_build_id_has_no_ids_and_cannot_be_stored(tmp_path: Path) -> None:
+    from symbolicator.artifacts.debug_files import storage_id
+
+    data = wasm_target.imports_module()
+    cut = next(s.start for s in read_module(data).sections if s.name == "build_id")
+    (tmp_path / "m.wasm").write_bytes(data[:cut - len(b"\x00\x19\x08build_id")])
+    info = identify(tmp_path / "m.wasm")[0]
+    assert info.code_id is None and info.debug_id is None and info.features.has_symbols
+    with pytest.raises(MalformedObject, match="no code id"):
+        storage_id(info)
