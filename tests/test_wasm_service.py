@@ -24,7 +24,7 @@ import pytest
 
 from symbolicator import keys
 from symbolicator.types import CodeId, ObjectKind
-from tests.support.native_service import SCOPE, TOKEN, start_service, symbolicate
+from tests.support.native_service import SCOPE, TOKEN, native_settings, start_service, symbolicate
 from tests.support.service import ServiceProcess
 from tests.support.tools import SENTRY_CLI
 from tests.test_dwarf_accuracy import normalise
@@ -122,3 +122,24 @@ def test_only_the_deployed_module_gives_names_without_lines(tmp_path: Path) -> N
     assert [(f.get("function"), f.get("lineno")) for f in frames] == [(n, None) for n, _ in v8_frames()]
     assert body["modules"][0]["features"] == {"has_debug_info": False, "has_unwind_info": False,
                                               "has_symbols": True, "has_sources": False}
+
+
+@pytest.mark.parametrize(("layout", "rel"), [
+    ("native", f"{BUILD_ID[:2]}/{BUILD_ID[2:]}.debug"),  # GDB build-id path, as Symbolicator's paths.rs for wasm
+    ("unified", f"{BUILD_ID[:2]}/{BUILD_ID[2:]}/debuginfo"),
+])
+def test_found_on_an_external_source(service_factory: Any, tmp_path: Path, layout: str, rel: str) -> None:
+    """A module nobody uploaded, on a configured folder source laid out by hand from the documented rule."""
+    target = tmp_path / "symbols" / rel
+    target.parent.mkdir(parents=True)
+    target.write_bytes((WASM / "out" / "app.debug.wasm").read_bytes())
+    source = {"id": "wasm-symbols", "type": "filesystem", "path": str(tmp_path / "symbols"), "layout": {"type": layout}}
+    svc = service_factory(native_settings(tmp_path / "svc", sources=[source]))
+    body = {**sdk_event(), "options": {"dif_candidates": True}}
+    answer = symbolicate(svc, body).json()
+    module = answer["modules"][0]
+    assert module["debug_status"] == "found", module
+    assert module["candidates"][-1]["location"] == target.as_uri()
+    frames = answer["stacktraces"][0]["frames"]
+    assert [normalise(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in frames] == \
+        llvm_at(v8_frames()[0][1]) + llvm_at(v8_frames()[1][1])

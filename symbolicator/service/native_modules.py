@@ -199,7 +199,7 @@ class ModuleLookup:
         if not files and result.status == ObjectFileStatus.MISSING:
             result.candidates.append({"source": source_id, "location": sources.not_found_message,
                                       "download": {"status": "notfound"}})
-        if module_type in ("elf", "macho") and (sources.plan.sources or sources.plan.skipped):
+        if module_type in ("elf", "macho", "wasm") and (sources.plan.sources or sources.plan.skipped):
             wanted = SourceModule(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
             await self._from_sources(wanted, sources, result)
         return result

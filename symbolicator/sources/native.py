@@ -3,7 +3,7 @@
 The native service asks its scope's uploads first; when they have nothing it calls
 `find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…)`. Sources are tried in
 order; on each, the debug file type first, then the code file (docs/configuration.md, "Symbol sources": ELF debug >
-ELF code, dSYM > Mach-O code), each at every path its layout gives. A download only counts
+ELF code, dSYM > Mach-O code, wasm debug > wasm code), each at every path its layout gives. A download only counts
 once `objects.identify` has read it and one object in it has the module's ids (and a
 compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
 The search stops at the first hit that carries DWARF (or the first source bundle); otherwise the best hit seen is kept
@@ -96,7 +96,7 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
                           fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     """The best debug (else code) file for `module` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
-        raise ValueError(f"external sources serve ELF and Mach-O modules, not {module.object_type!r}")
+        raise ValueError(f"external sources serve ELF, Mach-O and wasm modules, not {module.object_type!r}")
     types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type])
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes)
 
