@@ -104,6 +104,8 @@ def test_uploaded_and_symbolicated_like_llvm_symbolizer(uploaded: ServiceProcess
         assert all(f["instruction_addr"] == hex(offset) and f["addr_mode"] == "rel:0" for f in group)
         assert all(f["status"] == "symbolicated" and f["package"].endswith("app.wasm") for f in group)
     assert len([f for f in frames if f["original_index"] == 0]) == 3  # leaf → middle → outer
+    starts = {name: int(offset) for offset, name in EXPECTED["functions"].items()}
+    assert [f.get("sym_addr") for f in frames] == [None, None, hex(starts["outer"]), hex(starts["run"])]
 
 
 def test_only_the_deployed_module_gives_names_without_lines(tmp_path: Path) -> None:
