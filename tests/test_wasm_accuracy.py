@@ -1,8 +1,8 @@
 """WebAssembly debug files against llvm-symbolizer and symbolic (issue 16, WebAssembly).
 
-`tests/fixtures/wasm/expected.json` holds llvm-symbolizer's answers at every instruction offset
-and function start of the fixture (recorded by `record.py`, re-derived in CI by the check-mode
-test below). Our symcache is looked up at the *module offset*, llvm-symbolizer was asked at the
+`tests/fixtures/wasm/expected.json` (DWARF 4) and `expected-dwarf5.json` hold llvm-symbolizer's
+answers at every instruction offset and function start of the fixture's two debug files (two
+compile units each; recorded by `record.py`, re-derived in CI by the check-mode test below). Our symcache is looked up at the *module offset*, llvm-symbolizer was asked at the
 DWARF address (offset − code payload start), so these tests also pin the address shift. PyPI
 `symbolic` (Sentry's library, a test oracle only) takes module offsets too: it must agree.
 """
@@ -24,19 +24,20 @@ from tests.test_dwarf_accuracy import normalise
 
 WASM = Path(__file__).parent / "fixtures" / "wasm"
 DEBUG = WASM / "out" / "app.debug.wasm"
+VARIANTS = ["expected.json", "expected-dwarf5.json"]
 TARGET = 0.995
 Key = tuple[str | None, str | None, int | None]
 
 
-@lru_cache(maxsize=1)
-def expected() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((WASM / "expected.json").read_text())
+@lru_cache(maxsize=None)
+def expected(name: str = "expected.json") -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((WASM / name).read_text())
     return doc
 
 
-@lru_cache(maxsize=1)
-def symcache() -> SymCache:
-    return SymCache.from_bytes(build(DEBUG))
+@lru_cache(maxsize=None)
+def symcache(name: str = "expected.json") -> SymCache:
+    return SymCache.from_bytes(build(WASM / expected(name)["debug_file"]))
 
 
 def llvm_chain(frames: list[dict[str, Any]]) -> list[Key]:
@@ -54,15 +55,16 @@ def test_expectations_are_current() -> None:
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
 
-def test_every_code_offset_agrees_with_llvm_symbolizer() -> None:
-    doc = expected()
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_code_offset_agrees_with_llvm_symbolizer(name: str) -> None:
+    doc = expected(name)
     lookups = [a for a in doc["addresses"] if a["frames"]]
-    assert len(lookups) > 150  # every instruction of the five functions that have DWARF
+    assert len(lookups) > 500  # every instruction of the functions that have DWARF
     first = chain = 0
     misses = []
     for entry in doc["addresses"]:
         want = llvm_chain(entry["frames"])
-        got = our_chain(symcache().lookup(entry["offset"]))
+        got = our_chain(symcache(name).lookup(entry["offset"]))
         if not want:
             continue  # llvm-symbolizer knows nothing (no DWARF): checked against symbolic below
         first += want[:1] == got[:1]
@@ -71,7 +73,8 @@ def test_every_code_offset_agrees_with_llvm_symbolizer() -> None:
             misses.append(f"{entry['offset']:#x}: llvm {want} ours {got}")
     n = len(lookups)
     assert first / n >= TARGET and chain / n >= TARGET, "\n".join(misses[:20])
-    assert any(len(e["frames"]) >= 3 for e in lookups)  # the fixture really has inline chains
+    assert any(len(e["frames"]) >= 4 for e in lookups)  # the fixture really has inline chains
+    assert len({e["frames"][-1]["file"] for e in lookups}) == 2  # and two compile units
 
 
 def test_the_shift_is_the_code_payload_offset() -> None:
@@ -82,31 +85,33 @@ def test_the_shift_is_the_code_payload_offset() -> None:
     assert our_chain(symcache().lookup(deep["offset"] - doc["code_start"])) != llvm_chain(deep["frames"])
 
 
-def test_columns_and_function_starts() -> None:
+@pytest.mark.parametrize("name", VARIANTS)
+def test_columns_and_function_starts(name: str) -> None:
     """Columns as llvm-symbolizer gives them; a function start (the locals declaration) is the function."""
-    doc = expected()
+    doc = expected(name)
     for entry in doc["addresses"]:
         if entry["frames"]:
-            got = symcache().lookup(entry["offset"])
+            got = symcache(name).lookup(entry["offset"])
             assert [f.column or 0 for f in got] == [f["column"] for f in entry["frames"]], hex(entry["offset"])
-    for offset, name in doc["functions"].items():
-        got = symcache().lookup(int(offset))
-        assert got and got[-1].function == name and got[-1].sym_addr == int(offset)
+    for offset, function in doc["functions"].items():
+        got = symcache(name).lookup(int(offset))
+        assert got and got[-1].function == function and got[-1].sym_addr == int(offset)
 
 
-def test_agrees_with_symbolic() -> None:
+@pytest.mark.parametrize("name", VARIANTS)
+def test_agrees_with_symbolic(name: str) -> None:
     """symbolic (a test oracle) at every offset: the same chain, including `__wasm_call_ctors`,
     which has no DWARF and is named by the `name` section alone."""
     symbolic = pytest.importorskip("symbolic")
-    obj = next(symbolic.Archive.open(str(DEBUG)).iter_objects())
+    obj = next(symbolic.Archive.open(str(WASM / expected(name)["debug_file"])).iter_objects())
     theirs = obj.make_symcache()
     differ = []
-    for entry in expected()["addresses"]:
+    for entry in expected(name)["addresses"]:
         off = entry["offset"]
         want = [normalise(x.symbol, x.full_path, x.line) for x in theirs.lookup(off)]
-        got = our_chain(symcache().lookup(off))
+        got = our_chain(symcache(name).lookup(off))
         if want != got:
             differ.append(f"{off:#x}: symbolic {want} ours {got}")
         if want and got:
-            assert symcache().lookup(off)[-1].sym_addr == theirs.lookup(off)[-1].sym_addr, hex(off)
+            assert symcache(name).lookup(off)[-1].sym_addr == theirs.lookup(off)[-1].sym_addr, hex(off)
     assert not differ, "\n".join(differ[:20])

@@ -14,12 +14,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_dwarf_accuracy import normalise
 
 WASM = Path(__file__).parent / "fixtures" / "wasm"
 OUT = WASM / "out"
 EXPECTED = json.loads((WASM / "expected.json").read_text())
 REPO = Path(__file__).resolve().parents[1]
+TRAP = int((WASM / "trace.txt").read_text().split("wasm-function[1]:")[1].split(")")[0], 16)  # V8's `unreachable`
+
+
+@pytest.fixture
+def one_build(tmp_path: Path) -> Path:
+    """The deployed module and its debug file, without the DWARF 5 build of the same code (which
+    fits the same frames: `symbolicate` cannot tell them apart and says so)."""
+    folder = tmp_path / "symbols"
+    folder.mkdir()
+    for name in ("app.wasm", "app.debug.wasm"):
+        shutil.copy(OUT / name, folder / name)
+    return folder
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -31,6 +45,12 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def llvm(offset: int) -> list[tuple[str | None, str | None, int | None]]:
     entry = next(a for a in EXPECTED["addresses"] if a["offset"] == offset)
     return [normalise(f["function"], f["file"], f["line"]) for f in entry["frames"]]
+
+
+def v8_lines(offset: int) -> list[str]:
+    """llvm-symbolizer's frames at `offset` written as `symbolicate` writes a resolved V8 frame."""
+    entry = next(a for a in EXPECTED["addresses"] if a["offset"] == offset)
+    return [f"    at {f['function']} ({f['file']}:{f['line']})" for f in entry["frames"]]
 
 
 def chain(frames: list[dict[str, Any]], file_key: str = "file", line_key: str = "line") -> list[Any]:
@@ -47,7 +67,7 @@ def test_resolve_takes_module_offsets_like_a_runtime_reports() -> None:
 
 def test_resolve_on_the_deployed_module_follows_external_debug_info(tmp_path: Path) -> None:
     """`app.wasm` names `app.debug.wasm` (same build_id) beside it; alone, only its `name` section answers."""
-    trap = 0x132
+    trap = TRAP
     out = cli("resolve", "--debug-file", str(OUT / "app.wasm"), "--json", hex(trap))
     assert chain(json.loads(out.stdout)["frames"]) == llvm(trap)
     shutil.copy(OUT / "app.wasm", tmp_path / "app.wasm")
@@ -59,46 +79,58 @@ def test_resolve_on_the_deployed_module_follows_external_debug_info(tmp_path: Pa
     assert [(f["function"], f["line"]) for f in json.loads(other.stdout)["frames"]] == [("outer", None)]
 
 
-def test_symbolicate_a_real_v8_trace() -> None:
-    out = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(OUT), "--json")
+def test_symbolicate_a_real_v8_trace(one_build: Path) -> None:
+    out = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(one_build), "--json")
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["modules"][0]["debug_status"] == "found"
     frames = body["stacktraces"][0]["frames"]
     got = [chain([f for f in frames if f["original_index"] == i], "abs_path", "lineno") for i in (0, 1)]
-    assert got == [llvm(0x132), llvm(0x273)]
+    assert got == [llvm(TRAP), llvm(int(text_of_trace().split("wasm-function[4]:")[1].split(")")[0], 16))]
 
-    text = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(OUT))
+    text = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(one_build))
     lines = text.stdout.splitlines()
-    assert lines[2:6] == ["    at leaf (/fixtures/wasm/src/app.c:8)", "    at middle (/fixtures/wasm/src/app.c:14)",
-                          "    at outer (/fixtures/wasm/src/app.c:18)", "    at run (/fixtures/wasm/src/app.c:46)"]
+    caller = int(text_of_trace().split("wasm-function[4]:")[1].split(")")[0], 16)
+    assert lines[2:6] == v8_lines(TRAP) + v8_lines(caller)
+    assert [f.split(" (")[0] for f in lines[2:6]] == ["    at leaf", "    at middle", "    at outer", "    at run"]
     assert lines[6].startswith("    at jsCaller (file://")  # JS frames stay as they were
 
 
-def test_trace_without_names_and_with_an_unknown_module(tmp_path: Path) -> None:
+def text_of_trace() -> str:
+    return (WASM / "trace.txt").read_text()
+
+
+def test_trace_without_names_and_with_an_unknown_module(tmp_path: Path, one_build: Path) -> None:
     """V8's form for a module without a `name` section; a module that is not in the folders is reported."""
-    nameless = "RuntimeError: unreachable\n    at wasm://wasm/3eb9ec7e:wasm-function[1]:0x132\n"
+    nameless = f"RuntimeError: unreachable\n    at wasm://wasm/3eb9ec7e:wasm-function[1]:{TRAP:#x}\n"
     (tmp_path / "t.txt").write_text(nameless)
-    out = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(OUT))
-    assert out.stdout.splitlines()[1:] == ["    at leaf (/fixtures/wasm/src/app.c:8)",
-                                           "    at middle (/fixtures/wasm/src/app.c:14)",
-                                           "    at outer (/fixtures/wasm/src/app.c:18)"]
-    (tmp_path / "t.txt").write_text(nameless.replace("[1]:0x132", "[9]:0x132"))
-    missing = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(OUT))
+    out = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(one_build))
+    assert out.stdout.splitlines()[1:] == v8_lines(TRAP)
+    (tmp_path / "t.txt").write_text(nameless.replace("[1]:", "[99]:"))
+    missing = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(one_build))
     assert missing.returncode == 0
-    assert missing.stdout.splitlines()[1] == "    at wasm://wasm/3eb9ec7e:wasm-function[9]:0x132"
+    assert missing.stdout.splitlines()[1] == f"    at wasm://wasm/3eb9ec7e:wasm-function[99]:{TRAP:#x}"
     assert "no wasm module in the folders has these functions" in missing.stderr
 
 
-def test_caller_frames_are_not_adjusted(tmp_path: Path) -> None:
+def test_two_builds_of_the_same_code_are_not_guessed_between() -> None:
+    """`out/` also holds the DWARF 5 build: the same bodies at the same offsets, another build id."""
+    out = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(OUT))
+    assert out.returncode == 0
+    assert "2 wasm builds in the folders fit its frames" in out.stderr
+    assert out.stdout == text_of_trace()
+
+
+def test_caller_frames_are_not_adjusted(tmp_path: Path, one_build: Path) -> None:
     """V8 reports a caller's `call` instruction itself: a caller frame at an offset whose byte before
     belongs to another line must answer for the offset as given (a −1 would give the other line)."""
     offsets = {a["offset"] for a in EXPECTED["addresses"] if a["frames"]}
-    edge = next(o for o in sorted(offsets) if o - 1 in offsets and llvm(o - 1) != llvm(o) and o > 0x140)
+    outer_end = min(int(start) for start, name in EXPECTED["functions"].items() if int(start) > TRAP)
+    edge = next(o for o in sorted(offsets) if o - 1 in offsets and llvm(o - 1) != llvm(o) and o > outer_end)
     index = sum(1 for start in EXPECTED["functions"] if int(start) <= edge) - 1
-    trace = ("RuntimeError: unreachable\n    at outer (wasm://wasm/504654ea:wasm-function[1]:0x132)\n"
+    trace = (f"RuntimeError: unreachable\n    at outer (wasm://wasm/504654ea:wasm-function[1]:{TRAP:#x})\n"
              f"    at wasm://wasm/504654ea:wasm-function[{index}]:{edge:#x}\n")
     (tmp_path / "t.txt").write_text(trace)
-    out = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(OUT), "--json")
+    out = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(one_build), "--json")
     frames = json.loads(out.stdout)["stacktraces"][0]["frames"]
     assert chain([f for f in frames if f["original_index"] == 1], "abs_path", "lineno") == llvm(edge)

@@ -6,7 +6,7 @@ An input is the module's bytes. It goes through what an upload, a `/symbolicate`
 `SymCache.open` and lookups across the code section, and `frames_fit` against V8 frames. The
 contract: every input returns or raises a typed error (`MalformedObject` / `UnsupportedFormat`).
 
-Seeds: the fixture's debug file (DWARF, `name`, `build_id`) and deployed module
+Seeds: the fixture's debug files (DWARF 4 and 5, `name`, `build_id`) and deployed module
 (`external_debug_info`), and a hand-assembled module with every import kind (function, table,
 memory64 limits, global, tag), which the C fixture has none of. The structured mutator edits
 at section granularity: a section's size LEB, id or custom name, bytes inside one section's
@@ -95,6 +95,7 @@ def imports_module() -> bytes:
 
 def seeds() -> dict[str, bytes]:
     return {"wasm-debug-file": (_WASM / "app.debug.wasm").read_bytes(),
+            "wasm-dwarf5-debug-file": (_WASM / "app-dwarf5.debug.wasm").read_bytes(),
             "wasm-deployed-module": (_WASM / "app.wasm").read_bytes(),
             "wasm-every-import-kind": imports_module()}
 
