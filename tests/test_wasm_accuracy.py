@@ -1,8 +1,9 @@
 """WebAssembly debug files against llvm-symbolizer and symbolic (issue 16, WebAssembly).
 
-`tests/fixtures/wasm/expected.json` (DWARF 4) and `expected-dwarf5.json` hold llvm-symbolizer's
-answers at every instruction offset and function start of the fixture's two debug files (two
-compile units each; recorded by `record.py`, re-derived in CI by the check-mode test below). Our symcache is looked up at the *module offset*, llvm-symbolizer was asked at the
+`tests/fixtures/wasm/expected.json` (DWARF 4), `expected-dwarf5.json` and `expected-gc.json` (only
+`run` exported, unused code collected) hold llvm-symbolizer's answers at every instruction offset
+and function start of the fixture's three debug files (two compile units each; recorded by
+`record.py`, re-derived in CI by the check-mode test below). Our symcache is looked up at the *module offset*, llvm-symbolizer was asked at the
 DWARF address (offset − code payload start), so these tests also pin the address shift. PyPI
 `symbolic` (Sentry's library, a test oracle only) takes module offsets too: it must agree.
 """
@@ -24,7 +25,7 @@ from tests.test_dwarf_accuracy import normalise
 
 WASM = Path(__file__).parent / "fixtures" / "wasm"
 DEBUG = WASM / "out" / "app.debug.wasm"
-VARIANTS = ["expected.json", "expected-dwarf5.json"]
+VARIANTS = ["expected.json", "expected-dwarf5.json", "expected-gc.json"]
 TARGET = 0.995
 Key = tuple[str | None, str | None, int | None]
 
@@ -115,3 +116,17 @@ def test_agrees_with_symbolic(name: str) -> None:
         if want and got:
             assert symcache(name).lookup(off)[-1].sym_addr == theirs.lookup(off)[-1].sym_addr, hex(off)
     assert not differ, "\n".join(differ[:20])
+
+
+def test_collected_functions_never_answer() -> None:
+    """`never_called` is dropped by wasm-ld in the gc build; its DWARF stays with a tombstone address
+    (llvm-dwarfdump: "dead code"). No offset may be answered with it, and the shift must not move the
+    tombstone onto real code."""
+    dump = subprocess.run(["llvm-dwarfdump-14", "--debug-info", str(WASM / "out" / "app-gc.debug.wasm")],
+                          capture_output=True, text=True, check=True).stdout
+    entry = dump[dump.index('DW_AT_name\t("never_called")') - 400:dump.index('DW_AT_name\t("never_called")')]
+    assert "DW_AT_low_pc\t(dead code)" in entry
+    assert "never_called" in expected("expected.json")["functions"].values()
+    assert "never_called" not in expected("expected-gc.json")["functions"].values()
+    for e in expected("expected-gc.json")["addresses"]:
+        assert all(f.function != "never_called" for f in symcache("expected-gc.json").lookup(e["offset"]))
