@@ -3,8 +3,9 @@
 `tests/fixtures/wasm/expected.json` (DWARF 4), `expected-dwarf5.json` and `expected-gc.json` (only
 `run` exported, unused code collected) hold llvm-symbolizer's answers at every instruction offset
 and function start of the fixture's three debug files (two compile units each; recorded by
-`record.py`, re-derived in CI by the check-mode test below). Our symcache is looked up at the *module offset*, llvm-symbolizer was asked at the
-DWARF address (offset − code payload start), so these tests also pin the address shift. PyPI
+`record.py`, re-derived in CI by the check-mode test below). Our symcache is looked up at the
+*module offset*, llvm-symbolizer was asked at the DWARF address (offset − code payload start),
+so these tests also pin the address shift. PyPI
 `symbolic` (Sentry's library, a test oracle only) takes module offsets too: it must agree.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,13 @@ TARGET = 0.995
 Key = tuple[str | None, str | None, int | None]
 
 
-@lru_cache(maxsize=None)
+@cache
 def expected(name: str = "expected.json") -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((WASM / name).read_text())
     return doc
 
 
-@lru_cache(maxsize=None)
+@cache
 def symcache(name: str = "expected.json") -> SymCache:
     return SymCache.from_bytes(build(WASM / expected(name)["debug_file"]))
 

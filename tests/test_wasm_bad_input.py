@@ -116,3 +116,12 @@ def test_a_module_without_build_id_has_no_ids_and_cannot_be_stored(tmp_path: Pat
     assert info.code_id is None and info.debug_id is None and info.features.has_symbols
     with pytest.raises(MalformedObject, match="no code id"):
         storage_id(info)
+
+
+def test_an_oversized_build_id_is_refused(tmp_path: Path) -> None:
+    """A `build_id` section is an id, not a payload: one of a megabyte is not read into memory."""
+    name = b"\x08build_id"
+    body = name + bytes(1 << 20)
+    data = HEADER + b"\x00" + bytes([0x80 | (len(body) & 0x7F), 0x80 | (len(body) >> 7 & 0x7F), len(body) >> 14]) + body
+    with pytest.raises(MalformedObject, match="a build_id of 1048576 bytes"):
+        convert(tmp_path, data)

@@ -134,3 +134,13 @@ def test_caller_frames_are_not_adjusted(tmp_path: Path, one_build: Path) -> None
     out = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(one_build), "--json")
     frames = json.loads(out.stdout)["stacktraces"][0]["frames"]
     assert chain([f for f in frames if f["original_index"] == 1], "abs_path", "lineno") == llvm(edge)
+
+
+def test_v8_names_with_spaces_and_parentheses() -> None:
+    """A demangled C++ name in the `name` section is printed as is: the URL is the last `(`."""
+    from symbolicator.native.wasm.trace import parse_wasm_frames
+
+    text = "    at ns::f(int) const (anonymous namespace) (wasm://wasm/app-1a2b3c4d:wasm-function[12]:0x1f0)\n"
+    frame = parse_wasm_frames(text)[0]
+    assert (frame.name, frame.module_url, frame.function_index, frame.offset) == \
+        ("ns::f(int) const (anonymous namespace)", "wasm://wasm/app-1a2b3c4d", 12, 0x1F0)

@@ -28,9 +28,9 @@ def wasm_info(f: BinaryIO, size: int) -> ObjectInfo:
     if size < 8:
         raise MalformedObject(f"truncated wasm module: {size} bytes, shorter than its header")
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        module = read_module(mm, names=True)
+        module = read_module(mm)
     first16 = debug_id_bytes(module.build_id)
-    names = bool(module.function_names)
+    names = any(section.name == "name" for section in module.sections)
     return ObjectInfo(
         file_format="wasm",
         arch=Arch.WASM32,

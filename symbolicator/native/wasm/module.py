@@ -34,6 +34,7 @@ MAX_SECTION_ID = 13  # tag section (exception handling); higher ids are not wasm
 IMPORT_FUNC, IMPORT_TABLE, IMPORT_MEMORY, IMPORT_GLOBAL, IMPORT_TAG = 0, 1, 2, 3, 4
 NAME_SUBSECTION_FUNCTIONS = 1
 MAX_NAME_BYTES = 1 << 16
+MAX_BUILD_ID_BYTES = 64  # a SHA-256 is 32; a code id in a request is at most 40 bytes (`types.CodeId`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,8 @@ def _section(buf: Buffer, module: WasmModule, sid: int, start: int, end: int, bo
     name = r.name()
     module.sections.append(Section(sid, name, r.pos, end))
     if name == "build_id":
+        if end - r.pos > MAX_BUILD_ID_BYTES:
+            raise r.fail(f"a build_id of {end - r.pos} bytes (at most {MAX_BUILD_ID_BYTES})")
         module.build_id = r.take(end - r.pos)
     elif name == "external_debug_info":
         module.external_debug_info = r.name()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from symbolicator.native.wasm.module import WasmModule
 
-_FRAME = re.compile(r"^\s*at (?:(?P<name>.+?) \()?(?P<url>wasm://wasm/[^\s:()]+):wasm-function\[(?P<index>\d{1,9})\]"
+_FRAME = re.compile(r"^\s*at (?:(?P<name>.+) \()?(?P<url>wasm://wasm/[^\s:()]+):wasm-function\[(?P<index>\d{1,9})\]"
                     r":0x(?P<offset>[0-9a-fA-F]{1,16})\)?\s*$")
 
 
