@@ -11,30 +11,18 @@ so these tests also pin the address shift. PyPI
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from symbolicator.native.symcache import Frame, SymCache
 from symbolicator.native.symcache_build import build
-from tests.test_dwarf_accuracy import normalise
+from tests.support.wasm import VARIANTS, WASM, Key, expected, key
 
-WASM = Path(__file__).parent / "fixtures" / "wasm"
-DEBUG = WASM / "out" / "app.debug.wasm"
-VARIANTS = ["expected.json", "expected-dwarf5.json", "expected-gc.json"]
 TARGET = 0.995
-Key = tuple[str | None, str | None, int | None]
-
-
-@cache
-def expected(name: str = "expected.json") -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((WASM / name).read_text())
-    return doc
 
 
 @cache
@@ -43,11 +31,11 @@ def symcache(name: str = "expected.json") -> SymCache:
 
 
 def llvm_chain(frames: list[dict[str, Any]]) -> list[Key]:
-    return [normalise(f["function"], f["file"], f["line"]) for f in frames]
+    return [key(f["function"], f["file"], f["line"]) for f in frames]
 
 
 def our_chain(frames: list[Frame]) -> list[Key]:
-    return [normalise(f.function, f.file, f.line) for f in frames]
+    return [key(f.function, f.file, f.line) for f in frames]
 
 
 def test_expectations_are_current() -> None:
@@ -110,7 +98,7 @@ def test_agrees_with_symbolic(name: str) -> None:
     differ = []
     for entry in expected(name)["addresses"]:
         off = entry["offset"]
-        want = [normalise(x.symbol, x.full_path, x.line) for x in theirs.lookup(off)]
+        want = [key(x.symbol, x.full_path, x.line) for x in theirs.lookup(off)]
         got = our_chain(symcache(name).lookup(off))
         if want != got:
             differ.append(f"{off:#x}: symbolic {want} ours {got}")

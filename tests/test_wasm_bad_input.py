@@ -2,8 +2,8 @@
 
 Every prefix of the fixture either reads as the module it still is (a cut at a section
 boundary) or is `MalformedObject`; sizes, counts and LEB128s that claim more than the file
-holds are refused before anything is allocated; an upload of a broken module ends in the
-assemble state `error` with the reason, and nothing is stored. A short hypothesis pass over
+holds are refused before anything is allocated; an upload of a broken module is refused with
+the reason, and nothing is stored. A short hypothesis pass over
 random section edits (the `wasm` fuzz target's strategy) keeps the contract in CI; the long
 campaigns are `python -m fuzz --target wasm`.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 
 from fuzz.targets import wasm as wasm_target
@@ -24,12 +25,10 @@ from symbolicator.errors import FormatError, MalformedObject, UnsupportedFormat
 from symbolicator.native.objects import identify
 from symbolicator.native.wasm.module import read_module
 from symbolicator.service.native_modules import convert_debug_file
-from tests.support.service import ServiceProcess
-from tests.test_uploads_bad_input import settings as upload_settings
-from tests.test_uploads_bad_input import stored, upload_dif
+from tests.support.native_service import TOKEN, start_service
+from tests.support.wasm import OUT
 
-WASM = Path(__file__).parent / "fixtures" / "wasm" / "out"
-DEBUG = (WASM / "app.debug.wasm").read_bytes()
+DEBUG = (OUT / "app.debug.wasm").read_bytes()
 HEADER = b"\0asm\x01\x00\x00\x00"
 
 
@@ -96,14 +95,22 @@ def test_section_edits_only_raise_typed_errors(data: bytes) -> None:
         pass
 
 
-def test_a_broken_module_upload_ends_in_error_and_stores_nothing(service_factory: Any, tmp_path: Path) -> None:
-    svc: ServiceProcess = service_factory(upload_settings(tmp_path))
-    cut = next(s.start + 3 for s in read_module(DEBUG).sections if s.name == ".debug_info")
-    answer = upload_dif(svc, DEBUG[:cut], "app.debug.wasm")
-    assert answer["state"] == "error" and "malformed wasm module" in answer["detail"], answer
-    assert stored(tmp_path, "files") == [] and stored(tmp_path, "index") == []
-    fine = upload_dif(svc, DEBUG, "app.debug.wasm")
-    assert fine["state"] == "ok", fine
+def test_a_broken_module_upload_is_refused_and_stores_nothing(tmp_path: Path) -> None:
+    """A module cut inside `.debug_info` (the section claims more bytes than are left) is a 4xx
+    naming the reason; nothing lands in storage, and the whole module is taken afterwards."""
+    svc = start_service(tmp_path / "svc")
+    url = f"{svc.url}/api/0/projects/acme/web/files/dsyms/"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        cut = next(s.start + 3 for s in read_module(DEBUG).sections if s.name == ".debug_info")
+        r = requests.post(url, files={"file": ("app.debug.wasm", DEBUG[:cut])}, headers=auth, timeout=60)
+        assert 400 <= r.status_code < 500 and "malformed wasm module" in r.json()["detail"], r.text
+        uploads = Path(svc.settings["storage"]["local_dir"])
+        assert not uploads.exists() or not [p for p in uploads.rglob("*") if p.is_file()]
+        fine = requests.post(url, files={"file": ("app.debug.wasm", DEBUG)}, headers=auth, timeout=60)
+        assert fine.status_code == 201, fine.text
+    finally:
+        svc.stop()
 
 
 def test_a_module_without_build_id_has_no_ids_and_cannot_be_stored(tmp_path: Path) -> None:

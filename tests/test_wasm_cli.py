@@ -16,13 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.test_dwarf_accuracy import normalise
+from tests.support.wasm import OUT, WASM, expected, key, llvm_at, trace_offset, trace_text
 
-WASM = Path(__file__).parent / "fixtures" / "wasm"
-OUT = WASM / "out"
-EXPECTED = json.loads((WASM / "expected.json").read_text())
+EXPECTED = expected()
 REPO = Path(__file__).resolve().parents[1]
-TRAP = int((WASM / "trace.txt").read_text().split("wasm-function[1]:")[1].split(")")[0], 16)  # V8's `unreachable`
+TRAP = trace_offset(1)  # V8's `unreachable` in `outer`
 
 
 @pytest.fixture
@@ -42,11 +40,6 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                           timeout=120, env=env, cwd=cwd)
 
 
-def llvm(offset: int) -> list[tuple[str | None, str | None, int | None]]:
-    entry = next(a for a in EXPECTED["addresses"] if a["offset"] == offset)
-    return [normalise(f["function"], f["file"], f["line"]) for f in entry["frames"]]
-
-
 def v8_lines(offset: int) -> list[str]:
     """llvm-symbolizer's frames at `offset` written as `symbolicate` writes a resolved V8 frame."""
     entry = next(a for a in EXPECTED["addresses"] if a["offset"] == offset)
@@ -54,7 +47,7 @@ def v8_lines(offset: int) -> list[str]:
 
 
 def chain(frames: list[dict[str, Any]], file_key: str = "file", line_key: str = "line") -> list[Any]:
-    return [normalise(f.get("function"), f.get(file_key), f.get(line_key)) for f in frames]
+    return [key(f.get("function"), f.get(file_key), f.get(line_key)) for f in frames]
 
 
 def test_resolve_takes_module_offsets_like_a_runtime_reports() -> None:
@@ -62,14 +55,14 @@ def test_resolve_takes_module_offsets_like_a_runtime_reports() -> None:
     out = cli("resolve", "--debug-file", str(OUT / "app.debug.wasm"), "--json", *map(hex, offsets))
     assert out.returncode == 0, out.stderr
     answers = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [chain(a["frames"]) for a in answers] == [llvm(o) for o in offsets]
+    assert [chain(a["frames"]) for a in answers] == [llvm_at(o) for o in offsets]
 
 
 def test_resolve_on_the_deployed_module_follows_external_debug_info(tmp_path: Path) -> None:
     """`app.wasm` names `app.debug.wasm` (same build_id) beside it; alone, only its `name` section answers."""
     trap = TRAP
     out = cli("resolve", "--debug-file", str(OUT / "app.wasm"), "--json", hex(trap))
-    assert chain(json.loads(out.stdout)["frames"]) == llvm(trap)
+    assert chain(json.loads(out.stdout)["frames"]) == llvm_at(trap)
     shutil.copy(OUT / "app.wasm", tmp_path / "app.wasm")
     alone = cli("resolve", "--debug-file", str(tmp_path / "app.wasm"), "--json", hex(trap))
     assert [(f["function"], f["line"]) for f in json.loads(alone.stdout)["frames"]] == [("outer", None)]
@@ -86,18 +79,14 @@ def test_symbolicate_a_real_v8_trace(one_build: Path) -> None:
     assert body["modules"][0]["debug_status"] == "found"
     frames = body["stacktraces"][0]["frames"]
     got = [chain([f for f in frames if f["original_index"] == i], "abs_path", "lineno") for i in (0, 1)]
-    assert got == [llvm(TRAP), llvm(int(text_of_trace().split("wasm-function[4]:")[1].split(")")[0], 16))]
+    assert got == [llvm_at(TRAP), llvm_at(trace_offset(4))]
 
     text = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(one_build))
     lines = text.stdout.splitlines()
-    caller = int(text_of_trace().split("wasm-function[4]:")[1].split(")")[0], 16)
+    caller = trace_offset(4)
     assert lines[2:6] == v8_lines(TRAP) + v8_lines(caller)
     assert [f.split(" (")[0] for f in lines[2:6]] == ["    at leaf", "    at middle", "    at outer", "    at run"]
     assert lines[6].startswith("    at jsCaller (file://")  # JS frames stay as they were
-
-
-def text_of_trace() -> str:
-    return (WASM / "trace.txt").read_text()
 
 
 def test_trace_without_names_and_with_an_unknown_module(tmp_path: Path, one_build: Path) -> None:
@@ -118,7 +107,7 @@ def test_two_builds_of_the_same_code_are_not_guessed_between() -> None:
     out = cli("symbolicate", str(WASM / "trace.txt"), "--symbols", str(OUT))
     assert out.returncode == 0
     assert "2 wasm builds in the folders fit its frames" in out.stderr
-    assert out.stdout == text_of_trace()
+    assert out.stdout == trace_text()
 
 
 def test_caller_frames_are_not_adjusted(tmp_path: Path, one_build: Path) -> None:
@@ -126,14 +115,14 @@ def test_caller_frames_are_not_adjusted(tmp_path: Path, one_build: Path) -> None
     belongs to another line must answer for the offset as given (a −1 would give the other line)."""
     offsets = {a["offset"] for a in EXPECTED["addresses"] if a["frames"]}
     outer_end = min(int(start) for start, name in EXPECTED["functions"].items() if int(start) > TRAP)
-    edge = next(o for o in sorted(offsets) if o - 1 in offsets and llvm(o - 1) != llvm(o) and o > outer_end)
+    edge = next(o for o in sorted(offsets) if o - 1 in offsets and llvm_at(o - 1) != llvm_at(o) and o > outer_end)
     index = sum(1 for start in EXPECTED["functions"] if int(start) <= edge) - 1
     trace = (f"RuntimeError: unreachable\n    at outer (wasm://wasm/504654ea:wasm-function[1]:{TRAP:#x})\n"
              f"    at wasm://wasm/504654ea:wasm-function[{index}]:{edge:#x}\n")
     (tmp_path / "t.txt").write_text(trace)
     out = cli("symbolicate", str(tmp_path / "t.txt"), "--symbols", str(one_build), "--json")
     frames = json.loads(out.stdout)["stacktraces"][0]["frames"]
-    assert chain([f for f in frames if f["original_index"] == 1], "abs_path", "lineno") == llvm(edge)
+    assert chain([f for f in frames if f["original_index"] == 1], "abs_path", "lineno") == llvm_at(edge)
 
 
 def test_v8_names_with_spaces_and_parentheses() -> None:

@@ -11,7 +11,6 @@ so neither do we. Truth: llvm-symbolizer's answers at those offsets (`expected.j
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -27,10 +26,9 @@ from symbolicator.types import CodeId, ObjectKind
 from tests.support.native_service import SCOPE, TOKEN, native_settings, start_service, symbolicate
 from tests.support.service import ServiceProcess
 from tests.support.tools import SENTRY_CLI
-from tests.test_dwarf_accuracy import normalise
+from tests.support.wasm import WASM, expected, key, llvm_at, trace_text
 
-WASM = Path(__file__).parent / "fixtures" / "wasm"
-EXPECTED = json.loads((WASM / "expected.json").read_text())
+EXPECTED = expected()
 BUILD_ID = EXPECTED["build_id"]
 V8_FRAME = re.compile(r"^\s*at (?:(\S+) \()?wasm://wasm/[0-9a-f]+:wasm-function\[(\d+)\]:(0x[0-9a-f]+)\)?$")
 
@@ -38,16 +36,11 @@ V8_FRAME = re.compile(r"^\s*at (?:(\S+) \()?wasm://wasm/[0-9a-f]+:wasm-function\
 def v8_frames() -> list[tuple[str | None, int]]:
     """(name, module offset) of each wasm frame of the committed V8 trace, innermost first."""
     out = []
-    for line in (WASM / "trace.txt").read_text().splitlines():
+    for line in trace_text().splitlines():
         if m := V8_FRAME.match(line):
             out.append((m.group(1), int(m.group(3), 16)))
     assert len(out) == 2
     return out
-
-
-def llvm_at(offset: int) -> list[tuple[str | None, str | None, int | None]]:
-    entry = next(a for a in EXPECTED["addresses"] if a["offset"] == offset)
-    return [normalise(f["function"], f["file"], f["line"]) for f in entry["frames"]]
 
 
 def sdk_event() -> dict[str, Any]:
@@ -99,7 +92,7 @@ def test_uploaded_and_symbolicated_like_llvm_symbolizer(uploaded: ServiceProcess
     frames = body["stacktraces"][0]["frames"]
     for index, (_name, offset) in enumerate(v8_frames()):
         group = [f for f in frames if f["original_index"] == index]
-        got = [normalise(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in group]
+        got = [key(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in group]
         assert got == llvm_at(offset), (hex(offset), group)
         assert all(f["instruction_addr"] == hex(offset) and f["addr_mode"] == "rel:0" for f in group)
         assert all(f["status"] == "symbolicated" and f["package"].endswith("app.wasm") for f in group)
@@ -143,5 +136,5 @@ def test_found_on_an_external_source(service_factory: Any, tmp_path: Path, layou
     assert module["debug_status"] == "found", module
     assert module["candidates"][-1]["location"] == target.as_uri()
     frames = answer["stacktraces"][0]["frames"]
-    assert [normalise(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in frames] == \
+    assert [key(f.get("function"), f.get("abs_path"), f.get("lineno")) for f in frames] == \
         llvm_at(v8_frames()[0][1]) + llvm_at(v8_frames()[1][1])
