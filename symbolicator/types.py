@@ -161,6 +161,7 @@ class Arch(str, enum.Enum):
     MIPS = "mips"
     MIPS64 = "mips64"
     RISCV64 = "riscv64"
+    WASM32 = "wasm32"
     UNKNOWN = "unknown"
 
     @classmethod

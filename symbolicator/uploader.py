@@ -31,12 +31,13 @@ import aiohttp
 
 from symbolicator.artifacts.bundles import MAGIC
 from symbolicator.errors import UploadError
+from symbolicator.native.wasm.module import WASM_MAGIC
 
 JS_EXTENSIONS = (".js", ".mjs", ".cjs", ".map", ".jsbundle", ".bundle")
 _DEBUG_ID_COMMENT = re.compile(rb"//# debugId=([0-9a-fA-F-]{32,40})\s*$", re.M)
 _SOURCEMAP_COMMENT = re.compile(rb"//[#@] sourceMappingURL=(\S+)\s*$", re.M)
 _OBJECT_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
-                  b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", MAGIC, b"MODU")
+                  b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", MAGIC, b"MODU", WASM_MAGIC)
 POLL_INTERVAL_S = 1.0
 
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
         "in order, and an input that is not an address is echoed back and reported on stderr (exit 1).",
     )
     parser.add_argument("--debug-file", required=True, metavar="F",
-                        help="ELF file, Mach-O file, fat file or .dSYM bundle")
+                        help="ELF file, Mach-O file, fat file, .dSYM bundle or wasm module (addresses: module offsets)")
     parser.add_argument("--arch", metavar="A", help="architecture slice of a fat file (x86_64, arm64, …)")
     parser.add_argument("--json", action="store_true", help="one JSON object per address (NDJSON)")
     offline_cache.add_arguments(parser)

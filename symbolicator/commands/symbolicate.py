@@ -19,8 +19,9 @@ _EPILOG = """\
 Input is recognised by its content: a .crash/.ips name or crash-report header lines
 (Apple), JSON with "stacktraces" (a Symbolicator request; frames with abs_path and no
 instruction_addr make it a /symbolicate-js one), else a JS stack trace (V8, Firefox,
-Safari). Frames left unresolved are listed with the reason on stderr; --json carries
-the reasons in the answer, as the HTTP endpoint does.
+Safari); V8 frames of WebAssembly (`wasm://wasm/…:wasm-function[N]:0x…`) are looked up
+in the wasm modules found in DIRs. Frames left unresolved are listed with the reason
+on stderr; --json carries the reasons in the answer, as the HTTP endpoint does.
 
 exit status: 0 symbolicated (some frames may be unresolved), 1 the input or a folder
 could not be read or understood, 2 usage error.

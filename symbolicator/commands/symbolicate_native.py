@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator.commands.offline_cache import OfflineCache, identity
+from symbolicator.commands.symbolicate_wasm import has_wasm_frames, run_wasm_trace
 from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError, UnreadableInput
 from symbolicator.native import objects
 from symbolicator.native.apple_crash import (
@@ -49,7 +50,7 @@ from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace, parse_t
 from symbolicator.types import DebugId
 
 _MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce",
-           b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", b"MODU")
+           b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", b"MODU", b"\0asm")
 _APPLE_MARKERS = ("Incident Identifier:", "Binary Images:", "Exception Type:", "Crashed Thread:")
 
 
@@ -217,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
 def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs: list[Path],
                  cache: OfflineCache) -> int:
     opener = map_opener(cache)
+    if kind == "js" and has_wasm_frames(text):
+        return run_wasm_trace(text, SymbolFolders(dirs, cache if cache.store is not None else None), bool(args.json))
     if kind == "js":
         if not any(f.abs_path and f.lineno is not None for f in parse_trace(text).frames):
             raise UnreadableInput(

@@ -5,7 +5,8 @@ way gdb and llvm-symbolizer find it: by build-id
 (`<root>/.build-id/ab/cdef….debug`) and by the `.gnu_debuglink` section (a
 file name plus the CRC-32 of the debug file, looked for beside the binary, in
 its `.debug/` folder and under the global debug roots). For Mach-O, a
-`<binary>.dSYM` bundle beside the binary. The CLI uses this; the service finds
+`<binary>.dSYM` bundle beside the binary; for a stripped wasm module, the file its
+`external_debug_info` names, beside it (`native/wasm/identify.py`). The CLI uses this; the service finds
 debug files by id in its sources instead.
 """
 
@@ -66,6 +67,10 @@ def find_debug_file(path: str | Path, roots: tuple[Path, ...] = DEBUG_ROOTS) -> 
         return p
     with open(p, "rb") as fh:
         magic = fh.read(4)
+    if magic == b"\0asm":
+        from symbolicator.native.wasm.identify import separate_debug_file
+
+        return separate_debug_file(p)
     if magic != b"\x7fELF":
         dsym = p.with_name(p.name + ".dSYM")
         return dsym if dsym.is_dir() else p

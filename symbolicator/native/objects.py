@@ -49,6 +49,7 @@ from symbolicator.native.macho_headers import (
     read_fat,
     read_thin,
 )
+from symbolicator.native.wasm.module import WASM_MAGIC
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 
 SOURCE_BUNDLE_MAGIC = b"SYSB"
@@ -58,7 +59,7 @@ COPY_CHUNK = 1 << 20
 _JS_FILE_TYPES = {"minified_source", "source_map", "indexed_ram_bundle"}
 _OTHER_FORMATS = [
     (b"MZ", "a PE/COFF executable"), (b"Microsoft C/C++ MSF 7.00", "a PDB file"),
-    (b"BSJB", "a portable PDB file"), (b"\0asm", "a WebAssembly module"),
+    (b"BSJB", "a portable PDB file"),
     (b"MODULE ", "a Breakpad symbol file"), (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "a gzip stream"), (b"!<arch>\n", "an ar archive (static library)"),
 ]
@@ -124,7 +125,7 @@ def identify(path: Path) -> list[ObjectInfo]:
 def check_magic(head: bytes, size: int) -> None:
     """UnsupportedFormat unless `head` (a file's first 32 bytes) starts a file `identify` reads: lets an upload be
     refused while its client still waits for the answer."""
-    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, *THIN_MAGICS) or head.startswith(BREAKPAD_MAGIC) or (
+    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, WASM_MAGIC, *THIN_MAGICS) or head.startswith(BREAKPAD_MAGIC) or (
             len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
         return
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
@@ -141,6 +142,10 @@ def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
         return [_bundle_info(f, size)]
     if head.startswith(BREAKPAD_MAGIC):
         return [_breakpad_info(f, size)]
+    if head[:4] == WASM_MAGIC:
+        from symbolicator.native.wasm.identify import wasm_info
+
+        return [wasm_info(f, size)]
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
 
 

@@ -42,6 +42,7 @@ NODE = struct.Struct("<IIIIIIQ")
 FUNC = struct.Struct("<II")
 SYMBOL = struct.Struct("<QQII")
 MAX_INLINE_DEPTH = 256
+MAX_ADDRESS = (1 << 64) - 1
 
 
 class Frame(NamedTuple):

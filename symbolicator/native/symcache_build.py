@@ -25,6 +25,8 @@ from symbolicator.native.macho_dwarf import dsym_payload, macho_dwarf_sections, 
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget
 from symbolicator.native.symcache_write import write, write_to
 from symbolicator.native.symtab import Symbol, elf_symbols, macho_symbols
+from symbolicator.native.wasm.dwarf import wasm_dwarf
+from symbolicator.native.wasm.module import WASM_MAGIC
 from symbolicator.types import Arch
 
 _MACHO_MAGICS = {b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce",
@@ -43,6 +45,7 @@ class LoadedObject:
     little_endian: bool
     mapping: mmap.mmap | None = None
     inflated: list[mmap.mmap] = field(default_factory=list)  # compressed sections inflated to spill files
+    address_shift: int = 0  # added to every stored address (wasm: DWARF space → module offsets)
 
     def release_pages(self) -> None:
         """Drop the mapped pages already read from this process's RSS (they stay in the page cache)."""
@@ -89,17 +92,26 @@ def open_object(path: str | Path, arch: Arch | str | None = None, max_section_by
     with open(p, "rb") as fh:
         magic = fh.read(4)
         if magic == b"\x7fELF":
-            fh.seek(0)
-            try:
-                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            except ValueError as exc:
-                raise MalformedObject(f"{p}: empty file") from exc
+            mm = _map(p)
             loaded = _elf(mm, max_section_bytes, budget)
             try:
                 yield loaded
             finally:
                 _close(loaded)
             return
+    if magic == WASM_MAGIC:
+        mm = _map(p)
+        try:
+            wasm = wasm_dwarf(mm)
+        except BaseException:
+            mm.close()
+            raise
+        loaded = LoadedObject(wasm.sections, wasm.symbols, Arch.WASM32, True, mm, address_shift=wasm.address_shift)
+        try:
+            yield loaded
+        finally:
+            _close(loaded)
+        return
     if magic in _MACHO_MAGICS:
         binary, found = open_slice(p, wanted)
         try:
@@ -111,7 +123,16 @@ def open_object(path: str | Path, arch: Arch | str | None = None, max_section_by
         finally:
             _close(loaded)
         return
-    raise UnsupportedFormat(f"{p}: neither ELF nor Mach-O")
+    raise UnsupportedFormat(f"{p}: neither ELF, Mach-O nor wasm")
+
+
+def _map(p: Path) -> mmap.mmap:
+    """The whole file, mapped read-only."""
+    with open(p, "rb") as fh:
+        try:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as exc:
+            raise MalformedObject(f"{p}: empty file") from exc
 
 
 def _close(loaded: LoadedObject) -> None:
@@ -168,7 +189,7 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
             raise UnsupportedFormat(f"{path}: no DWARF and no symbol table")
         obj.release_pages()  # writing reads nothing more from the file
         try:
-            return write_to(out, dwarf, symbols, obj.arch, budget.spill_dir)
+            return write_to(out, dwarf, symbols, obj.arch, budget.spill_dir, obj.address_shift)
         finally:
             if dwarf is not None:
                 dwarf.close()

@@ -123,8 +123,10 @@ class _Flattener:
 
 
 def _ranges_to(d: DwarfData | None, sym_start: Any, sym_end: Any, file_str: Any, n_files: int,
-               budget: Budget, starts_out: IO[bytes], recs_out: IO[bytes]) -> int:
-    """Write the ranges' start addresses and records to two files; returns how many."""
+               budget: Budget, starts_out: IO[bytes], recs_out: IO[bytes], shift: int = 0) -> int:
+    """Write the ranges' start addresses (plus `shift`) and records to two files; returns how many.
+
+    A range whose start + `shift` would pass 2^64 − 1 is dropped (only corrupt input has one)."""
     flat = _Flattener(sym_start, sym_end)
     count = 0
     if d is not None:
@@ -134,6 +136,10 @@ def _ranges_to(d: DwarfData | None, sym_start: Any, sym_end: Any, file_str: Any,
         windows = iter([(0, None, [np.zeros(0, dtype=LINE_DTYPE), np.zeros(0, dtype=STEP_DTYPE)])])
     for low, high, (lw, nw) in windows:
         starts, file, line, col, node, sym = flat.window(low, high, lw, nw)
+        if shift:
+            fits = starts <= np.uint64(fmt.MAX_ADDRESS - shift)
+            starts, file, line, col, node, sym = (a[fits] for a in (starts, file, line, col, node, sym))
+            starts = starts + np.uint64(shift)
         if not len(starts):
             continue
         rec = np.zeros((len(starts), 6), dtype="<u4")
@@ -149,7 +155,13 @@ NODE_DTYPE = np.dtype([("f", "<u4"), ("cf", "<u4"), ("cl", "<u4"), ("cc", "<u4")
                        ("entry", "<u8")])
 
 
-def _node_blocks(d: DwarfData, fmap: Any, file_str: Any, n_files: int) -> Iterator[Any]:
+def _shifted(addresses: Any, shift: int) -> Any:
+    """`addresses + shift`, saturating at 2^64 − 1."""
+    a = np.asarray(addresses, dtype=np.uint64)
+    return np.where(a > np.uint64(fmt.MAX_ADDRESS - shift), np.uint64(fmt.MAX_ADDRESS), a + np.uint64(shift))
+
+
+def _node_blocks(d: DwarfData, fmap: Any, file_str: Any, n_files: int, shift: int = 0) -> Iterator[Any]:
     """The node table chunk by chunk, from the node and function stores (read back if spilled)."""
     for chunk, functions in zip(d.nodes.chunks(), d.node_function.chunks(), strict=True):
         nodes = np.zeros(len(chunk), dtype=NODE_DTYPE)
@@ -159,7 +171,7 @@ def _node_blocks(d: DwarfData, fmap: Any, file_str: Any, n_files: int) -> Iterat
         nodes["cl"] = chunk["cl"]
         nodes["cc"] = chunk["cc"]
         nodes["p"] = _u32(chunk["parent"])
-        nodes["entry"] = chunk["entry"]
+        nodes["entry"] = _shifted(chunk["entry"], shift) if shift else chunk["entry"]
         yield nodes
 
 
@@ -171,8 +183,11 @@ def _pad_to(out: IO[bytes], written: int, offset: int) -> int:
 
 
 def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: Arch,
-             spill_dir: str | Path | None = None) -> int:
+             spill_dir: str | Path | None = None, address_shift: int = 0) -> int:
     """Serialise the tables (see `symcache` for the layout) into `out`; returns the bytes written.
+
+    `address_shift` is added to every address stored (range starts, function entries, symbol
+    bounds): wasm's DWARF counts from the code section, its lookups take module offsets.
 
     The ranges go through two spill files first (their count is in the header, which comes
     first); the node table is written in blocks; only strings, functions and symbols are
@@ -199,8 +214,8 @@ def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: A
     fmap = np.array([func(name) for name in d.functions], dtype=np.int64) if d is not None and n_nodes else None
     sym_recs = np.zeros(len(symbols), dtype=[("start", "<u8"), ("end", "<u8"), ("f", "<u4"), ("file", "<u4")])
     if symbols:
-        sym_recs["start"] = sym_start
-        sym_recs["end"] = sym_end
+        sym_recs["start"] = _shifted(sym_start, address_shift)
+        sym_recs["end"] = _shifted(sym_end, address_shift)
         sym_recs["f"] = [func(x.name) for x in symbols]
         sym_recs["file"] = [strings.add(x.file) for x in symbols]
     func_arr = np.array(funcs, dtype="<u4").reshape(-1, 2)
@@ -209,7 +224,7 @@ def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: A
         offsets[1:] = np.cumsum([len(s) for s in strings.items])
     blob_size = int(offsets[-1])
     with open_spill_file(budget.spill_dir) as starts_f, open_spill_file(budget.spill_dir) as recs_f:
-        n_ranges = _ranges_to(d, sym_start, sym_end, file_str, len(files), budget, starts_f, recs_f)
+        n_ranges = _ranges_to(d, sym_start, sym_end, file_str, len(files), budget, starts_f, recs_f, address_shift)
         lay = fmt.Layout.of(n_ranges, n_nodes, len(funcs), len(symbols), len(strings.items), blob_size)
         out.write(fmt.HEADER.pack(fmt.MAGIC, fmt.SYMCACHE_VERSION, arch_idx, n_ranges, n_nodes, len(funcs),
                                   len(symbols), len(strings.items), blob_size))
@@ -221,7 +236,7 @@ def write_to(out: IO[bytes], d: DwarfData | None, symbols: list[Symbol], arch: A
     pos = _pad_to(out, pos, lay.nodes)
     if d is not None and n_nodes:
         assert fmap is not None
-        for block in _node_blocks(d, fmap, file_str, len(files)):
+        for block in _node_blocks(d, fmap, file_str, len(files), address_shift):
             out.write(raw_bytes(block))
     pos += n_nodes * fmt.NODE.size
     for offset, arr in ((lay.funcs, func_arr), (lay.syms, sym_recs), (lay.str_offsets, offsets)):

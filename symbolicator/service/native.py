@@ -374,7 +374,7 @@ def _symbolicate_frame(frame: RawFrame, index: int, loc: tuple[RawModule, int] |
                     f[k] = frame.fields[k]
         if hit.line is not None:
             f["lineno"] = hit.line
-        if not hit.inlined and hit.sym_addr is not None and module.image_addr:
+        if not hit.inlined and hit.sym_addr is not None:  # relative for an image at 0 (wasm), as Symbolicator
             f["sym_addr"] = hex(hit.sym_addr - found.image_vmaddr + module.image_addr)
         out.append(f)
     return out

@@ -2,9 +2,10 @@
 
 The rules are Symbolicator's (`symbolicator-sources/src/paths.rs`), so a bucket sorted by
 `symsorter`, a debuginfod mirror, a GDB `.build-id` tree or an LLDB UUID folder works as a
-source unchanged. Only what this service symbolicates is mapped: ELF and Mach-O objects
-(`elf_code`, `elf_debug`, `mach_code`, `mach_debug`) and their `sourcebundle`s; other file
-types give no path.
+source unchanged. Only what this service symbolicates is mapped: ELF, Mach-O and wasm objects
+(`elf_code`, `elf_debug`, `mach_code`, `mach_debug`, `wasm_code`, `wasm_debug`; wasm takes
+ELF's GDB paths in the native layout and Mach-O's id rule in the unified one, as Symbolicator)
+and their `sourcebundle`s; other file types give no path.
 
 Path safety: ids are hex by construction (`CodeId`, `DebugId`), but the symstore and breakpad
 forms embed the *basename* of `code_file` / `debug_file`, which a request
@@ -23,15 +24,18 @@ from typing import Literal
 from symbolicator.sources.config import Layout
 from symbolicator.types import Arch, CodeId, DebugId
 
-ObjectType = Literal["elf", "macho"]
-FileType = Literal["elf_code", "elf_debug", "mach_code", "mach_debug", "breakpad", "sourcebundle"]
+ObjectType = Literal["elf", "macho", "wasm"]
+FileType = Literal["elf_code", "elf_debug", "mach_code", "mach_debug", "wasm_code", "wasm_debug", "breakpad",
+                   "sourcebundle"]
 
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-DEBUG_FILE_TYPES: dict[str, FileType] = {"elf": "elf_debug", "macho": "mach_debug"}
-CODE_FILE_TYPES: dict[str, FileType] = {"elf": "elf_code", "macho": "mach_code"}
+DEBUG_FILE_TYPES: dict[str, FileType] = {"elf": "elf_debug", "macho": "mach_debug", "wasm": "wasm_debug"}
+CODE_FILE_TYPES: dict[str, FileType] = {"elf": "elf_code", "macho": "mach_code", "wasm": "wasm_code"}
 BREAKPAD: FileType = "breakpad"
+_OWN_TYPES: dict[FileType, str] = {"elf_code": "elf", "elf_debug": "elf", "mach_code": "macho", "mach_debug": "macho",
+                                   "wasm_code": "wasm", "wasm_debug": "wasm"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +107,9 @@ def _breakpad(m: ModuleLookup) -> str | None:
 
 
 def _native(ft: FileType, m: ModuleLookup) -> list[str]:
-    if ft in ("elf_code", "elf_debug"):
+    if ft in ("elf_code", "elf_debug", "wasm_code", "wasm_debug"):
         gdb = _gdb(m)
-        return [] if gdb is None else [gdb + (".debug" if ft == "elf_debug" else "")]
+        return [] if gdb is None else [gdb + (".debug" if ft in ("elf_debug", "wasm_debug") else "")]
     if ft in ("mach_code", "mach_debug"):
         lldb = _lldb(m)
         return [] if lldb is None else [lldb + (".app" if ft == "mach_code" else "")]
@@ -149,7 +153,7 @@ def _symstore_index2(ft: FileType, m: ModuleLookup) -> str | None:
 
 def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
     if ft in ("sourcebundle", "breakpad"):
-        ft = "mach_code" if m.object_type == "macho" else "elf_code"
+        ft = CODE_FILE_TYPES[m.object_type]
     if ft in ("elf_code", "elf_debug"):
         return m.code_id.value if m.code_id else None
     if m.code_id is not None:
@@ -158,8 +162,9 @@ def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
 
 
 def _unified(ft: FileType, m: ModuleLookup) -> str | None:
-    suffix = {"elf_code": "executable", "mach_code": "executable", "elf_debug": "debuginfo",
-              "mach_debug": "debuginfo", "breakpad": "breakpad", "sourcebundle": "sourcebundle"}[ft]
+    suffix = {"elf_code": "executable", "mach_code": "executable", "wasm_code": "executable", "elf_debug": "debuginfo",
+              "mach_debug": "debuginfo", "wasm_debug": "debuginfo", "breakpad": "breakpad",
+              "sourcebundle": "sourcebundle"}[ft]
     fid = _unified_id(ft, m)
     return f"{fid[:2]}/{fid[2:]}/{suffix}" if fid and len(fid) > 2 else None
 
@@ -172,9 +177,7 @@ def _debuginfod(ft: FileType, m: ModuleLookup) -> str | None:
 
 def candidate_paths(layout: Layout, file_type: FileType, module: ModuleLookup) -> list[str]:
     """Relative paths where `file_type` of `module` may sit on a source with `layout`, in try order."""
-    if file_type in ("elf_code", "elf_debug") and module.object_type != "elf":
-        return []
-    if file_type in ("mach_code", "mach_debug") and module.object_type != "macho":
+    if file_type in _OWN_TYPES and module.object_type != _OWN_TYPES[file_type]:
         return []
     paths: list[str | None]
     if layout.type == "native":

@@ -4,7 +4,7 @@ The native service asks its scope's uploads first; when they have nothing it cal
 `find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…, purpose=…)`. Sources are tried
 in order; on each, the debug file type first, then the code file, then the Breakpad `.sym` file
 (docs/configuration.md, "Symbol sources": ELF debug > ELF code > breakpad, dSYM > Mach-O code >
-breakpad; Symbolicator's `FileType::from_object_type`), each at every path its layout gives. A
+breakpad, wasm debug > wasm code > breakpad; Symbolicator's `FileType::from_object_type`), each at every path its layout gives. A
 download only counts once `objects.identify` has read it and one object in it has the module's
 ids (and a compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
 What counts as best depends on the purpose, as Symbolicator's `ObjectPurpose`:
@@ -104,7 +104,7 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
                           fetcher: Fetcher, max_bytes: int, purpose: Purpose = "debug") -> SourceLookupResult:
     """The best debug, code or `.sym` file for `module` and `purpose` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
-        raise ValueError(f"external sources serve ELF and Mach-O modules, not {module.object_type!r}")
+        raise ValueError(f"external sources serve ELF, Mach-O and wasm modules, not {module.object_type!r}")
     types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type], BREAKPAD)
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes, purpose)
 
