@@ -4,7 +4,8 @@ The native service asks its scope's uploads first; when they have nothing it cal
 `find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…, purpose=…)`. Sources are tried
 in order; on each, the debug file type first, then the code file, then the Breakpad `.sym` file
 (docs/configuration.md, "Symbol sources": ELF debug > ELF code > breakpad, dSYM > Mach-O code >
-breakpad, wasm debug > wasm code > breakpad; Symbolicator's `FileType::from_object_type`), each at every path its layout gives. A
+breakpad, wasm debug > wasm code > breakpad; Symbolicator's `FileType::from_object_type`), each at
+every path its layout gives. A
 download only counts once `objects.identify` has read it and one object in it has the module's
 ids (and a compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
 What counts as best depends on the purpose, as Symbolicator's `ObjectPurpose`:
