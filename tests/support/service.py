@@ -93,11 +93,11 @@ class ServiceProcess:
     def _start(self, timeout: float) -> "ServiceProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYMBOLICATOR_")}
         env.update(self.env)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "symbolicator", "serve", "--config", str(self.config), *self.args],
-            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child holds its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "symbolicator", "serve", "--config", str(self.config), *self.args],
+                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
