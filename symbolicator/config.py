@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from symbolicator.errors import ConfigError, InvalidShape
+from symbolicator.errors import ConfigError, InvalidId
 from symbolicator.sources.config import SourceConfig, parse_config_sources
 from symbolicator.types import Scope
 
@@ -448,7 +448,7 @@ def _validate_limits(limits: LimitsSettings) -> None:
 def _scope(text: str, where: str) -> None:
     try:
         Scope.parse(text)
-    except InvalidShape as exc:
+    except InvalidId as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
