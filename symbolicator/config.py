@@ -168,13 +168,6 @@ class ScrapingSettings:
 
 
 @dataclass(frozen=True)
-class TestingSettings:
-    """Knobs for the test suite only; never set them in production."""
-
-    assemble_delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
 class Settings:
     bind: str = "127.0.0.1:3021"
     log_level: str = "info"
@@ -188,7 +181,6 @@ class Settings:
     sources: tuple[SourceConfig, ...] = ()
     allow_request_sources: bool = False
     workers: int = max(1, os.cpu_count() or 1)
-    testing: TestingSettings = field(default_factory=TestingSettings)
 
     @property
     def host(self) -> str:
