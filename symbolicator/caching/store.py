@@ -75,7 +75,7 @@ from diskcache.core import MODE_BINARY, UNKNOWN
 
 from symbolicator.caching.keylock import KeyLocks
 from symbolicator.errors import CacheWriteFailed, EntryTooLarge, Outcome
-from symbolicator.storage.local import process_alive
+from symbolicator.pids import process_alive
 
 if TYPE_CHECKING:
     from symbolicator.caching.shared import SharedCache

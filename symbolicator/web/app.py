@@ -22,16 +22,16 @@ from aiohttp import web
 
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
-from symbolicator.caching.shared import open_shared
+from symbolicator.caching.shared import SharedCache
 from symbolicator.config import Settings, StorageSettings, jobs_per_scope
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics, cache_gauges
+from symbolicator.pids import process_alive
 from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
-from symbolicator.storage.configured import open_storage
-from symbolicator.storage.local import process_alive
+from symbolicator.storage.configured import open_shared_storage, open_storage
 from symbolicator.web import (
     health,
     minidump,
@@ -80,8 +80,9 @@ async def _resources(app: web.Application, storage_factory: StorageFactory) -> A
     app[STORAGE] = storage
     app[INDEXES] = IndexReader(storage)
     c, s3 = settings.cache, settings.storage.s3
-    shared = open_shared(c.shared, c.shared_endpoint_url or s3.endpoint_url, c.shared_region or s3.region,
-                         app[METRICS].shared_cache_event)
+    shared_store = open_shared_storage(c.shared, c.shared_endpoint_url or s3.endpoint_url,
+                                       c.shared_region or s3.region)
+    shared = SharedCache(shared_store, app[METRICS].shared_cache_event) if shared_store is not None else None
     caches = Caches.open(c.dir, c.downloads_max_bytes, c.derived_max_bytes, shared)
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
