@@ -101,12 +101,6 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes)
 
 
-async def find_source_bundle(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
-                             fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
-    """The `sourcebundle` (`SYSB` with the module's sources) for `module`, if a source has one."""
-    return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes)
-
-
 async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path,
                   file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     plan = sources if isinstance(sources, SourcePlan) else SourcePlan(tuple(sources))
@@ -134,7 +128,7 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLo
                         best = hit
                     else:
                         hit.path.unlink(missing_ok=True)
-                    if best.info.features.has_debug_info or ft == "sourcebundle":
+                    if best.info.features.has_debug_info:
                         return _found(best, candidates)
             if not looked:
                 candidates.append(_candidate(source.id, NO_FILES, "notfound"))
@@ -155,7 +149,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     dest = dest_dir / f"{uuid.uuid4().hex}.download"
     try:
         await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes)
-        info = await asyncio.to_thread(verify, dest, module, ft)
+        info = await asyncio.to_thread(verify, dest, module)
     except DownloadMiss as miss:
         dest.unlink(missing_ok=True)
         misses.add("timeout" if miss.timeout else miss.status)
@@ -173,7 +167,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     return _Hit(dest, info, source.id, ft, loc)
 
 
-def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
+def verify(path: Path, module: ModuleLookup) -> ObjectInfo:
     """The object in the file at `path` that is `module`; raises DownloadMiss("malformed") otherwise."""
     try:
         objects = identify(path)
@@ -181,8 +175,8 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
         raise DownloadMiss("malformed", str(e)) from None
     except OSError as e:
         raise DownloadMiss("error", f"cannot read the download: {e}") from None
-    want = "sourcebundle" if file_type == "sourcebundle" else module.object_type
-    same_ids = [o for o in objects if o.file_format == want and not o.artifact_bundle and _ids_match(o, module)]
+    same_ids = [o for o in objects
+                if o.file_format == module.object_type and not o.artifact_bundle and _ids_match(o, module)]
     if module.arch is not Arch.UNKNOWN:
         exact = [o for o in same_ids if o.arch is module.arch]
         same_ids = exact or [o for o in same_ids if o.arch is Arch.UNKNOWN or _family(o.arch) is _family(module.arch)]
