@@ -123,14 +123,14 @@ class PrivateTmpfs:
                 self.holder = holder
                 self.prefix = ["nsenter", "--target", str(holder.pid), *nsenter, "--"]
                 return self
-            holder.wait()
-            errors.append((holder.stderr.read() if holder.stderr else b"").decode(errors="replace").strip())
+            _, err = holder.communicate()  # waits, and closes both pipes
+            errors.append(err.decode(errors="replace").strip())
         raise OSError(f"cannot mount a private tmpfs here: {'; '.join(errors)}")
 
     def __exit__(self, *exc: object) -> None:
         if self.holder is not None:
             self.holder.kill()
-            self.holder.wait()
+            self.holder.communicate()  # waits, and closes both pipes
             self.holder = None
 
     def inside(self, path: Path) -> Path:

@@ -76,6 +76,8 @@ def run(target: Target, runs: int, max_seconds: float | None, time_limit: float,
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
         shutil.rmtree(root, ignore_errors=True)
     outcome.seconds = time.monotonic() - started
     written = {p for p in crash_dir.glob("atheris-*") if p.stat().st_mtime >= wall_start}

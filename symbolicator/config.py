@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from symbolicator.errors import ConfigError, InvalidShape
+from symbolicator.errors import ConfigError, InvalidId
 from symbolicator.sources.config import SourceConfig, parse_config_sources
 from symbolicator.types import Scope
 
@@ -168,13 +168,6 @@ class ScrapingSettings:
 
 
 @dataclass(frozen=True)
-class TestingSettings:
-    """Knobs for the test suite only; never set them in production."""
-
-    assemble_delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
 class Settings:
     bind: str = "127.0.0.1:3021"
     log_level: str = "info"
@@ -188,7 +181,6 @@ class Settings:
     sources: tuple[SourceConfig, ...] = ()
     allow_request_sources: bool = False
     workers: int = max(1, os.cpu_count() or 1)
-    testing: TestingSettings = field(default_factory=TestingSettings)
 
     @property
     def host(self) -> str:
@@ -448,7 +440,7 @@ def _validate_limits(limits: LimitsSettings) -> None:
 def _scope(text: str, where: str) -> None:
     try:
         Scope.parse(text)
-    except InvalidShape as exc:
+    except InvalidId as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 

@@ -34,7 +34,7 @@ below `web/` knows about HTTP::
     └── FormatError                 an input file is not what it claims
         ├── UnsupportedFormat       a valid file of a kind we do not handle
         ├── MalformedObject         a broken ELF / Mach-O / DWARF / bundle
-        │   └── MalformedMinidump   a broken minidump (also a BadRequest: 400)
+        │   └── MalformedMinidump   a broken minidump (the API answers any FormatError with 400)
         ├── MalformedSourceMap      a broken source map
         ├── CacheFormatError        a cache file truncated, foreign or of another version: rebuild
         └── UnreadableInput         `symbolicate FILE`: none of the inputs it understands
@@ -45,6 +45,8 @@ up cannot swallow one before the code that reports it::
 
     ForbiddenAddress (OSError)      the address policy refused a connect (inside aiohttp/boto)
     SourceConfigError (ValueError)  a source config that cannot be used (→ ConfigError / 422)
+    InvalidId (ValueError)          a scope, debug id, code id, release or dist that does not parse
+                                    (request models turn it into InvalidShape, engines into a status)
     LookupFailure                   a JS file not found or unreadable: the frame's JS error
     ScrapeFailure                   nothing scraped: the frame's JS error
     DownloadMiss                    nothing usable at a symbol-source location: a candidate status
@@ -56,7 +58,9 @@ up cannot swallow one before the code that reports it::
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 from typing import Literal
 
 __all__ = [
@@ -74,7 +78,9 @@ __all__ = [
     "ForbiddenAddress",
     "FormatError",
     "FrameStatus",
+    "InvalidId",
     "InvalidShape",
+    "JsErrorKind",
     "LookupFailure",
     "MalformedMinidump",
     "MalformedObject",
@@ -104,6 +110,7 @@ __all__ = [
     "UsageError",
     "WorkerCrashed",
     "WorkerOutOfMemory",
+    "invalid_shape",
 ]
 
 FetchReason = Literal[
@@ -256,9 +263,9 @@ class MalformedObject(FormatError):
     pass
 
 
-class MalformedMinidump(MalformedObject, BadRequest):
-    """Not a minidump, or a truncated / hostile one: a `FormatError` for the CLI and a
-    `BadRequest` (400) for `/minidump`. The message names the stream and the offset."""
+class MalformedMinidump(MalformedObject):
+    """Not a minidump, or a truncated / hostile one (exit 1 on the CLI, 400 on `/minidump` like
+    every `FormatError` in a request's body). The message names the stream and the offset."""
 
 
 class MalformedSourceMap(FormatError):
@@ -283,20 +290,36 @@ class ForbiddenAddress(OSError):
 class SourceConfigError(ValueError):
     """A source config that cannot be used; the message names the source and the field."""
 
+
+class InvalidId(ValueError):
+    """An identifier (`types.py`: scope, debug id, code id, release, dist) that does not parse.
+
+    A value error, not a request error: inside a file it makes the file malformed, in a request
+    `invalid_shape()` makes it the request's `InvalidShape`."""
+
+
+@contextlib.contextmanager
+def invalid_shape(where: str = "") -> Iterator[None]:
+    """For request models: an `InvalidId` in the block becomes `InvalidShape`, prefixed with `where`."""
+    try:
+        yield
+    except InvalidId as exc:
+        raise InvalidShape(f"{where}: {exc}" if where else str(exc)) from None
+
 class LookupFailure(Exception):
     """A file was not found or cannot be read; `error` is the JS error type to report, `details`
     what a user needs to fix it (a bundle member over the size cap)."""
 
-    def __init__(self, error: str, details: str | None = None) -> None:
-        super().__init__(error)
+    def __init__(self, error: JsErrorKind, details: str | None = None) -> None:
+        super().__init__(error.value)
         self.error = error
         self.details = details
 
 class ScrapeFailure(Exception):
     """Nothing was scraped; `error` is the JS error type for the frame."""
 
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
+    def __init__(self, error: JsErrorKind) -> None:
+        super().__init__(error.value)
         self.error = error
 
 class DownloadMiss(Exception):
@@ -344,6 +367,20 @@ class FrameStatus(str, enum.Enum):
     UNKNOWN_IMAGE = "unknown_image"
     MISSING = "missing"
     MALFORMED = "malformed"
+
+
+class JsErrorKind(str, enum.Enum):
+    """Per-frame JS error `type` (Symbolicator's `JsModuleErrorKind` names): why a frame stayed minified."""
+
+    INVALID_LOCATION = "invalid_location"
+    INVALID_ABS_PATH = "invalid_abs_path"
+    NO_COLUMN = "no_column"
+    MISSING_SOURCE_CONTENT = "missing_source_content"
+    MISSING_SOURCE = "missing_source"
+    MALFORMED_SOURCEMAP = "malformed_sourcemap"
+    MISSING_SOURCEMAP = "missing_sourcemap"
+    INVALID_BASE64_SOURCEMAP = "invalid_base64_sourcemap"
+    SCRAPING_DISABLED = "scraping_disabled"
 
 
 class ObjectFileStatus(str, enum.Enum):

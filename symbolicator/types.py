@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from symbolicator.errors import InvalidShape
+from symbolicator.errors import InvalidId
 
 _SLUG = re.compile(r"[a-z0-9_-]{1,64}")  # always fullmatch: `$` would let a trailing newline through
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -30,7 +30,7 @@ class Scope:
     def parse(cls, text: str) -> Scope:
         parts = text.split("/")
         if not 1 <= len(parts) <= 2 or not all(_SLUG.fullmatch(p) for p in parts):
-            raise InvalidShape(f"invalid scope {text!r}: one or two slugs [a-z0-9_-]{{1,64}} joined by '/'")
+            raise InvalidId(f"invalid scope {text!r}: one or two slugs [a-z0-9_-]{{1,64}} joined by '/'")
         return cls(text)
 
     def __str__(self) -> str:
@@ -51,22 +51,22 @@ def check_release(text: object, what: str = "`release`") -> str:
     naming the rule, not a storage error when it becomes part of a key.
     """
     if not isinstance(text, str) or not text.strip() or text in (".", ".."):
-        raise InvalidShape(f"{what} must be a non-empty release name")
+        raise InvalidId(f"{what} must be a non-empty release name")
     if len(text) > MAX_RELEASE_CHARS:
-        raise InvalidShape(f"{what} is {len(text)} characters long; a release has at most {MAX_RELEASE_CHARS}")
+        raise InvalidId(f"{what} is {len(text)} characters long; a release has at most {MAX_RELEASE_CHARS}")
     if _BAD_NAME_CHARS.search(text):
-        raise InvalidShape(f"{what} must not contain '/', '\\' or control characters")
+        raise InvalidId(f"{what} must not contain '/', '\\' or control characters")
     return text
 
 
 def check_dist(text: object, what: str = "`dist`") -> str:
     """A distribution name as Sentry takes it: 1 to 64 characters, no `/`, `\\` or control characters."""
     if not isinstance(text, str) or not text:
-        raise InvalidShape(f"{what} must be a non-empty string")
+        raise InvalidId(f"{what} must be a non-empty string")
     if len(text) > MAX_DIST_CHARS:
-        raise InvalidShape(f"{what} is {len(text)} characters long; a dist has at most {MAX_DIST_CHARS}")
+        raise InvalidId(f"{what} is {len(text)} characters long; a dist has at most {MAX_DIST_CHARS}")
     if _BAD_NAME_CHARS.search(text):
-        raise InvalidShape(f"{what} must not contain '/', '\\' or control characters")
+        raise InvalidId(f"{what} must not contain '/', '\\' or control characters")
     return text
 
 
@@ -99,7 +99,7 @@ class DebugId:
                 return cls(u, int(compact[32:], 16) if compact[32:] else 0)
         except ValueError:
             pass
-        raise InvalidShape(f"invalid debug id {text!r}")
+        raise InvalidId(f"invalid debug id {text!r}")
 
     @classmethod
     def from_elf_build_id(cls, build_id: bytes) -> DebugId:
@@ -131,7 +131,7 @@ class CodeId:
     def parse(cls, text: str) -> CodeId:
         s = text.strip().lower().replace("-", "")
         if not s or len(s) > 80 or not _HEX.match(s):
-            raise InvalidShape(f"invalid code id {text!r}")
+            raise InvalidId(f"invalid code id {text!r}")
         return cls(s)
 
     @classmethod

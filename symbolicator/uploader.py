@@ -258,7 +258,8 @@ class Client:
                 parts = await asyncio.to_thread(lambda: [gzip.compress(r, 1) if gz else r for r in raw])
                 form = aiohttp.FormData()
                 for (f, i), body in zip(batch, parts, strict=False):
-                    form.add_field("file_gzip" if gz else "file", body, filename=f.chunks[i],
+                    # a file object, not bytes: aiohttp writes a large bytes part in one go on the loop
+                    form.add_field("file_gzip" if gz else "file", io.BytesIO(body), filename=f.chunks[i],
                                    content_type="application/octet-stream")
                 await self._json("POST", options["url"], data=form)
                 progress(sum(len(r) for r in raw))

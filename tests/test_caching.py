@@ -198,12 +198,8 @@ def test_only_outcomes_can_be_cached_negative(store: CacheStore) -> None:
     assert store.get(key("x")) is None
 
 
-def test_clear_negative_keeps_positive_entries(store: CacheStore) -> None:
-    store.set_negative(key("n"), Outcome.NOT_FOUND)
+def test_delete_drops_an_entry_and_its_file(store: CacheStore) -> None:
     path = store.put_bytes(key("p"), b"data")
-    assert store.clear_negative(key("n")) is True
-    assert store.get(key("n")) is None
-    assert store.clear_negative(key("p")) is False
     assert store.get(key("p")) == CacheEntry(path=path)
     assert store.delete(key("p")) is True and store.get(key("p")) is None and not path.exists()
 

@@ -15,14 +15,23 @@ from symbolicator.errors import InvalidShape
 from symbolicator.native.caller_addr import (
     Adjustment,
     FrameAddr,
-    aligned_address,
     instruction_alignment,
     ip_register_name,
+    lookup_address,
     lookup_addresses,
-    previous_address,
     thread_default,
 )
 from symbolicator.types import Arch
+
+
+def previous_address(addr: int, arch: Arch) -> int:
+    """What production looks up for a caller frame: inside the instruction before `addr`."""
+    return lookup_address(addr, arch, index=1, adjustment=Adjustment.YES, signal=None, registers={})
+
+
+def aligned_address(addr: int, arch: Arch) -> int:
+    """What production looks up for a frame it must not adjust: the start of its instruction."""
+    return lookup_address(addr, arch, index=1, adjustment=Adjustment.NO, signal=None, registers={})
 
 
 def addrs(*values: int) -> list[FrameAddr]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,9 +84,14 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
     assert "acme/web" in text
 
 
+def _bare_env() -> dict[str, str]:
+    """No SYMBOLICATOR_* settings, but the same code under test (`PYTHONPATH`, as the README runs it)."""
+    return {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+
+
 def test_serve_refuses_open_network_bind(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "symbolicator", "serve", "--bind", "0.0.0.0:0"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=60, env={"PATH": "/usr/bin:/bin"})
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60, env=_bare_env())
     assert out.returncode == 1
     assert "auth.disabled" in out.stderr and "not loopback" in out.stderr
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,20 @@ from typing import Any
 import pytest
 
 from symbolicator.native.debuglink import find_debug_file
-from symbolicator.native.demangle import normalize_rust
 from symbolicator.native.symcache import Frame, SymCache
 from symbolicator.native.symcache_build import build
+from tests.support.native_service import norm_function
 
 NATIVE = Path(__file__).parent / "fixtures" / "native"
 EXPECTED = sorted((NATIVE / "expected").glob("*.json"))
 FIRST_FRAME_TARGET = 0.995
 CHAIN_TARGET = 0.99
 
-_CLOSE_TEMPLATES = re.compile(r">\s+(?=>)")
 Key = tuple[str | None, str | None, int | None]
 
 
 def normalise(function: str | None, file: str | None, line: int | None) -> Key:
-    func = _CLOSE_TEMPLATES.sub(">", normalize_rust(function)) if function else None
+    func = norm_function(function) if function else None
     path = posixpath.normpath(file) if file and file != "??" else None
     return func, path, line or None
 

@@ -246,3 +246,34 @@ def test_entry_folder_is_merged_versioned_by_the_marker_and_reads_the_old_layout
     again = reader.read(folder)
     assert again is not None and [f.get("new") for f in again["files"]] == [1, None, None], \
         "an entry is rewritten in place"
+
+
+def test_writing_many_indexes_keeps_no_state_per_key(tmp_path: Path) -> None:
+    """Index writers hold nothing per key (no lock dict that grows with every debug id ever seen):
+    what the indexes module allocates while 500 distinct debug ids are written is gone after."""
+    import tracemalloc
+    import uuid
+
+    from symbolicator.types import DebugId
+
+    storage = LocalStorage(tmp_path / "uploads")
+    ids = [DebugId(uuid.UUID(int=n + 1)) for n in range(500)]
+    here = tracemalloc.Filter(True, indexes.__file__)
+
+    def write(batch: list[DebugId]) -> None:
+        for debug_id in batch:
+            entry = {"key": f"files/{SCOPE}/{debug_id.uuid.hex[:2]}/{debug_id.uuid.hex[2:]}/debuginfo"}
+            indexes.add_debug_file(storage, SCOPE, debug_id, debug_id.uuid.hex, entry)
+        indexes.mark_changed(storage, SCOPE)
+
+    write(ids[:10])  # first calls: imports and caches that are made once
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces([here])
+        write(ids[10:])
+        after = tracemalloc.take_snapshot().filter_traces([here])
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 16 * 1024, f"indexes.py kept {grown} bytes after writing {len(ids) - 10} debug ids"
+    assert sum(1 for _ in storage.list(f"index/{SCOPE}/@debug-id/")) == len(ids)

@@ -45,8 +45,9 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
         "print('held', flush=True)\n"
         "time.sleep(60)\n")], stdout=subprocess.PIPE)
-    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-    asyncio.run(_waits_then_takes(locks, holder))
+    with holder:  # closes its stdout
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        asyncio.run(_waits_then_takes(locks, holder))
 
 
 async def _waits_then_takes(locks: KeyLocks, holder: subprocess.Popen[bytes]) -> None:

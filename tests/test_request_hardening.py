@@ -8,6 +8,8 @@ are small so CI stays quick: a 1 s header deadline, a 2 s body deadline, 12 conn
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import socket
 import time
@@ -227,12 +229,14 @@ async def test_a_million_empty_stack_traces_never_stall_other_requests(svc: Serv
         try:
             await asyncio.sleep(0.1)
             for _ in range(3):
-                async with session.post(f"{svc.url}/symbolicate", data=body,
+                async with session.post(f"{svc.url}/symbolicate", data=io.BytesIO(body),
                                         headers={"Content-Type": "application/json"}) as r:
                     assert r.status == 413, await r.text()
                     assert "limits.max_stacktraces_per_request" in (await r.json())["detail"]
         finally:
             pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
     assert worst < 1.0, f"/healthcheck waited {worst:.2f} s while the big body was checked"
 
 

@@ -8,6 +8,7 @@ tests/fixtures/js_scopes/build.js (see its README). Nothing here is derived from
 
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tree_sitter import Language, Parser, Query, QueryCursor
 
-from symbolicator.sourcemaps.scopes import NAMING, SCOPE_TYPES, ScopeName, innermost, scope_names, scope_nodes
+from symbolicator.sourcemaps.scopes import NAMING, SCOPE_TYPES, ScopeName, scope_names, scope_nodes
+from symbolicator.sourcemaps.smcache import flatten_scopes
 from symbolicator.sourcemaps.sourcemap import parse as parse_sourcemap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,13 +41,26 @@ def names_of(source: str, names: dict[tuple[int, int], str] | None = None) -> li
     return [s.name for s in scope_names(source, lambda line, col: table.get((line, col)))]
 
 
+class Names:
+    """What production answers for a position: the sourcemap cache's boundaries (`flatten_scopes`),
+    bisected as `SmCache.lookup` does, with 0-based line and column."""
+
+    def __init__(self, scopes: list[ScopeName]) -> None:
+        bounds = flatten_scopes(scopes)
+        self.keys = [key for key, _ in bounds]
+        self.names = [name for _, name in bounds]
+
+    def at(self, line0: int, col0: int) -> str | None:
+        i = bisect.bisect_right(self.keys, (line0 << 32) | col0) - 1
+        return self.names[i] if i >= 0 else None
+
+
 def name_at(source: str, needle: str, names: dict[tuple[int, int], str] | None = None) -> str | None:
     table = names or {}
     scopes = scope_names(source, lambda line, col: table.get((line, col)))
     line = next(i for i, text in enumerate(source.split("\n")) if needle in text)
     col = source.split("\n")[line].index(needle)
-    scope = innermost(scopes, line, col)
-    return scope.name if scope else None
+    return Names(scopes).at(line, col)
 
 
 # --- the naming convention on hand-written minified code -------------------------------------
@@ -103,7 +118,7 @@ def test_nested_scopes_resolve_to_the_innermost() -> None:
     assert name_at(src, "C", names) == "inner"
     assert name_at(src, "D", names) is None
     assert name_at(src, "E", names) == "outer"
-    assert innermost(scope_names(src, lambda line, col: None), 0, len(src)) is None
+    assert Names(scope_names(src, lambda line, col: None)).at(0, len(src)) is None
 
 
 def test_names_dropped_by_the_minifier_are_read_from_the_original_line() -> None:
@@ -161,18 +176,16 @@ def test_broken_source_still_yields_the_scopes_it_can() -> None:
 
 
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 30)), max_size=25), st.integers(0, 95))
-def test_innermost_agrees_with_a_brute_force_search(spans: list[tuple[int, int]], pos: int) -> None:
+def test_the_cache_boundaries_agree_with_a_brute_force_search(spans: list[tuple[int, int]], pos: int) -> None:
     nested: list[ScopeName] = []
     for start, length in spans:
         end = start + length
         if all(end <= s.start_col or start >= s.end_col or (s.start_col <= start and end <= s.end_col) or (start <= s.start_col and s.end_col <= end) for s in nested):
             nested.append(ScopeName(0, start, 0, end, f"{start}-{end}"))
     nested.sort(key=lambda s: (s.start_col, -s.end_col))
-    containing = [s for s in nested if s.contains(0, pos)]
+    containing = [s for s in nested if s.start_col <= pos < s.end_col]
     best = max(containing, key=lambda s: (s.start_col, -s.end_col), default=None)
-    found = innermost(nested, 0, pos)
-    got = (found.start_col, found.end_col) if found else None
-    assert got == ((best.start_col, best.end_col) if best else None)
+    assert Names(nested).at(0, pos) == (best.name if best else None)
 
 
 # --- accuracy against the original sources -----------------------------------------------------
@@ -202,9 +215,9 @@ def load_bundle(bundle: Path) -> tuple[list[ScopeName], list[ScopeName], dict[st
 
 def accuracy(scopes: list[ScopeName], rows: list[list[Any]]) -> tuple[float, Counter[tuple[Any, Any]]]:
     misses: Counter[tuple[Any, Any]] = Counter()
+    names = Names(scopes)
     for line, col, want, *_ in rows:
-        scope = innermost(scopes, line, col)
-        got = scope.name if scope else None
+        got = names.at(line, col)
         if got != want:
             misses[(want, got)] += 1
     return 1 - sum(misses.values()) / len(rows), misses

@@ -13,8 +13,9 @@ import pytest
 
 from symbolicator import keys
 from symbolicator.caching import CacheStore
-from symbolicator.caching.shared import TRAILER, SharedCache, open_shared
+from symbolicator.caching.shared import TRAILER, SharedCache
 from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.storage.configured import open_shared_storage
 
 REPO = Path(__file__).resolve().parent.parent
 ELF = REPO / "tests/fixtures/native/out/elf/c_gcc_O2_dwarf5"
@@ -23,8 +24,9 @@ KEY = "symcache/v1/" + "ab" * 20 + "/any"
 
 async def published(tmp_path: Path) -> tuple[SharedCache, list[str], bytes]:
     events: list[str] = []
-    shared = open_shared(str(tmp_path / "shared"), events=events.append)
-    assert shared is not None
+    store = open_shared_storage(str(tmp_path / "shared"))
+    assert store is not None
+    shared = SharedCache(store, events.append)
     a = CacheStore(tmp_path / "a", 1 << 30, "derived")
     out = a.temp_path()
     convert_debug_file(str(ELF), str(out), None)

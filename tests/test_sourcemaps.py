@@ -23,7 +23,13 @@ from symbolicator.cli import main as cli_main
 from symbolicator.sourcemaps import SmCache, build_from_map, parse
 from symbolicator.sourcemaps.context import minified_context, split_lines, utf16_to_index
 from symbolicator.sourcemaps.sourcemap import SourceMap
-from symbolicator.sourcemaps.urls import decode_data_url, find_source_mapping_url, is_data_url, resolve_source
+from symbolicator.sourcemaps.urls import (
+    decode_data_url,
+    find_source_mapping_url,
+    is_data_url,
+    join_source_root,
+    resolve_joined,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "js"
@@ -141,6 +147,11 @@ def test_utf16_columns_land_on_the_throw() -> None:
     ctx = minified_context(line, 1, top["column"])
     assert ctx is not None and "{snip}" in ctx.context_line
     assert ctx.context_line.replace("{snip} ", "").replace(" {snip}", "") in line
+
+
+def resolve_source(source: str | None, source_root: str | None, map_url: str | None) -> str:
+    """A map's `sources[i]` resolved as `sourcemap.parse` resolves it (join the root, then the map's URL)."""
+    return resolve_joined(join_source_root(source, source_root), map_url)
 
 
 def test_trace_mapping_url_resolution() -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import json
 import shutil
 import uuid
-import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from symbolicator.config import FetchSettings
 from symbolicator.fetch import Fetcher
 from symbolicator.native.objects import identify
 from symbolicator.sources import ModuleLookup, parse_config_sources, plan_sources
-from symbolicator.sources.native import SourceLookupResult, find_debug_file, find_source_bundle
+from symbolicator.sources.native import SourceLookupResult, find_debug_file
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 from tests.support.seaweed import SeaweedServer
 
@@ -175,31 +173,6 @@ async def test_filters_skip_file_types_and_unmatched_paths(tmp_path: Path, dest:
         matched = await find_debug_file(sources(libs), elf_module(code_file=name), dest, fetcher=fetcher,
                                         max_bytes=MAX)
         assert (matched.status, matched.file_type) == ("found", "elf_debug")
-
-
-def source_bundle(build_id: str) -> bytes:
-    """A `SYSB` source bundle as symbolic writes it: 8-byte header, then a zip with `manifest.json`."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("manifest.json", json.dumps({
-            "files": {"files/src/main.cpp": {"type": "source", "path": "/src/main.cpp"}},
-            "debug_id": str(DebugId.from_elf_build_id(bytes.fromhex(build_id))), "code_id": build_id,
-            "arch": "x86_64", "object_name": "cpp_gcc_split"}))
-        z.writestr("files/src/main.cpp", "int main() { return 0; }\n")
-    return b"SYSB\x02\x00\x00\x00" + buf.getvalue()
-
-
-async def test_source_bundle_through_the_unified_layout(tmp_path: Path, dest: Path, fetcher: Fetcher) -> None:
-    root = tmp_path / "symbols"
-    other = FIXTURES["out/elf/c_gcc_O2_dwarf5"]["objects"][0]["code_id"]
-    put(root, f"{BUILD_ID[:2]}/{BUILD_ID[2:]}/sourcebundle", source_bundle(BUILD_ID))
-    put(root, f"{other[:2]}/{other[2:]}/sourcebundle", source_bundle(BUILD_ID))
-    config = sources({"id": "u", "type": "filesystem", "path": str(root), "layout": {"type": "unified"}})
-    result = await find_source_bundle(config, elf_module(), dest, fetcher=fetcher, max_bytes=MAX)
-    assert (result.status, result.file_type) == ("found", "sourcebundle")
-    assert result.candidates[0]["download"]["features"]["has_sources"] is True
-    wrong = await find_source_bundle(config, elf_module(other), dest, fetcher=fetcher, max_bytes=MAX)
-    assert wrong.status == "malformed"
 
 
 def lldb_path(uuid_text: str) -> str:

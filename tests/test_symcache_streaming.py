@@ -118,6 +118,8 @@ def test_a_killed_conversion_leaves_no_spill_file(tmp_path: Path, sig: signal.Si
         if child.poll() is None:
             child.kill()
             child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
     assert list(folder.iterdir()) == []
     deadline = time.monotonic() + 5
     while os.path.exists(f"/proc/{child.pid}") and time.monotonic() < deadline:

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.support.service import ServiceProcess
+from tests.support.slow_storage import slow_serve
 
 REPO = Path(__file__).resolve().parent.parent
 ELF = REPO / "tests/fixtures/native/out/elf/c_gcc_O2_dwarf5"
@@ -227,7 +228,8 @@ def test_health_and_metrics(svc: ServiceProcess) -> None:
 
 
 def test_sigkill_while_assembling_leaves_nothing_and_retry_completes(service_factory: Any, tmp_path: Path) -> None:
-    slow = service_factory(settings(tmp_path, testing={"assemble_delay_s": 30.0}))
+    # Publishing the file (its key, its index entries) waits 30 s: SIGKILL lands in the middle.
+    slow = service_factory(settings(tmp_path), command=slow_serve(30.0, "files/", "index/"))
     data = ELF.read_bytes()
     sha1 = hashlib.sha1(data).hexdigest()
     chunks = send_chunks(slow, data)

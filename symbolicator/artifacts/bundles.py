@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from symbolicator.errors import InvalidShape, MalformedObject
+from symbolicator.errors import InvalidId, MalformedObject
 from symbolicator.types import DebugId
 
 MAGIC = b"SYSB"
@@ -139,7 +139,7 @@ def _parse_manifest(manifest: Any, names: set[str]) -> Bundle:
         if headers.get("debug-id"):
             try:
                 debug_id = DebugId.parse(headers["debug-id"])
-            except InvalidShape as exc:
+            except InvalidId as exc:
                 raise MalformedObject(f"bundle entry {name!r}: {exc}") from exc
         url = entry.get("url")
         files.append(BundleFile(

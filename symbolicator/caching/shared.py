@@ -43,12 +43,11 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from symbolicator import keys
 from symbolicator.caching.store import CacheStore
 from symbolicator.errors import ObjectNotFound, SharedObjectDamaged, StorageError, SymbolicatorError
-from symbolicator.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +60,21 @@ Events = Callable[[str], None]
 """Hears `hit`, `miss`, `damaged`, `error`, `published`, `publish_failed` (for metrics)."""
 
 
-class SharedCache:
-    """Converted files in `storage` (an `S3Storage` or `LocalStorage`, behind an `OutageGuard`)."""
+class SharedStore(Protocol):
+    """What the shared cache needs of a store: the part of `storage.base.Storage` it calls.
 
-    def __init__(self, storage: Storage, events: Events | None = None) -> None:
+    The caller passes one in (`storage.configured.open_shared_storage`), so `caching/` never
+    imports `storage/`. A missing key raises `ObjectNotFound`, a failing store `StorageError`."""
+
+    def get_to_path(self, key: str, path: Path) -> object: ...
+
+    def put_file(self, key: str, path: Path) -> None: ...
+
+
+class SharedCache:
+    """Converted files in `storage` (`open_shared_storage`: S3 or a folder, behind an `OutageGuard`)."""
+
+    def __init__(self, storage: SharedStore, events: Events | None = None) -> None:
         self.storage = storage
         self.events = events or (lambda event: None)
         self._publishing: dict[str, asyncio.Task[None]] = {}
@@ -129,26 +139,6 @@ class SharedCache:
         pending = list(self._publishing.values())
         if pending:
             await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
-
-
-def open_shared(location: str, endpoint_url: str | None = None, region: str | None = None,
-                events: Events | None = None) -> SharedCache | None:
-    """The shared cache `location` names (`s3://bucket/prefix` or a folder); None when it is empty."""
-    from symbolicator.storage.outage import OutageGuard
-
-    if not location:
-        return None
-    if location.startswith("s3://"):
-        from symbolicator.storage.s3 import S3Storage
-
-        bucket, _, prefix = location[len("s3://"):].partition("/")
-        backend: Storage = S3Storage(bucket, prefix=prefix, endpoint_url=endpoint_url, region=region,
-                                     connect_timeout=1.0, max_attempts=2)
-    else:
-        from symbolicator.storage.local import LocalStorage
-
-        backend = LocalStorage(Path(location))
-    return SharedCache(OutageGuard(backend), events)
 
 
 def wrap(source: BinaryIO, out: Path, key: str, extras: dict[str, Any]) -> None:

@@ -34,7 +34,8 @@ processes and their conversion workers all open the same directory.
 * **Negative entries expire.** "Not found" (1 h) and "malformed" (24 h) are worth
   remembering: 50 events for a missing debug file should not cause 50 fetches. But
   the answer changes (an upload arrives, a source recovers, a fix is deployed), so
-  they expire, and an upload clears the ones it answers (`clear_negative`).
+  they expire. Nothing clears them sooner: uploads are found through the indexes
+  (`artifacts/indexes.py`), which are not kept in this cache.
 * **Internal errors are never cached**: a bug or a flaky disk must not poison a key
   for an hour. `set_negative` takes an `Outcome`, and `Outcome` has no member for
   them; anything else is a `TypeError`.
@@ -75,7 +76,7 @@ from diskcache.core import MODE_BINARY, UNKNOWN
 
 from symbolicator.caching.keylock import KeyLocks
 from symbolicator.errors import CacheWriteFailed, EntryTooLarge, Outcome
-from symbolicator.storage.local import process_alive
+from symbolicator.pids import process_alive
 
 if TYPE_CHECKING:
     from symbolicator.caching.shared import SharedCache
@@ -325,14 +326,6 @@ class CacheStore:
         except CacheWriteFailed as exc:
             log.warning("%s; the %s outcome is not remembered", exc, outcome.value)
         return CacheEntry(outcome=outcome, expires_at=now + ttl)
-
-    def clear_negative(self, key: str) -> bool:
-        """Drop a negative entry at `key` (a positive one stays); True if one was dropped."""
-        with self._cache.transact(retry=True):
-            _, tag = self._cache.get(key, read=True, tag=True, retry=True)
-            if tag != _NEGATIVE_TAG:
-                return False
-            return bool(self._cache.delete(key, retry=True))
 
     def delete(self, key: str) -> bool:
         return bool(self._cache.delete(key, retry=True))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from symbolicator.commands import offline_cache
 from symbolicator.commands.messages import json_error
-from symbolicator.errors import FormatError
+from symbolicator.errors import FormatError, JsErrorKind
 
 if TYPE_CHECKING:
     from symbolicator.sourcemaps.smcache import SmCache
@@ -150,11 +150,11 @@ def answer(cache: SmCache, pos: Position | None) -> dict[str, object]:
     if pos is None:
         error = "invalid_position"
     elif pos.column is None:
-        error = "no_column"
+        error = JsErrorKind.NO_COLUMN.value
     else:
         token = cache.lookup(pos.line, pos.column)
         if token is None:
-            error = "invalid_location"
+            error = JsErrorKind.INVALID_LOCATION.value
     return {
         "line": pos.line if pos else None,
         "column": pos.column if pos else None,

@@ -30,7 +30,7 @@ from typing import Any
 
 from symbolicator.commands.offline_cache import OfflineCache, identity
 from symbolicator.commands.symbolicate_wasm import has_wasm_frames, run_wasm_trace
-from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError, UnreadableInput
+from symbolicator.errors import FormatError, JsErrorKind, ObjectFileStatus, SymbolicatorError, UnreadableInput
 from symbolicator.native import objects
 from symbolicator.native.apple_crash import (
     parse_apple_crash_report,
@@ -292,11 +292,11 @@ def _check_ips_header(name: str, text: str) -> None:
 
 
 _JS_REASONS = {
-    "missing_source": "no minified file for it in the --symbols folders",
-    "missing_sourcemap": "its minified file names no source map, and there is none beside it",
-    "malformed_sourcemap": "its source map cannot be read",
-    "invalid_base64_sourcemap": "its inline source map is not valid base64",
-    "invalid_location": "the map has no mapping at that position",
+    JsErrorKind.MISSING_SOURCE.value: "no minified file for it in the --symbols folders",
+    JsErrorKind.MISSING_SOURCEMAP.value: "its minified file names no source map, and there is none beside it",
+    JsErrorKind.MALFORMED_SOURCEMAP.value: "its source map cannot be read",
+    JsErrorKind.INVALID_BASE64_SOURCEMAP.value: "its inline source map is not valid base64",
+    JsErrorKind.INVALID_LOCATION.value: "the map has no mapping at that position",
 }
 
 
@@ -305,7 +305,7 @@ def _explain_js(errors: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         return
     for e in errors:
-        kind = str(e.get("type"))
+        kind = str(getattr(e.get("type"), "value", e.get("type")))  # a JsErrorKind, or its wire string
         print(f"unresolved: {e.get('abs_path') or e.get('url') or '?'}: {_JS_REASONS.get(kind, kind)} ({kind})",
               file=sys.stderr)
 

@@ -19,7 +19,7 @@ import aiohttp
 from tqdm import tqdm
 
 from symbolicator.commands.messages import json_error, os_error
-from symbolicator.errors import InvalidShape, UploadError, UsageError
+from symbolicator.errors import InvalidId, UploadError, UsageError
 from symbolicator.types import Scope
 from symbolicator.uploader import (
     POLL_INTERVAL_S,
@@ -37,7 +37,7 @@ from symbolicator.uploader import (
 def run(args: argparse.Namespace) -> int:
     try:
         scope = Scope.parse(args.scope)
-    except InvalidShape as exc:
+    except InvalidId as exc:
         raise UsageError(f"--scope: {exc}") from None
     try:
         return asyncio.run(_upload(args, *scope.value.split("/")))

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from symbolicator.errors import BadRequest, MalformedObject
+from symbolicator.errors import MalformedObject
 from symbolicator.types import Arch, CodeId, DebugId
 
 
-class MalformedCrashReport(MalformedObject, BadRequest):
-    """Not an Apple crash report, or a broken one. A `FormatError` for the CLI
-    (exit 1) and a `BadRequest` for the API (400): a bad upload is never a 500."""
+class MalformedCrashReport(MalformedObject):
+    """Not an Apple crash report, or a broken one. A `FormatError`: exit 1 on the CLI, and 400 on
+    the API (web/errors.py answers a request body's `FormatError` so): a bad upload is never a 500."""
 
 
 @dataclass(frozen=True, slots=True)

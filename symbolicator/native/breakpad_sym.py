@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from symbolicator.errors import InvalidShape, MalformedObject, UnsupportedFormat
+from symbolicator.errors import InvalidId, MalformedObject, UnsupportedFormat
 from symbolicator.types import Arch, CodeId, DebugId
 
 MAX_RECORDS = 50_000_000
@@ -76,7 +76,7 @@ def read_header(line: str) -> tuple[str, Arch, DebugId, str]:
         raise MalformedObject("not a Breakpad symbol file: the first line must be `MODULE os arch id name`")
     try:
         debug_id = DebugId.parse(parts[3])
-    except InvalidShape:
+    except InvalidId:
         raise MalformedObject(f"Breakpad symbol file: invalid debug id {parts[3]!r}") from None
     return parts[1], Arch.parse(parts[2]), debug_id, parts[4]
 
@@ -101,7 +101,7 @@ def header(f: BinaryIO) -> tuple[str, Arch, DebugId, str, CodeId | None, dict[st
         elif head.startswith(b"INFO CODE_ID "):
             try:
                 code_id = CodeId.parse(raw.split()[2].decode("ascii", "replace"))
-            except (InvalidShape, IndexError):
+            except (InvalidId, IndexError):
                 code_id = None
     return os_name, arch, debug_id, name, code_id, features
 
@@ -169,6 +169,6 @@ def parse(path: Path) -> SymFile:
         elif line.startswith("INFO CODE_ID "):
             try:
                 sym.code_id = CodeId.parse(line.split()[2])
-            except (InvalidShape, IndexError):
+            except (InvalidId, IndexError):
                 sym.code_id = None
     return sym

@@ -149,17 +149,6 @@ _RULES: dict[Arch, tuple[int, int, str | None]] = {
 """Per arch, worked out once: (alignment, bytes to step back, IP register) — frames are a hot path."""
 
 
-def aligned_address(addr: int, arch: Arch) -> int:
-    """Start of the instruction containing `addr`; strips the ARM thumb bit."""
-    return addr - addr % _RULES[arch][0]
-
-
-def previous_address(addr: int, arch: Arch) -> int:
-    """An address inside the instruction before `addr` (its start on fixed-width ISAs)."""
-    alignment, step, _ = _RULES[arch]
-    return max(addr - addr % alignment - step, 0)
-
-
 def should_adjust_caller(addr: int, *, crashing_frame: bool, signal: int | None, ip_register: int | None) -> bool:
     """symbolic's `should_adjust_caller`: only frame 0 may hold the exact faulting address."""
     if not crashing_frame:

@@ -17,10 +17,6 @@ import re
 import pydemumble  # type: ignore[import-untyped]
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
-_RUST_ESCAPES = {"$SP$": "@", "$BP$": "*", "$RF$": "&", "$LT$": "<", "$GT$": ">", "$LP$": "(", "$RP$": ")",
-                 "$C$": ",", "$u7e$": "~", "$u20$": " ", "$u27$": "'", "$u3d$": "=", "$u5b$": "[",
-                 "$u5d$": "]", "$u7b$": "{", "$u7d$": "}", "$u3b$": ";", "$u2b$": "+", "$u22$": '"', "..": "::"}
-_RUST_ESCAPE = re.compile(r"\$(SP|BP|RF|LT|GT|LP|RP|C|u7e|u20|u27|u3d|u5b|u5d|u7b|u7d|u3b|u2b|u22)\$")
 
 
 def _looks_mangled(name: str) -> bool:
@@ -40,13 +36,3 @@ def demangle(name: str) -> str:
     if not out:
         out = name
     return _RUST_HASH.sub("", out)
-
-
-def normalize_rust(name: str) -> str:
-    """Normalise a name llvm-symbolizer printed (Rust escapes, hash suffix) for comparison (docs/cli.md)."""
-    name = _RUST_HASH.sub("", name)
-    if "$" in name:
-        name = re.sub(r"(^|::)_\$", r"\1$", name)
-        name = _RUST_ESCAPE.sub(lambda m: _RUST_ESCAPES["$" + m.group(1) + "$"], name)
-        name = name.replace("..", "::")
-    return name

@@ -8,7 +8,6 @@ unit's address and offset sizes, or None when the size is in the data.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from symbolicator.errors import MalformedObject
@@ -209,6 +208,3 @@ def find_nul(data: bytes | bytearray | memoryview, pos: int) -> int:
         if pos + n >= len(data):
             return -1
         n *= 4
-
-
-U32 = struct.Struct("<I")

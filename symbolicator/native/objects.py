@@ -36,7 +36,7 @@ from typing import BinaryIO
 
 from symbolicator.errors import (
     FormatError,
-    InvalidShape,
+    InvalidId,
     MalformedObject,
     UnsupportedFormat,
 )
@@ -246,7 +246,7 @@ def _bundle_info(f: BinaryIO, size: int) -> ObjectInfo:
     try:
         debug_id = DebugId.parse(d) if (d := text("debug_id")) else None
         code_id = CodeId.parse(c) if (c := text("code_id")) and not artifact else None
-    except InvalidShape as e:
+    except InvalidId as e:
         raise MalformedObject(f"malformed source bundle manifest: {e}") from e
     return ObjectInfo(
         file_format="sourcebundle",

@@ -33,9 +33,9 @@ import string
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-from symbolicator.errors import InvalidShape
+from symbolicator.errors import InvalidId, InvalidShape, JsErrorKind, invalid_shape
 from symbolicator.sourcemaps.context import (
     Context,
     context_from_lines,
@@ -130,7 +130,8 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 
 def _optional_name(body: dict[str, Any], key: str, check: Callable[[object, str], str]) -> str | None:
     value = _optional_str(body, key)
-    return None if value is None else check(value, f"`{key}`")
+    with invalid_shape():
+        return None if value is None else check(value, f"`{key}`")
 
 
 def _check_frame(frame: Any, where: str) -> None:
@@ -164,7 +165,7 @@ def _modules(value: Any) -> dict[str, DebugId]:
             raise InvalidShape(f"modules[{i}] needs string `code_file` and `debug_id`")
         try:
             out[code_file] = DebugId.parse(debug_id)
-        except InvalidShape:
+        except InvalidId:
             continue
     return out
 
@@ -184,6 +185,14 @@ def _scraping(body: dict[str, Any]) -> ScrapingOptions:
     return ScrapingOptions(enabled and allow, tuple(origins), dict(headers))
 
 
+class MapError(TypedDict):
+    """A JS error object without its `abs_path`: why a found minified file has no usable map."""
+
+    type: JsErrorKind
+    url: NotRequired[str | None]
+    details: NotRequired[str]
+
+
 @dataclass
 class Module:
     """What was found for one `abs_path`.
@@ -196,10 +205,10 @@ class Module:
 
     abs_path: str
     lines: Sequence[str] | None = None
-    minified_error: str | None = None
+    minified_error: JsErrorKind | None = None
     minified_details: str | None = None
     cache: SmCache | None = None
-    map_error: dict[str, Any] | None = None
+    map_error: MapError | None = None
     sourcemap: str | None = None
     sourcemap_origin: Any = None
     resolved_with: str | None = None
@@ -265,7 +274,7 @@ class FrameMapper:
         self.apply_source_context = apply_source_context
         self.errors: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def error(self, abs_path: str | None, kind: str, **extra: Any) -> None:
+    def error(self, abs_path: str | None, kind: JsErrorKind, **extra: Any) -> None:
         entry = {"abs_path": abs_path, "type": kind, **extra}
         self.errors.setdefault(tuple(sorted((k, repr(v)) for k, v in entry.items())), entry)
 
@@ -292,32 +301,32 @@ class FrameMapper:
             raw["abs_path"] = abs_path
         lineno, colno = frame.get("lineno"), frame.get("colno")
         if lineno is None or lineno < 1:
-            self.error(abs_path, "invalid_location", line=lineno, col=colno)
+            self.error(abs_path, JsErrorKind.INVALID_LOCATION, line=lineno, col=colno)
             return FrameOutcome(raw, raw)
         if not self.valid_abs_path(abs_path):
-            self.error(abs_path, "invalid_abs_path")
+            self.error(abs_path, JsErrorKind.INVALID_ABS_PATH)
             return FrameOutcome(raw, raw)
         assert isinstance(abs_path, str)
         module = await self.get_module(abs_path)
         if module.lines is None:
             details = {"details": module.minified_details} if module.minified_details else {}
-            self.error(abs_path, module.minified_error or "missing_source", **details)
+            self.error(abs_path, module.minified_error or JsErrorKind.MISSING_SOURCE, **details)
             return FrameOutcome(raw, raw)
         if self.apply_source_context:
             _set_context(raw, minified_context(module.lines, lineno, colno or 1, CONTEXT_LINES))
         if module.cache is None:
-            found = dict(module.map_error or {"type": "missing_sourcemap"})
-            kind = found.pop("type")
-            self.error(abs_path, kind, **found)
-            if kind == "malformed_sourcemap" and module.resolved_with:
+            found = module.map_error or MapError(type=JsErrorKind.MISSING_SOURCEMAP)
+            kind = found["type"]
+            self.error(abs_path, kind, **{k: v for k, v in found.items() if k != "type"})
+            if kind is JsErrorKind.MALFORMED_SOURCEMAP and module.resolved_with:
                 return FrameOutcome({**raw, "data": {**raw["data"], "resolved_with": module.resolved_with}}, raw)
             return FrameOutcome(raw, raw)
         if colno is None:
-            self.error(abs_path, "no_column")
+            self.error(abs_path, JsErrorKind.NO_COLUMN)
             return FrameOutcome(raw, raw)
         token = module.cache.lookup(lineno, colno)
         if token is None:
-            self.error(abs_path, "invalid_location", line=lineno, col=colno)
+            self.error(abs_path, JsErrorKind.INVALID_LOCATION, line=lineno, col=colno)
             return FrameOutcome(raw, raw)
         out = {k: v for k, v in raw.items() if k not in ("pre_context", "context_line", "post_context")}
         naming = module.naming(token.source_index, token.source)
@@ -347,7 +356,8 @@ class FrameMapper:
                 lines = await self.original_source(token.source)
                 context = context_from_lines(lines, token.original_line, CONTEXT_LINES) if lines else None
                 if context is None:
-                    self.error(abs_path, "missing_source_content", source=token.source, sourcemap=module.sourcemap)
+                    self.error(abs_path, JsErrorKind.MISSING_SOURCE_CONTENT, source=token.source,
+                               sourcemap=module.sourcemap)
             _set_context(out, context)
         return FrameOutcome(out, raw, token.name)
 

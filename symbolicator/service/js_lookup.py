@@ -50,6 +50,8 @@ from symbolicator.config import Settings
 from symbolicator.errors import (
     CacheFormatError,
     FormatError,
+    InvalidId,
+    JsErrorKind,
     LookupFailure,
     MalformedSourceMap,
     ScrapeFailure,
@@ -262,7 +264,7 @@ class JsLookup:
         except SymbolicatorError as exc:
             log.warning("looking up %s failed: %s", abs_path, exc)
             module = Module(abs_path)
-            module.minified_error = "missing_source"
+            module.minified_error = JsErrorKind.MISSING_SOURCE
             return module
 
     async def _find_module(self, abs_path: str) -> Module:
@@ -304,18 +306,18 @@ class JsLookup:
         try:
             module.cache = await self._convert(sourcemap, minified)
         except LookupFailure as exc:  # the map's bundle member is over the size cap or unreadable
-            module.map_error = {"type": "missing_sourcemap", "url": sourcemap.url}
+            module.map_error = {"type": JsErrorKind.MISSING_SOURCEMAP, "url": sourcemap.url}
             if exc.details:
                 module.map_error["details"] = exc.details
         except FormatError as exc:
             log.info("malformed source map %s: %s", sourcemap.url, exc)
-            module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
+            module.map_error = {"type": JsErrorKind.MALFORMED_SOURCEMAP, "url": sourcemap.url}
         except WorkerCrashed as exc:  # over the worker's memory limit even without names
             log.warning("converting %s failed: %s", sourcemap.url, exc)
-            module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url, "details": str(exc)}
+            module.map_error = {"type": JsErrorKind.MALFORMED_SOURCEMAP, "url": sourcemap.url, "details": str(exc)}
         except SymbolicatorError as exc:
             log.warning("converting %s failed: %s", sourcemap.url, exc)
-            module.map_error = {"type": "malformed_sourcemap", "url": sourcemap.url}
+            module.map_error = {"type": JsErrorKind.MALFORMED_SOURCEMAP, "url": sourcemap.url}
         return module
 
     @staticmethod
@@ -345,21 +347,21 @@ class JsLookup:
     async def _referenced_map(self, minified: JsFile, comments: Comments, abs_path: str) -> JsFile:
         ref = self._map_reference(minified, comments)
         if not ref:
-            raise LookupFailure("missing_sourcemap")
+            raise LookupFailure(JsErrorKind.MISSING_SOURCEMAP)
         if is_data_url(ref):
             try:
                 data = decode_data_url(ref)
             except InvalidBase64SourceMap:
-                raise LookupFailure("invalid_base64_sourcemap") from None
+                raise LookupFailure(JsErrorKind.INVALID_BASE64_SOURCEMAP) from None
             except MalformedSourceMap:
-                raise LookupFailure("malformed_sourcemap") from None
+                raise LookupFailure(JsErrorKind.MALFORMED_SOURCEMAP) from None
             return JsFile(abs_path, "sha256:" + _sha256(data), {}, "embedded", minified.resolved_with,
                           _constant(data), data)
         try:
             return await self.find_file(_map_location(abs_path, ref))
         except LookupFailure as exc:
-            raise LookupFailure("scraping_disabled" if exc.error == "scraping_disabled" else "missing_sourcemap") \
-                from None
+            kind = JsErrorKind.SCRAPING_DISABLED if exc.error is JsErrorKind.SCRAPING_DISABLED else None
+            raise LookupFailure(kind or JsErrorKind.MISSING_SOURCEMAP) from None
 
     async def _by_debug_id(self, debug_id: DebugId, abs_path: str) -> tuple[JsFile | None, JsFile | None]:
         index = await self.indexes.first([keys.js_debug_id_index(self.scope, debug_id)])  # {"files": {kind: ref}}
@@ -436,7 +438,7 @@ class JsLookup:
         key = keys.cache_key("bundle", BUNDLE_CACHE_VERSION, bundle_key)
         entry = await cached_download(storage, downloads, self.deps.coalescer, key, bundle_key)
         if entry.path is None:
-            raise LookupFailure("missing_source")
+            raise LookupFailure(JsErrorKind.MISSING_SOURCE)
         if _manifests.get(bundle_key) is None:
             limits = self.deps.settings.limits
             try:
@@ -444,7 +446,7 @@ class JsLookup:
                                                  limits.max_bundle_uncompressed_bytes)
             except (FormatError, OSError) as exc:
                 log.warning("stored bundle %s cannot be read: %s", bundle_key, exc)
-                raise LookupFailure("missing_source") from exc
+                raise LookupFailure(JsErrorKind.MISSING_SOURCE) from exc
             by_url = {f.url: f for f in bundle.files if f.url}
             _manifests.put(bundle_key, by_url)
         self._open_bundles[bundle_key] = None
@@ -459,13 +461,13 @@ class JsLookup:
                                                limits.max_bundle_uncompressed_bytes, self.max_bytes)
             except FileNotFoundError:
                 if attempt:
-                    raise LookupFailure("missing_source") from None
+                    raise LookupFailure(JsErrorKind.MISSING_SOURCE) from None
                 await asyncio.to_thread(self.deps.caches.downloads.delete,
                                         keys.cache_key("bundle", BUNDLE_CACHE_VERSION, bundle_key))
             except FormatError as exc:
                 log.warning("bundle %s member %s: %s", bundle_key, member, exc)
-                raise LookupFailure("missing_source", str(exc)) from exc
-        raise LookupFailure("missing_source")
+                raise LookupFailure(JsErrorKind.MISSING_SOURCE, str(exc)) from exc
+        raise LookupFailure(JsErrorKind.MISSING_SOURCE)
 
     async def _scrape(self, url: str) -> JsFile:
         try:
@@ -557,7 +559,7 @@ def _parse_debug_id(text: str | None) -> DebugId | None:
         return None
     try:
         return DebugId.parse(text)
-    except SymbolicatorError:
+    except InvalidId:
         return None
 
 

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from symbolicator.errors import FormatError
+from symbolicator.errors import FormatError, InvalidId, JsErrorKind
 from symbolicator.service.js import JsRequest, Module, ScrapingOptions, symbolicate
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -147,7 +147,7 @@ class OfflineModules:
         module = Module(abs_path)
         js_path = self.dirs.find(abs_path)
         if js_path is None:
-            module.minified_error = "missing_source"
+            module.minified_error = JsErrorKind.MISSING_SOURCE
             return module
         text = _read_text(js_path)
         module.lines = LineIndex(text)
@@ -162,17 +162,17 @@ class OfflineModules:
             try:
                 map_bytes = decode_data_url(ref)
             except InvalidBase64SourceMap:
-                module.map_error = {"type": "invalid_base64_sourcemap"}
+                module.map_error = {"type": JsErrorKind.INVALID_BASE64_SOURCEMAP}
                 return module
             except FormatError:
-                module.map_error = {"type": "malformed_sourcemap", "url": str(js_path)}
+                module.map_error = {"type": JsErrorKind.MALFORMED_SOURCEMAP, "url": str(js_path)}
                 return module
         elif map_path is None:
             beside = [js_path.parent / _path_of(ref)] if ref else []
             beside.append(js_path.with_name(js_path.name + ".map"))
             map_path = next((p for p in beside if p.is_file() and self.dirs.readable(p)), None)
             if map_path is None:
-                module.map_error = {"type": "missing_sourcemap"}
+                module.map_error = {"type": JsErrorKind.MISSING_SOURCEMAP}
                 return module
         label = str(map_path) if map_path else str(js_path)
         module.sourcemap = label
@@ -180,7 +180,7 @@ class OfflineModules:
         try:
             module.cache = self.open_map(map_path, map_bytes, js_path, text, label)
         except (FormatError, OSError):
-            module.map_error = {"type": "malformed_sourcemap", "url": label}
+            module.map_error = {"type": JsErrorKind.MALFORMED_SOURCEMAP, "url": label}
         return module
 
 
@@ -192,9 +192,7 @@ def _open_map(map_path: Path | None, embedded: bytes | None, js_path: Path, text
 def _debug_id(text: str | None) -> DebugId | None:
     try:
         return DebugId.parse(text) if text else None
-    except FormatError:
-        return None
-    except Exception:
+    except InvalidId:
         return None
 
 

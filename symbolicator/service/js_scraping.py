@@ -35,7 +35,7 @@ import orjson
 from symbolicator import keys
 from symbolicator.caching import Caches, Coalescer, get_or_compute
 from symbolicator.config import ScrapingSettings
-from symbolicator.errors import FetchError, Outcome, ScrapeFailure, SymbolicatorError
+from symbolicator.errors import FetchError, JsErrorKind, Outcome, ScrapeFailure, SymbolicatorError
 from symbolicator.fetch import Fetcher, origin_allowed
 
 SCRAPE_EVERY_S = 3600
@@ -80,17 +80,17 @@ class Scraper:
     async def scrape(self, url: str) -> Scraped:
         scheme = _URL_SCHEME.match(url)
         if scheme is None:  # not a URL at all (a local path, `http//x`): nothing to scrape, as Symbolicator
-            raise ScrapeFailure("missing_source")
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE)
         if not self.enabled:
             self.attempt(url, "failure", "disabled")
-            raise ScrapeFailure("scraping_disabled")
+            raise ScrapeFailure(JsErrorKind.SCRAPING_DISABLED)
         if scheme[1].lower() not in ("http", "https"):
             self.attempt(url, "failure", "invalid_host", f"`{scheme[1]}` is not an allowed download scheme")
-            raise ScrapeFailure("missing_source")
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE)
         origins = self.fetch_origins(url)
         if origins is None or self.fetcher is None:
             self.attempt(url, "failure", "invalid_host", f"{url} is not an allowed download origin")
-            raise ScrapeFailure("missing_source")
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE)
         digest = hashlib.sha256(
             (url + "\0" + orjson.dumps(self.headers, option=orjson.OPT_SORT_KEYS).decode()).encode()
         ).hexdigest()
@@ -100,26 +100,26 @@ class Scraper:
             entry = await get_or_compute(self.downloads, self.coalescer, key, lambda: self._download(url, origins))
         except FetchError as exc:
             self.attempt(url, "failure", exc.reason, str(exc))
-            raise ScrapeFailure("missing_source") from None
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE) from None
         except SymbolicatorError as exc:
             self.attempt(url, "failure", "other", str(exc))
-            raise ScrapeFailure("missing_source") from None
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE) from None
         if entry.path is None:
             self.attempt(url, "failure", "not_found", f"{url} was not found")
-            raise ScrapeFailure("missing_source")
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE)
         path = entry.path
         try:
             meta, offset, body_digest = await asyncio.to_thread(_scraped_meta, path)
         except (OSError, ValueError):
             self.attempt(url, "failure", "other", "the cached download vanished")
-            raise ScrapeFailure("missing_source") from None
+            raise ScrapeFailure(JsErrorKind.MISSING_SOURCE) from None
         self.attempt(url, "success")
 
         async def load() -> bytes:
             try:
                 return await asyncio.to_thread(_scraped_body, path, offset)
             except OSError:
-                raise ScrapeFailure("missing_source") from None
+                raise ScrapeFailure(JsErrorKind.MISSING_SOURCE) from None
 
         return Scraped(url, meta.get("headers") or {}, body_digest, load)
 

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from symbolicator.errors import FrameStatus, InvalidShape, ObjectFileStatus
+from symbolicator.errors import FrameStatus, InvalidId, InvalidShape, ObjectFileStatus
 from symbolicator.native.caller_addr import FrameAddr, lookup_addresses, parse_register
 from symbolicator.native.demangle import demangle
 from symbolicator.service.native_modules import ResolvedModule
@@ -175,14 +175,14 @@ def _module(value: Any, index: int) -> RawModule:
         if "debug_id" in fields:
             debug_id = DebugId.parse(fields["debug_id"])
             fields["debug_id"] = str(debug_id)
-    except InvalidShape:
+    except InvalidId:
         del fields["debug_id"]  # Symbolicator drops invalid ids
     code_id = None
     try:
         if "code_id" in fields:
             code_id = CodeId.parse(fields["code_id"])
             fields["code_id"] = str(code_id)
-    except InvalidShape:
+    except InvalidId:
         del fields["code_id"]
     image_addr = parse_addr(value.get("image_addr", 0) or 0, f"{where}.image_addr")
     size = value.get("image_size")

@@ -300,8 +300,6 @@ class UploadService:
                             f"({', '.join(damaged[:3])}); upload the file again"))
                     return state_json(AssembleState.ERROR, detail=(
                         f"checksum mismatch: the chunks make a file with SHA-1 {actual}, not {sha1}"))
-                if self.settings.testing.assemble_delay_s:
-                    time.sleep(self.settings.testing.assemble_delay_s)
                 t0 = time.monotonic()
                 extra = publish(path, copier)
                 if copier is not None and copier.completed:

@@ -98,9 +98,6 @@ class ScopeName:
     end_col: int
     name: str | None
 
-    def contains(self, line: int, col: int) -> bool:
-        return (self.start_line, self.start_col) <= (line, col) < (self.end_line, self.end_col)
-
 
 # Tree growth per token of the source, measured with tree-sitter-javascript 0.25 (docs/security.md):
 # 140 bytes on esbuild's TypeScript bundle, 95-130 on other minifier output. Crafted input reaches
@@ -556,14 +553,3 @@ def scope_names(
 ) -> list[ScopeName]:
     """`collect_scopes` then `resolve_scopes`: every scope with its original name."""
     return resolve_scopes(collect_scopes(minified_source), resolve, original)
-
-
-def innermost(scopes: Sequence[ScopeName], line0: int, col0: int) -> ScopeName | None:
-    """The innermost scope containing (line0, col0) in `scopes` as `scope_names` sorts them."""
-    pos = (line0, col0)
-    i = bisect.bisect_right(scopes, pos, key=lambda s: (s.start_line, s.start_col))
-    for j in range(i - 1, -1, -1):
-        scope = scopes[j]
-        if pos < (scope.end_line, scope.end_col):
-            return scope
-    return None

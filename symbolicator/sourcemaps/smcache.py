@@ -487,9 +487,6 @@ class SmCache:
             return None
         return self._str(contents[source_index])
 
-    def is_ignored(self, source_index: int) -> bool:
-        return 0 <= source_index < len(self._flags) and bool(self._flags[source_index] & _IGNORED)
-
     def source_context(self, source_index: int, line: int, n: int = 5) -> Context | None:
         """Up to n lines around 1-based `line` of a source's embedded content, or None."""
         lines = self._lines.get(source_index)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from symbolicator.errors import InvalidShape, MalformedSourceMap
+from symbolicator.errors import InvalidId, MalformedSourceMap
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.facebook import FunctionMap, function_maps, hermes_offsets
 from symbolicator.sourcemaps.urls import join_source_root, resolve_joined
@@ -410,5 +410,5 @@ def _debug_id(obj: dict[str, Any]) -> str | None:
         return None
     try:
         return str(DebugId.parse(value))
-    except InvalidShape:
+    except InvalidId:
         return None

@@ -177,11 +177,6 @@ def resolve_joined(joined: str, map_url: str | None) -> str:
     return resolve_uri(joined, directory)
 
 
-def resolve_source(source: str | None, source_root: str | None, map_url: str | None) -> str:
-    """The name a map's `sources[i]` stands for, as trace-mapping's `resolvedSources`."""
-    return resolve_joined(join_source_root(source, source_root), map_url)
-
-
 def find_source_mapping_url(minified_source: str) -> str | None:
     """The last `//# sourceMappingURL=` (or legacy `//@`) comment's URL, or None.
 

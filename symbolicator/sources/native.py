@@ -110,12 +110,6 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes, purpose)
 
 
-async def find_source_bundle(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
-                             fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
-    """The `sourcebundle` (`SYSB` with the module's sources) for `module`, if a source has one."""
-    return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes, "source")
-
-
 def _suits(hit: _Hit, purpose: Purpose) -> bool:
     """Whether a verified hit can serve `purpose` at all (Symbolicator's `object_has_features`)."""
     return hit.info.features.has_unwind_info if purpose == "unwind" else True
@@ -178,7 +172,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     dest = dest_dir / f"{uuid.uuid4().hex}.download"
     try:
         await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes)
-        info = await asyncio.to_thread(verify, dest, module, ft)
+        info = await asyncio.to_thread(verify, dest, module)
     except DownloadMiss as miss:
         dest.unlink(missing_ok=True)
         misses.add("timeout" if miss.timeout else miss.status)
@@ -196,7 +190,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     return _Hit(dest, info, source.id, ft, loc)
 
 
-def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
+def verify(path: Path, module: ModuleLookup) -> ObjectInfo:
     """The object in the file at `path` that is `module`; raises DownloadMiss("malformed") otherwise."""
     try:
         objects = identify(path)

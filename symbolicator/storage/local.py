@@ -22,7 +22,6 @@ can be fetched again, and the rename alone keeps them whole for readers.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from symbolicator.errors import ObjectNotFound, StorageError
+from symbolicator.pids import process_alive
 from symbolicator.storage.base import ABSENT, ObjectInfo, check_key
 
 TMP_DIR = ".tmp"
@@ -236,18 +236,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` runs (on this host's pid namespace): whose temp files may still be in use."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError as e:
-        return e.errno != errno.ESRCH
-    return True

@@ -11,25 +11,27 @@ so safe to share, and which a `Services` composition root is meant to own (issue
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer
-from symbolicator.caching.shared import open_shared
-from symbolicator.config import Settings, jobs_per_scope
+from symbolicator.caching.shared import SharedCache
+from symbolicator.config import Settings, StorageSettings, jobs_per_scope
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics, cache_gauges
+from symbolicator.pids import process_alive
 from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.configured import open_storage
-from symbolicator.storage.local import process_alive
+from symbolicator.storage.base import Storage
+from symbolicator.storage.configured import open_shared_storage, open_storage
 from symbolicator.web import (
     health,
     minidump,
@@ -56,6 +58,8 @@ from symbolicator.web.state import (
     WORKERS,
 )
 
+StorageFactory = Callable[[StorageSettings], Storage]
+
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -70,14 +74,15 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
+async def _resources(app: web.Application, storage_factory: StorageFactory) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    storage = open_storage(settings.storage)
+    storage = storage_factory(settings.storage)
     app[STORAGE] = storage
     app[INDEXES] = IndexReader(storage)
     c, s3 = settings.cache, settings.storage.s3
-    shared = open_shared(c.shared, c.shared_endpoint_url or s3.endpoint_url, c.shared_region or s3.region,
-                         app[METRICS].shared_cache_event)
+    shared_store = open_shared_storage(c.shared, c.shared_endpoint_url or s3.endpoint_url,
+                                       c.shared_region or s3.region)
+    shared = SharedCache(shared_store, app[METRICS].shared_cache_event) if shared_store is not None else None
     caches = Caches.open(c.dir, c.downloads_max_bytes, c.derived_max_bytes, shared)
     app[CACHES] = caches
     app[METRICS].add_collector(lambda: cache_gauges(caches))
@@ -108,7 +113,8 @@ def own_work_dir(root: Path) -> Path:
     return root / str(os.getpid())
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, storage_factory: StorageFactory = open_storage) -> web.Application:
+    """The service; `storage_factory` opens its storage (tests wrap the real one: tests/support/slow_storage.py)."""
     app = web.Application(
         middlewares=[body_deadline_middleware, metrics_middleware, error_middleware],
         client_max_size=settings.limits.max_body_bytes,
@@ -119,7 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app[JOBS] = JobRegistry(settings.limits.max_concurrent_jobs, settings.limits.job_timeout_s,
                             jobs_per_scope(settings.limits))
     app[COALESCER] = Coalescer()
-    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(functools.partial(_resources, storage_factory=storage_factory))
     app.add_routes(health.routes)
     app.add_routes(uploads.routes)
     app.add_routes(requests.routes)

@@ -43,7 +43,7 @@ from types import FrameType
 
 from symbolicator.config import Settings
 from symbolicator.metrics import MULTIPROC_ENV
-from symbolicator.storage.local import process_alive
+from symbolicator.pids import process_alive
 
 log = logging.getLogger(__name__)
 

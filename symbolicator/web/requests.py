@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from symbolicator.errors import InvalidShape
+from symbolicator.errors import InvalidShape, invalid_shape
 from symbolicator.fetch_tenants import fetches_for
 from symbolicator.types import GLOBAL_SCOPE, Scope
 from symbolicator.web.state import AUTH, JOBS, SETTINGS
@@ -27,7 +27,8 @@ def request_scope(request: web.Request) -> Scope:
     if not raw:
         return GLOBAL_SCOPE
     aliases = request.app[SETTINGS].scope_aliases
-    return Scope.parse(aliases.get(raw, raw))
+    with invalid_shape():
+        return Scope.parse(aliases.get(raw, raw))
 
 
 def request_timeout(request: web.Request) -> float | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from symbolicator.errors import BadRequest, InvalidShape, NotFound, PayloadTooLarge
+from symbolicator.errors import BadRequest, InvalidId, InvalidShape, NotFound, PayloadTooLarge, invalid_shape
 from symbolicator.service.uploads import CHUNKS_PER_REQUEST, parse_dif_assemble
 from symbolicator.types import Scope, check_dist, check_release
 from symbolicator.web.bodies import read_json
@@ -26,7 +26,7 @@ routes = web.RouteTableDef()
 def url_scope(org: str, project: str | None = None) -> Scope:
     try:
         return Scope.parse(f"{org}/{project}" if project is not None else org)
-    except InvalidShape:
+    except InvalidId:
         raise NotFound(f"no such organization or project: {org}/{project or ''}") from None
 
 
@@ -104,12 +104,13 @@ async def bundle_assemble(request: web.Request) -> web.Response:
     scopes = list(dict.fromkeys(project_scope(request, org, str(p)) for p in projects))
     request.app[AUTH].require_upload(request, scopes)
     release, dist = body.get("version"), body.get("dist")
-    if release is not None:
-        check_release(release, "`version`")
     if dist is not None and (not isinstance(dist, str) or release is None):
         raise InvalidShape("`dist` must be a string and needs `version`")
-    if dist is not None:
-        check_dist(dist)
+    with invalid_shape():
+        if release is not None:
+            check_release(release, "`version`")
+        if dist is not None:
+            check_dist(dist)
     answer = await request.app[UPLOADS].assemble_bundle(url_scope(org), scopes, body["checksum"], chunks, release, dist)
     return web.json_response(answer)
 

@@ -16,7 +16,6 @@ import pytest
 import requests
 from elftools.elf.elffile import ELFFile
 
-from symbolicator.native.demangle import normalize_rust
 from tests.support.service import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,17 +104,33 @@ def llvm_symbolize(obj: Path, addrs: list[int]) -> list[list[dict[str, Any]]]:
     out = subprocess.run([LLVM_SYMBOLIZER, "--output-style=JSON", "--inlining", f"--obj={obj}"],
                          input="\n".join(hex(a) for a in addrs), capture_output=True, text=True, check=True).stdout
     answers = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return [[{"function": _norm_function(s["FunctionName"].replace("??", "")),
+    return [[{"function": norm_function(s["FunctionName"].replace("??", "")),
               "abs_path": _norm_path(s["FileName"].replace("??", "")), "lineno": s["Line"] or None}
              for s in a["Symbol"] if s["FunctionName"] not in ("??", "") or s["FileName"] not in ("??", "")]
             for a in answers]
 
 
 _CLOSE_TEMPLATES = re.compile(r">\s+(?=>)")
+_RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+_RUST_ESCAPES = {"$SP$": "@", "$BP$": "*", "$RF$": "&", "$LT$": "<", "$GT$": ">", "$LP$": "(", "$RP$": ")",
+                 "$C$": ",", "$u7e$": "~", "$u20$": " ", "$u27$": "'", "$u3d$": "=", "$u5b$": "[",
+                 "$u5d$": "]", "$u7b$": "{", "$u7d$": "}", "$u3b$": ";", "$u2b$": "+", "$u22$": '"', "..": "::"}
+_RUST_ESCAPE = re.compile(r"\$(SP|BP|RF|LT|GT|LP|RP|C|u7e|u20|u27|u3d|u5b|u5d|u7b|u7d|u3b|u2b|u22)\$")
 
 
-def _norm_function(name: str) -> str:
-    """API.md §4, plus `> >` → `>>` (LLVM 14's demangler spaces closing brackets, pydemumble does not)."""
+def normalize_rust(name: str) -> str:
+    """A name llvm-symbolizer printed with Rust's legacy escapes and hash suffix, as our demangler prints it."""
+    name = _RUST_HASH.sub("", name)
+    if "$" in name:
+        name = re.sub(r"(^|::)_\$", r"\1$", name)
+        name = _RUST_ESCAPE.sub(lambda m: _RUST_ESCAPES["$" + m.group(1) + "$"], name)
+        name = name.replace("..", "::")
+    return name
+
+
+def norm_function(name: str) -> str:
+    """docs/cli.md's comparison, plus `> >` → `>>` (LLVM 14's demangler spaces closing brackets, pydemumble
+    does not)."""
     return _CLOSE_TEMPLATES.sub(">", normalize_rust(name))
 
 
@@ -125,7 +140,7 @@ def _norm_path(path: str) -> str | None:
 
 def ours(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The comparable part of our frames for one `original_index`."""
-    return [{"function": _norm_function(f.get("function") or ""), "abs_path": _norm_path(f.get("abs_path") or ""),
+    return [{"function": norm_function(f.get("function") or ""), "abs_path": _norm_path(f.get("abs_path") or ""),
              "lineno": f.get("lineno")} for f in frames if f["status"] == "symbolicated"]
 
 

@@ -58,15 +58,20 @@ def write_toml(path: Path, settings: dict[str, Any]) -> Path:
     return path
 
 
+SERVE = ("-m", "symbolicator", "serve")
+REPO = Path(__file__).resolve().parents[2]
+
+
 class PortTaken(Exception):
     """The free port picked for the service was taken before it could bind."""
 
 
 class ServiceProcess:
     def __init__(self, workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), command: tuple[str, ...] = SERVE) -> None:
         self.workdir = workdir
         self.args = args
+        self.command = command  # the interpreter's arguments before `--config FILE`
         self.port = free_port()
         self.settings = {"bind": f"127.0.0.1:{self.port}", **settings}
         self.env = env or {}
@@ -93,11 +98,13 @@ class ServiceProcess:
     def _start(self, timeout: float) -> "ServiceProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYMBOLICATOR_")}
         env.update(self.env)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "symbolicator", "serve", "--config", str(self.config), *self.args],
-            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        if self.command != SERVE:  # a module of tests/support: the child runs in `workdir`, away from the repo
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        with open(self.log_path, "ab") as log:  # the child holds its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.command, "--config", str(self.config), *self.args],
+                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,8 +148,8 @@ def service_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
     started: list[ServiceProcess] = []
 
     def make(settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-             start: bool = True) -> ServiceProcess:
-        svc = ServiceProcess(tmp_path, settings or {}, env)
+             start: bool = True, command: tuple[str, ...] = SERVE) -> ServiceProcess:
+        svc = ServiceProcess(tmp_path, settings or {}, env, command=command)
         started.append(svc)
         return svc.start() if start else svc
 
