@@ -172,7 +172,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     dest = dest_dir / f"{uuid.uuid4().hex}.download"
     try:
         await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes)
-        info = await asyncio.to_thread(verify, dest, module)
+        info = await asyncio.to_thread(verify, dest, module, ft)
     except DownloadMiss as miss:
         dest.unlink(missing_ok=True)
         misses.add("timeout" if miss.timeout else miss.status)
@@ -190,7 +190,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     return _Hit(dest, info, source.id, ft, loc)
 
 
-def verify(path: Path, module: ModuleLookup) -> ObjectInfo:
+def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
     """The object in the file at `path` that is `module`; raises DownloadMiss("malformed") otherwise."""
     try:
         objects = identify(path)
@@ -198,7 +198,7 @@ def verify(path: Path, module: ModuleLookup) -> ObjectInfo:
         raise DownloadMiss("malformed", str(e)) from None
     except OSError as e:
         raise DownloadMiss("error", f"cannot read the download: {e}") from None
-    want = file_type if file_type in ("sourcebundle", BREAKPAD) else module.object_type
+    want = file_type if file_type == BREAKPAD else module.object_type
     same_ids = [o for o in objects if o.file_format == want and not o.artifact_bundle and _ids_match(o, module)]
     if module.arch is not Arch.UNKNOWN:
         exact = [o for o in same_ids if o.arch is module.arch]
