@@ -17,7 +17,9 @@ about a microsecond and no JSON. The file is a header, a section table, and
                           bit 1: a Hermes map); the bytecode's size in bytes when it was known at
                           build time (else NONE)
     TOKEN_FUNCTIONS u32[n] per token, the string id of the function Metro's function map names at
-                          its original position (NONE: no function map for its source)
+                          its original position, else of the original function the token was
+                          inlined from (inlining.py; "" for an anonymous one); NONE: the
+                          enclosing minified scope names it
     HERMES_OFFSETS  u32[h] start offsets of the compiled functions of bytecode segment 0
 
 Scopes arrive as nested ranges (outer before inner) and are flattened at build
@@ -56,8 +58,8 @@ from symbolicator.sourcemaps.sourcemap import (
 from symbolicator.sourcemaps.urls import resolve_joined
 
 # v1: tokens, scopes, strings, ignore flags; v2: names-skipped flag, naming-scheme sources as given;
-# v3: Metro/Hermes; v4: one flags word
-SOURCEMAP_CACHE_VERSION = 4
+# v3: Metro/Hermes; v4: one flags word; v5: per-token names of inlined original functions
+SOURCEMAP_CACHE_VERSION = 5
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
 _HEADER = struct.Struct("<8sIIQ")
@@ -97,6 +99,8 @@ _ITEM = {
     for s in _Section
 }
 _FORMAT: dict[int, Literal["Q", "I", "B"]] = {8: "Q", 4: "I", 1: "B"}
+# `inlining.inlined_functions`' answer: names, and per token an index into them (-1: none).
+Inlined = tuple[list[str], np.ndarray]
 
 
 class ScopeLike(Protocol):
@@ -129,43 +133,53 @@ class _Strings:
         return sid
 
 
-def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
-    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next.
+def flatten_ranges(scopes: Sequence[ScopeLike]) -> list[tuple[int, int]]:
+    """Nested scopes → sorted (key, index of the innermost scope, -1 for none) boundaries; each
+    holds until the next.
 
     Plain int tuples are built once and sorted (nearly free: scopes arrive sorted), so the
     sweep below touches no attributes: this runs over every scope of a bundle.
     """
     ordered = sorted(((s.start_line << 32) | s.start_col, -((s.end_line << 32) | s.end_col), i)
                      for i, s in enumerate(scopes))
-    names = [s.name for s in scopes]
-    out: list[tuple[int, str | None]] = []
-    stack: list[tuple[int, str | None]] = []
+    out: list[tuple[int, int]] = []
+    stack: list[tuple[int, int]] = []
     append = out.append
 
-    def emit(at: int, name: str | None) -> None:
+    def emit(at: int, index: int) -> None:
         if out and out[-1][0] == at:
-            out[-1] = (at, name)
+            out[-1] = (at, index)
         else:
-            append((at, name))
+            append((at, index))
 
     for start, neg_end, i in ordered:
-        end, name = -neg_end, names[i]
+        end = -neg_end
         while stack and stack[-1][0] <= start:
             closed_end = stack.pop()[0]
-            emit(closed_end, stack[-1][1] if stack else None)
+            emit(closed_end, stack[-1][1] if stack else -1)
         if end <= start:
             continue
-        emit(start, name)
-        stack.append((min(end, stack[-1][0]) if stack else end, name))
+        emit(start, i)
+        stack.append((min(end, stack[-1][0]) if stack else end, i))
     while stack:
         closed_end = stack.pop()[0]
-        emit(closed_end, stack[-1][1] if stack else None)
+        emit(closed_end, stack[-1][1] if stack else -1)
     return out
 
 
-def _token_functions(sm: SourceMap, strings: _Strings) -> np.ndarray:
-    """Per token, the string id of the name Metro's function map gives its original position (NONE: none)."""
+def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
+    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next."""
+    return [(key, scopes[i].name if i >= 0 else None) for key, i in flatten_ranges(scopes)]
+
+
+def _token_functions(sm: SourceMap, strings: _Strings, inlined: Inlined | None) -> np.ndarray:
+    """Per token, the string id of the name Metro's function map gives its original position, else
+    of the original function it was inlined from (NONE: neither)."""
     out = np.full(len(sm.keys), NONE, dtype="<u4")
+    if inlined is not None:
+        names, index = inlined
+        ids = np.array([strings.add(n) for n in names] + [NONE], dtype="<u4")
+        out[:] = ids[index]  # index -1 (no override) picks the NONE sentinel
     seg = sm.segments
     for src, fmap in enumerate(sm.function_maps):
         if fmap is None or not fmap.keys:
@@ -182,8 +196,11 @@ def _token_functions(sm: SourceMap, strings: _Strings) -> np.ndarray:
 
 
 def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecode_size: int | None = None, *,
-                   names_skipped: bool = False) -> bytearray:
+                   names_skipped: bool = False, inlined: Inlined | None = None) -> bytearray:
     """Serialize a parsed map (and already-computed scopes) into cache bytes.
+
+    `inlined` is `inlining.inlined_functions`' answer: per token, the original function to name
+    it by where the minifier inlined it (Metro's function maps still come first).
 
     `names_skipped` records that the function-name pass was skipped (over its budget), so frames
     can say why they have no original function name.
@@ -212,7 +229,7 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecod
                                  (_NAMES_SKIPPED if names_skipped else 0)
                                  | (_HERMES if sm.hermes_offsets is not None else 0),
                                  NONE if bytecode_size is None else min(bytecode_size, NONE - 1)], dtype="<u4"),
-        _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings),
+        _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings, inlined),
         _Section.HERMES_OFFSETS: np.array((sm.hermes_offsets or {}).get(0, ()), dtype="<u4"),
     }
     offsets = np.zeros(len(strings.items) + 1, dtype="<u8")
@@ -273,8 +290,12 @@ def build_from_sources(map_bytes: bytes, minified_source: str | bytes | None, *,
     except (OverBudget, MemoryError) as exc:
         log.warning("function names skipped: %s", exc or "out of memory")
         return build_from_map(parse(map_bytes), (), names_skipped=True)
+    from symbolicator.sourcemaps.inlining import inlined_functions
+
     sm = parse(map_bytes)
-    return build_from_map(sm, resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm)))
+    scopes = resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm))
+    del pending
+    return build_from_map(sm, scopes, inlined=inlined_functions(sm, scopes, names_max_memory))
 
 
 def write(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
@@ -452,13 +473,15 @@ class SmCache:
         if self.is_hermes and not self._in_same_function(line, column - 1, key & 0xFFFFFFFF):
             return None
         function = self._str(self._token_functions[i])
+        if function is None:
+            function = self.function_at(line, column)
         return Token(
             source=self.source(src),
             source_index=src,
             original_line=self._line[i] + 1,
             original_column=self._col[i] + 1,
             name=self._name_of(self._name[i]),
-            function=function if function is not None else self.function_at(line, column),
+            function=function or None,
             in_app=not self._flags[src] & _IGNORED,
             generated_line=(key >> 32) + 1,
             generated_column=(key & 0xFFFFFFFF) + 1,
