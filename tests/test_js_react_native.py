@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,45 @@ async def test_broken_react_native_maps_are_per_frame_errors(service: ServicePro
     assert body["errors"] == [{"abs_path": url, "type": "malformed_sourcemap", "url": f"{url}.map"}]
     assert [f["data"]["symbolicated"] for f in body["stacktraces"][0]["frames"]] == [False] * len(want)
     assert symbolicate(service, "rn-hermes", hermes_frames(want))["errors"] == []  # the service goes on serving
+
+
+# --- `symbolicator upload` picks up React Native bundles with their maps ------------------------
+
+
+def our_upload(svc: ServiceProcess, work: Path, kind: str, release: str, *paths: str) -> str:
+    """out/<kind> as React Native's build leaves it, uploaded by `symbolicator upload FOLDER`."""
+    folder = work / f"ours-{release}"
+    shutil.copytree(RN / "out" / kind, folder)
+    run = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", svc.url, "--scope", "acme/web",
+                          "--release", release, "--dist", "1", "--wait", "--no-progress",
+                          *(str(folder / p) for p in paths or ("",))],
+                         capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+@pytest.mark.parametrize("paths", [(), (BUNDLE, f"{BUNDLE}.map")], ids=["folder", "files"])
+def test_our_upload_of_a_metro_bundle_names_frames_as_metro(service: ServiceProcess, tmp_path: Path,
+                                                             paths: tuple[str, ...]) -> None:
+    release = f"rn-js-ours-{len(paths)}"
+    out = our_upload(service, tmp_path, "metro", release, *paths)
+    assert "(2 files" in out, out
+    want = expected("metro")
+    frames = [{"abs_path": ABS_PATH, "lineno": f["line"], "colno": f["column"], "function": f["engine_function"]}
+              for f in reversed(want)]
+    body = symbolicate(service, release, frames)
+    assert body["errors"] == []
+    assert_as_metro_symbolicate(body["stacktraces"][0]["frames"], want)
+
+
+def test_our_upload_of_hermes_bytecode_pairs_it_with_its_map(service: ServiceProcess, tmp_path: Path) -> None:
+    """Bytecode has no `sourceMappingURL` comment: the map beside it (`index.android.bundle.map`) is
+    its map, as `sentry-cli react-native gradle --bundle … --sourcemap …` declares it."""
+    our_upload(service, tmp_path, "hermes", "rn-hermes-ours")
+    want = expected("hermes")
+    body = symbolicate(service, "rn-hermes-ours", hermes_frames(want))
+    assert body["errors"] == []
+    frames = body["stacktraces"][0]["frames"]
+    assert_as_metro_symbolicate(frames, want)
+    assert {f["data"]["sourcemap"] for f in frames} == {f"{ABS_PATH}.map"}
