@@ -20,7 +20,10 @@ about a microsecond and no JSON. The file is a header, a section table, and
                           its original position, else of the original function the token was
                           inlined from (inlining.py; "" for an anonymous one); NONE: the
                           enclosing minified scope names it
-    HERMES_OFFSETS  u32[h] start offsets of the compiled functions of bytecode segment 0
+    HERMES_OFFSETS  u32[h] start offsets of the compiled functions, segment after segment
+    HERMES_SEGMENTS u32[k] the bytecode segments the map has offsets for, ascending (the map's
+                          line N + 1 is segment N); HERMES_SEGMENT_ENDS u32[k] where each
+                          segment's offsets end in HERMES_OFFSETS
 
 Scopes arrive as nested ranges (outer before inner) and are flattened at build
 time into boundaries, so "which function encloses this position" is one bisect,
@@ -58,7 +61,8 @@ from symbolicator.sourcemaps.sourcemap import (
 from symbolicator.sourcemaps.urls import resolve_joined
 
 # v1: tokens, scopes, strings, ignore flags; v2: names-skipped flag, naming-scheme sources as given;
-# v3: Metro/Hermes; v4: one flags word; v5: per-token names of inlined original functions
+# v3: Metro/Hermes; v4: one flags word; v5: per-token names of inlined original functions, every
+# Hermes bytecode segment
 SOURCEMAP_CACHE_VERSION = 5
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
@@ -88,6 +92,8 @@ class _Section(enum.IntEnum):
     META = 14
     TOKEN_FUNCTIONS = 15
     HERMES_OFFSETS = 16
+    HERMES_SEGMENTS = 17
+    HERMES_SEGMENT_ENDS = 18
 
 
 _ITEM = {
@@ -195,6 +201,14 @@ def _token_functions(sm: SourceMap, strings: _Strings, inlined: Inlined | None) 
     return out
 
 
+def _hermes_sections(offsets: dict[int, tuple[int, ...]] | None) -> dict[_Section, np.ndarray]:
+    segments = sorted((offsets or {}).items())
+    flat = [o for _, starts in segments for o in starts]
+    return {_Section.HERMES_OFFSETS: np.array(flat, dtype="<u4"),
+            _Section.HERMES_SEGMENTS: np.array([k for k, _ in segments], dtype="<u4"),
+            _Section.HERMES_SEGMENT_ENDS: np.cumsum([len(v) for _, v in segments], dtype=np.int64).astype("<u4")}
+
+
 def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecode_size: int | None = None, *,
                    names_skipped: bool = False, inlined: Inlined | None = None) -> bytearray:
     """Serialize a parsed map (and already-computed scopes) into cache bytes.
@@ -230,7 +244,7 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecod
                                  | (_HERMES if sm.hermes_offsets is not None else 0),
                                  NONE if bytecode_size is None else min(bytecode_size, NONE - 1)], dtype="<u4"),
         _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings, inlined),
-        _Section.HERMES_OFFSETS: np.array((sm.hermes_offsets or {}).get(0, ()), dtype="<u4"),
+        **_hermes_sections(sm.hermes_offsets),
     }
     offsets = np.zeros(len(strings.items) + 1, dtype="<u8")
     np.cumsum(np.fromiter((len(b) for b in strings.items), dtype=np.uint64, count=len(strings.items)), out=offsets[1:])
@@ -346,6 +360,8 @@ class SmCache:
         self.bytecode_size: int | None = None if v[_Section.META][3] == NONE else int(v[_Section.META][3])
         self._token_functions = v[_Section.TOKEN_FUNCTIONS]
         self._hermes_offsets = v[_Section.HERMES_OFFSETS]
+        self._hermes_segments = v[_Section.HERMES_SEGMENTS]
+        self._hermes_ends = v[_Section.HERMES_SEGMENT_ENDS]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], map_url: str | None = None) -> SmCache:
@@ -413,6 +429,8 @@ class SmCache:
             raise CacheFormatError("sourcemap cache source arrays differ in length")
         if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 4 or n[_Section.STR_OFFSETS] == 0:
             raise CacheFormatError("sourcemap cache scope, meta or string arrays are corrupt")
+        if n[_Section.HERMES_SEGMENTS] != n[_Section.HERMES_SEGMENT_ENDS]:
+            raise CacheFormatError("sourcemap cache Hermes segment arrays differ in length")
         offsets_at, offsets_count = spans[_Section.STR_OFFSETS]
         (blob_size,) = struct.unpack_from("<Q", buf, offsets_at + 8 * (offsets_count - 1))
         if blob_size != n[_Section.STR_BLOB]:
@@ -488,11 +506,17 @@ class SmCache:
         )
 
     def _in_same_function(self, line: int, offset: int, mapped_offset: int) -> bool:
-        """A Hermes frame (line 1, column = bytecode offset): inside the bytecode and a compiled function, and
+        """A Hermes frame (line = bytecode segment + 1, column = bytecode offset): inside a compiled function
+        of its segment (and inside the bytecode, for segment 0, the bundle's own, when its size is known), and
         the mapping found for it starts in that same function (else it would describe another one)."""
-        if line != 1 or (self.bytecode_size is not None and offset >= self.bytecode_size):
+        segment = line - 1
+        if segment == 0 and self.bytecode_size is not None and offset >= self.bytecode_size:
             return False
-        start = function_of(self._hermes_offsets, offset)
+        at = bisect_right(self._hermes_segments, segment) - 1
+        if at < 0 or self._hermes_segments[at] != segment:
+            return False
+        begin = int(self._hermes_ends[at - 1]) if at else 0
+        start = function_of(self._hermes_offsets[begin : int(self._hermes_ends[at])], offset)
         return start >= 0 and mapped_offset >= start
 
     def _name_of(self, index: int) -> str | None:
