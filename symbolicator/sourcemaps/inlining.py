@@ -7,10 +7,14 @@ says whose function it is, and naming frames from minified scopes (`scopes.py`) 
 function that really holds the code is the one enclosing the frame's *original* position in the
 original source, which the map usually carries (`sourcesContent`).
 
-So, at conversion time, every original source that some mapping points into is parsed once
-(tree-sitter; TypeScript's grammar for TypeScript sources, `scopes.original_scopes`), and each
-mapping gets the original function enclosing its original position, stored in the sourcemap
-cache's per-token function section (a lookup stays one bisect). Which name wins (`Rule`):
+So, at conversion time, the sources the minifier moved code out of (`suspect_sources`, a cheap
+pass over the mappings) are parsed once each (tree-sitter; TypeScript's grammar for TypeScript
+sources, `scopes.original_scopes`), and each mapping into them gets the original function
+enclosing its original position, stored in the sourcemap cache's per-token function section (a
+lookup stays one bisect). Parsing every source would name every position by its original
+function, but costs a parse of all the original code (seconds on a large bundle, where the
+≤ 3× `symbolic` conversion bound leaves none); the sources without moved code keep the minified
+scopes' names, which are right there. Which name wins in a parsed source (`Rule`):
 
 - `always` (what the service does): the original function wherever the original position lies
   in one; the minified scope's name only where it lies in none (top-level code), where the
@@ -48,7 +52,7 @@ ANONYMOUS = ""
 
 
 def _innermost(scopes: Sequence[ScopeLike], keys: np.ndarray) -> np.ndarray:
-    """For each sorted-or-not `keys` (line0 << 32 | utf16 col0), the index of the innermost scope
+    """For each of `keys` (line0 << 32 | utf16 col0, in any order), the index of the innermost scope
     holding it (-1: none)."""
     flat = flatten_ranges(scopes)
     if not flat:
@@ -94,8 +98,9 @@ def suspect_sources(sm: SourceMap, minified: Sequence[ScopeLike]) -> set[int]:
     first = _scope_origins(sm, minified)
     enclosing = _innermost(minified, sm.keys)
     head = np.where(enclosing >= 0, first[np.maximum(enclosing, 0)], -1)
-    known = (head >= 0) & (src >= 0) & (src < len(sm.sources_content))
     at = np.maximum(head, 0)
+    count = len(sm.sources_content)
+    known = (head >= 0) & (src >= 0) & (src < count) & (src[at] >= 0) & (src[at] < count)
     moved = known & ((src != src[at]) | (line < line[at]))
     return set(np.unique(src[moved]).tolist())
 
