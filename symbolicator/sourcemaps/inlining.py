@@ -51,10 +51,14 @@ NO_OVERRIDE = -1
 ANONYMOUS = ""
 
 
-def _innermost(scopes: Sequence[ScopeLike], keys: np.ndarray) -> np.ndarray:
+Flat = Sequence[tuple[int, int]]
+
+
+def _innermost(scopes: Sequence[ScopeLike], keys: np.ndarray, flat: Flat | None = None) -> np.ndarray:
     """For each of `keys` (line0 << 32 | utf16 col0, in any order), the index of the innermost scope
-    holding it (-1: none)."""
-    flat = flatten_ranges(scopes)
+    holding it (-1: none). `flat`: `flatten_ranges(scopes)`, when the caller has it."""
+    if flat is None:
+        flat = flatten_ranges(scopes)
     if not flat:
         return np.full(len(keys), -1, dtype=np.int64)
     bounds = np.fromiter((b[0] for b in flat), dtype=np.uint64, count=len(flat))
@@ -81,7 +85,7 @@ def _scope_origins(sm: SourceMap, minified: Sequence[ScopeLike]) -> np.ndarray:
     return np.where(same_line, first, -1)
 
 
-def suspect_sources(sm: SourceMap, minified: Sequence[ScopeLike]) -> set[int]:
+def suspect_sources(sm: SourceMap, minified: Sequence[ScopeLike], flat: Flat | None = None) -> set[int]:
     """Sources some of whose code sits in a minified scope that does not come from its function:
     a mapping whose original position is in another source than the scope's first mapping, or
     on an earlier line of the same one (code placed before its function cannot be in it).
@@ -96,7 +100,7 @@ def suspect_sources(sm: SourceMap, minified: Sequence[ScopeLike]) -> set[int]:
     src = seg.src.astype(np.int64)
     line = seg.src_line.astype(np.int64)
     first = _scope_origins(sm, minified)
-    enclosing = _innermost(minified, sm.keys)
+    enclosing = _innermost(minified, sm.keys, flat)
     head = np.where(enclosing >= 0, first[np.maximum(enclosing, 0)], -1)
     at = np.maximum(head, 0)
     count = len(sm.sources_content)
@@ -106,13 +110,15 @@ def suspect_sources(sm: SourceMap, minified: Sequence[ScopeLike]) -> set[int]:
 
 
 def inlined_functions(sm: SourceMap, minified: Sequence[ScopeLike], max_memory: int | None = None,
-                      rule: Rule = "always", sources: set[int] | None = None) -> tuple[list[str], np.ndarray]:
+                      rule: Rule = "always", sources: set[int] | None = None,
+                      flat: Flat | None = None) -> tuple[list[str], np.ndarray]:
     """Per mapping of `sm`, the original function to name it by (`rule`: see the module docstring).
 
     Returns (names, index): `index[i]` is a position in `names` for mapping i, or NO_OVERRIDE
     where the minified scope's name stands; a name is ANONYMOUS for an anonymous function.
     `minified` are the minified file's scopes as `scopes.scope_names` gives them. `sources`
-    limits the parse to those source indices (default: `suspect_sources`).
+    limits the parse to those source indices (default: `suspect_sources`). `flat` is
+    `smcache.flatten_ranges(minified)` when the caller has it (it is the costly part of the filter).
     """
     n = len(sm.keys)
     index = np.full(n, NO_OVERRIDE, dtype=np.int64)
@@ -120,7 +126,7 @@ def inlined_functions(sm: SourceMap, minified: Sequence[ScopeLike], max_memory: 
     if not n:
         return names, index
     if sources is None:
-        sources = suspect_sources(sm, minified)
+        sources = suspect_sources(sm, minified, flat)
     src = sm.segments.src.astype(np.int64)
     # The original function of each mapping, as a global id over all parsed sources.
     orig = np.full(n, -1, dtype=np.int64)
@@ -144,7 +150,7 @@ def inlined_functions(sm: SourceMap, minified: Sequence[ScopeLike], max_memory: 
         return names, orig
     first = _scope_origins(sm, minified)
     scope_orig = np.where(first >= 0, orig[np.maximum(first, 0)], -1)
-    enclosing = _innermost(minified, sm.keys)
+    enclosing = _innermost(minified, sm.keys, flat)
     stands_for = np.where(enclosing >= 0, scope_orig[np.maximum(enclosing, 0)], -1)
     inlined = (orig >= 0) & (orig != stands_for)
     index[inlined] = orig[inlined]

@@ -173,9 +173,12 @@ def flatten_ranges(scopes: Sequence[ScopeLike]) -> list[tuple[int, int]]:
     return out
 
 
-def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
-    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next."""
-    return [(key, scopes[i].name if i >= 0 else None) for key, i in flatten_ranges(scopes)]
+def flatten_scopes(scopes: Sequence[ScopeLike],
+                   flat: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, str | None]]:
+    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next.
+    `flat`: `flatten_ranges(scopes)`, when the caller has it."""
+    return [(key, scopes[i].name if i >= 0 else None)
+            for key, i in (flatten_ranges(scopes) if flat is None else flat)]
 
 
 def _token_functions(sm: SourceMap, strings: _Strings, inlined: Inlined | None) -> np.ndarray:
@@ -210,11 +213,13 @@ def _hermes_sections(offsets: dict[int, tuple[int, ...]] | None) -> dict[_Sectio
 
 
 def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecode_size: int | None = None, *,
-                   names_skipped: bool = False, inlined: Inlined | None = None) -> bytearray:
+                   names_skipped: bool = False, inlined: Inlined | None = None,
+                   flat: Sequence[tuple[int, int]] | None = None) -> bytearray:
     """Serialize a parsed map (and already-computed scopes) into cache bytes.
 
     `inlined` is `inlining.inlined_functions`' answer: per token, the original function to name
-    it by where the minifier inlined it (Metro's function maps still come first).
+    it by where the minifier inlined it (Metro's function maps still come first). `flat` is
+    `flatten_ranges(scope_names)` when the caller has it already.
 
     `names_skipped` records that the function-name pass was skipped (over its budget), so frames
     can say why they have no original function name.
@@ -225,7 +230,7 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecod
     """
     strings = _Strings()
     seg = sm.segments
-    boundaries = flatten_scopes(scope_names)
+    boundaries = flatten_scopes(scope_names, flat)
     arrays: dict[_Section, np.ndarray] = {
         _Section.KEYS: sm.keys.astype("<u8", copy=False),
         _Section.SRC: seg.src.astype("<i4", copy=False),
@@ -309,7 +314,8 @@ def build_from_sources(map_bytes: bytes, minified_source: str | bytes | None, *,
     sm = parse(map_bytes)
     scopes = resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm))
     del pending
-    return build_from_map(sm, scopes, inlined=inlined_functions(sm, scopes, names_max_memory))
+    flat = flatten_ranges(scopes)
+    return build_from_map(sm, scopes, inlined=inlined_functions(sm, scopes, names_max_memory, flat=flat), flat=flat)
 
 
 def write(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
