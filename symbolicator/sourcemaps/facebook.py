@@ -135,7 +135,8 @@ def hermes_offsets(obj: dict[str, Any]) -> dict[int, tuple[int, ...]] | None:
         raise MalformedSourceMap("`x_hermes_function_offsets` must be an object")
     out: dict[int, tuple[int, ...]] = {}
     for key, offsets in value.items():
-        if not (isinstance(key, str) and key.isdigit()) or not isinstance(offsets, list):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and int(key) <= _MAX) or not isinstance(
+                offsets, list):
             raise MalformedSourceMap("`x_hermes_function_offsets` maps segment numbers to arrays")
         if not all(type(o) is int and 0 <= o <= _MAX for o in offsets) or list(offsets) != sorted(offsets):
             raise MalformedSourceMap(f"`x_hermes_function_offsets[{key}]` must hold ascending bytecode offsets")

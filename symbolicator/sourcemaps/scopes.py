@@ -200,7 +200,7 @@ def grammar_for(path: str) -> Grammar:
     stem = path.split("?", 1)[0].split("#", 1)[0].lower()
     if stem.endswith(".tsx"):
         return "tsx"
-    if stem.endswith((".ts", ".mts", ".cts")) and not stem.endswith(".d.ts"):
+    if stem.endswith((".ts", ".mts", ".cts")):
         return "typescript"
     return "javascript"
 
