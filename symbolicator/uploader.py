@@ -103,7 +103,12 @@ def find_files(paths: Iterable[Path]) -> Found:
     for root in paths:
         if root.is_file():
             if root.suffix in JS_EXTENSIONS:
-                found.js_roots.append((root.parent, [root]))
+                # Files named from one folder go up together, so a bundle and its map meet.
+                same = next((files for folder, files in found.js_roots if folder == root.parent), None)
+                if same is None:
+                    found.js_roots.append((root.parent, [root]))
+                elif root not in same:
+                    same.append(root)
             elif is_debug_file(root):
                 found.debug_files.append(root)
             else:
@@ -125,7 +130,13 @@ def find_files(paths: Iterable[Path]) -> Found:
     return found
 
 
-def _js_headers(path: Path, data: bytes) -> dict[str, str]:
+def _js_headers(path: Path, data: bytes, beside: set[Path] | None = None) -> dict[str, str]:
+    """The headers of an artifact-bundle entry: its debug id and, for a minified file, its map.
+
+    A minified file without a `sourceMappingURL` comment (Hermes bytecode, a bundle built without
+    `--source-map-url`) takes `<name>.map` when that file goes up with it, as sentry-cli guesses
+    the reference and as `sentry-cli react-native gradle --bundle … --sourcemap …` declares it.
+    """
     headers: dict[str, str] = {}
     if path.suffix == ".map":
         try:
@@ -142,6 +153,8 @@ def _js_headers(path: Path, data: bytes) -> dict[str, str]:
         url = m[-1].decode()
         if not url.startswith("data:"):
             headers["sourcemap"] = url
+    elif beside is not None and path.with_name(path.name + ".map") in beside:
+        headers["sourcemap"] = path.name + ".map"
     return headers
 
 
@@ -154,13 +167,14 @@ def build_artifact_bundle(root: Path, files: list[Path], org: str, project: str,
     if dist:
         manifest["dist"] = dist
     buf = io.BytesIO()
+    beside = set(files)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in files:
             data = path.read_bytes()
             rel = path.relative_to(root).as_posix()
             member = f"files/_/_/{rel}"
             entry = {"type": "source_map" if path.suffix == ".map" else "minified_source",
-                     "url": f"{url_prefix.rstrip('/')}/{rel}", "headers": _js_headers(path, data)}
+                     "url": f"{url_prefix.rstrip('/')}/{rel}", "headers": _js_headers(path, data, beside)}
             manifest["files"][member] = entry
             zf.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), data)
         _propagate_debug_ids(manifest["files"])

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,101 @@ async def test_broken_react_native_maps_are_per_frame_errors(service: ServicePro
     assert body["errors"] == [{"abs_path": url, "type": "malformed_sourcemap", "url": f"{url}.map"}]
     assert [f["data"]["symbolicated"] for f in body["stacktraces"][0]["frames"]] == [False] * len(want)
     assert symbolicate(service, "rn-hermes", hermes_frames(want))["errors"] == []  # the service goes on serving
+
+
+# --- `symbolicator upload` picks up React Native bundles with their maps ------------------------
+
+
+def our_upload(svc: ServiceProcess, work: Path, kind: str, release: str, *paths: str) -> str:
+    """out/<kind> as React Native's build leaves it, uploaded by `symbolicator upload FOLDER`."""
+    folder = work / f"ours-{release}"
+    shutil.copytree(RN / "out" / kind, folder)
+    run = subprocess.run([sys.executable, "-m", "symbolicator", "upload", "--url", svc.url, "--scope", "acme/web",
+                          "--release", release, "--dist", "1", "--wait", "--no-progress",
+                          *(str(folder / p) for p in paths or ("",))],
+                         capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+@pytest.mark.parametrize("paths", [(), (BUNDLE, f"{BUNDLE}.map")], ids=["folder", "files"])
+def test_our_upload_of_a_metro_bundle_names_frames_as_metro(service: ServiceProcess, tmp_path: Path,
+                                                             paths: tuple[str, ...]) -> None:
+    release = f"rn-js-ours-{len(paths)}"
+    out = our_upload(service, tmp_path, "metro", release, *paths)
+    assert "(2 files" in out, out
+    want = expected("metro")
+    frames = [{"abs_path": ABS_PATH, "lineno": f["line"], "colno": f["column"], "function": f["engine_function"]}
+              for f in reversed(want)]
+    body = symbolicate(service, release, frames)
+    assert body["errors"] == []
+    assert_as_metro_symbolicate(body["stacktraces"][0]["frames"], want)
+
+
+def test_our_upload_of_hermes_bytecode_pairs_it_with_its_map(service: ServiceProcess, tmp_path: Path) -> None:
+    """Bytecode has no `sourceMappingURL` comment: the map beside it (`index.android.bundle.map`) is
+    its map, as `sentry-cli react-native gradle --bundle … --sourcemap …` declares it."""
+    our_upload(service, tmp_path, "hermes", "rn-hermes-ours")
+    want = expected("hermes")
+    body = symbolicate(service, "rn-hermes-ours", hermes_frames(want))
+    assert body["errors"] == []
+    frames = body["stacktraces"][0]["frames"]
+    assert_as_metro_symbolicate(frames, want)
+    assert {f["data"]["sourcemap"] for f in frames} == {f"{ABS_PATH}.map"}
+
+
+# --- Hermes bytecode in several segments (`hermesc -commonjs`, out/segments/) -------------------
+
+SEGMENTS = RN / "out" / "segments"
+
+
+def segment_frames() -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = json.loads((RN / "expected" / "segments.json").read_text())["frames"]
+    return frames
+
+
+@pytest.mark.skipif(not (REPO / "node_modules" / "hermes-engine-cli").is_dir(),
+                    reason="needs the repository's node_modules (npm ci)")
+def test_segment_expectations_are_current(tmp_path: Path) -> None:
+    """The Hermes VM, hbcdump and metro-symbolicate, run again on the committed segments, say the same."""
+    subprocess.run(["node", str(RN / "record_segments.js"), str(RN / "out"), str(tmp_path / "segments.json")],
+                   check=True, timeout=120)
+    assert json.loads((tmp_path / "segments.json").read_text()) == {
+        **json.loads((RN / "expected" / "segments.json").read_text())}
+
+
+def test_the_segments_fixture_has_two_segments_past_each_other() -> None:
+    """What makes it a test: offsets of segment 1 beyond segment 0's size, frames in both."""
+    offsets = json.loads((SEGMENTS / f"{BUNDLE}.map").read_text())["x_hermes_function_offsets"]
+    assert sorted(offsets) == ["0", "1"]
+    assert max(offsets["1"]) >= (SEGMENTS / BUNDLE).stat().st_size
+    assert {f["segment"] for f in segment_frames()} == {0, 1}
+
+
+async def test_frames_of_every_segment_resolve_through_the_one_map(service: ServiceProcess) -> None:
+    """Line N + 1 is segment N, as in hermesc's map; segment 1's offsets are not segment 0's size."""
+    want = segment_frames()
+    async with Website() as site:
+        site.add_body(f"/{BUNDLE}", (SEGMENTS / BUNDLE).read_bytes(), headers={"SourceMap": f"{BUNDLE}.map"})
+        site.add_body(f"/{BUNDLE}.map", (SEGMENTS / f"{BUNDLE}.map").read_bytes(), content_type="application/json")
+        for source in ("main.js", "lazy.js"):  # the map has no sourcesContent: the originals are on the site
+            site.add_body(f"/{source}", (RN / "segments" / source).read_bytes())
+        url = site.url(f"/{BUNDLE}")
+        frames = [{"abs_path": url, "lineno": f["segment"] + 1, "colno": f["offset"] + 1,
+                   "function": f["engine_function"]} for f in reversed(want)]
+        frames.append({"abs_path": url, "lineno": 3, "colno": 1})  # no segment 2
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{service.url}/symbolicate-js", params={"scope": "42"},
+                json={"stacktraces": [{"frames": frames}]}) as r:
+            assert r.status == 200, await r.text()
+            body: dict[str, Any] = await r.json()
+    assert body["errors"] == [{"abs_path": url, "type": "invalid_location", "line": 3, "col": 1}], body["errors"]
+    got = body["stacktraces"][0]["frames"][:-1]
+    for frame, exp in zip(reversed(got), want, strict=True):
+        original = exp["original"]
+        assert frame["data"]["symbolicated"] is True, (frame, exp)
+        assert frame["abs_path"].endswith("/" + original["source"]), (frame, exp)
+        assert (frame["lineno"], frame["colno"]) == (original["line"], original["column"]), (frame, exp)
+        lines = (RN / "segments" / original["source"]).read_text().splitlines()
+        assert frame["context_line"] == lines[original["line"] - 1], frame

@@ -432,3 +432,22 @@ def test_lookup_matches_a_naive_reference(lines: list[list[tuple[int, ...]]], li
         else (tok.generated_column - 1, tok.source_index, tok.original_line - 1, tok.original_column - 1)
     )
     assert got == want
+
+
+@pytest.mark.parametrize("segment", ["2147483648", "4294967296", "1e3", "-1", "\u0663"])
+def test_hermes_segment_numbers_past_the_cache_format_are_malformed(segment: str) -> None:
+    """Segment numbers become u32 cache entries: one that cannot be is the map's fault, not a crash."""
+    body = {"version": 3, "sources": ["a.js"], "names": [], "mappings": "AAAA",
+            "x_hermes_function_offsets": {segment: [0]}}
+    with pytest.raises(MalformedSourceMap):
+        parse(orjson.dumps(body))
+
+
+def test_every_hermes_segment_is_kept_in_the_cache() -> None:
+    """Line N + 1 is segment N: answered when the map has that segment's function offsets."""
+    body = {"version": 3, "sources": ["a.js"], "names": [], "mappings": "AAAA;AACA,EAAE;AACA;AACA",
+            "x_hermes_function_offsets": {"0": [0], "1": [0, 2], "3": [0]}}
+    cache = SmCache.from_bytes(build_from_map(parse(orjson.dumps(body))))
+    assert [cache.lookup(line, 1) is not None for line in (1, 2, 3, 4)] == [True, True, False, True]
+    token = cache.lookup(2, 4)  # segment 1, offset 3: in the function starting at 2, its mapping at 2
+    assert token is not None and token.generated_column == 3

@@ -94,7 +94,9 @@ def inputs() -> st.SearchStrategy[bytes]:
     small = st.integers(0, 6)
     source = rarely(rarely(st.sampled_from(_SOURCE_NAMES), texts()), st.none(), one_in=6)
     name = rarely(st.sampled_from(_NAMES), texts())
-    originals = sorted(p.read_text() for p in (_FIXTURES / "js" / "src").rglob("*.js"))
+    # Original sources (parsed for names where code moved: inlining.py), TypeScript among them.
+    originals = sorted(p.read_text() for folder in ("js/src", "js_scopes/src") for ext in ("*.js", "*.ts")
+                       for p in (_FIXTURES / folder).rglob(ext))
     content = st.one_of(st.sampled_from(originals), st.none(), st.text(alphabet="ab\n\r\u2028\U0001f600 ;{}",
                                                                            max_size=30))
 
@@ -161,7 +163,7 @@ def inputs() -> st.SearchStrategy[bytes]:
 def seeds() -> dict[str, bytes]:
     """Every fixture map beside its minified file, from the bundler, scope and React Native fixtures."""
     out = {}
-    for kind in ("metro", "hermes"):  # larger than the others: a real RN map is never small
+    for kind in ("metro", "hermes", "segments"):  # larger than the others: a real RN map is never small
         folder = _FIXTURES / "rn/out" / kind
         out[f"rn-{kind}"] = (folder / "index.android.bundle.map").read_bytes() + b"\0" + (
             folder / "index.android.bundle").read_bytes()

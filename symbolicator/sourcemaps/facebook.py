@@ -12,7 +12,11 @@ React Native maps carry what a minified file cannot tell us:
   symbolicator names it (`CartStore#total`, `items.reduce$argument_0`), even in bytecode.
 - `x_hermes_function_offsets` maps a bytecode segment (the frame's line − 1) to the offsets at
   which each compiled function starts; a Hermes frame's column is a bytecode offset (+ 1, as
-  Sentry's React Native SDK sends it), which must fall inside one of those functions.
+  Sentry's React Native SDK sends it), which must fall inside one of those functions. `hermesc
+  -commonjs` splits a program into segments (a `metadata.json` naming the modules of each; segment
+  N is written to `<out>.N`, segment 0 to `<out>`) and writes one map for all of them: its line
+  N + 1 holds segment N's mappings, its key "N" that segment's offsets. The bundle at hand is
+  segment 0: only its offsets are checked against its size.
 
 A field of the wrong shape makes the whole map malformed (`MalformedSourceMap`), which each frame
 reports as `malformed_sourcemap`, as Symbolicator does for maps its decoder refuses.
@@ -131,7 +135,8 @@ def hermes_offsets(obj: dict[str, Any]) -> dict[int, tuple[int, ...]] | None:
         raise MalformedSourceMap("`x_hermes_function_offsets` must be an object")
     out: dict[int, tuple[int, ...]] = {}
     for key, offsets in value.items():
-        if not (isinstance(key, str) and key.isdigit()) or not isinstance(offsets, list):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and int(key) <= _MAX) or not isinstance(
+                offsets, list):
             raise MalformedSourceMap("`x_hermes_function_offsets` maps segment numbers to arrays")
         if not all(type(o) is int and 0 <= o <= _MAX for o in offsets) or list(offsets) != sorted(offsets):
             raise MalformedSourceMap(f"`x_hermes_function_offsets[{key}]` must hold ascending bytecode offsets")
@@ -146,7 +151,8 @@ def check_bytecode(offsets: dict[int, tuple[int, ...]] | None, bytecode: bytes |
     assert bytecode is not None
     if not offsets:
         raise MalformedSourceMap("the bundle is Hermes bytecode, but its map has no `x_hermes_function_offsets`")
-    past = [o for segment in offsets.values() for o in segment if o >= len(bytecode)]
+    # The bundle is segment 0; other segments are other files (`app.hbc.1`), their offsets their own.
+    past = [o for o in offsets.get(0, ()) if o >= len(bytecode)]
     if past:
         raise MalformedSourceMap(
             f"`x_hermes_function_offsets` has offsets past the end of the {len(bytecode)}-byte bytecode ({past[0]})"

@@ -17,7 +17,10 @@ Why tokens map the way they do:
   `var e = class t {…}` where `e` maps to `Shop` and `t` to `_Shop`;
 - names minifiers drop altogether (an unreferenced `function increment(` name, the binding of
   an arrow inlined into `return t=>…`) are read from the original source line the scope's
-  first token maps to, when the caller passes `original`.
+  first token maps to, when the caller passes `original`; so is a function expression's
+  binding (`handlers.onClick = function`), before the minified one: terser moves such code
+  into `const a=function…` and maps `a` to `handlers`. A mangled `#private` name whose mapping
+  carries no name (terser) is read there too.
 
 The naming convention is the one of `js-source-scopes`, which Sentry's Symbolicator shows, and
 is defined once, in `NAMING`; the test expectations are computed with the same templates from
@@ -47,10 +50,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import numpy as np
 import tree_sitter_javascript
+import tree_sitter_typescript
 from tree_sitter import Language, Node, Parser
 
 from symbolicator.errors import NamesOverBudget
@@ -73,10 +77,19 @@ SCOPE_TYPES = frozenset({
 # Every scope owns one of these tokens: `function`, `=>`, `class`, or the `)` of a method's
 # parameters before its body. Candidates inside strings or identifiers are discarded by the tree.
 _SCOPE_TOKENS = re.compile(rb"=>|\)(?:\s|/\*.*?\*/|//[^\n]*)*\{|function|class", re.DOTALL)
-_CLASSES = {"class_declaration", "class"}
+# TypeScript puts a return type between a method's `)` and its body: there every `{` is a
+# candidate (a body's `{` leads to its function through the `statement_block`).
+_TS_SCOPE_TOKENS = re.compile(rb"=>|\{|function|class")
+_CLASSES = {"class_declaration", "class", "abstract_class_declaration"}
+# Expressions that only wrap a function without changing what it is bound to (TypeScript's
+# `as`, `!`, `<T>x`, `satisfies`; parentheses in both languages).
+_WRAPPERS = {"parenthesized_expression", "as_expression", "non_null_expression", "type_assertion",
+             "satisfies_expression"}
+_TS_SCOPE_TYPES = SCOPE_TYPES | {"abstract_class_declaration"}
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASTRAL = re.compile(r"[\U00010000-\U0010ffff]")
 _LOOK_BACK = 200
+_PRIVATE_NAME = re.compile(r"#[A-Za-z_$][\w$]*")
 _OWN_NAME = re.compile(r"(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)\s*\(")
 _BOUND_TO = re.compile(
     r"(?:\b(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::[^=;]*)?|([A-Za-z_$][\w$.]*)\s*)"
@@ -167,26 +180,45 @@ class _Guard:
         return read
 
 
-@lru_cache(maxsize=1)
-def _parser() -> Parser:
+Grammar: TypeAlias = "Literal['javascript', 'typescript', 'tsx']"
+
+
+@lru_cache(maxsize=3)
+def _parser(grammar: Grammar = "javascript") -> Parser:
+    if grammar == "typescript":
+        return Parser(Language(tree_sitter_typescript.language_typescript()))
+    if grammar == "tsx":
+        return Parser(Language(tree_sitter_typescript.language_tsx()))
     return Parser(Language(tree_sitter_javascript.language()))
 
 
-def scope_nodes(root: Node, source: bytes, guard: _Guard | None = None) -> list[Node]:
+def grammar_for(path: str) -> Grammar:
+    """The grammar of a source by its name: TypeScript's for `.ts`/`.mts`/`.cts`, TSX's for `.tsx`."""
+    stem = path.split("?", 1)[0].split("#", 1)[0].lower()
+    if stem.endswith(".tsx"):
+        return "tsx"
+    if stem.endswith((".ts", ".mts", ".cts")):
+        return "typescript"
+    return "javascript"
+
+
+def scope_nodes(root: Node, source: bytes, guard: _Guard | None = None, grammar: Grammar = "javascript") -> list[Node]:
     """The function-like nodes of the tree, sorted by start, outer before inner.
 
     Why not a tree-sitter query: it visits every node of the tree (0.5 s on a 3.6 MB bundle),
     while asking the tree about the ~2 candidate tokens per scope costs a third of that.
     """
+    javascript = grammar == "javascript"
+    tokens, types = (_SCOPE_TOKENS, SCOPE_TYPES) if javascript else (_TS_SCOPE_TOKENS, _TS_SCOPE_TYPES)
     found: dict[int, Node] = {}
-    for i, match in enumerate(_SCOPE_TOKENS.finditer(source)):
+    for i, match in enumerate(tokens.finditer(source)):
         if guard is not None and i % _WALK_CHECK_EVERY == 0 and guard.over():
             raise NamesOverBudget("the function-name pass outgrew its memory budget while walking the tree")
         token = root.descendant_for_byte_range(match.start(), match.start() + 1)
         owner = token.parent if token is not None else None
-        if owner is not None and owner.type == "formal_parameters":
+        if owner is not None and owner.type in ("formal_parameters", "statement_block"):
             owner = owner.parent
-        if owner is not None and owner.type in SCOPE_TYPES:
+        if owner is not None and owner.type in types:
             found[owner.id] = owner
     return sorted(found.values(), key=lambda n: (n.start_byte, -n.end_byte))
 
@@ -253,6 +285,16 @@ class _Private(_At):
         mapped = resolve(self.row, self.col) or resolve(self.row, self.col + 1)
         if mapped:
             return mapped if mapped.startswith("#") else "#" + mapped
+        if original is None:
+            return self.text
+        for col in (self.col, self.col + 1):
+            found = original(self.row, col)
+            if found is not None:
+                # terser maps its mangled `#r` to the original `#priceOf` without a name
+                line, col16 = found
+                m = _PRIVATE_NAME.match(line, _utf16_to_index(line, col16))
+                if m:
+                    return m.group()
         return self.text
 
 
@@ -353,8 +395,8 @@ class _Namer:
             return self._identifier(own)
         if kind == "arrow_function":
             return _First(self._binding(node), self._from_original(node, _BOUND_TO))
-        return _First(self._from_original(node, _OWN_NAME), self._binding(node),
-                      self._from_original(node, _BOUND_TO))
+        return _First(self._from_original(node, _OWN_NAME), self._from_original(node, _BOUND_TO),
+                      self._binding(node))
 
     def _from_original(self, node: Node, pattern: re.Pattern[str]) -> Name:
         """A name the minifier dropped (`function increment(`, `const lookup =`), read from the
@@ -394,7 +436,7 @@ class _Namer:
     def _binding(self, node: Node) -> Name:
         """The name a function/class/object expression is bound to, from its parent."""
         child, parent = node, node.parent
-        while parent is not None and parent.type == "parenthesized_expression":
+        while parent is not None and parent.type in _WRAPPERS:
             child, parent = parent, parent.parent
         if parent is None:
             return None
@@ -409,13 +451,16 @@ class _Namer:
             obj = parent.parent
             owner = self._binding(obj) if obj is not None and obj.type == "object" else None
             return _Member(owner, self._key(parent.child_by_field_name("key")))
-        if kind == "field_definition" and _is_field(parent, "value", child):
+        if kind in ("field_definition", "public_field_definition") and _is_field(parent, "value", child):
             body = parent.parent
             cls = body.parent if body is not None else None
             owner = self._class_name(cls) if cls is not None else None
-            return _Member(owner, self._key(parent.child_by_field_name("property")))
+            key = parent.child_by_field_name("property") or parent.child_by_field_name("name")
+            return _Member(owner, self._key(key))
         if kind == "assignment_pattern" and _is_field(parent, "right", child):
             return self._target(parent.child_by_field_name("left"))
+        if kind in ("required_parameter", "optional_parameter") and _is_field(parent, "value", child):
+            return self._target(parent.child_by_field_name("pattern"))
         return None
 
     def _target(self, node: Node | None) -> Name:
@@ -503,7 +548,8 @@ def source_bytes(minified_source: str | bytes) -> bytes:
     return minified_source.removeprefix("\ufeff").encode("utf-8")
 
 
-def collect_scopes(minified_source: str | bytes, max_memory: int | None = None) -> list[PendingScope]:
+def collect_scopes(minified_source: str | bytes, max_memory: int | None = None,
+                   grammar: Grammar = "javascript") -> list[PendingScope]:
     """Every function-like scope of `minified_source`, sorted by start, outer before inner.
 
     Names are left as descriptions (`resolve_scopes` evaluates them), so the syntax tree is
@@ -518,13 +564,14 @@ def collect_scopes(minified_source: str | bytes, max_memory: int | None = None) 
             raise NamesOverBudget(f"the syntax tree of this {len(source)}-byte file is estimated at {cost} bytes, "
                                   f"over the {max_memory}-byte budget of the function-name pass")
     guard = _Guard(max_memory)
-    tree = _parser().parse(guard.reader(source)) if max_memory is not None else _parser().parse(source)
+    parser = _parser(grammar)
+    tree = parser.parse(guard.reader(source)) if max_memory is not None else parser.parse(source)
     if guard.stopped:
         raise NamesOverBudget(f"parsing outgrew the {max_memory}-byte budget of the function-name pass")
     columns = _Columns(source)
     namer = _Namer(columns, source)
     pending: list[PendingScope] = []
-    for i, node in enumerate(scope_nodes(tree.root_node, source, guard)):
+    for i, node in enumerate(scope_nodes(tree.root_node, source, guard, grammar)):
         if i % _WALK_CHECK_EVERY == 0 and guard.over():
             raise NamesOverBudget(f"naming scopes outgrew the {max_memory}-byte budget of the function-name pass")
         (srow, scol), (erow, ecol) = node.start_point, node.end_point
@@ -553,3 +600,19 @@ def scope_names(
 ) -> list[ScopeName]:
     """`collect_scopes` then `resolve_scopes`: every scope with its original name."""
     return resolve_scopes(collect_scopes(minified_source), resolve, original)
+
+
+def _own_text(line: int, col: int) -> None:
+    """An original source is not minified: every name is its own text."""
+    return None
+
+
+def original_scopes(path: str, text: str, max_memory: int | None = None) -> list[ScopeName]:
+    """Every function-like scope of an ORIGINAL source (`sourcesContent`), named from its own text.
+
+    The same convention as the minified file's scopes (`NAMING`); TypeScript sources (by their
+    name, `grammar_for`) are parsed with tree-sitter's TypeScript grammar, whose tree has the
+    JavaScript grammar's node types plus the type syntax (the JavaScript grammar loses methods
+    with return types and abstract classes to error recovery). Bounded like `collect_scopes`.
+    """
+    return resolve_scopes(collect_scopes(text, max_memory, grammar_for(path)), _own_text)

@@ -17,8 +17,13 @@ about a microsecond and no JSON. The file is a header, a section table, and
                           bit 1: a Hermes map); the bytecode's size in bytes when it was known at
                           build time (else NONE)
     TOKEN_FUNCTIONS u32[n] per token, the string id of the function Metro's function map names at
-                          its original position (NONE: no function map for its source)
-    HERMES_OFFSETS  u32[h] start offsets of the compiled functions of bytecode segment 0
+                          its original position, else of the original function the token was
+                          inlined from (inlining.py; "" for an anonymous one); NONE: the
+                          enclosing minified scope names it
+    HERMES_OFFSETS  u32[h] start offsets of the compiled functions, segment after segment
+    HERMES_SEGMENTS u32[k] the bytecode segments the map has offsets for, ascending (the map's
+                          line N + 1 is segment N); HERMES_SEGMENT_ENDS u32[k] where each
+                          segment's offsets end in HERMES_OFFSETS
 
 Scopes arrive as nested ranges (outer before inner) and are flattened at build
 time into boundaries, so "which function encloses this position" is one bisect,
@@ -56,8 +61,9 @@ from symbolicator.sourcemaps.sourcemap import (
 from symbolicator.sourcemaps.urls import resolve_joined
 
 # v1: tokens, scopes, strings, ignore flags; v2: names-skipped flag, naming-scheme sources as given;
-# v3: Metro/Hermes; v4: one flags word
-SOURCEMAP_CACHE_VERSION = 4
+# v3: Metro/Hermes; v4: one flags word; v5: per-token names of inlined original functions, every
+# Hermes bytecode segment
+SOURCEMAP_CACHE_VERSION = 5
 MAGIC = b"SMCACHE\x00"
 NONE = 0xFFFFFFFF
 _HEADER = struct.Struct("<8sIIQ")
@@ -86,6 +92,8 @@ class _Section(enum.IntEnum):
     META = 14
     TOKEN_FUNCTIONS = 15
     HERMES_OFFSETS = 16
+    HERMES_SEGMENTS = 17
+    HERMES_SEGMENT_ENDS = 18
 
 
 _ITEM = {
@@ -97,6 +105,8 @@ _ITEM = {
     for s in _Section
 }
 _FORMAT: dict[int, Literal["Q", "I", "B"]] = {8: "Q", 4: "I", 1: "B"}
+# `inlining.inlined_functions`' answer: names, and per token an index into them (-1: none).
+Inlined = tuple[list[str], np.ndarray]
 
 
 class ScopeLike(Protocol):
@@ -129,43 +139,56 @@ class _Strings:
         return sid
 
 
-def flatten_scopes(scopes: Sequence[ScopeLike]) -> list[tuple[int, str | None]]:
-    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next.
+def flatten_ranges(scopes: Sequence[ScopeLike]) -> list[tuple[int, int]]:
+    """Nested scopes → sorted (key, index of the innermost scope, -1 for none) boundaries; each
+    holds until the next.
 
     Plain int tuples are built once and sorted (nearly free: scopes arrive sorted), so the
     sweep below touches no attributes: this runs over every scope of a bundle.
     """
     ordered = sorted(((s.start_line << 32) | s.start_col, -((s.end_line << 32) | s.end_col), i)
                      for i, s in enumerate(scopes))
-    names = [s.name for s in scopes]
-    out: list[tuple[int, str | None]] = []
-    stack: list[tuple[int, str | None]] = []
+    out: list[tuple[int, int]] = []
+    stack: list[tuple[int, int]] = []
     append = out.append
 
-    def emit(at: int, name: str | None) -> None:
+    def emit(at: int, index: int) -> None:
         if out and out[-1][0] == at:
-            out[-1] = (at, name)
+            out[-1] = (at, index)
         else:
-            append((at, name))
+            append((at, index))
 
     for start, neg_end, i in ordered:
-        end, name = -neg_end, names[i]
+        end = -neg_end
         while stack and stack[-1][0] <= start:
             closed_end = stack.pop()[0]
-            emit(closed_end, stack[-1][1] if stack else None)
+            emit(closed_end, stack[-1][1] if stack else -1)
         if end <= start:
             continue
-        emit(start, name)
-        stack.append((min(end, stack[-1][0]) if stack else end, name))
+        emit(start, i)
+        stack.append((min(end, stack[-1][0]) if stack else end, i))
     while stack:
         closed_end = stack.pop()[0]
-        emit(closed_end, stack[-1][1] if stack else None)
+        emit(closed_end, stack[-1][1] if stack else -1)
     return out
 
 
-def _token_functions(sm: SourceMap, strings: _Strings) -> np.ndarray:
-    """Per token, the string id of the name Metro's function map gives its original position (NONE: none)."""
+def flatten_scopes(scopes: Sequence[ScopeLike],
+                   flat: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, str | None]]:
+    """Nested scopes → sorted (key, innermost name) boundaries; each holds until the next.
+    `flat`: `flatten_ranges(scopes)`, when the caller has it."""
+    return [(key, scopes[i].name if i >= 0 else None)
+            for key, i in (flatten_ranges(scopes) if flat is None else flat)]
+
+
+def _token_functions(sm: SourceMap, strings: _Strings, inlined: Inlined | None) -> np.ndarray:
+    """Per token, the string id of the name Metro's function map gives its original position, else
+    of the original function it was inlined from (NONE: neither)."""
     out = np.full(len(sm.keys), NONE, dtype="<u4")
+    if inlined is not None:
+        names, index = inlined
+        ids = np.array([strings.add(n) for n in names] + [NONE], dtype="<u4")
+        out[:] = ids[index]  # index -1 (no override) picks the NONE sentinel
     seg = sm.segments
     for src, fmap in enumerate(sm.function_maps):
         if fmap is None or not fmap.keys:
@@ -181,9 +204,22 @@ def _token_functions(sm: SourceMap, strings: _Strings) -> np.ndarray:
     return out
 
 
+def _hermes_sections(offsets: dict[int, tuple[int, ...]] | None) -> dict[_Section, np.ndarray]:
+    segments = sorted((offsets or {}).items())
+    flat = [o for _, starts in segments for o in starts]
+    return {_Section.HERMES_OFFSETS: np.array(flat, dtype="<u4"),
+            _Section.HERMES_SEGMENTS: np.array([k for k, _ in segments], dtype="<u4"),
+            _Section.HERMES_SEGMENT_ENDS: np.cumsum([len(v) for _, v in segments], dtype=np.int64).astype("<u4")}
+
+
 def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecode_size: int | None = None, *,
-                   names_skipped: bool = False) -> bytearray:
+                   names_skipped: bool = False, inlined: Inlined | None = None,
+                   flat: Sequence[tuple[int, int]] | None = None) -> bytearray:
     """Serialize a parsed map (and already-computed scopes) into cache bytes.
+
+    `inlined` is `inlining.inlined_functions`' answer: per token, the original function to name
+    it by where the minifier inlined it (Metro's function maps still come first). `flat` is
+    `flatten_ranges(scope_names)` when the caller has it already.
 
     `names_skipped` records that the function-name pass was skipped (over its budget), so frames
     can say why they have no original function name.
@@ -194,7 +230,7 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecod
     """
     strings = _Strings()
     seg = sm.segments
-    boundaries = flatten_scopes(scope_names)
+    boundaries = flatten_scopes(scope_names, flat)
     arrays: dict[_Section, np.ndarray] = {
         _Section.KEYS: sm.keys.astype("<u8", copy=False),
         _Section.SRC: seg.src.astype("<i4", copy=False),
@@ -212,8 +248,8 @@ def build_from_map(sm: SourceMap, scope_names: Sequence[ScopeLike] = (), bytecod
                                  (_NAMES_SKIPPED if names_skipped else 0)
                                  | (_HERMES if sm.hermes_offsets is not None else 0),
                                  NONE if bytecode_size is None else min(bytecode_size, NONE - 1)], dtype="<u4"),
-        _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings),
-        _Section.HERMES_OFFSETS: np.array((sm.hermes_offsets or {}).get(0, ()), dtype="<u4"),
+        _Section.TOKEN_FUNCTIONS: _token_functions(sm, strings, inlined),
+        **_hermes_sections(sm.hermes_offsets),
     }
     offsets = np.zeros(len(strings.items) + 1, dtype="<u8")
     np.cumsum(np.fromiter((len(b) for b in strings.items), dtype=np.uint64, count=len(strings.items)), out=offsets[1:])
@@ -273,8 +309,13 @@ def build_from_sources(map_bytes: bytes, minified_source: str | bytes | None, *,
     except (OverBudget, MemoryError) as exc:
         log.warning("function names skipped: %s", exc or "out of memory")
         return build_from_map(parse(map_bytes), (), names_skipped=True)
+    from symbolicator.sourcemaps.inlining import inlined_functions
+
     sm = parse(map_bytes)
-    return build_from_map(sm, resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm)))
+    scopes = resolve_scopes(pending, NameResolver(sm), OriginalLineResolver(sm))
+    del pending
+    flat = flatten_ranges(scopes)
+    return build_from_map(sm, scopes, inlined=inlined_functions(sm, scopes, names_max_memory, flat=flat), flat=flat)
 
 
 def write(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
@@ -325,6 +366,8 @@ class SmCache:
         self.bytecode_size: int | None = None if v[_Section.META][3] == NONE else int(v[_Section.META][3])
         self._token_functions = v[_Section.TOKEN_FUNCTIONS]
         self._hermes_offsets = v[_Section.HERMES_OFFSETS]
+        self._hermes_segments = v[_Section.HERMES_SEGMENTS]
+        self._hermes_ends = v[_Section.HERMES_SEGMENT_ENDS]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], map_url: str | None = None) -> SmCache:
@@ -392,6 +435,8 @@ class SmCache:
             raise CacheFormatError("sourcemap cache source arrays differ in length")
         if n[_Section.SCOPE_KEYS] != n[_Section.SCOPE_NAMES] or n[_Section.META] != 4 or n[_Section.STR_OFFSETS] == 0:
             raise CacheFormatError("sourcemap cache scope, meta or string arrays are corrupt")
+        if n[_Section.HERMES_SEGMENTS] != n[_Section.HERMES_SEGMENT_ENDS]:
+            raise CacheFormatError("sourcemap cache Hermes segment arrays differ in length")
         offsets_at, offsets_count = spans[_Section.STR_OFFSETS]
         (blob_size,) = struct.unpack_from("<Q", buf, offsets_at + 8 * (offsets_count - 1))
         if blob_size != n[_Section.STR_BLOB]:
@@ -452,24 +497,32 @@ class SmCache:
         if self.is_hermes and not self._in_same_function(line, column - 1, key & 0xFFFFFFFF):
             return None
         function = self._str(self._token_functions[i])
+        if function is None:
+            function = self.function_at(line, column)
         return Token(
             source=self.source(src),
             source_index=src,
             original_line=self._line[i] + 1,
             original_column=self._col[i] + 1,
             name=self._name_of(self._name[i]),
-            function=function if function is not None else self.function_at(line, column),
+            function=function or None,
             in_app=not self._flags[src] & _IGNORED,
             generated_line=(key >> 32) + 1,
             generated_column=(key & 0xFFFFFFFF) + 1,
         )
 
     def _in_same_function(self, line: int, offset: int, mapped_offset: int) -> bool:
-        """A Hermes frame (line 1, column = bytecode offset): inside the bytecode and a compiled function, and
+        """A Hermes frame (line = bytecode segment + 1, column = bytecode offset): inside a compiled function
+        of its segment (and inside the bytecode, for segment 0, the bundle's own, when its size is known), and
         the mapping found for it starts in that same function (else it would describe another one)."""
-        if line != 1 or (self.bytecode_size is not None and offset >= self.bytecode_size):
+        segment = line - 1
+        if segment == 0 and self.bytecode_size is not None and offset >= self.bytecode_size:
             return False
-        start = function_of(self._hermes_offsets, offset)
+        at = bisect_right(self._hermes_segments, segment) - 1
+        if at < 0 or self._hermes_segments[at] != segment:
+            return False
+        begin = int(self._hermes_ends[at - 1]) if at else 0
+        start = function_of(self._hermes_offsets[begin : int(self._hermes_ends[at])], offset)
         return start >= 0 and mapped_offset >= start
 
     def _name_of(self, index: int) -> str | None:
