@@ -1,0 +1,117 @@
+"""A procedure's inline sites as symcache nodes, with the caller's line taken at each address.
+
+DWARF gives an inlined call one call line; in a PDB the caller's line is whatever the caller's
+own rows say at the address (the C13 table for the outermost call, the parent site's
+annotations for a nested one), and it can change inside one inlined call: llvm-symbolizer and
+symbolic both report `main … :30` at one end of an inlined `push_back` and `:27` at the other.
+So the procedure is cut into elementary intervals at every row boundary; in each, the chain of
+covering sites is found level by level (the first sibling, in record order, whose rows cover
+the address, as llvm's `findInlineFramesByVA` does), and a node is made per distinct
+(parent node, site, call file, call line). The innermost node gets the interval as a range; the
+innermost row gives the line of the interval (`Segment`, depth 1 so it beats the C13 row).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from symbolicator.native.dwarf_units import Collector
+from symbolicator.native.pdb.modules import Procedure
+
+_U32 = 0xFFFFFFFF
+Segment = tuple[int, int, int, int, int]  # start, end, depth, global file id, line
+Row = tuple[int, int, int, int]  # start, end, global file id, line
+
+
+class InlineTree:
+    """Nodes (a `Collector`, one unit per module) and the function index of each node."""
+
+    def __init__(self) -> None:
+        self.c = Collector()
+        self.functions: list[str | None] = []
+        self.function_index: dict[str, int] = {}
+        self.node_function: list[int] = []
+
+    def node(self, parent: int, depth: int, name: str, call: tuple[int, int], entry: int) -> int:
+        c = self.c
+        index = c.nodes_before + len(c.node_origin)
+        c.node_origin.append(index)
+        c.node_parent.append(parent)
+        c.unit_depth.append(depth)
+        c.node_call_file.append(call[0])
+        c.node_call_line.append(call[1] & _U32)
+        c.node_call_col.append(0)
+        c.node_entry.append(entry)
+        f = self.function_index.get(name)
+        if f is None:
+            f = self.function_index[name] = len(self.functions)
+            self.functions.append(name)
+        self.node_function.append(f)
+        return index
+
+    def add_range(self, node: int, lo: int, hi: int) -> None:
+        self.c.unit_low.append(lo)
+        self.c.unit_high.append(hi)
+        self.c.unit_node.append(node)
+
+
+def covering(rows: list[Row], address: int) -> Row | None:
+    """The row of start-sorted, non-overlapping `rows` that covers `address`."""
+    i = bisect_right(rows, (address, 1 << 64)) - 1
+    if i >= 0 and rows[i][1] > address:
+        return rows[i]
+    return None
+
+
+def add_procedure(tree: InlineTree, proc: Procedure, rva: int, name: str, base: list[Row],
+                  site_rows: list[list[Row]], site_names: list[str]) -> list[Segment]:
+    """Nodes for `proc` (RVA `rva`, symbol `name`) whose sites have rows `site_rows` (RVAs, sorted, in
+    record order) and names `site_names`; returns the line segments of the inlined intervals."""
+    children: dict[int, list[int]] = {}
+    for i, site in enumerate(proc.sites):
+        children.setdefault(site.parent, []).append(i)
+    bounds = sorted({x for rows in site_rows for r in rows for x in (r[0], r[1])})
+    if not bounds:
+        return []
+    lo_all, hi_all = bounds[0], bounds[-1]
+    bounds = sorted(set(bounds) | {r[0] for r in base if lo_all < r[0] < hi_all})
+    root = tree.node(-1, 0, name, (-1, 0), rva)
+    tree.add_range(root, rva, rva + max(proc.length, 1))
+    made: dict[tuple[int, int, int, int], int] = {}
+    open_range: dict[int, list[int]] = {}
+    out: list[Segment] = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        top = covering(base, a)
+        caller = (top[2], top[3]) if top is not None else (-1, 0)
+        parent, level, siblings = root, 0, children.get(-1, [])
+        line: tuple[int, int] | None = None
+        while siblings:
+            hit = None
+            for s in siblings:
+                row = covering(site_rows[s], a)
+                if row is not None:
+                    hit = (s, row)
+                    break
+            if hit is None:
+                break
+            s, row = hit
+            level += 1
+            key = (parent, s, caller[0], caller[1])
+            node = made.get(key)
+            if node is None:
+                node = made[key] = tree.node(parent, level, site_names[s], caller, a)
+            parent, caller, line = node, (row[2], row[3]), (row[2], row[3])
+            siblings = children.get(s, [])
+        if line is None:
+            continue
+        span = open_range.get(parent)
+        if span is not None and span[1] == a:
+            span[1] = b
+        else:
+            if span is not None:
+                tree.add_range(parent, span[0], span[1])
+            open_range[parent] = [a, b]
+        out.append((a, b, 1, line[0], line[1]))
+    for node, (lo, hi) in open_range.items():
+        tree.add_range(node, lo, hi)
+    return out
