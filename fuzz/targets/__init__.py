@@ -65,6 +65,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "`/symbolicate` and `/symbolicate-js` JSON bodies → request models → symbolication",
            ("symbolicator.service.native", "symbolicator.service.js", "symbolicator.native", "symbolicator.sourcemaps",
             "symbolicator.web.bodies", "symbolicator.types")),
+    Target("pdb", "fuzz.targets.pdb", "PDB (MSF 7.00) identification, PDB → symcache conversion, lookups",
+           ("symbolicator.native.pdb",)),
     Target("endpoints", "fuzz.targets.endpoints",
            "request S3 endpoints and host names, differential against urllib3's `parse_url` and the IDNA codec",
            ("symbolicator.sources.s3_guard", "symbolicator.fetch_policy")),

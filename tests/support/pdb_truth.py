@@ -16,7 +16,8 @@ from pathlib import Path
 
 _INSN = re.compile(r"^\s*([0-9a-f]+):\s", re.M)
 _SECTION = re.compile(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+TEXT", re.M)
-_GUID = re.compile(r"GUID: \{([0-9A-F-]+)\}\s+Age: (\d+)")
+_GUID = re.compile(r"GUID: \{([0-9A-F-]+)\}")
+_AGE = re.compile(r"^\s*Age: (\d+)", re.M)
 _BASE = re.compile(r"ImageBase:\s+0x([0-9A-F]+)", re.I)
 Key = tuple[str | None, str | None, int | None]
 
@@ -39,9 +40,9 @@ def pdbutil_identity(pdb: Path) -> tuple[uuid.UUID, int]:
     """(GUID, age) as `llvm-pdbutil dump --summary` prints them."""
     out = subprocess.run(["llvm-pdbutil", "dump", "--summary", str(pdb)], capture_output=True, text=True,
                          check=True)
-    m = _GUID.search(out.stdout)
-    assert m, out.stdout
-    return uuid.UUID(m.group(1)), int(m.group(2))
+    guid, age = _GUID.search(out.stdout), _AGE.search(out.stdout)
+    assert guid and age, out.stdout
+    return uuid.UUID(guid.group(1)), int(age.group(1))
 
 
 def _key(function: str, file: str, line: int) -> Key:

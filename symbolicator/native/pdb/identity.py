@@ -40,9 +40,9 @@ def read_identity(path: str | Path) -> PdbIdentity:
             return PdbIdentity(info.guid, info.age, Arch.UNKNOWN, False, False)
         dbi = read_dbi(msf)
         has_debug = any(m.sym_bytes > 4 or m.c13_bytes for m in dbi.modules)
-        records = msf.stream(dbi.symbol_records)
+        publics = msf.stream(dbi.publics)
         return PdbIdentity(info.guid, dbi.age or info.age, dbi.arch, has_debug,
-                           records is not None and records.size > 0)
+                           publics is not None and publics.size > 0)
     finally:
         try:
             mapping.close()

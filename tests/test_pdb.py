@@ -1,0 +1,168 @@
+"""PDB reading (issue 16): identity, agreement with llvm-symbolizer on every instruction, bad input.
+
+Truth is re-derived here from the fixtures (tests/fixtures/pe, rebuilt by build.sh): the GUID
+and age from `llvm-pdbutil` and from the exe's CodeView record (`llvm-readobj`), the debug id
+from PyPI `symbolic`, the instruction starts from `llvm-objdump`, the frames from
+`llvm-symbolizer --inlines` at VAs. llvm-symbolizer does not check that the PDB matches the
+exe, so identity is asserted first.
+
+Agreement: at each instruction start, our whole inline chain (function, file, line per frame)
+must equal llvm-symbolizer's, `> >` spelled `>>` (LLVM 14's demangler spaces closing template
+brackets). LLVM 14's inline-line reader (`NativeInlineSiteSymbol::getLineOffset`) gives an
+inlined frame the line of the *next* annotation row when a ChangeLineOffset comes without a code
+offset change (`demo::leaf` :11 at 0x1006, where the row, symbolic and the source say :7); an
+address where we differ from llvm-symbolizer counts as agreeing only when llvm-symbolizer has
+the same function names and PyPI `symbolic` (an independent reader) has exactly our files and
+lines. Both figures are printed; the combined one must reach 99.5 %.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import uuid
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from symbolicator.errors import FormatError, MalformedObject
+from symbolicator.native import pdb
+from symbolicator.native.demangle import demangle
+from symbolicator.native.objects import identify
+from symbolicator.native.symcache import SymCache
+from tests.support.pdb_truth import Key, image_base, instruction_vas, pdbutil_identity, symbolize
+
+PE = Path(__file__).parent / "fixtures" / "pe"
+TARGET = 0.995
+_CLOSE_TEMPLATES = re.compile(r">\s+(?=>)")
+_CODEVIEW = re.compile(r"PDBGUID: \(([0-9A-F ]+)\)\s+PDBAge: (\d+)", re.S)
+
+
+def _norm(chain: list[Key]) -> list[Key]:
+    return [(_CLOSE_TEMPLATES.sub(">", f) if f else f, file, line) for f, file, line in chain]
+
+
+def _exe_codeview(exe: Path) -> tuple[uuid.UUID, int]:
+    out = subprocess.run(["llvm-readobj", "--coff-debug-directory", str(exe)], capture_output=True, text=True,
+                         check=True).stdout
+    m = _CODEVIEW.search(out)
+    assert m, out
+    return uuid.UUID(bytes_le=bytes.fromhex(m.group(1).replace(" ", ""))), int(m.group(2))
+
+
+@cache
+def _symcache(name: str) -> SymCache:
+    return SymCache.from_bytes(pdb.build_symcache(PE / f"{name}.pdb"))
+
+
+@pytest.mark.parametrize("name", ["app", "mg"])
+def test_identity_matches_llvm_pdbutil_the_exe_and_symbolic(name: str) -> None:
+    symbolic = pytest.importorskip("symbolic")
+    path = PE / f"{name}.pdb"
+    guid, age = pdb.identity(path)
+    assert (guid, age) == pdbutil_identity(path) == _exe_codeview(PE / f"{name}.exe")
+    info = identify(path)[0]
+    theirs = symbolic.Archive.open(str(path)).get_object(arch="x86_64")
+    assert str(info.debug_id) == theirs.debug_id == f"{guid}-{age:x}"
+    assert (info.file_format, info.arch.value, info.object_kind.value) == ("pdb", "x86_64", "debuginfo")
+    assert info.features.has_debug_info and info.features.has_symbols
+    assert {"debug", "symtab"} <= set(theirs.features)
+
+
+@pytest.mark.parametrize("name", ["app", "mg"])
+def test_agreement_with_llvm_symbolizer_on_every_instruction(name: str) -> None:
+    symbolic = pytest.importorskip("symbolic")
+    exe, path = PE / f"{name}.exe", PE / f"{name}.pdb"
+    assert pdbutil_identity(path) == _exe_codeview(exe), "llvm-symbolizer would read a PDB that does not match"
+    base = image_base(exe)
+    vas = instruction_vas(exe)
+    assert len(vas) > 50
+    truth = symbolize(exe, vas)
+    other = symbolic.Archive.open(str(path)).get_object(arch="x86_64").make_symcache()
+    ours_cache = _symcache(name)
+    same = refereed = 0
+    wrong: list[str] = []
+    for va in vas:
+        ours = _norm([(f.function, f.file, f.line) for f in ours_cache.lookup(va - base)])
+        llvm = _norm(truth[va])
+        if ours == llvm:
+            same += 1
+            continue
+        theirs = [(loc.full_path or None, loc.line or None) for loc in other.lookup(va - base)]
+        if [f for f, _, _ in ours] == [f for f, _, _ in llvm] and [(p, li) for _, p, li in ours] == theirs:
+            refereed += 1
+            continue
+        wrong.append(f"{va:#x}\n  llvm-symbolizer {llvm}\n  symbolic        {theirs}\n  ours            {ours}")
+    print(f"{name}: {len(vas)} instructions, same as llvm-symbolizer {same / len(vas):.4f}, "
+          f"with symbolic as referee {(same + refereed) / len(vas):.4f}")
+    assert (same + refereed) / len(vas) >= TARGET, "\n".join(wrong[:20])
+    assert same / len(vas) >= (0.99 if name == "mg" else 0.9)
+
+
+def test_inline_chain_and_names_at_the_crash_site() -> None:
+    """The null store in app.cpp's `leaf`, inlined twice; names as llvm-symbolizer prints them."""
+    frames = _symcache("app").lookup(0x1030)
+    assert [(f.function, f.line, f.inlined) for f in frames] == [
+        ("demo::leaf", 7, True), ("demo::middle", 14, True), ("demo::outer(int)", 16, False)]
+    assert frames[-1].symbol == "?outer@demo@@YAHH@Z" and frames[-1].sym_addr == 0x1000
+    assert demangle("?area@Square@demo@@UEBAHXZ") == "demo::Square::area(void) const"
+    assert demangle("?get@?$Box@H@demo@@QEBAHXZ") == "demo::Box<int>::get(void) const"
+
+
+def _superblock(data: bytes) -> tuple[int, ...]:
+    return struct.unpack_from("<IIIIII", data, 32)
+
+
+def _damaged(tmp_path: Path, edit: str) -> Path:
+    data = bytearray((PE / "mg.pdb").read_bytes())
+    bs, _fpm, n_blocks, dir_bytes, _u, map_addr = _superblock(bytes(data))
+    first_dir_block = struct.unpack_from("<I", data, map_addr * bs)[0]
+    directory = first_dir_block * bs
+    n_streams = struct.unpack_from("<I", data, directory)[0]
+    first_block_entry = directory + 4 + 4 * n_streams  # stream 0's first block, then stream 1's ...
+    sizes = struct.unpack_from(f"<{n_streams}I", data, directory + 4)
+    blocks = [0 if s == 0xFFFFFFFF else -(-s // bs) for s in sizes]
+    big = next(i for i, n in enumerate(blocks) if n >= 2)  # a stream of two blocks or more
+    at = first_block_entry + 4 * sum(blocks[:big])  # the directory entry of its first block
+    if edit == "truncated":
+        del data[len(data) // 2:]
+    elif edit == "block out of range":
+        struct.pack_into("<I", data, at, n_blocks + 7)
+    elif edit == "loop":
+        struct.pack_into("<I", data, at + 4, struct.unpack_from("<I", data, at)[0])
+    elif edit == "directory past the end":
+        struct.pack_into("<I", data, 44, 1 << 30)
+    elif edit == "block size":
+        struct.pack_into("<I", data, 32, 4000)
+    out = tmp_path / "bad.pdb"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("edit", ["truncated", "block out of range", "loop", "directory past the end", "block size"])
+def test_damaged_msf_is_a_typed_error(edit: str, tmp_path: Path) -> None:
+    path = _damaged(tmp_path, edit)
+    with pytest.raises(MalformedObject):
+        pdb.build_symcache(path)
+    try:  # identification reads the headers only: it may not reach the damage, but never fails untyped
+        identify(path)
+    except FormatError:
+        pass
+
+
+def test_caller_line_changes_inside_one_inlined_call() -> None:
+    """In mg.exe an inlined `push_back` spans two lines of `main` (27 and 30): the caller's line is taken
+    at each address, as llvm-symbolizer and symbolic both report it, not once per inlined call."""
+    symbolic = pytest.importorskip("symbolic")
+    exe = PE / "mg.exe"
+    base = image_base(exe)
+    vas = [0x1400016DA, 0x1400016E1, 0x1400016E6, 0x1400016E9, 0x1400016EB]
+    truth = symbolize(exe, vas)
+    other = symbolic.Archive.open(str(PE / "mg.pdb")).get_object(arch="x86_64").make_symcache()
+    for va in vas:
+        ours = _norm([(f.function, f.file, f.line) for f in _symcache("mg").lookup(va - base)])
+        assert ours == _norm(truth[va])
+        assert [(p, li) for _, p, li in ours] == [(loc.full_path, loc.line) for loc in other.lookup(va - base)]
+        assert ours[-1][0] == "main" and ours[-1][2] == truth[va][-1][2]
