@@ -31,8 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-from bench import cache_scale, cli_bench, coalescing, native_bench, native_scale, pdb_bench, service_load
-from bench import sourcemap_bench
+from bench import (
+    cache_scale,
+    cli_bench,
+    coalescing,
+    native_bench,
+    native_scale,
+    pdb_bench,
+    service_load,
+    sourcemap_bench,
+)
 from bench.report import Row, Section, machine, peer_versions, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
