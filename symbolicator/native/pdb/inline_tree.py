@@ -5,15 +5,16 @@ own rows say at the address (the C13 table for the outermost call, the parent si
 annotations for a nested one), and it can change inside one inlined call: llvm-symbolizer and
 symbolic both report `main … :30` at one end of an inlined `push_back` and `:27` at the other.
 So the procedure is cut into elementary intervals at every row boundary; in each, the chain of
-covering sites is found level by level (the first sibling, in record order, whose rows cover
-the address, as llvm's `findInlineFramesByVA` does), and a node is made per distinct
+covering sites is found level by level (one bisect in the siblings' merged rows; siblings do
+not overlap in compiler output, and at equal starts the first in record order wins, as in llvm's
+`findInlineFramesByVA`), and a node is made per distinct
 (parent node, site, call file, call line). The innermost node gets the interval as a range; the
 innermost row gives the line of the interval (`Segment`, depth 1 so it beats the C13 row).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 from symbolicator.native.dwarf_units import Collector
 from symbolicator.native.pdb.modules import Procedure
@@ -63,18 +64,30 @@ def covering(rows: list[Row], address: int) -> Row | None:
     return None
 
 
+def _levels(proc: Procedure, site_rows: list[list[Row]]) -> dict[int, list[tuple[int, int, int, int, int]]]:
+    """Per parent (-1: the procedure), its children's rows merged: `(start, -site, end, file, line)` sorted,
+    so one bisect finds the covering sibling (at equal starts the first site in record order)."""
+    levels: dict[int, list[tuple[int, int, int, int, int]]] = {}
+    for i, site in enumerate(proc.sites):
+        levels.setdefault(site.parent, []).extend((lo, -i, hi, f, line) for lo, hi, f, line in site_rows[i])
+    for rows in levels.values():
+        rows.sort()
+    return levels
+
+
 def add_procedure(tree: InlineTree, proc: Procedure, rva: int, name: str, base: list[Row],
                   site_rows: list[list[Row]], site_names: list[str]) -> list[Segment]:
     """Nodes for `proc` (RVA `rva`, symbol `name`) whose sites have rows `site_rows` (RVAs, sorted, in
-    record order) and names `site_names`; returns the line segments of the inlined intervals."""
-    children: dict[int, list[int]] = {}
-    for i, site in enumerate(proc.sites):
-        children.setdefault(site.parent, []).append(i)
-    bounds = sorted({x for rows in site_rows for r in rows for x in (r[0], r[1])})
-    if not bounds:
+    record order) and names `site_names`; `base` is the module's C13 rows, sorted. Returns the line
+    segments of the inlined intervals."""
+    levels = _levels(proc, site_rows)
+    edges = {x for rows in site_rows for r in rows for x in (r[0], r[1])}
+    if not edges:
         return []
-    lo_all, hi_all = bounds[0], bounds[-1]
-    bounds = sorted(set(bounds) | {r[0] for r in base if lo_all < r[0] < hi_all})
+    lo_all, hi_all = min(edges), max(edges)
+    first, stop = bisect_right(base, (lo_all, 1 << 64)), bisect_left(base, (hi_all,))
+    edges.update(r[0] for r in base[first:stop])
+    bounds = sorted(edges)
     root = tree.node(-1, 0, name, (-1, 0), rva)
     tree.add_range(root, rva, rva + max(proc.length, 1))
     made: dict[tuple[int, int, int, int], int] = {}
@@ -83,25 +96,21 @@ def add_procedure(tree: InlineTree, proc: Procedure, rva: int, name: str, base: 
     for a, b in zip(bounds, bounds[1:], strict=False):
         top = covering(base, a)
         caller = (top[2], top[3]) if top is not None else (-1, 0)
-        parent, level, siblings = root, 0, children.get(-1, [])
+        parent, level, rows = root, 0, levels.get(-1)
         line: tuple[int, int] | None = None
-        while siblings:
-            hit = None
-            for s in siblings:
-                row = covering(site_rows[s], a)
-                if row is not None:
-                    hit = (s, row)
-                    break
-            if hit is None:
+        while rows:
+            i = bisect_right(rows, (a, 1 << 64)) - 1
+            if i < 0 or rows[i][2] <= a:
                 break
-            s, row = hit
+            _lo, neg_site, _hi, f, li = rows[i]
+            s = -neg_site
             level += 1
             key = (parent, s, caller[0], caller[1])
             node = made.get(key)
             if node is None:
                 node = made[key] = tree.node(parent, level, site_names[s], caller, a)
-            parent, caller, line = node, (row[2], row[3]), (row[2], row[3])
-            siblings = children.get(s, [])
+            parent, caller, line = node, (f, li), (f, li)
+            rows = levels.get(s)
         if line is None:
             continue
         span = open_range.get(parent)

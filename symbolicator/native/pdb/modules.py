@@ -32,6 +32,7 @@ S_BLOCK32, S_THUNK32, S_SEPCODE, S_WITH32 = 0x1103, 0x1102, 0x1132, 0x1104
 S_INLINESITE, S_INLINESITE2 = 0x114D, 0x115D
 PROCS = {S_GPROC32, S_LPROC32, S_GPROC32_ID, S_LPROC32_ID, S_LPROC32_DPC, S_LPROC32_DPC_ID}
 _SCOPES = PROCS | {S_BLOCK32, S_THUNK32, S_SEPCODE, S_WITH32}  # records closed by an S_END
+_WANTED = _SCOPES | {S_END, S_PROC_ID_END, S_INLINESITE, S_INLINESITE2, S_INLINESITE_END}
 DEBUG_S_LINES, DEBUG_S_FILECHKSMS, DEBUG_S_INLINEELINES = 0xF2, 0xF4, 0xF6
 _PROC = struct.Struct("<IIIIIIIIHB")
 MAX_ANNOTATION_ROWS = 1 << 16  # per inline site: a bound on what a hostile annotation blob yields
@@ -109,6 +110,8 @@ def _symbols(data: bytes, pos: int, end: int, out: ModuleDebug) -> None:
     scopes: list[int] = []  # kinds of the open S_END-closed scopes inside the procedure
     sites: list[int] = []  # indices (in proc.sites) of the open inline sites
     for kind, body, nxt in iter_records(data, pos, end):
+        if kind not in _WANTED:  # locals, register ranges, frame info: most records
+            continue
         if kind in PROCS:
             if nxt - body < _PROC.size:
                 raise MalformedObject("PDB procedure record is too short")
@@ -245,13 +248,17 @@ def decode_annotations(blob: bytes, file: int, line: int) -> list[tuple[int, int
         open_row = (code, file, line)
 
     pos = 0
-    while pos < len(blob) and len(rows) < MAX_ANNOTATION_ROWS:
-        op, pos = _uncompress(blob, pos)
-        if op <= 0:
+    n = len(blob)
+    while pos < n and len(rows) < MAX_ANNOTATION_ROWS:
+        op = blob[pos]  # opcodes are below 0x80: one byte
+        if op == 0 or op >= 0x80:
             break
-        a, pos = _uncompress(blob, pos)
-        if a < 0:
-            break
+        if pos + 1 < n and blob[pos + 1] < 0x80:  # the common one-byte operand
+            a, pos = blob[pos + 1], pos + 2
+        else:
+            a, pos = _uncompress(blob, pos + 1)
+            if a < 0:
+                break
         if op == 1:  # CodeOffset: an absolute offset
             code = a
             begin()
