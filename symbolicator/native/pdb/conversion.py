@@ -52,8 +52,10 @@ class _Files:
         self.ids: dict[str, int] = {}
         self.checksums: dict[int, int] = {}
 
-    def module(self, checksums: dict[int, int]) -> None:
+    def module(self, checksums: dict[int, int]) -> dict[int, int]:
+        """Start a module; returns its checksum offset → global file id table."""
         self.checksums = checksums
+        return {checksum: self.id(checksum) for checksum in checksums}
 
     def id(self, checksum: int) -> int:
         name_offset = self.checksums.get(checksum)
@@ -115,7 +117,7 @@ class _Converter:
 
     def _module(self, mod: ModuleDebug) -> None:
         files = self.files
-        files.module(mod.checksums)
+        file_ids = files.module(mod.checksums)
         base: list[Segment] = []
         for block in mod.lines:
             start = self.dbi.rva(block.segment, block.offset)
@@ -140,8 +142,8 @@ class _Converter:
             name = self.publics.get(rva, proc.name)
             self.symbols.append(Symbol(rva, rva + max(proc.length, 1), name))
             if proc.sites:
-                site_rows = [sorted((rva + lo, rva + hi, files.id(f), line) for lo, hi, f, line in site.rows)
-                             for site in proc.sites]
+                site_rows = [sorted([(rva + lo, rva + hi, file_ids.get(f, _UNKNOWN_FILE), line)
+                                     for lo, hi, f, line in site.rows]) for site in proc.sites]
                 names = [self.inlinees.name(site.inlinee) for site in proc.sites]
                 segments.extend(add_procedure(tree, proc, rva, name, lines, site_rows, names))
         self.data.lines.append(_line_rows(segments))

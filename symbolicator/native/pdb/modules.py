@@ -23,7 +23,6 @@ import struct
 from dataclasses import dataclass, field
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native.pdb.streams import iter_records
 
 S_END, S_PROC_ID_END, S_INLINESITE_END = 0x0006, 0x114F, 0x114E
 S_GPROC32, S_LPROC32, S_GPROC32_ID, S_LPROC32_ID = 0x1110, 0x110F, 0x1147, 0x1146
@@ -35,6 +34,7 @@ _SCOPES = PROCS | {S_BLOCK32, S_THUNK32, S_SEPCODE, S_WITH32}  # records closed 
 _WANTED = _SCOPES | {S_END, S_PROC_ID_END, S_INLINESITE, S_INLINESITE2, S_INLINESITE_END}
 DEBUG_S_LINES, DEBUG_S_FILECHKSMS, DEBUG_S_INLINEELINES = 0xF2, 0xF4, 0xF6
 _PROC = struct.Struct("<IIIIIIIIHB")
+_RECORD = struct.Struct("<HH")
 MAX_ANNOTATION_ROWS = 1 << 16  # per inline site: a bound on what a hostile annotation blob yields
 
 
@@ -109,8 +109,15 @@ def _symbols(data: bytes, pos: int, end: int, out: ModuleDebug) -> None:
     proc: Procedure | None = None
     scopes: list[int] = []  # kinds of the open S_END-closed scopes inside the procedure
     sites: list[int] = []  # indices (in proc.sites) of the open inline sites
-    for kind, body, nxt in iter_records(data, pos, end):
-        if kind not in _WANTED:  # locals, register ranges, frame info: most records
+    header = _RECORD.unpack_from
+    wanted = _WANTED
+    while pos + 4 <= end:  # iter_records, inlined: this loop sees every record of every module
+        length, kind = header(data, pos)
+        body, nxt = pos + 4, pos + 2 + length
+        if length < 2 or nxt > end:
+            raise MalformedObject(f"PDB symbol record of length {length} at {pos} runs past its stream")
+        pos = nxt
+        if kind not in wanted:  # locals, register ranges, frame info: most records
             continue
         if kind in PROCS:
             if nxt - body < _PROC.size:
@@ -219,10 +226,6 @@ def _uncompress(data: bytes, pos: int) -> tuple[int, int]:
     return -1, pos
 
 
-def _signed(v: int) -> int:
-    return -(v >> 1) if v & 1 else v >> 1
-
-
 def decode_annotations(blob: bytes, file: int, line: int) -> list[tuple[int, int, int, int]]:
     """Rows `(start, end, file checksum offset, line)` of an inline site, code offsets from the procedure start.
 
@@ -234,19 +237,7 @@ def decode_annotations(blob: bytes, file: int, line: int) -> list[tuple[int, int
     blob gets no end and is dropped (compilers always close it)."""
     rows: list[tuple[int, int, int, int]] = []
     code = 0
-    open_row: tuple[int, int, int] | None = None  # start, file, line
-
-    def close(at: int) -> None:
-        nonlocal open_row
-        if open_row is not None and at > open_row[0]:
-            rows.append((open_row[0], at, open_row[1], open_row[2]))
-        open_row = None
-
-    def begin() -> None:
-        nonlocal open_row
-        close(code)
-        open_row = (code, file, line)
-
+    start, row_file, row_line = -1, 0, 0  # the open row (start -1: none)
     pos = 0
     n = len(blob)
     while pos < n and len(rows) < MAX_ANNOTATION_ROWS:
@@ -259,38 +250,40 @@ def decode_annotations(blob: bytes, file: int, line: int) -> list[tuple[int, int
             a, pos = _uncompress(blob, pos + 1)
             if a < 0:
                 break
-        if op == 1:  # CodeOffset: an absolute offset
-            code = a
-            begin()
-        elif op == 2:  # ChangeCodeOffsetBase (segment-relative code, not emitted for x64 procs)
-            pass
-        elif op == 3:
-            code += a
-            begin()
+        if op == 11 or op == 3 or op == 1:  # a new row: ChangeCodeOffsetAndLineOffset, ChangeCodeOffset, CodeOffset
+            if op == 11:
+                code += a & 0xF
+                line += -(a >> 5) if a & 0x10 else a >> 5
+            elif op == 3:
+                code += a
+            else:
+                code = a
+            if 0 <= start < code:
+                rows.append((start, code, row_file, row_line))
+            start, row_file, row_line = code, file, line
         elif op == 4:  # ChangeCodeLength: the open row ends `a` bytes after its start
-            if open_row is not None:
-                code = open_row[0] + a
-                close(code)
+            if start >= 0:
+                code = start + a
+                if code > start:
+                    rows.append((start, code, row_file, row_line))
+                start = -1
             else:
                 code += a
         elif op == 5:
             file = a
         elif op == 6:
-            line += _signed(a)
-        elif op == 11:
-            code += a & 0xF
-            line += _signed(a >> 4)
-            begin()
+            line += -(a >> 1) if a & 1 else a >> 1
         elif op == 12:  # ChangeCodeLengthAndCodeOffset: length, then offset delta
             b, pos = _uncompress(blob, pos)
             if b < 0:
                 break
             code += b
-            begin()
+            if 0 <= start < code:
+                rows.append((start, code, row_file, row_line))
+            if a:
+                rows.append((code, code + a, file, line))
             code += a
-            close(code)
-        elif op in (7, 8, 9, 10, 13):
-            pass
-        else:
+            start = -1
+        elif op not in (2, 7, 8, 9, 10, 13):  # 2 ChangeCodeOffsetBase (not for x64), columns, range kinds
             break
     return rows
