@@ -111,7 +111,7 @@ def _symbols(data: bytes, pos: int, end: int, out: ModuleDebug) -> None:
     sites: list[int] = []  # indices (in proc.sites) of the open inline sites
     header = _RECORD.unpack_from
     wanted = _WANTED
-    while pos + 4 <= end:  # iter_records, inlined: this loop sees every record of every module
+    while pos + 4 <= end:  # every record of every module passes here
         length, kind = header(data, pos)
         body, nxt = pos + 4, pos + 2 + length
         if length < 2 or nxt > end:

@@ -195,20 +195,6 @@ class Names:
         return name
 
 
-def iter_records(data: bytes, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int]]:
-    """(kind, start of the record body, end of the record) of each CodeView record in data[pos:end]."""
-    stop = len(data) if end is None else min(end, len(data))
-    while pos + 4 <= stop:
-        length, kind = struct.unpack_from("<HH", data, pos)
-        if length < 2:
-            raise MalformedObject(f"PDB symbol record of length {length} at {pos}")
-        nxt = pos + 2 + length
-        if nxt > stop:
-            raise MalformedObject(f"PDB symbol record at {pos} runs past its stream")
-        yield kind, pos + 4, nxt
-        pos = nxt
-
-
 def read_publics(msf: Msf, dbi: Dbi) -> Iterator[tuple[int, int, str]]:
     """(segment, offset, mangled name) of every S_PUB32 in the symbol record stream.
 
