@@ -36,7 +36,7 @@ from symbolicator.native.pdb.modules import ModuleDebug, read_module
 from symbolicator.native.pdb.msf import Msf, open_mapping
 from symbolicator.native.pdb.streams import Dbi, Names, read_dbi, read_info, read_publics
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore
-from symbolicator.native.symcache_build import write
+from symbolicator.native.symcache_write import write
 from symbolicator.native.symtab import Symbol
 
 _U32 = 0xFFFFFFFF
