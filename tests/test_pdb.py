@@ -166,3 +166,28 @@ def test_caller_line_changes_inside_one_inlined_call() -> None:
         assert ours == _norm(truth[va])
         assert [(p, li) for _, p, li in ours] == [(loc.full_path, loc.line) for loc in other.lookup(va - base)]
         assert ours[-1][0] == "main" and ours[-1][2] == truth[va][-1][2]
+
+
+def test_inline_nesting_is_bounded() -> None:
+    """A hostile module nesting 100,000 inline sites keeps 255 levels (the symcache reader's depth): the
+    conversion's work per address stays bounded by that depth, not by the nesting the file claims."""
+    from symbolicator.native.pdb.modules import (
+        MAX_INLINE_DEPTH,
+        S_END,
+        S_GPROC32,
+        S_INLINESITE,
+        S_INLINESITE_END,
+        read_module,
+    )
+
+    def record(kind: int, body: bytes) -> bytes:
+        body += b"\0" * ((-len(body) - 4) % 4)
+        return struct.pack("<HH", len(body) + 2, kind) + body
+
+    proc = record(S_GPROC32, struct.pack("<IIIIIIIIHB", 0, 0, 0, 0x100, 0, 0, 0, 0, 1, 0) + b"f\0")
+    site = record(S_INLINESITE, struct.pack("<III", 0, 0, 0x1000) + bytes([3, 0, 4, 0x7F]))  # one row [0, 0x7f)
+    n = 100_000
+    stream = struct.pack("<I", 4) + proc + site * n + record(S_INLINESITE_END, b"") * n + record(S_END, b"")
+    sites = read_module(stream, len(stream), 0, 0).procedures[0].sites
+    assert len(sites) == MAX_INLINE_DEPTH and sites[-1].depth == MAX_INLINE_DEPTH
+    assert sites[0].rows == [(0, 0x7F, -1, 0)]

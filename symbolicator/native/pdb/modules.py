@@ -36,6 +36,7 @@ DEBUG_S_LINES, DEBUG_S_FILECHKSMS, DEBUG_S_INLINEELINES = 0xF2, 0xF4, 0xF6
 _PROC = struct.Struct("<IIIIIIIIHB")
 _RECORD = struct.Struct("<HH")
 MAX_ANNOTATION_ROWS = 1 << 16  # per inline site: a bound on what a hostile annotation blob yields
+MAX_INLINE_DEPTH = 255  # inline sites kept per chain (+ the procedure = symcache.MAX_INLINE_DEPTH frames)
 
 
 @dataclass(slots=True)
@@ -142,6 +143,9 @@ def _symbols(data: bytes, pos: int, end: int, out: ModuleDebug) -> None:
             if nxt - body < head:
                 raise MalformedObject("PDB inline site record is too short")
             (inlinee,) = struct.unpack_from("<I", data, body + 8)
+            if len(sites) >= MAX_INLINE_DEPTH:  # deeper calls are not kept (the symcache reader stops there too)
+                sites.append(-2)
+                continue
             parent = sites[-1] if sites else -1
             proc.sites.append(InlineSite(inlinee, parent, len(sites) + 1, data[body + head:nxt]))
             sites.append(len(proc.sites) - 1)
