@@ -6,9 +6,9 @@ Per module (one object file, read and dropped before the next):
   inline site, the site's own annotation rows (deepest site wins) give the innermost line, as
   llvm-symbolizer reports it. Both are turned into one step function by `dwarf.unit_steps`,
   with each row a pseudo-node of its nesting depth.
-- the inline tree: a root node per procedure that has inline sites and a node per site, its
-  ranges the site's rows; the call file and line of a site are its parent's line at the site's
-  first address (the parent's rows for a nested site, the C13 table for an outermost one).
+- the inline tree (`inline_tree.add_procedure`): a root node per procedure that has inline
+  sites, and a node per (site, caller line) met at some address, so each frame's line is its
+  caller's row at the very address looked up, as llvm-symbolizer and symbolic report it.
 - symbols: each procedure, named by the public symbol at its address when there is one (the
   mangled name, which `demangle` turns into `demo::outer(int)`), else by its own record
   (`demo::leaf` for a static function), as llvm-symbolizer's PDB reader does; publics without a
