@@ -83,8 +83,9 @@ class Dbi:
         return None
 
 
-def _cstring(data: bytes, pos: int) -> tuple[str, int]:
-    end = data.find(b"\0", pos)
+def _cstring(data: bytes, pos: int, stop: int | None = None) -> tuple[str, int]:
+    """The NUL-terminated string at `pos` (before `stop`) and the offset after its NUL."""
+    end = data.find(b"\0", pos, len(data) if stop is None else stop)
     if end < 0:
         raise MalformedObject("PDB string runs past the end of its record")
     return data[pos:end].decode("utf-8", "replace"), end + 1
@@ -218,7 +219,7 @@ def read_publics(msf: Msf, dbi: Dbi) -> Iterator[tuple[int, int, str]]:
                 break
             if kind == S_PUB32 and length >= 12:
                 _flags, offset, segment = struct.unpack_from("<IIH", data, at + 4)
-                yield segment, offset, _cstring(data[:at + 2 + length], at + 14)[0]
+                yield segment, offset, _cstring(data, at + 14, at + 2 + length)[0]
             at += 2 + length
         carry = data[at:]
     if len(carry) >= 4:
