@@ -191,3 +191,24 @@ def test_inline_nesting_is_bounded() -> None:
     sites = read_module(stream, len(stream), 0, 0).procedures[0].sites
     assert len(sites) == MAX_INLINE_DEPTH and sites[-1].depth == MAX_INLINE_DEPTH
     assert sites[0].rows == [(0, 0x7F, -1, 0)]
+
+
+@pytest.mark.parametrize(("stream", "age", "expected"), [(1, 5, 1), (3, 7, 7)])
+def test_debug_id_age_is_the_dbi_age(stream: int, age: int, expected: int, tmp_path: Path) -> None:
+    """The info stream's age counts edits of the PDB; the DBI age is the one the exe's CodeView record
+    holds. With the two made different (app.pdb, one of them rewritten), symbolic's debug id follows the
+    DBI age, and so do we; llvm-pdbutil's summary prints the info stream's."""
+    symbolic = pytest.importorskip("symbolic")
+    from symbolicator.native.pdb.msf import Msf
+
+    data = bytearray((PE / "app.pdb").read_bytes())
+    msf = Msf(bytes(data))
+    edited = msf.require(stream, "edited")
+    struct.pack_into("<I", data, edited.blocks[0] * msf.block_size + 8, age)  # both keep the age at offset 8
+    path = tmp_path / "app.pdb"
+    path.write_bytes(bytes(data))
+    guid, ours = pdb.identity(path)
+    assert ours == expected
+    assert symbolic.Archive.open(str(path)).get_object(arch="x86_64").debug_id == f"{guid}-{expected:x}"
+    assert str(identify(path)[0].debug_id) == f"{guid}-{expected:x}"
+    assert pdbutil_identity(path)[1] == (age if stream == 1 else 1)
