@@ -212,3 +212,22 @@ def test_debug_id_age_is_the_dbi_age(stream: int, age: int, expected: int, tmp_p
     assert symbolic.Archive.open(str(path)).get_object(arch="x86_64").debug_id == f"{guid}-{expected:x}"
     assert str(identify(path)[0].debug_id) == f"{guid}-{expected:x}"
     assert pdbutil_identity(path)[1] == (age if stream == 1 else 1)
+
+
+def test_msvc_names_as_llvm_symbolizer_prints_them(tmp_path: Path) -> None:
+    """Every MSVC-mangled name clang gives tests/fixtures/pe/names.cpp (constructors, operators, templates,
+    function and member pointers, `__stdcall`, anonymous namespaces, RTTI data) demangles as
+    `llvm-undname` does with the flags llvm-symbolizer passes (no access, member kind, return type or
+    calling convention)."""
+    obj = tmp_path / "names.obj"
+    subprocess.run(["clang++", "--target=x86_64-pc-windows-msvc", "-c", str(PE / "names.cpp"), "-o", str(obj)],
+                   check=True)
+    nm = subprocess.run(["llvm-nm", "--defined-only", str(obj)], capture_output=True, text=True, check=True).stdout
+    names = sorted({line.split()[-1] for line in nm.splitlines() if line.split() and line.split()[-1][0] == "?"})
+    assert len(names) >= 25
+    out = subprocess.run(["llvm-undname", "--no-calling-convention", "--no-return-type", "--no-access-specifier",
+                          "--no-member-type", *names], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    expected = {lines[i]: lines[i + 1] for i in range(0, len(lines) - 1, 3)}
+    assert set(expected) == set(names)
+    assert {n: demangle(n) for n in names} == expected

@@ -51,6 +51,21 @@ def _msvc_short(text: str) -> str:
             for cc in _MSVC_CONVENTIONS:
                 if text.startswith(cc + " ", i):
                     return text[i + len(cc) + 1:]
+    return _msvc_pointer_return(text)
+
+
+def _msvc_pointer_return(text: str) -> str:
+    """`int (__cdecl * __cdecl ns::f(int))(int)`, a function returning a function pointer → `ns::f(int)`:
+    the name and its parameters sit inside the pointer's declarator, after its second convention."""
+    at = text.find("* __")
+    for cc in _MSVC_CONVENTIONS if at >= 0 else ():
+        if text.startswith(cc + " ", at + 2):
+            start = at + 2 + len(cc) + 1
+            depth = 0
+            for j in range(start, len(text)):
+                depth += 1 if text[j] in "<(" else -1 if text[j] in ">)" else 0
+                if depth < 0:
+                    return text[start:j].rstrip()
     return text
 
 
