@@ -231,3 +231,18 @@ def test_msvc_names_as_llvm_symbolizer_prints_them(tmp_path: Path) -> None:
     expected = {lines[i]: lines[i + 1] for i in range(0, len(lines) - 1, 3)}
     assert set(expected) == set(names)
     assert {n: demangle(n) for n in names} == expected
+
+
+def test_worker_conversion_of_a_pdb(tmp_path: Path) -> None:
+    """The worker-pool job (`convert_debug_file`) identifies a PDB and converts it: RVAs, image_vmaddr 0."""
+    from symbolicator.service.native_modules import convert_debug_file
+
+    out = tmp_path / "app.symcache"
+    meta = convert_debug_file(str(PE / "app.pdb"), str(out), None)
+    assert (meta["arch"], meta["image_vmaddr"], meta["file_format"]) == ("x86_64", 0, "pdb")
+    assert meta["features"]["has_debug_info"] and meta["features"]["has_symbols"]
+    cache = SymCache.open(out)
+    try:
+        assert [f.function for f in cache.lookup(0x1030)] == ["demo::leaf", "demo::middle", "demo::outer(int)"]
+    finally:
+        cache.close()
