@@ -56,14 +56,6 @@ class InlineTree:
         self.c.unit_node.append(node)
 
 
-def covering(rows: list[Row], address: int) -> Row | None:
-    """The row of start-sorted, non-overlapping `rows` that covers `address`."""
-    i = bisect_right(rows, (address, 1 << 64)) - 1
-    if i >= 0 and rows[i][1] > address:
-        return rows[i]
-    return None
-
-
 def _levels(proc: Procedure, site_rows: list[list[Row]]) -> dict[int, list[tuple[int, int, int, int, int]]]:
     """Per parent (-1: the procedure), its children's rows merged: `(start, -site, end, file, line)` sorted,
     so one bisect finds the covering sibling (at equal starts the first site in record order)."""
@@ -93,23 +85,28 @@ def add_procedure(tree: InlineTree, proc: Procedure, rva: int, name: str, base: 
     made: dict[tuple[int, int, int, int], int] = {}
     open_range: dict[int, list[int]] = {}
     out: list[Segment] = []
+    top_rows = levels.get(-1)
+    far = 1 << 64
     for a, b in zip(bounds, bounds[1:], strict=False):
-        top = covering(base, a)
-        caller = (top[2], top[3]) if top is not None else (-1, 0)
-        parent, level, rows = root, 0, levels.get(-1)
+        i = bisect_right(base, (a, far)) - 1
+        caller = (base[i][2], base[i][3]) if i >= 0 and base[i][1] > a else (-1, 0)
+        parent, level, rows = root, 0, top_rows
         line: tuple[int, int] | None = None
         while rows:
-            i = bisect_right(rows, (a, 1 << 64)) - 1
-            if i < 0 or rows[i][2] <= a:
+            i = bisect_right(rows, (a, far)) - 1
+            if i < 0:
                 break
-            _lo, neg_site, _hi, f, li = rows[i]
-            s = -neg_site
+            row = rows[i]
+            if row[2] <= a:
+                break
+            s = -row[1]
             level += 1
-            key = (parent, s, caller[0], caller[1])
+            key = (parent, s, *caller)
             node = made.get(key)
             if node is None:
                 node = made[key] = tree.node(parent, level, site_names[s], caller, a)
-            parent, caller, line = node, (f, li), (f, li)
+            parent = node
+            caller = line = (row[3], row[4])
             rows = levels.get(s)
         if line is None:
             continue
