@@ -31,12 +31,21 @@ import sys
 import time
 from pathlib import Path
 
-from bench import cache_scale, cli_bench, coalescing, native_bench, native_scale, service_load, sourcemap_bench
+from bench import (
+    cache_scale,
+    cli_bench,
+    coalescing,
+    native_bench,
+    native_scale,
+    pdb_bench,
+    service_load,
+    sourcemap_bench,
+)
 from bench.report import Row, Section, machine, peer_versions, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 UPLOAD_MIB = {True: 100, False: 1100}
-PARTS = ("js", "native", "native-scale", "upload", "service", "coalescing", "cache", "cli")
+PARTS = ("js", "native", "native-scale", "pdb", "upload", "service", "coalescing", "cache", "cli")
 
 
 def _log(message: str) -> None:
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(native_bench.run(args.quick, _log, profile=not args.no_profile))
     if "native-scale" in parts:
         sections.append(native_scale.run(args.quick, _log))
+    if "pdb" in parts:
+        sections.append(pdb_bench.run(args.quick, _log))
     if "upload" in parts:
         sections.append(run_upload(args.quick))
     if "service" in parts:

@@ -73,6 +73,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "WebAssembly modules: identification, DWARF → symcache in module offsets, lookups, V8 frame checks",
            ("symbolicator.native.wasm", "symbolicator.native.dwarf", "symbolicator.native.symcache_build",
             "symbolicator.native.symcache_write", "symbolicator.native.objects")),
+    Target("pdb", "fuzz.targets.pdb", "PDB (MSF 7.00) identification, PDB → symcache conversion, lookups",
+           ("symbolicator.native.pdb",)),
     Target("endpoints", "fuzz.targets.endpoints",
            "request S3 endpoints and host names, differential against urllib3's `parse_url` and the IDNA codec",
            ("symbolicator.sources.s3_guard", "symbolicator.fetch_policy")),

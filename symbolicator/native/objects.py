@@ -54,6 +54,7 @@ from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 
 SOURCE_BUNDLE_MAGIC = b"SYSB"
 BREAKPAD_MAGIC = b"MODULE "  # `breakpad_sym.MAGIC`: a `.sym` file starts with its MODULE line
+PDB_MAGIC = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\0\0\0"  # `pdb.MSF_MAGIC`: the whole 32-byte head
 MAX_MANIFEST_BYTES = 64 << 20
 COPY_CHUNK = 1 << 20
 _JS_FILE_TYPES = {"minified_source", "source_map", "indexed_ram_bundle"}
@@ -125,7 +126,8 @@ def identify(path: Path) -> list[ObjectInfo]:
 def check_magic(head: bytes, size: int) -> None:
     """UnsupportedFormat unless `head` (a file's first 32 bytes) starts a file `identify` reads: lets an upload be
     refused while its client still waits for the answer."""
-    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, WASM_MAGIC, *THIN_MAGICS) or head.startswith(BREAKPAD_MAGIC) or (
+    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, WASM_MAGIC, *THIN_MAGICS) or head.startswith(
+            (BREAKPAD_MAGIC, PDB_MAGIC)) or (
             len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
         return
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
@@ -146,6 +148,8 @@ def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
         from symbolicator.native.wasm.identify import wasm_info
 
         return [wasm_info(f, size)]
+    if head == PDB_MAGIC:
+        return [_pdb_info(f, size)]
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
 
 
@@ -183,6 +187,23 @@ def _breakpad_info(f: BinaryIO, size: int) -> ObjectInfo:
                                 has_unwind_info=kinds["STACK"]),
         size=size,
         object_name=name,
+    )
+
+
+def _pdb_info(f: BinaryIO, size: int) -> ObjectInfo:
+    """A PDB (`native/pdb`): debug id `guid-age` (the DBI age, as symbolic), arch from the DBI machine."""
+    from symbolicator.native.pdb import read_identity
+
+    found = read_identity(f.name)
+    return ObjectInfo(
+        file_format="pdb",
+        arch=found.arch,
+        code_id=None,
+        debug_id=DebugId(found.guid, found.age),
+        object_kind=ObjectKind.DEBUGINFO,
+        object_type="debug_companion",
+        features=ObjectFeatures(has_debug_info=found.has_debug_info, has_symbols=found.has_symbols),
+        size=size,
     )
 
 

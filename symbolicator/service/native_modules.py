@@ -142,6 +142,11 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 
         Path(out).write_bytes(build_symcache(src))
         return {"arch": info.arch.value, "image_vmaddr": 0, "features": features_json(info), "file_format": "breakpad"}
+    if info.file_format == "pdb":  # addresses are RVAs: image_vmaddr 0, as for Breakpad files
+        from symbolicator.native.pdb import build_symcache as build_pdb_symcache
+
+        Path(out).write_bytes(build_pdb_symcache(src, memory_bytes, spill_dir))
+        return {"arch": info.arch.value, "image_vmaddr": 0, "features": features_json(info), "file_format": "pdb"}
     with open(out, "wb") as fh:
         symcache_build.build_into(fh, src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes,
                                   memory_bytes=memory_bytes, spill_dir=spill_dir)
