@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tests.support.native_service import _norm_function, _norm_path
+from tests.support.native_service import norm_function, _norm_path
 
 WASM = Path(__file__).resolve().parents[1] / "fixtures" / "wasm"
 OUT = WASM / "out"
@@ -28,7 +28,7 @@ def expected(name: str = "expected.json") -> dict[str, Any]:
 
 def key(function: str | None, path: str | None, line: int | None) -> Key:
     """One frame, comparable: normalised function and path, line 0 as unknown."""
-    func = _norm_function(function) if function and function != "??" else None
+    func = norm_function(function) if function and function != "??" else None
     return func or None, _norm_path(path) if path and path != "??" else None, line or None
 
 
