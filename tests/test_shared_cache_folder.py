@@ -14,7 +14,7 @@ import pytest
 from symbolicator import keys
 from symbolicator.caching import CacheStore
 from symbolicator.caching.shared import TRAILER, SharedCache, open_shared
-from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.service.native.modules import convert_debug_file
 
 REPO = Path(__file__).resolve().parent.parent
 ELF = REPO / "tests/fixtures/native/out/elf/c_gcc_O2_dwarf5"

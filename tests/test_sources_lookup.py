@@ -25,7 +25,7 @@ from symbolicator.config import FetchSettings
 from symbolicator.fetch import Fetcher
 from symbolicator.native.objects import identify
 from symbolicator.sources import ModuleLookup, parse_config_sources, plan_sources
-from symbolicator.sources.native import SourceLookupResult, find_debug_file, find_source_bundle
+from symbolicator.sources.search import SourceLookupResult, find_debug_file, find_source_bundle
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 from tests.support.seaweed import SeaweedServer
 

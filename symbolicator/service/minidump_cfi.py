@@ -36,7 +36,7 @@ from symbolicator.errors import (
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
-from symbolicator.service.native_modules import ModuleLookup, ResolvedModule
+from symbolicator.service.native.modules import ModuleLookup, ResolvedModule
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
 

@@ -3,8 +3,8 @@
 Resources (storage, caches, the upload service, the worker pool, the fetcher) are
 opened in a cleanup context, so tests and `serve` start and stop the same way. Two
 apps in one process share none of those; they do share the per-process memos of
-opened converted files and parsed manifests (`service/native_modules.py`,
-`service/js_lookup.py`, `service/minidump_cfi.py`), which are keyed by content and
+opened converted files and parsed manifests (`service/native/modules.py`,
+`service/js/lookup.py`, `service/minidump_cfi.py`), which are keyed by content and
 so safe to share, and which a `Services` composition root is meant to own (issue 12).
 """
 
@@ -32,8 +32,8 @@ from symbolicator.storage.configured import open_storage
 from symbolicator.storage.local import process_alive
 from symbolicator.web import (
     health,
+    jobs,
     minidump,
-    requests,
     symbolicate,
     symbolicate_any,
     symbolicate_js,
@@ -122,7 +122,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     app.add_routes(health.routes)
     app.add_routes(uploads.routes)
-    app.add_routes(requests.routes)
+    app.add_routes(jobs.routes)
     app.add_routes(symbolicate.routes)
     app.add_routes(symbolicate_js.routes)
     app.add_routes(symbolicate_any.routes)

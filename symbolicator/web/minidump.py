@@ -18,11 +18,11 @@ from aiohttp import web
 from symbolicator.errors import BadRequest
 from symbolicator.service import minidump, native
 from symbolicator.service.minidump_cfi import CfiLookup, ResolvedUnwind
-from symbolicator.service.native_modules import RequestSources
+from symbolicator.service.native.modules import RequestSources
 from symbolicator.types import Scope
 from symbolicator.web.bodies import loads
+from symbolicator.web.jobs import request_scope, run_job
 from symbolicator.web.multipart import next_part, open_form, read_part
-from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
     CACHES,

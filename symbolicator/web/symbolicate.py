@@ -20,15 +20,15 @@ from symbolicator.native.apple_crash import (
     to_symbolicate_request,
 )
 from symbolicator.service import native
-from symbolicator.service.native_modules import (
+from symbolicator.service.native.modules import (
     ModuleLookup,
     RequestSources,
     ResolvedModule,
 )
 from symbolicator.types import Scope
 from symbolicator.web.bodies import check_counts, loads, read_request
+from symbolicator.web.jobs import request_scope, run_job
 from symbolicator.web.multipart import next_part, open_form, read_part
-from symbolicator.web.requests import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
     CACHES,

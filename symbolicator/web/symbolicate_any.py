@@ -1,6 +1,6 @@
 """`POST /symbolicate-any`: one event with JS and native frames (React Native), answered merged.
 
-The body is validated and split before the job starts (service/js_mixed.py: 400/413/422 at once);
+The body is validated and split before the job starts (service/js/mixed.py: 400/413/422 at once);
 the job runs the JS engine and the native engine concurrently and answers through `run_job`
 (Symbolicator's envelope, `?timeout`, polling), like `/symbolicate` and `/symbolicate-js`.
 """
@@ -13,10 +13,10 @@ from aiohttp import web
 
 from symbolicator.service import native
 from symbolicator.service.js import JsRequest
-from symbolicator.service.js_lookup import symbolicate_js
-from symbolicator.service.js_mixed import MixedRequest, symbolicate_mixed
+from symbolicator.service.js.lookup import symbolicate_js
+from symbolicator.service.js.mixed import MixedRequest, symbolicate_mixed
 from symbolicator.web.bodies import read_request
-from symbolicator.web.requests import request_scope, run_job
+from symbolicator.web.jobs import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
 )

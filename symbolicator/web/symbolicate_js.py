@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from symbolicator.service.js import JsRequest
-from symbolicator.service.js_lookup import JsDeps, symbolicate_js
+from symbolicator.service.js.lookup import JsDeps, symbolicate_js
 from symbolicator.web.bodies import read_request
-from symbolicator.web.requests import request_scope, run_job
+from symbolicator.web.jobs import request_scope, run_job
 from symbolicator.web.state import (
     AUTH,
     CACHES,

@@ -5,7 +5,7 @@ whose `code_file` is the `abs_path` (or, once the minified file is in hand, its
 `//# debugId=` comment) → the files of bundles already opened for this request
 and the scope's release/dist index, by URL candidates → the minified file's
 `SourceMap`/`X-SourceMap` header or last `sourceMappingURL` comment (relative,
-absolute or `data:`) → scraping (`js_scraping.py`).
+absolute or `data:`) → scraping (`scraping.py`).
 
 Costs are paid once. A bundle is downloaded once into the downloads cache
 (keyed by its storage key: bundles are content-addressed, so the key never
@@ -37,7 +37,7 @@ from prometheus_client import Counter
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
-from symbolicator.artifacts.bundles import (
+from symbolicator.artifacts.bundle_archive import (
     BundleFile,
     open_zip,
     read_bundle,
@@ -58,8 +58,8 @@ from symbolicator.errors import (
     WorkerOutOfMemory,
 )
 from symbolicator.fetch import Fetcher
-from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
-from symbolicator.service.js_scraping import Scraper
+from symbolicator.service.js.request import JsRequest, Module, is_valid_abs_path, symbolicate
+from symbolicator.service.js.scraping import Scraper
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex

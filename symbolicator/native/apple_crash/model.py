@@ -5,10 +5,10 @@ two formats and must end up where `/symbolicate` starts: stack traces with
 registers, and Mach-O modules (UUID, load address, size). Parsing is pure and
 linear in the input; it knows nothing of debug files.
 
-* legacy `.crash` text (`apple_crash_text.py`): header lines, `Thread N` sections,
+* legacy `.crash` text (`text.py`): header lines, `Thread N` sections,
   the crashed thread's register dump, `Binary Images:`. Older `.ips` files
   (bug_type 109) are a JSON header line followed by this text.
-* modern `.ips` (`apple_crash_ips.py`): a JSON header line, then one JSON body
+* modern `.ips` (`ips.py`): a JSON header line, then one JSON body
   (`usedImages`, `threads`, `exception`, `faultingThread`, ...).
 
 Mapped the way Symbolicator maps them (`symbolicator-native`, `apple.rs`):
@@ -148,8 +148,8 @@ _CODE_TYPES = {
 
 def parse_apple_crash_report(data: bytes | str) -> AppleCrashReport:
     """Parse `.crash` text or `.ips` JSON; anything else raises `MalformedCrashReport`."""
-    from symbolicator.native.apple_crash_ips import parse_ips
-    from symbolicator.native.apple_crash_text import parse_crash_text
+    from symbolicator.native.apple_crash.ips import parse_ips
+    from symbolicator.native.apple_crash.text import parse_crash_text
 
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     text = text.lstrip("\ufeff \t\r\n")

@@ -2,7 +2,7 @@
 
 FILE is a minidump (`symbolicate_minidump.py`), an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
 `/symbolicate` JSON request, or a JavaScript stack trace (handed to
-`symbolicator.service.js_offline`). For native input every DIR is searched
+`symbolicator.service.js.offline`). For native input every DIR is searched
 recursively for ELF and Mach-O files (dSYM bundles are folders of those), indexed
 by debug id; the request then runs through the same `service.native` code as
 `POST /symbolicate`, with symcaches from the offline cache (`offline_cache.py`)
@@ -37,9 +37,10 @@ from symbolicator.native.apple_crash import (
     to_symbolicate_request,
 )
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
-from symbolicator.service import js_mixed, native
-from symbolicator.service.js_offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
-from symbolicator.service.native_modules import ResolvedModule, features_json
+from symbolicator.service import native
+from symbolicator.service.js import mixed as js_mixed
+from symbolicator.service.js.offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
+from symbolicator.service.native.modules import ResolvedModule, features_json
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
     SmCache,
@@ -98,7 +99,7 @@ def _is_js_request(body: dict[str, Any]) -> bool:
 
 
 def _is_mixed_request(body: dict[str, Any]) -> bool:
-    """JS and native frames in one body: the `/symbolicate-any` shape (service/js_mixed.py)."""
+    """JS and native frames in one body: the `/symbolicate-any` shape (service/js/mixed.py)."""
     traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
     frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
               for f in t["frames"] if isinstance(f, dict)]
@@ -174,7 +175,7 @@ class SymbolFolders:
 
 
 def map_opener(cache: OfflineCache) -> Callable[[Path | None, bytes | None, Path, str, str], SmCache]:
-    """`js_offline`'s map hook: sourcemap caches kept in the offline cache."""
+    """`service/js/offline.py`'s map hook: sourcemap caches kept in the offline cache."""
 
     def open_map(map_path: Path | None, embedded: bytes | None, js_path: Path, text: str, label: str) -> SmCache:
         def build() -> bytearray:

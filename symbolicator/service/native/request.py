@@ -32,7 +32,7 @@ from typing import Any
 from symbolicator.errors import FrameStatus, InvalidShape, ObjectFileStatus
 from symbolicator.native.caller_addr import FrameAddr, lookup_addresses, parse_register
 from symbolicator.native.demangle import demangle
-from symbolicator.service.native_modules import ResolvedModule
+from symbolicator.service.native.modules import ResolvedModule
 from symbolicator.types import Arch, CodeId, DebugId
 
 _ADDR_MODE = re.compile(r"^rel:(\d{1,9})$")

@@ -61,7 +61,7 @@ from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import FilesystemSource, SourcePlan, fingerprint, plan_sources
 from symbolicator.sources import ModuleLookup as SourceModule
-from symbolicator.sources.native import find_debug_file
+from symbolicator.sources.search import find_debug_file
 from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 
