@@ -1,6 +1,6 @@
 """Finding and converting a module's unwind information into a CFI cache, once.
 
-The same search as the symcache's (`ModuleLookup`: the scope's uploads through the debug-id
+The same search as the symcache's (`ModuleResolver`: the scope's uploads through the debug-id
 index, then the external sources; downloads shared through the downloads cache, so a module
 whose symcache was built is not downloaded again), with another conversion at its end: the
 file becomes a CFI cache (`native/cfi/`) in the derived cache, keyed by content SHA-1 and
@@ -36,7 +36,7 @@ from symbolicator.errors import (
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
-from symbolicator.service.native.modules import ModuleLookup, ResolvedModule
+from symbolicator.service.native.modules import ModuleResolver, ResolvedModule
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
 
@@ -64,7 +64,7 @@ def convert_cfi(src: str, out: str) -> dict[str, Any]:
     return meta
 
 
-class CfiLookup(ModuleLookup):
+class CfiLookup(ModuleResolver):
     """`resolve` answers a `ResolvedUnwind`; only the conversion differs from the symcache's."""
 
     result_type = ResolvedUnwind

@@ -27,10 +27,10 @@ from symbolicator.sources.config import (
     parse_source,
     plan_sources,
 )
-from symbolicator.sources.layouts import ModuleLookup, candidate_paths
+from symbolicator.sources.layouts import ModuleQuery, candidate_paths
 
 __all__ = [
-    "FilesystemSource", "HttpSource", "Layout", "ModuleLookup", "S3Source", "SentrySource", "SkippedSource",
+    "FilesystemSource", "HttpSource", "Layout", "ModuleQuery", "S3Source", "SentrySource", "SkippedSource",
     "SourceConfig", "SourceConfigError", "SourceFilters", "SourcePlan", "candidate_paths",
     "fingerprint", "parse_config_sources", "parse_source", "plan_sources",
 ]

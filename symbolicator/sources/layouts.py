@@ -34,7 +34,7 @@ CODE_FILE_TYPES: dict[str, FileType] = {"elf": "elf_code", "macho": "mach_code"}
 
 
 @dataclass(frozen=True, slots=True)
-class ModuleLookup:
+class ModuleQuery:
     """What is known of one module: ids (normalised), arch, and the file names the client sent.
 
     `code_file` / `debug_file` are untrusted paths as the crashing machine saw them
@@ -66,7 +66,7 @@ def is_safe_relative(path: str) -> bool:
         seg not in ("", ".", "..") for seg in path.split("/"))
 
 
-def _mach_uuid(m: ModuleLookup) -> uuid.UUID | None:
+def _mach_uuid(m: ModuleQuery) -> uuid.UUID | None:
     """The Mach-O UUID: from the code id when there is one (and it is a UUID), else the debug id."""
     if m.code_id is not None:
         try:
@@ -76,12 +76,12 @@ def _mach_uuid(m: ModuleLookup) -> uuid.UUID | None:
     return m.debug_id.uuid if m.debug_id is not None else None
 
 
-def _gdb(m: ModuleLookup) -> str | None:
+def _gdb(m: ModuleQuery) -> str | None:
     cid = m.code_id.value if m.code_id else None
     return f"{cid[:2]}/{cid[2:]}" if cid and len(cid) >= 2 else None
 
 
-def _lldb(m: ModuleLookup) -> str | None:
+def _lldb(m: ModuleQuery) -> str | None:
     u = _mach_uuid(m)
     if u is None:
         return None
@@ -89,7 +89,7 @@ def _lldb(m: ModuleLookup) -> str | None:
     return "/".join([h[0:4], h[4:8], h[8:12], h[12:16], h[16:20], h[20:]])
 
 
-def _breakpad(m: ModuleLookup) -> str | None:
+def _breakpad(m: ModuleQuery) -> str | None:
     name = safe_basename(m.debug_file)
     if name is None or m.debug_id is None:
         return None
@@ -101,7 +101,7 @@ def _breakpad(m: ModuleLookup) -> str | None:
     return f"{name}/{m.debug_id.breakpad}/{stem}.sym"
 
 
-def _native(ft: FileType, m: ModuleLookup) -> list[str]:
+def _native(ft: FileType, m: ModuleQuery) -> list[str]:
     if ft in ("elf_code", "elf_debug"):
         gdb = _gdb(m)
         return [] if gdb is None else [gdb + (".debug" if ft == "elf_debug" else "")]
@@ -119,7 +119,7 @@ def _native(ft: FileType, m: ModuleLookup) -> list[str]:
     return out + [primary]
 
 
-def _symstore(ft: FileType, m: ModuleLookup, ssqp: bool) -> str | None:
+def _symstore(ft: FileType, m: ModuleQuery, ssqp: bool) -> str | None:
     code_file = safe_basename(m.code_file)
     if code_file is not None and ssqp:
         code_file = code_file.lower()
@@ -135,7 +135,7 @@ def _symstore(ft: FileType, m: ModuleLookup, ssqp: bool) -> str | None:
     return None
 
 
-def _symstore_index2(ft: FileType, m: ModuleLookup) -> str | None:
+def _symstore_index2(ft: FileType, m: ModuleQuery) -> str | None:
     path = _symstore(ft, m, ssqp=False)
     if path is None:
         return None
@@ -143,7 +143,7 @@ def _symstore_index2(ft: FileType, m: ModuleLookup) -> str | None:
     return f"{head[0]}/{path}" if head[1:] in ("/", ".") else f"{head}/{path}"
 
 
-def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
+def _unified_id(ft: FileType, m: ModuleQuery) -> str | None:
     if ft == "sourcebundle":
         ft = "mach_code" if m.object_type == "macho" else "elf_code"
     if ft in ("elf_code", "elf_debug"):
@@ -153,20 +153,20 @@ def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
     return m.debug_id.uuid.hex if m.debug_id is not None else None
 
 
-def _unified(ft: FileType, m: ModuleLookup) -> str | None:
+def _unified(ft: FileType, m: ModuleQuery) -> str | None:
     suffix = {"elf_code": "executable", "mach_code": "executable", "elf_debug": "debuginfo",
               "mach_debug": "debuginfo", "sourcebundle": "sourcebundle"}[ft]
     fid = _unified_id(ft, m)
     return f"{fid[:2]}/{fid[2:]}/{suffix}" if fid and len(fid) > 2 else None
 
 
-def _debuginfod(ft: FileType, m: ModuleLookup) -> str | None:
+def _debuginfod(ft: FileType, m: ModuleQuery) -> str | None:
     if ft not in ("elf_code", "elf_debug") or m.code_id is None:
         return None
     return f"{m.code_id}/{'executable' if ft == 'elf_code' else 'debuginfo'}"
 
 
-def candidate_paths(layout: Layout, file_type: FileType, module: ModuleLookup) -> list[str]:
+def candidate_paths(layout: Layout, file_type: FileType, module: ModuleQuery) -> list[str]:
     """Relative paths where `file_type` of `module` may sit on a source with `layout`, in try order."""
     if file_type in ("elf_code", "elf_debug") and module.object_type != "elf":
         return []

@@ -46,7 +46,7 @@ from symbolicator.sources.layouts import (
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,
     FileType,
-    ModuleLookup,
+    ModuleQuery,
     candidate_paths,
 )
 from symbolicator.types import Arch
@@ -92,7 +92,7 @@ class _Hit:
         return (f.has_debug_info, self.file_type in DEBUG_FILE_TYPES.values(), f.has_symbols)
 
 
-async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
+async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path, *,
                           fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     """The best debug (else code) file for `module` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
@@ -101,13 +101,13 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes)
 
 
-async def find_source_bundle(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
+async def find_source_bundle(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path, *,
                              fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     """The `sourcebundle` (`SYSB` with the module's sources) for `module`, if a source has one."""
     return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes)
 
 
-async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path,
+async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path,
                   file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     plan = sources if isinstance(sources, SourcePlan) else SourcePlan(tuple(sources))
     candidates: list[dict[str, Any]] = [_candidate(s.id, s.reason, "notfound") for s in plan.skipped]
@@ -147,7 +147,7 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLo
     return SourceLookupResult(None, None, candidates, _miss_status(misses))
 
 
-async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: FileType, module: ModuleLookup,
+async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: FileType, module: ModuleQuery,
                dest_dir: Path, fetcher: Fetcher, max_bytes: int, candidates: list[dict[str, Any]],
                misses: set[str]) -> _Hit | None:
     """Download and verify one location; records its candidate; a verified hit or None."""
@@ -173,7 +173,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     return _Hit(dest, info, source.id, ft, loc)
 
 
-def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
+def verify(path: Path, module: ModuleQuery, file_type: FileType) -> ObjectInfo:
     """The object in the file at `path` that is `module`; raises DownloadMiss("malformed") otherwise."""
     try:
         objects = identify(path)
@@ -193,7 +193,7 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
                                     f"arch={module.arch.value} (the file has: {found or 'nothing'})")
 
 
-def _ids_match(o: ObjectInfo, m: ModuleLookup) -> bool:
+def _ids_match(o: ObjectInfo, m: ModuleQuery) -> bool:
     compared = False
     if m.debug_id is not None and o.debug_id is not None:
         if o.debug_id != m.debug_id:
@@ -210,7 +210,7 @@ def _family(arch: Arch) -> Arch:
     return _ARCH_FAMILY.get(arch, arch)
 
 
-def accepts(filters: SourceFilters, file_type: FileType, module: ModuleLookup) -> bool:
+def accepts(filters: SourceFilters, file_type: FileType, module: ModuleQuery) -> bool:
     """Whether a source's filters let it be asked for `file_type` of `module`
     (docs/configuration.md, "Symbol sources")."""
     if filters.filetypes and file_type not in filters.filetypes:

@@ -21,7 +21,7 @@ from symbolicator.native.apple_crash import (
 )
 from symbolicator.service import native
 from symbolicator.service.native.modules import (
-    ModuleLookup,
+    ModuleResolver,
     RequestSources,
     ResolvedModule,
 )
@@ -50,7 +50,7 @@ JSON_FIELDS = ("sources", "options", "platform", "scraping")
 def module_resolver(request: web.Request, scope: Scope, req: native.NativeRequest) -> native.Resolve:
     """Module lookup for this request; request `sources` of the wrong shape raise InvalidShape here."""
     app = request.app
-    lookup = ModuleLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
+    lookup = ModuleResolver(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
                           app[METRICS], app.get(FETCHER))
     sources = RequestSources.from_request(app[SETTINGS], req.sources)
 

@@ -1,7 +1,7 @@
 """Finding, fetching and converting the debug file of one module, once.
 
 A native request names modules by debug id. For each module a frame points
-into, `ModuleLookup.resolve` answers a `ResolvedModule`: an open symcache plus
+into, `ModuleResolver.resolve` answers a `ResolvedModule`: an open symcache plus
 what the response says about the module (`debug_status`, `features`, `arch`,
 `candidates`). The order of places looked at is docs/api.md's: the scope's own
 uploads (through the debug-id index the upload path writes), then external
@@ -59,8 +59,7 @@ from symbolicator.native.spill import DEFAULT_MEMORY_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
-from symbolicator.sources import FilesystemSource, SourcePlan, fingerprint, plan_sources
-from symbolicator.sources import ModuleLookup as SourceModule
+from symbolicator.sources import FilesystemSource, ModuleQuery, SourcePlan, fingerprint, plan_sources
 from symbolicator.sources.search import find_debug_file
 from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
@@ -149,7 +148,7 @@ def convert_debug_file(src: str, out: str, arch: str | None,
             "file_format": info.file_format}
 
 
-class ModuleLookup:
+class ModuleResolver:
     """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
 
     result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
@@ -200,7 +199,7 @@ class ModuleLookup:
             result.candidates.append({"source": source_id, "location": sources.not_found_message,
                                       "download": {"status": "notfound"}})
         if module_type in ("elf", "macho") and (sources.plan.sources or sources.plan.skipped):
-            wanted = SourceModule(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
+            wanted = ModuleQuery(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
             await self._from_sources(wanted, sources, result)
         return result
 
@@ -312,7 +311,7 @@ class ModuleLookup:
             result.status = status
         return False
 
-    async def _from_sources(self, module: SourceModule, sources: RequestSources, result: ResolvedModule) -> None:
+    async def _from_sources(self, module: ModuleQuery, sources: RequestSources, result: ResolvedModule) -> None:
         """Search the external sources (config, then allowed request sources): one search per
         plan and debug id at a time, its outcome cached (the file in the downloads cache, its
         candidates beside it; not found 1 h, malformed 24 h; fetch errors not at all)."""
