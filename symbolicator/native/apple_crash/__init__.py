@@ -1,9 +1,12 @@
 """Apple crash reports (`.crash` text and `.ips` JSON) → the `/symbolicate` request they stand for.
 
-* `model.py`: the data both formats parse into, the shared parsing helpers, and the request and
-  response fields a report becomes;
+* `model.py`: the data both formats parse into and the parsing helpers they share;
 * `text.py`: the legacy `.crash` text (and bug_type 109 `.ips`, a JSON header over that text);
-* `ips.py`: the modern `.ips` JSON body.
+* `ips.py`: the modern `.ips` JSON body;
+* `report.py`: picks the parser, and turns a report into the `/symbolicate` request and the
+  fields Symbolicator adds to its answer.
+
+Imports run one way (`report` → `ips` → `text` → `model`), with no cycle.
 
 The public names are importable from the package.
 """
@@ -15,10 +18,8 @@ from symbolicator.native.apple_crash.model import (
     BinaryImage,
     MalformedCrashReport,
     SystemInfo,
-    parse_apple_crash_report,
-    response_fields,
-    to_symbolicate_request,
 )
+from symbolicator.native.apple_crash.report import parse_apple_crash_report, response_fields, to_symbolicate_request
 
 __all__ = [
     "AppleCrashReport", "AppleFrame", "AppleThread", "BinaryImage", "MalformedCrashReport", "SystemInfo",
