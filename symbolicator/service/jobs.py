@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symbolicator.errors import FormatError, NotFound, Overloaded
+from symbolicator.fetch_tenants import fetches_for
 from symbolicator.types import Scope
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,16 @@ class JobRegistry:
         if job is None or job.scope != scope:
             raise NotFound("unknown request id; submit the request again")
         return job
+
+    async def run(self, scope: Scope, work: Callable[[], Awaitable[dict[str, Any]]], timeout: float | None,
+                  max_fetches: int) -> dict[str, Any]:
+        """Start `work` as the scope's job and answer its envelope within `timeout` (else `pending`).
+
+        The job's task copies the context at submit, so its outbound fetches count against
+        the scope and this request (`fetch_tenants`)."""
+        with fetches_for(str(scope), max_fetches):
+            job = self.submit(scope, work)
+        return await self.wait(job, timeout)
 
     async def wait(self, job: Job, timeout: float | None) -> dict[str, Any]:
         """The job's envelope once done, or `pending` after `timeout` seconds."""

@@ -1,8 +1,8 @@
-"""Running symbolication requests as jobs: `?timeout`, `?scope`, `GET /requests/{id}`.
+"""The HTTP side of jobs: `?timeout`, `?scope`, `GET /requests/{id}`.
 
-Every symbolication endpoint hands its work to `run_job`, which answers with
-Symbolicator's envelope (`completed` with the payload flattened in, `pending`,
-`failed`, `timeout`, `internal_error`).
+Every symbolication endpoint hands its work to `run_job`, which starts it in the job
+registry (`service/jobs.py`) and answers with Symbolicator's envelope (`completed` with
+the payload flattened in, `pending`, `failed`, `timeout`, `internal_error`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import orjson
 from aiohttp import web
 
 from symbolicator.errors import InvalidShape
-from symbolicator.fetch_tenants import fetches_for
 from symbolicator.types import GLOBAL_SCOPE, Scope
 from symbolicator.web.state import AUTH, JOBS, SETTINGS
 
@@ -47,10 +46,8 @@ async def run_job(request: web.Request, scope: Scope, work: Callable[[], Awaitab
     """Authorise, start `work` as a job, and answer its envelope (or `pending`)."""
     request.app[AUTH].require_symbolicate(request, scope)
     timeout = request_timeout(request)
-    jobs = request.app[JOBS]
-    with fetches_for(str(scope), request.app[SETTINGS].fetch.max_fetches_per_request):
-        job = jobs.submit(scope, work)  # the job's task copies the context: its fetches are the scope's
-    return json_response(await jobs.wait(job, timeout))
+    return json_response(await request.app[JOBS].run(scope, work, timeout,
+                                                     request.app[SETTINGS].fetch.max_fetches_per_request))
 
 
 def json_response(value: Any) -> web.Response:
