@@ -31,15 +31,12 @@ from typing import Any
 from symbolicator.commands.offline_cache import OfflineCache, identity
 from symbolicator.errors import FormatError, ObjectFileStatus, SymbolicatorError, UnreadableInput
 from symbolicator.native import objects
-from symbolicator.native.apple_crash import (
-    parse_apple_crash_report,
-    response_fields,
-    to_symbolicate_request,
-)
+from symbolicator.native.apple_crash import MalformedCrashReport
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service import native
 from symbolicator.service.js import mixed as js_mixed
 from symbolicator.service.js.offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
+from symbolicator.service.native.apple import apple_crash_request, symbolicate_apple_crash
 from symbolicator.service.native.modules import ResolvedModule, features_json
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
@@ -250,19 +247,17 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
                 sys.stdout.write(format_trace("", [_js_frame(f) for f in trace.get("frames", [])]) + "\n")
             _explain_js(result.get("errors") or [], False)
         return 0
-    extra: dict[str, Any] = {}
+    folders = SymbolFolders(dirs, cache if cache.store is not None else None)
     if kind == "apple":
         _check_ips_header(args.file, text)
         try:
-            report = parse_apple_crash_report(text)
-        except FormatError as exc:
+            crash = apple_crash_request(text, {})
+        except MalformedCrashReport as exc:
             raise UnreadableInput(f"{args.file}: read as an Apple crash report, but {exc}") from None
-        body = to_symbolicate_request(report)
-        extra = response_fields(report)
-    req = native.NativeRequest.from_json(body)
-    folders = SymbolFolders(dirs, cache if cache.store is not None else None)
-    payload = asyncio.run(native.symbolicate(req, folders.resolve))
-    result = {"status": "completed", **extra, **payload}
+        payload = asyncio.run(symbolicate_apple_crash(crash, folders.resolve))
+    else:
+        payload = asyncio.run(native.symbolicate(native.NativeRequest.from_json(body), folders.resolve))
+    result = {"status": "completed", **payload}
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 30
 KEEP_FINISHED_S = 90.0
+CLOSE_WAIT_S = 5.0
 
 
 @dataclass
@@ -144,6 +145,10 @@ class JobRegistry:
             self._jobs.pop(job.id, None)  # nobody was told its id, so nobody can poll it
         return job.result or job.task.result()
 
-    def cancel_all(self) -> None:
-        for job in self._jobs.values():
-            job.task.cancel()
+    async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Cancel every job and wait (up to `wait_s`) until their tasks have ended."""
+        tasks = [job.task for job in self._jobs.values() if not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait_s)

@@ -36,16 +36,31 @@ from symbolicator.errors import (
 from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
-from symbolicator.service.native.modules import ModuleResolver, ResolvedModule
+from symbolicator.service.native.modules import ModuleResolver, ResolvedModule, SymcacheMemo
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
 
 log = logging.getLogger(__name__)
 KNOWN_CFI_CACHES = 4096
-_known: dict[tuple[int, str], tuple[Path, int]] = {}
-"""Converted CFI caches this process has seen, by (derived cache, key): their path and row count.
-A key names content (SHA-1 + version), so an entry never goes stale; an evicted file fails the
-`exists()` check and is looked up again."""
+
+
+class KnownCfiCaches:
+    """Converted CFI caches one service has seen, by key: their path and row count (the oldest go
+    past `KNOWN_CFI_CACHES`). A key names content (SHA-1 + version), so an entry never goes stale;
+    an evicted file fails the `exists()` check and is looked up again. `NativeService` owns one,
+    beside the derived cache it describes."""
+
+    def __init__(self, max_items: int = KNOWN_CFI_CACHES) -> None:
+        self.max_items = max_items
+        self._known: dict[str, tuple[Path, int]] = {}
+
+    def get(self, key: str) -> tuple[Path, int] | None:
+        return self._known.get(key)
+
+    def put(self, key: str, path: Path, rows: int) -> None:
+        self._known[key] = (path, rows)
+        while len(self._known) > self.max_items:
+            del self._known[next(iter(self._known))]
 
 
 @dataclass
@@ -70,16 +85,18 @@ class CfiLookup(ModuleResolver):
     result_type = ResolvedUnwind
 
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
-        super().__init__(settings, storage, index_reader, caches, coalescer, workers, metrics, fetcher)
+                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None,
+                 opened: SymcacheMemo, known: KnownCfiCaches) -> None:
+        super().__init__(settings, storage, index_reader, caches, coalescer, workers, metrics, fetcher, opened)
         self.cfi_conversions = metrics.cfi_conversions
+        self.known = known
 
     async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],
                                 candidate: dict[str, Any], result: ResolvedModule) -> bool:
         key = keys.cache_key("cficache", CFICACHE_VERSION, sha1)
         meta_key = keys.cache_key("cficache-meta", CFICACHE_VERSION, sha1)
         derived = self.caches.derived
-        known = _known.get((id(derived), key))
+        known = self.known.get(key)
         if known is not None and known[0].exists():  # warm: one stat, no cache-database round trip
             return self._found_cfi(result, candidate, *known)
 
@@ -113,9 +130,7 @@ class CfiLookup(ModuleResolver):
                 return self._unwind_failed(result, candidate, status, None)
             meta_entry = await asyncio.to_thread(derived.get, meta_key)
             rows = json.loads(meta_entry.path.read_bytes()).get("rows", 0) if meta_entry and meta_entry.path else 1
-            _known[(id(derived), key)] = (entry.path, rows)
-            while len(_known) > KNOWN_CFI_CACHES:
-                del _known[next(iter(_known))]
+            self.known.put(key, entry.path, rows)
             return self._found_cfi(result, candidate, entry.path, rows)
         return self._unwind_failed(result, candidate, ObjectFileStatus.OTHER, "the CFI cache could not be opened")
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from symbolicator.errors import InvalidShape
 from symbolicator.types import GLOBAL_SCOPE, Scope
-from symbolicator.web.state import AUTH, JOBS, SETTINGS
+from symbolicator.web.state import AUTH, SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -43,10 +43,10 @@ def request_timeout(request: web.Request) -> float | None:
 
 
 async def run_job(request: web.Request, scope: Scope, work: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
-    """Authorise, start `work` as a job, and answer its envelope (or `pending`)."""
-    request.app[AUTH].require_symbolicate(request, scope)
+    """Start `work` as a job and answer its envelope (or `pending`); the handler has authorised the
+    request already, before reading its body."""
     timeout = request_timeout(request)
-    return json_response(await request.app[JOBS].run(scope, work, timeout,
+    return json_response(await request.app[SERVICES].jobs.run(scope, work, timeout,
                                                      request.app[SETTINGS].fetch.max_fetches_per_request))
 
 
@@ -59,6 +59,6 @@ def json_response(value: Any) -> web.Response:
 async def poll(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    jobs = request.app[JOBS]
+    jobs = request.app[SERVICES].jobs
     job = jobs.get(request.match_info["request_id"], scope)
     return json_response(await jobs.wait(job, request_timeout(request)))

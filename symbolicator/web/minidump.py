@@ -15,85 +15,32 @@ from typing import Any
 
 from aiohttp import web
 
-from symbolicator.errors import BadRequest
-from symbolicator.service import minidump, native
-from symbolicator.service.minidump_cfi import CfiLookup, ResolvedUnwind
-from symbolicator.service.native.modules import RequestSources
-from symbolicator.types import Scope
-from symbolicator.web.bodies import loads
+from symbolicator.service.native import NativeRequest
 from symbolicator.web.jobs import request_scope, run_job
-from symbolicator.web.multipart import next_part, open_form, read_part
-from symbolicator.web.state import (
-    AUTH,
-    CACHES,
-    COALESCER,
-    FETCHER,
-    INDEXES,
-    METRICS,
-    SETTINGS,
-    STORAGE,
-    WORKERS,
-)
-from symbolicator.web.symbolicate import (
-    JSON_FIELDS,
-    MAX_FIELD_BYTES,
-    module_resolver,
-)
+from symbolicator.web.state import AUTH, SERVICES
+from symbolicator.web.symbolicate import read_form
 
 routes = web.RouteTableDef()
 DUMP_FIELD = "upload_file_minidump"
-
-
-async def _read_upload(request: web.Request) -> tuple[bytes, dict[str, Any]]:
-    reader = await open_form(request, f"an `{DUMP_FIELD}` part")
-    limits = request.app[SETTINGS].limits
-    dump: bytes | None = None
-    fields: dict[str, Any] = {}
-    while (part := await next_part(reader)) is not None:
-        if part.name == DUMP_FIELD:
-            dump = await read_part(part, limits.max_body_bytes, "limits.max_body_bytes")
-        elif part.name in JSON_FIELDS:
-            raw = await read_part(part, MAX_FIELD_BYTES, "the limit of a JSON field")
-            fields[part.name] = loads(raw, limits.max_json_depth, f"field `{part.name}`")
-    if dump is None:
-        raise BadRequest(f"no `{DUMP_FIELD}` part in the request")
-    return dump, fields
-
-
-def _unwind_resolver(request: web.Request, scope: Scope,
-                     sources: list[dict[str, Any]] | None) -> minidump.ResolveUnwind:
-    app = request.app
-    lookup = CfiLookup(app[SETTINGS], app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS],
-                       app[METRICS], app.get(FETCHER))
-    plan = RequestSources.from_request(app[SETTINGS], sources)
-
-    async def resolve(module: native.RawModule) -> ResolvedUnwind:
-        found = await lookup.resolve(scope, module.debug_id, module.code_id, module.type,
-                                     module.fields.get("code_file"), module.fields.get("debug_file"), plan)
-        assert isinstance(found, ResolvedUnwind)
-        return found
-
-    return resolve
 
 
 @routes.post("/minidump")
 async def minidump_endpoint(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    dump, fields = await _read_upload(request)
+    dump, fields = await read_form(request, DUMP_FIELD)
     request_fields: dict[str, Any] = {k: fields[k] for k in ("sources", "options") if k in fields}
-    req = native.NativeRequest.from_json({"stacktraces": [], **request_fields})  # 422 for a wrong shape
-    workers = request.app[WORKERS]
-    path: Path = await asyncio.to_thread(request.app[CACHES].downloads.temp_path, ".dmp")
+    req = NativeRequest.from_json({"stacktraces": [], **request_fields})  # 422 for a wrong shape
+    native = request.app[SERVICES].native
+    sources = native.sources(req.sources)
+    path: Path = await asyncio.to_thread(native.caches.downloads.temp_path, ".dmp")
     await asyncio.to_thread(path.write_bytes, dump)
     del dump
     try:
-        facts = await minidump.read_facts(path, workers.run)
+        facts = await native.read_minidump(path)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    resolve = module_resolver(request, scope, req)
-    resolve_unwind = _unwind_resolver(request, scope, req.sources)
 
     started = False
 
@@ -101,8 +48,7 @@ async def minidump_endpoint(request: web.Request) -> web.Response:
         nonlocal started
         started = True
         try:
-            return await minidump.symbolicate_minidump(path, facts, request_fields, workers.run, resolve,
-                                                       resolve_unwind)
+            return await native.symbolicate_minidump(path, facts, request_fields, scope, sources)
         finally:
             await asyncio.to_thread(path.unlink, True)
 

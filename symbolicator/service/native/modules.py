@@ -22,7 +22,7 @@ vouches that it is unchanged, `IndexReader`: one stat of it on local storage,
 one read of the scope's generation marker per request on S3), so an upload is
 seen at once, with no negative entry to clear. What it points to never changes
 meaning (content SHA-1 + version), so an opened symcache and its meta stay in a
-small per-process LRU: on local storage a warm module costs one stat of its
+small LRU the service owns (`NativeService`): on local storage a warm module costs one stat of its
 index and nothing else (no thread, no cache-database transaction, no file open,
 and the names the symcache decoded stay decoded).
 """
@@ -85,7 +85,7 @@ OPEN_SYMCACHE_BYTES = 2 << 30  # mapped, not resident: the page cache decides wh
 class ResolvedModule:
     """What one module lookup found. `image_vmaddr` is the debug file's stated
     load address (docs/api.md); `symcache` is open when `status` is FOUND.
-    A `shared` symcache belongs to the process-wide LRU: `close` leaves it open."""
+    A `shared` symcache belongs to the service's LRU: `close` leaves it open."""
 
     status: ObjectFileStatus
     symcache: SymCache | None = None
@@ -102,8 +102,8 @@ class ResolvedModule:
 
 
 @dataclass(frozen=True)
-class _Opened:
-    """A symcache opened once for the process, with the meta its address arithmetic needs."""
+class OpenedSymcache:
+    """A symcache opened once for the service, with the meta its address arithmetic needs."""
 
     symcache: SymCache
     image_vmaddr: int
@@ -112,7 +112,12 @@ class _Opened:
     size: int
 
 
-_opened: OpenedFiles[_Opened] = OpenedFiles(OPEN_SYMCACHES, OPEN_SYMCACHE_BYTES)
+SymcacheMemo = OpenedFiles[OpenedSymcache]
+
+
+def symcache_memo() -> SymcacheMemo:
+    """The opened symcaches of one service (`NativeService` owns it; every request's resolver shares it)."""
+    return OpenedFiles(OPEN_SYMCACHES, OPEN_SYMCACHE_BYTES)
 
 
 def features_json(info: objects.ObjectInfo) -> dict[str, bool]:
@@ -149,13 +154,16 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 
 
 class ModuleResolver:
-    """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
+    """Module lookup for one request: storage, caches, coalescer, worker pool and the opened
+    symcaches are the service's (`NativeService.resolver`), the scope's index readers its own."""
 
     result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
 
     def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
+                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None,
+                 opened: SymcacheMemo) -> None:
         self.settings = settings
+        self.opened = opened
         self.storage = storage
         self.index_reader = index_reader
         self._indexes: dict[Scope, ScopeIndexes] = {}
@@ -221,7 +229,7 @@ class ModuleResolver:
         sc_key = keys.cache_key("symcache", SYMCACHE_VERSION, sha1, arch or "any")
         meta_key = keys.cache_key("symcache-meta", SYMCACHE_VERSION, sha1, arch or "any")
         derived = self.caches.derived
-        opened = await _opened.get(derived, sc_key, companions=(meta_key,))
+        opened = await self.opened.get(derived, sc_key, companions=(meta_key,))
         if opened is not None:
             return self._found(result, candidate, opened)
 
@@ -274,20 +282,20 @@ class ModuleResolver:
                 log.info("symcache %s unusable (%s); rebuilding", sc_key, exc)
                 await asyncio.to_thread(derived.delete, sc_key)
                 continue
-            return self._found(result, candidate, _opened.put(sc_key, opened, size=opened.size, path=entry.path))
+            return self._found(result, candidate, self.opened.put(sc_key, opened, size=opened.size, path=entry.path))
         return self._failed(result, candidate, None, "the converted file could not be opened")
 
-    def _open(self, meta_key: str, entry: CacheEntry) -> _Opened:
+    def _open(self, meta_key: str, entry: CacheEntry) -> OpenedSymcache:
         meta_entry = self.caches.derived.get(meta_key)
         if meta_entry is None or meta_entry.path is None:
             raise FileNotFoundError(meta_key)
         meta = json.loads(meta_entry.path.read_bytes())
         assert entry.path is not None
-        return _Opened(SymCache.open(entry.path), int(meta["image_vmaddr"]), Arch.parse(meta["arch"]),
+        return OpenedSymcache(SymCache.open(entry.path), int(meta["image_vmaddr"]), Arch.parse(meta["arch"]),
                        dict(meta["features"]), entry.path.stat().st_size)
 
     @staticmethod
-    def _found(result: ResolvedModule, candidate: dict[str, Any], opened: _Opened) -> bool:
+    def _found(result: ResolvedModule, candidate: dict[str, Any], opened: OpenedSymcache) -> bool:
         result.status = ObjectFileStatus.FOUND
         result.symcache, result.shared = opened.symcache, True
         result.image_vmaddr, result.arch, result.features = opened.image_vmaddr, opened.arch, dict(opened.features)

@@ -1,0 +1,106 @@
+"""Native symbolication as the running service offers it: one object per service, built by `Services`.
+
+It holds what outlives a request: the service's storage, caches, coalescer, worker pool and
+fetcher, and the memos of opened symcaches and converted CFI caches that make a warm request
+cheap (before, module-level dicts shared by every app in the process). Each request gets its
+own resolver (its scope's index readers, its sources) over those.
+
+Every entry point comes in two steps where the HTTP answer needs it: what can refuse the
+request (`sources`: 422; `read_apple_crash`: 400/413/422) runs before the job starts, so the
+client hears of it at once; the rest (`symbolicate`, `symbolicate_apple_crash`,
+`symbolicate_minidump`) is the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from symbolicator.artifacts.indexes import IndexReader
+from symbolicator.caching import Caches, Coalescer
+from symbolicator.config import Settings
+from symbolicator.fetch import Fetcher
+from symbolicator.metrics import Metrics
+from symbolicator.service import minidump
+from symbolicator.service.minidump_cfi import CfiLookup, KnownCfiCaches, ResolvedUnwind
+from symbolicator.service.native.apple import AppleCrash, apple_crash_request, symbolicate_apple_crash
+from symbolicator.service.native.modules import ModuleResolver, RequestSources, ResolvedModule, symcache_memo
+from symbolicator.service.native.request import NativeRequest, RawModule, Resolve, symbolicate
+from symbolicator.service.workers import WorkerPool
+from symbolicator.storage.base import Storage
+from symbolicator.types import Scope
+
+
+class NativeService:
+    """`/symbolicate`, `/applecrashreport`, `/minidump` and the native half of `/symbolicate-any`."""
+
+    def __init__(self, settings: Settings, storage: Storage, indexes: IndexReader, caches: Caches,
+                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.indexes = indexes
+        self.caches = caches
+        self.coalescer = coalescer
+        self.workers = workers
+        self.metrics = metrics
+        self.fetcher = fetcher
+        self.symcaches = symcache_memo()
+        self.cfi_caches = KnownCfiCaches()
+
+    def sources(self, request_sources: list[dict[str, Any]] | None) -> RequestSources:
+        """Where a request looks beyond its scope's uploads; InvalidShape (422) for bad request sources."""
+        return RequestSources.from_request(self.settings, request_sources)
+
+    def resolver(self, scope: Scope, sources: RequestSources) -> Resolve:
+        """One request's module lookup: its scope's uploads, then `sources`."""
+        lookup = ModuleResolver(self.settings, self.storage, self.indexes, self.caches, self.coalescer, self.workers,
+                                self.metrics, self.fetcher, self.symcaches)
+
+        async def resolve(module: RawModule) -> ResolvedModule:
+            return await lookup.resolve(scope, module.debug_id, module.code_id, module.type,
+                                        module.fields.get("code_file"), module.fields.get("debug_file"), sources)
+
+        return resolve
+
+    def unwind_resolver(self, scope: Scope, sources: RequestSources) -> minidump.ResolveUnwind:
+        """One request's CFI lookup: the same search as `resolver`, converting to CFI caches."""
+        lookup = CfiLookup(self.settings, self.storage, self.indexes, self.caches, self.coalescer, self.workers,
+                           self.metrics, self.fetcher, self.symcaches, self.cfi_caches)
+
+        async def resolve(module: RawModule) -> ResolvedUnwind:
+            found = await lookup.resolve(scope, module.debug_id, module.code_id, module.type,
+                                         module.fields.get("code_file"), module.fields.get("debug_file"), sources)
+            assert isinstance(found, ResolvedUnwind)
+            return found
+
+        return resolve
+
+    async def symbolicate(self, req: NativeRequest, scope: Scope,
+                          sources: RequestSources | None = None) -> dict[str, Any]:
+        """The completed payload of a `/symbolicate` request (`sources`: from `self.sources`, when the
+        caller validated them already)."""
+        plan = sources if sources is not None else self.sources(req.sources)
+        return await symbolicate(req, self.resolver(scope, plan))
+
+    async def read_apple_crash(self, data: bytes, fields: Mapping[str, Any]) -> AppleCrash:
+        """The report as a validated request, off the event loop (a report can be megabytes)."""
+        return await asyncio.to_thread(apple_crash_request, data, fields, self.settings.limits)
+
+    async def symbolicate_apple_crash(self, crash: AppleCrash, scope: Scope,
+                                      sources: RequestSources | None = None) -> dict[str, Any]:
+        """The completed payload of an Apple crash report: its fields, then the native answer."""
+        plan = sources if sources is not None else self.sources(crash.request.sources)
+        return await symbolicate_apple_crash(crash, self.resolver(scope, plan))
+
+    async def read_minidump(self, path: Path) -> dict[str, Any]:
+        """The dump's facts and modules (worker pool); `MalformedMinidump` (400) for a broken dump."""
+        return await minidump.read_facts(path, self.workers.run)
+
+    async def symbolicate_minidump(self, path: Path, facts: dict[str, Any], fields: dict[str, Any], scope: Scope,
+                                   sources: RequestSources | None = None) -> dict[str, Any]:
+        """The completed payload of the dump at `path` (`facts` from `read_minidump`)."""
+        plan = sources if sources is not None else self.sources(fields.get("sources"))
+        return await minidump.symbolicate_minidump(path, facts, fields, self.workers.run, self.resolver(scope, plan),
+                                                   self.unwind_resolver(scope, plan))
