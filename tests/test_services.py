@@ -69,7 +69,7 @@ def test_services_in_process_symbolicate_a_real_elf_and_close_without_leaks(tmp_
             shutil.copyfile(path, upload)
             await services.uploads.upload_file(scope, upload, NAME)
             answers = [await services.native.symbolicate(NativeRequest.from_json(body), scope) for _ in range(2)]
-            opened = len(services.native.symcaches)  # the second answer came from the service's memo
+            opened = len(services.native.deps.symcaches)  # the second answer came from the service's memo
         return answers, opened, [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     answers, opened, tasks_left = asyncio.run(run())
@@ -86,8 +86,8 @@ def test_services_in_process_symbolicate_a_real_elf_and_close_without_leaks(tmp_
 def test_two_services_share_no_memo(tmp_path: Path) -> None:
     async def run() -> bool:
         async with open_services(tmp_path / "a") as a, open_services(tmp_path / "b") as b:
-            return (a.native.symcaches is b.native.symcaches or a.native.cfi_caches is b.native.cfi_caches
-                    or a.js.deps.memos is b.js.deps.memos)
+            return (a.native.deps.symcaches is b.native.deps.symcaches or a.native.cfi_caches is b.native.cfi_caches
+                    or a.native.deps.s3_clients is b.native.deps.s3_clients or a.js.deps.memos is b.js.deps.memos)
 
     assert asyncio.run(run()) is False
 

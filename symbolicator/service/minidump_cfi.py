@@ -24,21 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
-from symbolicator.config import Settings
+from symbolicator.caching import CacheEntry, get_or_compute
 from symbolicator.errors import (
     FormatError,
     ObjectFileStatus,
     Outcome,
     SymbolicatorError,
 )
-from symbolicator.fetch import Fetcher
-from symbolicator.metrics import Metrics
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
-from symbolicator.service.native.modules import ModuleResolver, ResolvedModule, SymcacheMemo
-from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.base import Storage
+from symbolicator.service.native.modules import ModuleResolver, NativeDeps, ResolvedModule
 
 log = logging.getLogger(__name__)
 KNOWN_CFI_CACHES = 4096
@@ -84,11 +78,9 @@ class CfiLookup(ModuleResolver):
 
     result_type = ResolvedUnwind
 
-    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None,
-                 opened: SymcacheMemo, known: KnownCfiCaches) -> None:
-        super().__init__(settings, storage, index_reader, caches, coalescer, workers, metrics, fetcher, opened)
-        self.cfi_conversions = metrics.cfi_conversions
+    def __init__(self, deps: NativeDeps, known: KnownCfiCaches) -> None:
+        super().__init__(deps)
+        self.cfi_conversions = deps.metrics.cfi_conversions
         self.known = known
 
     async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],

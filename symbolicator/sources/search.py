@@ -13,8 +13,8 @@ executable on one source does not hide a dSYM on the next.
 Every place looked at becomes a Symbolicator candidate (`{source, location, download}`),
 including request sources that were skipped and why. Downloads land in `dest_dir` under
 fresh names; everything but the returned file is deleted, also on cancellation. Caching,
-negative entries and coalescing are the caller's: this module keeps no state across calls
-except the S3 clients of `download`.
+negative entries and coalescing are the caller's, and so are the S3 clients (`S3Clients`, which the
+native service keeps for its lifetime): this module keeps no state across calls.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from symbolicator.sources.config import (
     SourceFilters,
     SourcePlan,
 )
-from symbolicator.sources.download import download, location
+from symbolicator.sources.download import S3Clients, download, location
 from symbolicator.sources.layouts import (
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,
@@ -93,23 +93,26 @@ class _Hit:
 
 
 async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path, *,
-                          fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
+                          fetcher: Fetcher, max_bytes: int, s3_clients: S3Clients | None = None) -> SourceLookupResult:
     """The best debug (else code) file for `module` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
         raise ValueError(f"external sources serve ELF and Mach-O modules, not {module.object_type!r}")
     types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type])
-    return await _search(sources, module, dest_dir, types, fetcher, max_bytes)
+    return await _search(sources, module, dest_dir, types, fetcher, max_bytes, s3_clients)
 
 
 async def find_source_bundle(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path, *,
-                             fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
+                             fetcher: Fetcher, max_bytes: int,
+                             s3_clients: S3Clients | None = None) -> SourceLookupResult:
     """The `sourcebundle` (`SYSB` with the module's sources) for `module`, if a source has one."""
-    return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes)
+    return await _search(sources, module, dest_dir, ("sourcebundle",), fetcher, max_bytes, s3_clients)
 
 
 async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path,
-                  file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
+                  file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int,
+                  s3_clients: S3Clients | None) -> SourceLookupResult:
     plan = sources if isinstance(sources, SourcePlan) else SourcePlan(tuple(sources))
+    s3_clients = s3_clients if s3_clients is not None else S3Clients()  # one search: one client per source
     candidates: list[dict[str, Any]] = [_candidate(s.id, s.reason, "notfound") for s in plan.skipped]
     misses: set[str] = set()
     best: _Hit | None = None
@@ -125,7 +128,8 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQu
             for ft in types:
                 for rel in candidate_paths(source.layout, ft, module):
                     looked = True
-                    hit = await _try(source, rel, ft, module, dest_dir, fetcher, max_bytes, candidates, misses)
+                    hit = await _try(source, rel, ft, module, dest_dir, fetcher, max_bytes, s3_clients, candidates,
+                                     misses)
                     if hit is None:
                         continue
                     if best is None or hit.rank > best.rank:
@@ -148,13 +152,13 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQu
 
 
 async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: FileType, module: ModuleQuery,
-               dest_dir: Path, fetcher: Fetcher, max_bytes: int, candidates: list[dict[str, Any]],
-               misses: set[str]) -> _Hit | None:
+               dest_dir: Path, fetcher: Fetcher, max_bytes: int, s3_clients: S3Clients,
+               candidates: list[dict[str, Any]], misses: set[str]) -> _Hit | None:
     """Download and verify one location; records its candidate; a verified hit or None."""
     loc = location(source, rel)
     dest = dest_dir / f"{uuid.uuid4().hex}.download"
     try:
-        await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes)
+        await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes, s3_clients=s3_clients)
         info = await asyncio.to_thread(verify, dest, module, ft)
     except DownloadMiss as miss:
         dest.unlink(missing_ok=True)

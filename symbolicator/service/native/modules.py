@@ -60,6 +60,7 @@ from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import FilesystemSource, ModuleQuery, SourcePlan, fingerprint, plan_sources
+from symbolicator.sources.download import S3Clients
 from symbolicator.sources.search import find_debug_file
 from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
@@ -153,26 +154,40 @@ def convert_debug_file(src: str, out: str, arch: str | None,
             "file_format": info.file_format}
 
 
+@dataclass(frozen=True)
+class NativeDeps:
+    """What native lookups share for the service's lifetime (`NativeService` holds one): its parts,
+    and the memos that outlive a request (opened symcaches, S3 clients of symbol sources)."""
+
+    settings: Settings
+    storage: Storage
+    index_reader: IndexReader
+    caches: Caches
+    coalescer: Coalescer
+    workers: WorkerPool
+    metrics: Metrics
+    fetcher: Fetcher | None
+    symcaches: SymcacheMemo = field(default_factory=symcache_memo)
+    s3_clients: S3Clients = field(default_factory=S3Clients)
+
+
 class ModuleResolver:
-    """Module lookup for one request: storage, caches, coalescer, worker pool and the opened
-    symcaches are the service's (`NativeService.resolver`), the scope's index readers its own."""
+    """Module lookup for one request: what it shares is the service's (`NativeDeps`), the scope's
+    index readers are its own (`NativeService.resolver` makes one per request)."""
 
     result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
 
-    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None,
-                 opened: SymcacheMemo) -> None:
-        self.settings = settings
-        self.opened = opened
-        self.storage = storage
-        self.index_reader = index_reader
+    def __init__(self, deps: NativeDeps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.storage = deps.storage
         self._indexes: dict[Scope, ScopeIndexes] = {}
-        self.caches = caches
-        self.coalescer = coalescer
-        self.workers = workers
-        self.fetcher = fetcher
-        self.conversions = metrics.native_conversions
-        self.downloads = metrics.native_downloads
+        self.caches = deps.caches
+        self.coalescer = deps.coalescer
+        self.workers = deps.workers
+        self.fetcher = deps.fetcher
+        self.conversions = deps.metrics.native_conversions
+        self.downloads = deps.metrics.native_downloads
 
     async def resolve(self, scope: Scope, debug_id: DebugId | None, code_id: CodeId | None, module_type: str,
                       code_file: str | None, debug_file: str | None,
@@ -190,7 +205,7 @@ class ModuleResolver:
             try:
                 scope_indexes = self._indexes.get(scope)
                 if scope_indexes is None:
-                    scope_indexes = self._indexes[scope] = ScopeIndexes(self.index_reader, scope)
+                    scope_indexes = self._indexes[scope] = ScopeIndexes(self.deps.index_reader, scope)
                 index = await scope_indexes.first([keys.debug_id_index(scope, debug_id)])
             except (StorageError, ValueError) as exc:
                 log.warning("reading the debug-id index of %s in %s failed: %s", debug_id, scope, exc)
@@ -229,7 +244,7 @@ class ModuleResolver:
         sc_key = keys.cache_key("symcache", SYMCACHE_VERSION, sha1, arch or "any")
         meta_key = keys.cache_key("symcache-meta", SYMCACHE_VERSION, sha1, arch or "any")
         derived = self.caches.derived
-        opened = await self.opened.get(derived, sc_key, companions=(meta_key,))
+        opened = await self.deps.symcaches.get(derived, sc_key, companions=(meta_key,))
         if opened is not None:
             return self._found(result, candidate, opened)
 
@@ -282,7 +297,8 @@ class ModuleResolver:
                 log.info("symcache %s unusable (%s); rebuilding", sc_key, exc)
                 await asyncio.to_thread(derived.delete, sc_key)
                 continue
-            return self._found(result, candidate, self.opened.put(sc_key, opened, size=opened.size, path=entry.path))
+            kept = self.deps.symcaches.put(sc_key, opened, size=opened.size, path=entry.path)
+            return self._found(result, candidate, kept)
         return self._failed(result, candidate, None, "the converted file could not be opened")
 
     def _open(self, meta_key: str, entry: CacheEntry) -> OpenedSymcache:
@@ -332,7 +348,8 @@ class ModuleResolver:
             if self.fetcher is None and any(not isinstance(s, FilesystemSource) for s in sources.plan.sources):
                 raise _SearchFailed(ObjectFileStatus.OTHER, [])
             found = await find_debug_file(sources.plan, module, downloads.temp_dir, fetcher=self.fetcher,  # type: ignore[arg-type]
-                                          max_bytes=self.settings.limits.max_download_bytes)
+                                          max_bytes=self.settings.limits.max_download_bytes,
+                                          s3_clients=self.deps.s3_clients)
             meta: dict[str, Any] = {"candidates": found.candidates}
             if found.path is None:
                 if found.status not in ("missing", "malformed"):

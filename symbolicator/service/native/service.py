@@ -1,9 +1,10 @@
 """Native symbolication as the running service offers it: one object per service, built by `Services`.
 
-It holds what outlives a request: the service's storage, caches, coalescer, worker pool and
-fetcher, and the memos of opened symcaches and converted CFI caches that make a warm request
-cheap (before, module-level dicts shared by every app in the process). Each request gets its
-own resolver (its scope's index readers, its sources) over those.
+It holds what outlives a request (`NativeDeps`: the service's storage, caches, coalescer, worker
+pool and fetcher, the opened symcaches and the S3 clients of symbol sources; and the converted CFI
+caches it has seen), which make a warm request cheap; before, these were module-level dicts shared
+by every app in the process. Each request gets its own resolver (its scope's index readers, its
+sources) over those.
 
 Every entry point comes in two steps where the HTTP answer needs it: what can refuse the
 request (`sources`: 422; `read_apple_crash`: 400/413/422) runs before the job starts, so the
@@ -26,7 +27,7 @@ from symbolicator.metrics import Metrics
 from symbolicator.service import minidump
 from symbolicator.service.minidump_cfi import CfiLookup, KnownCfiCaches, ResolvedUnwind
 from symbolicator.service.native.apple import AppleCrash, apple_crash_request, symbolicate_apple_crash
-from symbolicator.service.native.modules import ModuleResolver, RequestSources, ResolvedModule, symcache_memo
+from symbolicator.service.native.modules import ModuleResolver, NativeDeps, RequestSources, ResolvedModule
 from symbolicator.service.native.request import NativeRequest, RawModule, Resolve, symbolicate
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
@@ -39,14 +40,9 @@ class NativeService:
     def __init__(self, settings: Settings, storage: Storage, indexes: IndexReader, caches: Caches,
                  coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None) -> None:
         self.settings = settings
-        self.storage = storage
-        self.indexes = indexes
         self.caches = caches
-        self.coalescer = coalescer
         self.workers = workers
-        self.metrics = metrics
-        self.fetcher = fetcher
-        self.symcaches = symcache_memo()
+        self.deps = NativeDeps(settings, storage, indexes, caches, coalescer, workers, metrics, fetcher)
         self.cfi_caches = KnownCfiCaches()
 
     def sources(self, request_sources: list[dict[str, Any]] | None) -> RequestSources:
@@ -55,8 +51,7 @@ class NativeService:
 
     def resolver(self, scope: Scope, sources: RequestSources) -> Resolve:
         """One request's module lookup: its scope's uploads, then `sources`."""
-        lookup = ModuleResolver(self.settings, self.storage, self.indexes, self.caches, self.coalescer, self.workers,
-                                self.metrics, self.fetcher, self.symcaches)
+        lookup = ModuleResolver(self.deps)
 
         async def resolve(module: RawModule) -> ResolvedModule:
             return await lookup.resolve(scope, module.debug_id, module.code_id, module.type,
@@ -66,8 +61,7 @@ class NativeService:
 
     def unwind_resolver(self, scope: Scope, sources: RequestSources) -> minidump.ResolveUnwind:
         """One request's CFI lookup: the same search as `resolver`, converting to CFI caches."""
-        lookup = CfiLookup(self.settings, self.storage, self.indexes, self.caches, self.coalescer, self.workers,
-                           self.metrics, self.fetcher, self.symcaches, self.cfi_caches)
+        lookup = CfiLookup(self.deps, self.cfi_caches)
 
         async def resolve(module: RawModule) -> ResolvedUnwind:
             found = await lookup.resolve(scope, module.debug_id, module.code_id, module.type,
