@@ -35,6 +35,7 @@ from symbolicator.service.js.mixed import MixedRequest, symbolicate_mixed
 from symbolicator.service.js.service import JsService
 from symbolicator.service.native.modules import RequestSources
 from symbolicator.service.native.service import NativeService
+from symbolicator.service.parts import ServiceParts
 from symbolicator.service.uploads import UploadService
 from symbolicator.service.workers import WorkerPool
 from symbolicator.storage.base import Storage
@@ -89,9 +90,9 @@ class Services:
                                jobs_per_scope(settings.limits))
             stack.push_async_callback(jobs.close)
             coalescer = Coalescer()
-            parts = (settings, storage, indexes, caches, coalescer, workers, metrics, fetcher)
+            parts = ServiceParts(settings, storage, indexes, caches, coalescer, workers, fetcher)
             yield cls(settings, metrics, storage, indexes, caches, shared, workers, uploads, fetcher, jobs, coalescer,
-                      NativeService(*parts), JsService(*parts))
+                      NativeService(parts, metrics), JsService(parts, metrics))
 
     async def symbolicate_any(self, mixed: MixedRequest, scope: Scope,
                               sources: RequestSources | None = None) -> dict[str, Any]:

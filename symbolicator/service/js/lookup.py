@@ -43,10 +43,8 @@ from symbolicator.artifacts.bundle_archive import (
     read_bundle,
     read_capped,
 )
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import Caches, Coalescer, get_or_compute
+from symbolicator.caching import get_or_compute
 from symbolicator.caching.memo import Lru, OpenedFiles
-from symbolicator.config import Settings
 from symbolicator.errors import (
     CacheFormatError,
     FormatError,
@@ -57,11 +55,10 @@ from symbolicator.errors import (
     WorkerCrashed,
     WorkerOutOfMemory,
 )
-from symbolicator.fetch import Fetcher
 from symbolicator.service.js.request import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js.scraping import Scraper
+from symbolicator.service.parts import ServiceParts
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -73,7 +70,6 @@ from symbolicator.sourcemaps.urls import (
     is_data_url,
     resolve_map_location,
 )
-from symbolicator.storage.base import Storage
 from symbolicator.types import DebugId, Scope
 
 log = logging.getLogger(__name__)
@@ -138,16 +134,9 @@ def _write_inputs(paths: tuple[Path, Path], data: tuple[bytes, bytes]) -> None:
 
 
 @dataclass(frozen=True)
-class JsDeps:
+class JsDeps(ServiceParts):
     """What a JS request needs from the service (`JsService` holds one for its lifetime)."""
 
-    settings: Settings
-    storage: Storage
-    index_reader: IndexReader
-    caches: Caches
-    coalescer: Coalescer
-    workers: WorkerPool
-    fetcher: Fetcher | None
     conversions: Counter | None = None
     memos: JsMemos = field(default_factory=JsMemos)
 

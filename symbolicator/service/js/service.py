@@ -10,25 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import Caches, Coalescer
-from symbolicator.config import Settings
-from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.service.js.lookup import JsDeps, JsMemos, symbolicate_js
 from symbolicator.service.js.request import JsRequest
-from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.base import Storage
+from symbolicator.service.parts import ServiceParts
 from symbolicator.types import Scope
 
 
 class JsService:
     """`/symbolicate-js` and the JS half of `/symbolicate-any`."""
 
-    def __init__(self, settings: Settings, storage: Storage, indexes: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None) -> None:
-        self.deps = JsDeps(settings, storage, indexes, caches, coalescer, workers, fetcher, metrics.js_conversions,
-                           JsMemos())
+    def __init__(self, parts: ServiceParts, metrics: Metrics) -> None:
+        self.deps = JsDeps(**parts.shared(), conversions=metrics.js_conversions, memos=JsMemos())
 
     async def symbolicate(self, req: JsRequest, scope: Scope) -> dict[str, Any]:
         """The completed payload of a `/symbolicate-js` request."""

@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.caching import CacheEntry, get_or_compute
 from symbolicator.caching.memo import OpenedFiles
 from symbolicator.config import Settings
 from symbolicator.errors import (
@@ -51,18 +50,16 @@ from symbolicator.errors import (
     SymbolicatorError,
     UnsupportedFormat,
 )
-from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.dwarf import MAX_SECTION_BYTES
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
+from symbolicator.service.parts import ServiceParts
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerPool
 from symbolicator.sources import FilesystemSource, ModuleQuery, SourcePlan, fingerprint, plan_sources
 from symbolicator.sources.download import S3Clients
 from symbolicator.sources.search import find_debug_file
-from symbolicator.storage.base import Storage
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 
 log = logging.getLogger(__name__)
@@ -155,18 +152,11 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 
 
 @dataclass(frozen=True)
-class NativeDeps:
+class NativeDeps(ServiceParts):
     """What native lookups share for the service's lifetime (`NativeService` holds one): its parts,
     and the memos that outlive a request (opened symcaches, S3 clients of symbol sources)."""
 
-    settings: Settings
-    storage: Storage
-    index_reader: IndexReader
-    caches: Caches
-    coalescer: Coalescer
-    workers: WorkerPool
     metrics: Metrics
-    fetcher: Fetcher | None
     symcaches: SymcacheMemo = field(default_factory=symcache_memo)
     s3_clients: S3Clients = field(default_factory=S3Clients)
 

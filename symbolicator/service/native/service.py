@@ -19,30 +19,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import Caches, Coalescer
-from symbolicator.config import Settings
-from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.service import minidump
 from symbolicator.service.minidump_cfi import CfiLookup, KnownCfiCaches, ResolvedUnwind
 from symbolicator.service.native.apple import AppleCrash, apple_crash_request, symbolicate_apple_crash
 from symbolicator.service.native.modules import ModuleResolver, NativeDeps, RequestSources, ResolvedModule
 from symbolicator.service.native.request import NativeRequest, RawModule, Resolve, symbolicate
-from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.base import Storage
+from symbolicator.service.parts import ServiceParts
 from symbolicator.types import Scope
 
 
 class NativeService:
     """`/symbolicate`, `/applecrashreport`, `/minidump` and the native half of `/symbolicate-any`."""
 
-    def __init__(self, settings: Settings, storage: Storage, indexes: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None) -> None:
-        self.settings = settings
-        self.caches = caches
-        self.workers = workers
-        self.deps = NativeDeps(settings, storage, indexes, caches, coalescer, workers, metrics, fetcher)
+    def __init__(self, parts: ServiceParts, metrics: Metrics) -> None:
+        self.settings, self.caches, self.workers = parts.settings, parts.caches, parts.workers
+        self.deps = NativeDeps(**parts.shared(), metrics=metrics)
         self.cfi_caches = KnownCfiCaches()
 
     def sources(self, request_sources: list[dict[str, Any]] | None) -> RequestSources:
