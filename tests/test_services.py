@@ -43,6 +43,8 @@ from tests.support.services import open_services, services_settings, threads_lef
 
 NAME = "c_gcc_O2_dwarf5"
 APPLE = Path(__file__).parent / "fixtures/apple/app-arm64.crash"
+DUMP = Path(__file__).parent / "fixtures/minidump/dumps/arm64-segv-worker.dmp"
+FORMS = {"/applecrashreport": ("apple_crash_report", APPLE), "/minidump": ("upload_file_minidump", DUMP)}
 
 
 def _children_left(wait_s: float = 10.0) -> list[Any]:
@@ -102,7 +104,8 @@ def test_app_shutdown_leaves_no_pending_task(tmp_path: Path) -> None:
     assert asyncio.run(run()) == []
 
 
-@pytest.mark.parametrize("route", ["/symbolicate", "/symbolicate-js", "/symbolicate-any", "/applecrashreport"])
+@pytest.mark.parametrize("route", ["/symbolicate", "/symbolicate-js", "/symbolicate-any", "/applecrashreport",
+                                   "/minidump"])
 def test_each_request_is_authorised_once(tmp_path: Path, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     original = Authenticator.require_symbolicate
@@ -118,9 +121,10 @@ def test_each_request_is_authorised_once(tmp_path: Path, route: str, monkeypatch
         app = create_app(services_settings(tmp_path))
         async with TestClient(TestServer(app)) as client:
             assert isinstance(app[AUTH], Authenticator)
-            if route == "/applecrashreport":
+            if route in FORMS:
+                field, path = FORMS[route]
                 form = FormData()
-                form.add_field("apple_crash_report", APPLE.read_bytes(), filename=APPLE.name)
+                form.add_field(field, path.read_bytes(), filename=path.name)
                 r = await client.post(route, params={"scope": SCOPE}, data=form)
             else:
                 r = await client.post(route, params={"scope": SCOPE}, json=empty)
