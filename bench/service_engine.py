@@ -3,7 +3,7 @@
 "Engine time" is what the format engines do for one event once their caches
 are warm, with the same calls the service makes for each frame:
 
-- JS (per frame, as `service.js.FrameMapper.frame`): `minified_context` of the
+- JS (per frame, as `service.js.request.FrameMapper.frame`): `minified_context` of the
   minified file (5 lines), `SmCache.lookup(line, col)` (token and enclosing
   original function), `SmCache.source_context` (5 lines);
 - native (per thread, as `service.native`): the module by bisection over the
@@ -12,7 +12,7 @@ are warm, with the same calls the service makes for each frame:
   answer's function, file and line.
 
 The caches are the ones the service's workers make, built by the very functions
-they run (`js_lookup.convert_sourcemap`, `native_modules.convert_debug_file`),
+they run (`service.js.lookup.convert_sourcemap`, `service.native.modules.convert_debug_file`),
 in a separate process. Each event is timed alone; after one untimed pass over
 every event, each event's figure is its best of `passes` timed passes, and the
 engine time is the median over events (load only ever adds time; issue 5 asks
@@ -51,8 +51,8 @@ class EngineCaches:
 
 def build_caches(map_path: Path, minified: Path, modules: Sequence[ElfModule], out: Path) -> EngineCaches:
     """Run the workers' conversion functions in one spawned process (their memory never stays here)."""
-    from symbolicator.service.js_lookup import convert_sourcemap
-    from symbolicator.service.native_modules import convert_debug_file
+    from symbolicator.service.js.lookup import convert_sourcemap
+    from symbolicator.service.native.modules import convert_debug_file
 
     out.mkdir(parents=True, exist_ok=True)
     smcache = out / "bundle.smcache"
@@ -150,7 +150,7 @@ def native_service_code(caches: EngineCaches, events: Sequence[dict[str, Any]], 
     from symbolicator.errors import ObjectFileStatus
     from symbolicator.native.symcache import SymCache
     from symbolicator.service import native
-    from symbolicator.service.native_modules import ResolvedModule
+    from symbolicator.service.native.modules import ResolvedModule
     from symbolicator.types import Arch
 
     class Kept(ResolvedModule):

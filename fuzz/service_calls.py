@@ -27,7 +27,7 @@ from symbolicator.native.objects import identify
 from symbolicator.native.symcache import SymCache
 from symbolicator.native.symcache_build import build
 from symbolicator.service import js, native
-from symbolicator.service.native_modules import ResolvedModule
+from symbolicator.service.native.modules import ResolvedModule
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.smcache import SmCache, build_from_sources
 

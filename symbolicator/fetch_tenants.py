@@ -3,7 +3,7 @@
 One `Fetcher` serves every tenant, so without this one tenant could spend what all of them
 share: its frames could put a host on the deny list for everybody, its slow website could
 hold every connection, and one small request naming thousands of URLs could make thousands
-of outbound requests (a 244 KB body made 5,000). `run_job` opens a `RequestFetches` for each
+of outbound requests (a 244 KB body made 5,000). `JobRegistry.run` opens a `RequestFetches` for each
 job in a context variable, which every task the job starts inherits, so the fetcher knows the
 scope and the request without any caller passing them down:
 

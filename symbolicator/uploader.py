@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from symbolicator.artifacts.bundles import MAGIC
+from symbolicator.artifacts.bundle_archive import MAGIC
 from symbolicator.errors import UploadError
 from symbolicator.native.wasm.module import WASM_MAGIC
 

@@ -30,7 +30,7 @@ from symbolicator.native.cfi import compact_unwind
 from symbolicator.native.cfi.build import build
 from symbolicator.native.cfi.cache import CfiCache
 from symbolicator.native.cfi.rules import RuleKind
-from symbolicator.native.macho_dwarf import open_slice
+from symbolicator.native.dwarf.macho import open_slice
 from symbolicator.types import Arch
 
 OUT = Path(__file__).resolve().parent / "fixtures/compact_unwind/out"

@@ -111,7 +111,7 @@ def test_bad_sources_stop_startup(tmp_path: Path, source: str, message: str) -> 
 def test_sources_are_parsed_into_the_settings_each_object_its_own() -> None:
     """Parsed once at load, held by the settings: nothing keyed by `id(settings)` can hand one
     settings object another's sources after Python reuses the id."""
-    from symbolicator.service.native_modules import RequestSources
+    from symbolicator.service.native.modules import RequestSources
     from symbolicator.sources import FilesystemSource
 
     wrong = 0

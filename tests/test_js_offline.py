@@ -1,4 +1,4 @@
-"""`js_offline.symbolicate_trace`: pasted V8 / Firefox / Safari traces → original positions from folders.
+"""`service.js.offline.symbolicate_trace`: pasted V8 / Firefox / Safari traces → original positions from folders.
 
 The V8 trace is real: node runs the committed esbuild bundle (without source maps)
 and the test reads what it printed. Expected original positions are the ones
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from symbolicator.service.js_offline import symbolicate_trace
+from symbolicator.service.js.offline import symbolicate_trace
 
 REPO = Path(__file__).resolve().parent.parent
 JS = REPO / "tests" / "fixtures" / "js"

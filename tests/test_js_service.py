@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 import requests
 
-from symbolicator.service.js import (
+from symbolicator.service.js.request import (
     fixup_webpack_filename,
     fold_function_name,
     function_name,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from symbolicator.service.js_offline import symbolicate_trace
+from symbolicator.service.js.offline import symbolicate_trace
 from tests.support.service import ServiceProcess
 from tests.support.tools import sentry_cli
 

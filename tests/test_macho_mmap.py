@@ -21,7 +21,7 @@ from typing import Callable
 import pytest
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native.macho_dwarf import dsym_payload, macho_dwarf_sections, open_slice
+from symbolicator.native.dwarf.macho import dsym_payload, macho_dwarf_sections, open_slice
 from symbolicator.native.macho_headers import iter_nlist, read_slices, symbol_name
 from symbolicator.native.symcache import SymCache
 from symbolicator.native.symcache_build import build

@@ -115,13 +115,13 @@ def test_breakpad_paths_are_symbolicators() -> None:
     """The `.sym` paths of each layout, as Symbolicator's `paths.rs` tests spell them for the
     same ids (`test_get_native_path`, `test_get_unified_path`); symstore-like layouts have none."""
     from symbolicator.sources.config import Layout
-    from symbolicator.sources.layouts import ModuleLookup, candidate_paths
+    from symbolicator.sources.layouts import ModuleQuery, candidate_paths
     from symbolicator.types import CodeId, DebugId
 
-    elf = ModuleLookup("elf", DebugId.parse("e45db8df-af2d-09fd-640c-8fe377d572de"),
+    elf = ModuleQuery("elf", DebugId.parse("e45db8df-af2d-09fd-640c-8fe377d572de"),
                        CodeId.parse("dfb85de42daffd09640c8fe377d572de3e168920"),
                        code_file="/lib/x86_64-linux-gnu/libm-2.23.so", debug_file="/lib/x86_64-linux-gnu/libm-2.23.so")
-    macho = ModuleLookup("macho", DebugId.parse("67e9247c-814e-392b-a027-dbde6748fcbf"),
+    macho = ModuleQuery("macho", DebugId.parse("67e9247c-814e-392b-a027-dbde6748fcbf"),
                          code_file="/Users/travis/build/getsentry/breakpad-tools/macos/build/./crash",
                          debug_file="crash")
     assert candidate_paths(Layout("native"), "breakpad", elf) == [
@@ -140,8 +140,8 @@ async def test_unwind_search_passes_over_a_split_debug_file(tmp_path: Path) -> N
     from symbolicator.config import FetchSettings
     from symbolicator.fetch import Fetcher
     from symbolicator.native.objects import identify
-    from symbolicator.sources import ModuleLookup, parse_config_sources
-    from symbolicator.sources.native import find_debug_file
+    from symbolicator.sources import ModuleQuery, parse_config_sources
+    from symbolicator.sources.search import find_debug_file
 
     exe = MD / "out/libcrashlib.so"
     info = identify(exe)[0]
@@ -152,7 +152,7 @@ async def test_unwind_search_passes_over_a_split_debug_file(tmp_path: Path) -> N
                    check=True)
     subprocess.run(["strip", "--strip-debug", str(exe), "-o", str(root / code_id[:2] / code_id[2:])], check=True)
     config = parse_config_sources([{"id": "fs", "type": "filesystem", "path": str(root)}])
-    module = ModuleLookup("elf", info.debug_id, info.code_id, code_file="/x/libcrashlib.so")
+    module = ModuleQuery("elf", info.debug_id, info.code_id, code_file="/x/libcrashlib.so")
     fetcher = Fetcher(FetchSettings())
     try:
         for purpose, expected in (("debug", "elf_debug"), ("unwind", "elf_code")):

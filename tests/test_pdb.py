@@ -235,7 +235,7 @@ def test_msvc_names_as_llvm_symbolizer_prints_them(tmp_path: Path) -> None:
 
 def test_worker_conversion_of_a_pdb(tmp_path: Path) -> None:
     """The worker-pool job (`convert_debug_file`) identifies a PDB and converts it: RVAs, image_vmaddr 0."""
-    from symbolicator.service.native_modules import convert_debug_file
+    from symbolicator.service.native.modules import convert_debug_file
 
     out = tmp_path / "app.symcache"
     meta = convert_debug_file(str(PE / "app.pdb"), str(out), None)

@@ -14,7 +14,7 @@ import pytest
 from symbolicator import keys
 from symbolicator.caching import CacheStore
 from symbolicator.caching.shared import TRAILER, SharedCache
-from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.service.native.modules import convert_debug_file
 from symbolicator.storage.configured import open_shared_storage
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from symbolicator.sources import (
     FilesystemSource,
     HttpSource,
     Layout,
-    ModuleLookup,
+    ModuleQuery,
     S3Source,
     SentrySource,
     SourceConfig,
@@ -26,7 +26,7 @@ from symbolicator.sources import (
 )
 from symbolicator.types import Arch, CodeId, DebugId
 
-ELF = ModuleLookup(
+ELF = ModuleQuery(
     object_type="elf",
     code_id=CodeId.parse("dfb85de42daffd09640c8fe377d572de3e168920"),
     debug_id=DebugId.parse("e45db8df-af2d-09fd-640c-8fe377d572de"),
@@ -34,7 +34,7 @@ ELF = ModuleLookup(
     code_file="/lib/x86_64-linux-gnu/libm-2.23.so",
     debug_file="/lib/x86_64-linux-gnu/libm-2.23.so",
 )
-MACHO = ModuleLookup(
+MACHO = ModuleQuery(
     object_type="macho",
     debug_id=DebugId.parse("67e9247c-814e-392b-a027-dbde6748fcbf"),
     code_file="/Users/travis/build/getsentry/breakpad-tools/macos/build/./crash",
@@ -42,7 +42,7 @@ MACHO = ModuleLookup(
 )
 
 
-def paths(layout: str, file_type: str, module: ModuleLookup, casing: str = "default") -> list[str]:
+def paths(layout: str, file_type: str, module: ModuleQuery, casing: str = "default") -> list[str]:
     return candidate_paths(Layout(layout, casing), file_type, module)  # type: ignore[arg-type]
 
 
@@ -76,7 +76,7 @@ def paths(layout: str, file_type: str, module: ModuleLookup, casing: str = "defa
     ("native", "mach_debug", ELF, []),
     ("native", "elf_debug", MACHO, []),
 ])
-def test_layout_paths_follow_the_reference(layout: str, file_type: str, module: ModuleLookup,
+def test_layout_paths_follow_the_reference(layout: str, file_type: str, module: ModuleQuery,
                                            expected: list[str]) -> None:
     assert paths(layout, file_type, module) == expected
 
@@ -87,22 +87,22 @@ def test_casing_applies_to_the_whole_path() -> None:
 
 
 def test_elf_without_code_id_has_no_path_and_macho_falls_back_to_the_debug_id() -> None:
-    no_code = ModuleLookup("elf", debug_id=ELF.debug_id, code_file="libm.so")
+    no_code = ModuleQuery("elf", debug_id=ELF.debug_id, code_file="libm.so")
     assert all(paths(layout, ft, no_code) == [] for layout in ("native", "unified", "debuginfod", "symstore")
                for ft in ("elf_code", "elf_debug"))
-    with_code = ModuleLookup("macho", code_id=CodeId.parse("4C4C4405-5555-3144-A17F-C57D57952E0A"))
+    with_code = ModuleQuery("macho", code_id=CodeId.parse("4C4C4405-5555-3144-A17F-C57D57952E0A"))
     assert paths("native", "mach_debug", with_code) == ["4C4C/4405/5555/3144/A17F/C57D57952E0A"]
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a/..", "C:\\x\\..", "bad\0name", "line\nbreak", "", "/", "dir/"])
 def test_hostile_file_names_produce_no_name_based_path(name: str) -> None:
-    m = ModuleLookup("elf", code_id=ELF.code_id, debug_id=ELF.debug_id, code_file=name, debug_file=name)
+    m = ModuleQuery("elf", code_id=ELF.code_id, debug_id=ELF.debug_id, code_file=name, debug_file=name)
     assert paths("symstore", "elf_code", m) == []
     assert paths("native", "sourcebundle", m) == ["df/b85de42daffd09640c8fe377d572de3e168920.src.zip"]
 
 
 def test_windows_and_traversal_names_reduce_to_their_basename() -> None:
-    m = ModuleLookup("macho", debug_id=MACHO.debug_id, code_file="..\\..\\..\\etc\\passwd")
+    m = ModuleQuery("macho", debug_id=MACHO.debug_id, code_file="..\\..\\..\\etc\\passwd")
     assert paths("symstore", "mach_code", m) == ["passwd/mach-uuid-67e9247c814e392ba027dbde6748fcbf/passwd"]
 
 
@@ -110,7 +110,7 @@ def test_windows_and_traversal_names_reduce_to_their_basename() -> None:
 @given(code_file=st.text(max_size=40), debug_file=st.text(max_size=40))
 def test_no_layout_ever_yields_an_unsafe_path(code_file: str, debug_file: str) -> None:
     for module in (ELF, MACHO):
-        m = ModuleLookup(module.object_type, module.debug_id, module.code_id, module.arch, code_file, debug_file)
+        m = ModuleQuery(module.object_type, module.debug_id, module.code_id, module.arch, code_file, debug_file)
         for layout in ("native", "unified", "debuginfod", "symstore", "symstore_index2", "ssqp"):
             for ft in ("elf_code", "elf_debug", "mach_code", "mach_debug", "sourcebundle"):
                 for path in paths(layout, ft, m):

@@ -22,8 +22,8 @@ from aiohttp import web
 from symbolicator.config import FetchSettings
 from symbolicator.fetch import Fetcher
 from symbolicator.native.objects import identify
-from symbolicator.sources import ModuleLookup, parse_config_sources, plan_sources
-from symbolicator.sources.native import SourceLookupResult, find_debug_file
+from symbolicator.sources import ModuleQuery, parse_config_sources, plan_sources
+from symbolicator.sources.search import SourceLookupResult, find_debug_file
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 from tests.support.seaweed import SeaweedServer
 
@@ -46,14 +46,14 @@ FAT_X86 = next(o for o in FIXTURES["out/macho/app_fat.dSYM/Contents/Resources/DW
 MAX = 64 << 20
 
 
-def elf_module(build_id: str = BUILD_ID, **kw: Any) -> ModuleLookup:
+def elf_module(build_id: str = BUILD_ID, **kw: Any) -> ModuleQuery:
     """An ELF module as a crash reports it: code id = build id, debug id derived from it."""
-    return ModuleLookup("elf", DebugId.from_elf_build_id(bytes.fromhex(build_id)), CodeId.parse(build_id),
+    return ModuleQuery("elf", DebugId.from_elf_build_id(bytes.fromhex(build_id)), CodeId.parse(build_id),
                         Arch.X86_64, kw.pop("code_file", "/opt/app/cpp_gcc_split"), kw.pop("debug_file", None), **kw)
 
 
-def macho_module(uuid_text: str = ARM64_UUID, arch: Arch = Arch.ARM64) -> ModuleLookup:
-    return ModuleLookup("macho", DebugId.parse(uuid_text), CodeId.parse(uuid_text), arch, "/private/var/app/App")
+def macho_module(uuid_text: str = ARM64_UUID, arch: Arch = Arch.ARM64) -> ModuleQuery:
+    return ModuleQuery("macho", DebugId.parse(uuid_text), CodeId.parse(uuid_text), arch, "/private/var/app/App")
 
 
 def put(root: Path, rel: str, src: Path | bytes) -> None:

@@ -163,8 +163,7 @@ def test_one_lookup_per_connection_so_rebinding_gains_nothing(
     outcomes: list[str] = []
     try:
         for i in range(2):
-            dl._S3_CLIENTS.clear()  # a fresh client: a fresh connection, so a fresh lookup
-            try:
+            try:  # no `s3_clients`: a fresh client, so a fresh connection and a fresh lookup
                 asyncio.run(dl.download(source, f"{build_id[:2]}/{build_id[2:]}/executable", tmp_path / f"f{i}",
                                         fetcher=fetcher, max_bytes=1 << 26))
                 outcomes.append("ok")

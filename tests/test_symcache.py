@@ -18,7 +18,7 @@ from symbolicator.errors import MalformedObject
 from symbolicator.native import symcache as fmt
 from symbolicator.native.debuglink import find_debug_file
 from symbolicator.native.demangle import demangle
-from symbolicator.native.macho_dwarf import ArchitectureRequired
+from symbolicator.native.dwarf.macho import ArchitectureRequired
 from symbolicator.native.symcache import Frame, SymCache
 from symbolicator.native.symcache_build import build, build_to_file
 

@@ -24,7 +24,7 @@ from symbolicator.native.dwarf import InflateToFile
 from symbolicator.native.spill import Budget
 from symbolicator.native.symcache import SymCache
 from symbolicator.native.symcache_build import build
-from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.service.native.modules import convert_debug_file
 
 OUT = Path(__file__).parent / "fixtures" / "native" / "out"
 TINY = 256

@@ -24,7 +24,7 @@ from fuzz.targets import wasm as wasm_target
 from symbolicator.errors import FormatError, MalformedObject, UnsupportedFormat
 from symbolicator.native.objects import identify
 from symbolicator.native.wasm.module import read_module
-from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.service.native.modules import convert_debug_file
 from tests.support.native_service import TOKEN, start_service
 from tests.support.wasm import OUT
 

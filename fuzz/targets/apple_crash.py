@@ -26,7 +26,7 @@ from fuzz.service_calls import symbolicate_native
 from symbolicator.config import LimitsSettings
 from symbolicator.native.apple_crash import parse_apple_crash_report, response_fields, to_symbolicate_request
 from symbolicator.service.native import NativeRequest
-from symbolicator.web.bodies import check_frame_count
+from symbolicator.service.request_limits import check_frame_count
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st

@@ -71,7 +71,7 @@ _COMPACT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "compact
 
 
 def _unwind_info(name: str, arch: Arch) -> bytes:
-    from symbolicator.native.macho_dwarf import open_slice
+    from symbolicator.native.dwarf.macho import open_slice
 
     image, _ = open_slice(_COMPACT / name, arch)
     sl = image.slice

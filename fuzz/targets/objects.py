@@ -2,7 +2,7 @@
 
 An input is the file's bytes. It is written to a scratch file and goes through what an
 upload and a native request do with it: `objects.identify` (upload/assemble and source
-lookups), then `native_modules.convert_debug_file` (the worker-pool job: identify, pick the
+lookups), then `service.native.modules.convert_debug_file` (the worker-pool job: identify, pick the
 slice, read DWARF + symbol table, build the symcache) for the default and for each slice's
 arch, then `SymCache.open` and lookups across the image, serialised as the response is.
 
@@ -30,7 +30,7 @@ from fuzz import object_layout
 from fuzz.scratch import scratch_dir
 from symbolicator.native.objects import identify
 from symbolicator.native.symcache import SymCache
-from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.service.native.modules import convert_debug_file
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st

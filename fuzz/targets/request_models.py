@@ -23,7 +23,8 @@ from fuzz.service_calls import symbolicate_js, symbolicate_native
 from symbolicator.config import LimitsSettings
 from symbolicator.service.js import JsRequest
 from symbolicator.service.native import NativeRequest
-from symbolicator.web.bodies import check_counts, loads
+from symbolicator.service.request_limits import check_counts
+from symbolicator.web.bodies import loads
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st

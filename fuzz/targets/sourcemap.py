@@ -2,7 +2,7 @@
 
 An input is the map's bytes, optionally followed by a NUL and the minified source (raw
 JSON cannot hold a NUL, so the split is unambiguous). It goes through
-`js_lookup.convert_sourcemap` — the worker-pool job: parse, scopes from the minified
+`service.js.lookup.convert_sourcemap` — the worker-pool job: parse, scopes from the minified
 source within the service's default name budget (the token estimate and the RSS-watched
 parse), cache build — and the cache file is opened with `SmCache.open`, as the service
 does, then probed at every mapping's start, just past it, and at absurd positions.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from fuzz.contract import Violation
 from fuzz.scratch import scratch_dir
 from symbolicator.config import LimitsSettings
-from symbolicator.service.js_lookup import convert_sourcemap
+from symbolicator.service.js.lookup import convert_sourcemap
 from symbolicator.sourcemaps.smcache import SmCache
 from symbolicator.sourcemaps.sourcemap import parse
 

@@ -28,7 +28,7 @@ from symbolicator.native.objects import identify
 from symbolicator.native.symcache import SymCache
 from symbolicator.native.wasm.module import read_module
 from symbolicator.native.wasm.trace import WasmFrame, frames_fit
-from symbolicator.service.native_modules import convert_debug_file
+from symbolicator.service.native.modules import convert_debug_file
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st

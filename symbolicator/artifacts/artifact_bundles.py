@@ -13,7 +13,7 @@ from pathlib import Path
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
-from symbolicator.artifacts.bundles import JS_TYPES, read_bundle
+from symbolicator.artifacts.bundle_archive import JS_TYPES, read_bundle
 from symbolicator.errors import UnsupportedFormat
 from symbolicator.storage.base import Storage
 from symbolicator.types import Scope

@@ -17,7 +17,7 @@ from typing import Any
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
-from symbolicator.artifacts.bundles import read_bundle
+from symbolicator.artifacts.bundle_archive import read_bundle
 from symbolicator.artifacts.pipeline import PartCopier
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native import objects

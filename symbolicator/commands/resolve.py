@@ -126,7 +126,7 @@ def resolve_lines(cache: SymCache, inputs: Iterable[str], as_json: bool, out: Te
 
 
 def run(args: argparse.Namespace) -> int:
-    from symbolicator.native.macho_dwarf import ArchitectureRequired
+    from symbolicator.native.dwarf.macho import ArchitectureRequired
     from symbolicator.types import Arch
 
     if args.arch and Arch.parse(args.arch) == Arch.UNKNOWN:

@@ -6,7 +6,7 @@ Debug files, minified files and source maps are looked for only inside the
 `--symbols` folders; `--allow-trace-paths` also reads the files a JS trace names
 by absolute path. Input that is none of these is an error that says what it was
 taken for (exit 1); so is a `--symbols` folder that does not exist. The work is
-in `commands/symbolicate_native.py`, imported only when the command runs.
+in `commands/symbolicate_run.py`, imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -50,6 +50,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
 
 
 def run(args: argparse.Namespace) -> int:
-    from symbolicator.commands.symbolicate_native import run as run_offline
+    from symbolicator.commands.symbolicate_run import run as run_offline
 
     return run_offline(args)

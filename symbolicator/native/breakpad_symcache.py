@@ -19,7 +19,7 @@ import numpy as np
 from symbolicator.errors import UnsupportedFormat
 from symbolicator.native.breakpad_sym import SymFile, parse
 from symbolicator.native.dwarf import LINE_DTYPE, STEP_DTYPE, DwarfData, unit_steps
-from symbolicator.native.dwarf_units import NODE_DTYPE, Collector
+from symbolicator.native.dwarf.units import NODE_DTYPE, Collector
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore
 from symbolicator.native.symcache_build import write
 from symbolicator.native.symtab import LAST_ADDRESS, Symbol

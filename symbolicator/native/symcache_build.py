@@ -21,7 +21,7 @@ from typing import IO, Any, cast
 
 from symbolicator.errors import MalformedObject, SymbolicatorError, UnsupportedFormat
 from symbolicator.native.dwarf import MAX_SECTION_BYTES, InflateToFile, elf_dwarf_sections, read_dwarf
-from symbolicator.native.macho_dwarf import dsym_payload, macho_dwarf_sections, open_slice
+from symbolicator.native.dwarf.macho import dsym_payload, macho_dwarf_sections, open_slice
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget
 from symbolicator.native.symcache_write import write, write_to
 from symbolicator.native.symtab import Symbol, elf_symbols, macho_symbols

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native.macho_dwarf import MachoImage
+from symbolicator.native.dwarf.macho import MachoImage
 from symbolicator.native.macho_headers import iter_nlist, symbol_name
 
 

@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symbolicator.errors import FormatError, JobInputRejected, NotFound, Overloaded
+from symbolicator.fetch_tenants import fetches_for
 from symbolicator.types import Scope
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 30
 KEEP_FINISHED_S = 90.0
+CLOSE_WAIT_S = 5.0
 
 
 @dataclass
@@ -118,6 +120,16 @@ class JobRegistry:
             raise NotFound("unknown request id; submit the request again")
         return job
 
+    async def run(self, scope: Scope, work: Callable[[], Awaitable[dict[str, Any]]], timeout: float | None,
+                  max_fetches: int) -> dict[str, Any]:
+        """Start `work` as the scope's job and answer its envelope within `timeout` (else `pending`).
+
+        The job's task copies the context at submit, so its outbound fetches count against
+        the scope and this request (`fetch_tenants`)."""
+        with fetches_for(str(scope), max_fetches):
+            job = self.submit(scope, work)
+        return await self.wait(job, timeout)
+
     async def wait(self, job: Job, timeout: float | None) -> dict[str, Any]:
         """The job's envelope once done, or `pending` after `timeout` seconds."""
         if not job.task.done():
@@ -133,6 +145,10 @@ class JobRegistry:
             self._jobs.pop(job.id, None)  # nobody was told its id, so nobody can poll it
         return job.result or job.task.result()
 
-    def cancel_all(self) -> None:
-        for job in self._jobs.values():
-            job.task.cancel()
+    async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Cancel every job and wait (up to `wait_s`) until their tasks have ended."""
+        tasks = [job.task for job in self._jobs.values() if not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait_s)

@@ -1,6 +1,6 @@
 """Finding and converting a module's unwind information into a CFI cache, once.
 
-The same search as the symcache's (`ModuleLookup`: the scope's uploads through the debug-id
+The same search as the symcache's (`ModuleResolver`: the scope's uploads through the debug-id
 index, then the external sources; uploads shared through the downloads cache, so a module
 whose symcache was built is not downloaded again; on external sources the file with unwind
 information is chosen, `purpose = "unwind"`), with another conversion at its end: the
@@ -25,28 +25,37 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
-from symbolicator.config import Settings
+from symbolicator.caching import CacheEntry, get_or_compute
 from symbolicator.errors import (
     FormatError,
     ObjectFileStatus,
     Outcome,
     SymbolicatorError,
 )
-from symbolicator.fetch import Fetcher
-from symbolicator.metrics import Metrics
 from symbolicator.native.cfi.cache import CFICACHE_VERSION
-from symbolicator.service.native_modules import ModuleLookup, ResolvedModule
-from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.base import Storage
+from symbolicator.service.native.modules import ModuleResolver, NativeDeps, ResolvedModule
 
 log = logging.getLogger(__name__)
 KNOWN_CFI_CACHES = 4096
-_known: dict[tuple[int, str], tuple[Path, int]] = {}
-"""Converted CFI caches this process has seen, by (derived cache, key): their path and row count.
-A key names content (SHA-1 + version), so an entry never goes stale; an evicted file fails the
-`exists()` check and is looked up again."""
+
+
+class KnownCfiCaches:
+    """Converted CFI caches one service has seen, by key: their path and row count (the oldest go
+    past `KNOWN_CFI_CACHES`). A key names content (SHA-1 + version), so an entry never goes stale;
+    an evicted file fails the `exists()` check and is looked up again. `NativeService` owns one,
+    beside the derived cache it describes."""
+
+    def __init__(self, max_items: int = KNOWN_CFI_CACHES) -> None:
+        self.max_items = max_items
+        self._known: dict[str, tuple[Path, int]] = {}
+
+    def get(self, key: str) -> tuple[Path, int] | None:
+        return self._known.get(key)
+
+    def put(self, key: str, path: Path, rows: int) -> None:
+        self._known[key] = (path, rows)
+        while len(self._known) > self.max_items:
+            del self._known[next(iter(self._known))]
 
 
 @dataclass
@@ -67,23 +76,23 @@ def convert_cfi(src: str, out: str, arch: str | None = None) -> dict[str, Any]:
     return meta
 
 
-class CfiLookup(ModuleLookup):
+class CfiLookup(ModuleResolver):
     """`resolve` answers a `ResolvedUnwind`; only the conversion differs from the symcache's."""
 
     result_type = ResolvedUnwind
     purpose = "unwind"
 
-    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
-        super().__init__(settings, storage, index_reader, caches, coalescer, workers, metrics, fetcher)
-        self.cfi_conversions = metrics.cfi_conversions
+    def __init__(self, deps: NativeDeps, known: KnownCfiCaches) -> None:
+        super().__init__(deps)
+        self.cfi_conversions = deps.metrics.cfi_conversions
+        self.known = known
 
     async def _convert_and_open(self, sha1: str, arch: str | None, fetch: Callable[[], Awaitable[CacheEntry]],
                                 candidate: dict[str, Any], result: ResolvedModule) -> bool:
         key = keys.cache_key("cficache", CFICACHE_VERSION, sha1, arch or "any")
         meta_key = keys.cache_key("cficache-meta", CFICACHE_VERSION, sha1, arch or "any")
         derived = self.caches.derived
-        known = _known.get((id(derived), key))
+        known = self.known.get(key)
         if known is not None and known[0].exists():  # warm: one stat, no cache-database round trip
             return self._found_cfi(result, candidate, *known)
 
@@ -117,9 +126,7 @@ class CfiLookup(ModuleLookup):
                 return self._unwind_failed(result, candidate, status, None)
             meta_entry = await asyncio.to_thread(derived.get, meta_key)
             rows = json.loads(meta_entry.path.read_bytes()).get("rows", 0) if meta_entry and meta_entry.path else 1
-            _known[(id(derived), key)] = (entry.path, rows)
-            while len(_known) > KNOWN_CFI_CACHES:
-                del _known[next(iter(_known))]
+            self.known.put(key, entry.path, rows)
             return self._found_cfi(result, candidate, entry.path, rows)
         return self._unwind_failed(result, candidate, ObjectFileStatus.OTHER, "the CFI cache could not be opened")
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from symbolicator import keys
-from symbolicator.artifacts import artifact_bundles, bundles, debug_files
+from symbolicator.artifacts import artifact_bundles, bundle_archive, debug_files
 from symbolicator.artifacts.chunks import ChunkStore, check_sha1
 from symbolicator.artifacts.pipeline import FilePipeline, PartCopier, Pipelines, StartCompose, elf_build_id
 from symbolicator.config import Settings
@@ -172,7 +172,7 @@ class UploadService:
         return await self._assemble(key, org, scopes, sha1, chunk_ids,
                                     lambda path, copier: self._publish_bundle(scopes, path, sha1, release, dist),
                                     "artifact_bundle", lambda s: keys.bundle_assemble_state(s, sha1, release, dist),
-                                    bundles.check_magic)
+                                    bundle_archive.check_magic)
 
     async def _assemble(self, task_key: str, org: Scope, scopes: list[Scope], sha1: str, chunks: tuple[str, ...],
                         publish: Publish, kind: str, state_key: Callable[[Scope], str],

@@ -10,7 +10,7 @@ Nothing here knows about layouts or object files.
   afterwards is not followed either. A directory at the path is taken as a `.dSYM` bundle
   (LLDB's UUID folders link to bundles) and its DWARF file is used.
 - **http**: the shared `Fetcher` (timeouts, size cap, address policy, deny list).
-- **s3**: boto3 through `S3Storage`, in a thread, one client per source config (clients are
+- **s3**: boto3 through `S3Storage`, in a thread, one client per source config (`S3Clients`; clients are
   thread-safe and costly to make). An endpoint sent in a request is read the way botocore
   reads it, and its client connects only to addresses the fetcher's policy admits, checked
   on the socket as an HTTP source's are (`s3_guard`).
@@ -55,7 +55,7 @@ def location(source: FilesystemSource | HttpSource | S3Source, rel: str) -> str:
 
 
 async def download(source: FilesystemSource | HttpSource | S3Source, rel: str, dest: Path, *,
-                   fetcher: Fetcher, max_bytes: int) -> None:
+                   fetcher: Fetcher, max_bytes: int, s3_clients: S3Clients | None = None) -> None:
     """Write the object at `rel` on `source` to `dest`; raises DownloadMiss."""
     if isinstance(source, FilesystemSource):
         await asyncio.to_thread(_copy_local, source.path, rel, dest, max_bytes)
@@ -73,7 +73,7 @@ async def download(source: FilesystemSource | HttpSource | S3Source, rel: str, d
         refusal = request.admit(location(source, rel)) if request is not None else None
         if refusal is not None:
             raise DownloadMiss("error", f"other: {refusal}")
-        storage = _s3_storage(source, fetcher)
+        storage = (s3_clients if s3_clients is not None else S3Clients()).get(source, fetcher)
         key = f"{source.prefix}/{rel}" if source.prefix else rel
         await asyncio.to_thread(_get_s3, storage, key, dest, max_bytes)
 
@@ -112,33 +112,40 @@ def _copy_local(root: Path, rel: str, dest: Path, max_bytes: int) -> None:
             tmp.unlink(missing_ok=True)
 
 
-_S3_CLIENTS: OrderedDict[tuple[S3Source, AddressPolicy | None], S3Storage] = OrderedDict()
-_S3_LOCK = threading.Lock()
+class S3Clients:
+    """S3 clients for symbol sources, one per exact config and address policy, made once each; the
+    oldest is dropped past `max_clients`. The native service owns one for its lifetime; a caller
+    without one gets a client per download."""
 
+    def __init__(self, max_clients: int = MAX_S3_CLIENTS) -> None:
+        self.max_clients = max_clients
+        self._clients: OrderedDict[tuple[S3Source, AddressPolicy | None], S3Storage] = OrderedDict()
+        self._lock = threading.Lock()
 
-def _s3_storage(source: S3Source, fetcher: Fetcher) -> S3Storage:
-    """The client for this exact config (made once; the oldest is dropped past MAX_S3_CLIENTS).
+    def __len__(self) -> int:
+        return len(self._clients)
 
-    A request's source gets a client whose sockets only open to addresses the fetcher's policy admits.
-    """
-    policy = fetcher.policy if source.from_request else None
-    key = (source, policy)
-    with _S3_LOCK:
-        storage = _S3_CLIENTS.get(key)
-        if storage is not None:
-            _S3_CLIENTS.move_to_end(key)
-            return storage
-    storage = S3Storage(source.bucket, endpoint_url=source.endpoint_url, region=source.region,
-                        access_key=source.access_key, secret_key=source.secret_key,
-                        connect_timeout=fetcher.settings.connect_timeout_s,
-                        read_timeout=fetcher.settings.read_timeout_s)
-    if policy is not None:
-        guard_client(storage._client, policy)
-    with _S3_LOCK:
-        _S3_CLIENTS[key] = storage
-        while len(_S3_CLIENTS) > MAX_S3_CLIENTS:
-            _S3_CLIENTS.popitem(last=False)
-    return storage
+    def get(self, source: S3Source, fetcher: Fetcher) -> S3Storage:
+        """The client for `source`: a request's source gets one whose sockets only open to addresses
+        the fetcher's policy admits."""
+        policy = fetcher.policy if source.from_request else None
+        key = (source, policy)
+        with self._lock:
+            storage = self._clients.get(key)
+            if storage is not None:
+                self._clients.move_to_end(key)
+                return storage
+        storage = S3Storage(source.bucket, endpoint_url=source.endpoint_url, region=source.region,
+                            access_key=source.access_key, secret_key=source.secret_key,
+                            connect_timeout=fetcher.settings.connect_timeout_s,
+                            read_timeout=fetcher.settings.read_timeout_s)
+        if policy is not None:
+            guard_client(storage._client, policy)
+        with self._lock:
+            self._clients[key] = storage
+            while len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+        return storage
 
 
 def _get_s3(storage: S3Storage, key: str, dest: Path, max_bytes: int) -> None:

@@ -39,7 +39,7 @@ _OWN_TYPES: dict[FileType, str] = {"elf_code": "elf", "elf_debug": "elf", "mach_
 
 
 @dataclass(frozen=True, slots=True)
-class ModuleLookup:
+class ModuleQuery:
     """What is known of one module: ids (normalised), arch, and the file names the client sent.
 
     `code_file` / `debug_file` are untrusted paths as the crashing machine saw them
@@ -71,7 +71,7 @@ def is_safe_relative(path: str) -> bool:
         seg not in ("", ".", "..") for seg in path.split("/"))
 
 
-def _mach_uuid(m: ModuleLookup) -> uuid.UUID | None:
+def _mach_uuid(m: ModuleQuery) -> uuid.UUID | None:
     """The Mach-O UUID: from the code id when there is one (and it is a UUID), else the debug id."""
     if m.code_id is not None:
         try:
@@ -81,12 +81,12 @@ def _mach_uuid(m: ModuleLookup) -> uuid.UUID | None:
     return m.debug_id.uuid if m.debug_id is not None else None
 
 
-def _gdb(m: ModuleLookup) -> str | None:
+def _gdb(m: ModuleQuery) -> str | None:
     cid = m.code_id.value if m.code_id else None
     return f"{cid[:2]}/{cid[2:]}" if cid and len(cid) >= 2 else None
 
 
-def _lldb(m: ModuleLookup) -> str | None:
+def _lldb(m: ModuleQuery) -> str | None:
     u = _mach_uuid(m)
     if u is None:
         return None
@@ -94,7 +94,7 @@ def _lldb(m: ModuleLookup) -> str | None:
     return "/".join([h[0:4], h[4:8], h[8:12], h[12:16], h[16:20], h[20:]])
 
 
-def _breakpad(m: ModuleLookup) -> str | None:
+def _breakpad(m: ModuleQuery) -> str | None:
     name = safe_basename(m.debug_file)
     if name is None or m.debug_id is None:
         return None
@@ -106,7 +106,7 @@ def _breakpad(m: ModuleLookup) -> str | None:
     return f"{name}/{m.debug_id.breakpad}/{stem}.sym"
 
 
-def _native(ft: FileType, m: ModuleLookup) -> list[str]:
+def _native(ft: FileType, m: ModuleQuery) -> list[str]:
     if ft in ("elf_code", "elf_debug", "wasm_code", "wasm_debug"):
         gdb = _gdb(m)
         return [] if gdb is None else [gdb + (".debug" if ft in ("elf_debug", "wasm_debug") else "")]
@@ -127,7 +127,7 @@ def _native(ft: FileType, m: ModuleLookup) -> list[str]:
     return out + [primary]
 
 
-def _symstore(ft: FileType, m: ModuleLookup, ssqp: bool) -> str | None:
+def _symstore(ft: FileType, m: ModuleQuery, ssqp: bool) -> str | None:
     code_file = safe_basename(m.code_file)
     if code_file is not None and ssqp:
         code_file = code_file.lower()
@@ -143,7 +143,7 @@ def _symstore(ft: FileType, m: ModuleLookup, ssqp: bool) -> str | None:
     return None
 
 
-def _symstore_index2(ft: FileType, m: ModuleLookup) -> str | None:
+def _symstore_index2(ft: FileType, m: ModuleQuery) -> str | None:
     path = _symstore(ft, m, ssqp=False)
     if path is None:
         return None
@@ -151,7 +151,7 @@ def _symstore_index2(ft: FileType, m: ModuleLookup) -> str | None:
     return f"{head[0]}/{path}" if head[1:] in ("/", ".") else f"{head}/{path}"
 
 
-def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
+def _unified_id(ft: FileType, m: ModuleQuery) -> str | None:
     if ft in ("sourcebundle", "breakpad"):
         ft = CODE_FILE_TYPES[m.object_type]
     if ft in ("elf_code", "elf_debug"):
@@ -161,7 +161,7 @@ def _unified_id(ft: FileType, m: ModuleLookup) -> str | None:
     return m.debug_id.uuid.hex if m.debug_id is not None else None
 
 
-def _unified(ft: FileType, m: ModuleLookup) -> str | None:
+def _unified(ft: FileType, m: ModuleQuery) -> str | None:
     suffix = {"elf_code": "executable", "mach_code": "executable", "wasm_code": "executable", "elf_debug": "debuginfo",
               "mach_debug": "debuginfo", "wasm_debug": "debuginfo", "breakpad": "breakpad",
               "sourcebundle": "sourcebundle"}[ft]
@@ -169,13 +169,13 @@ def _unified(ft: FileType, m: ModuleLookup) -> str | None:
     return f"{fid[:2]}/{fid[2:]}/{suffix}" if fid and len(fid) > 2 else None
 
 
-def _debuginfod(ft: FileType, m: ModuleLookup) -> str | None:
+def _debuginfod(ft: FileType, m: ModuleQuery) -> str | None:
     if ft not in ("elf_code", "elf_debug") or m.code_id is None:
         return None
     return f"{m.code_id}/{'executable' if ft == 'elf_code' else 'debuginfo'}"
 
 
-def candidate_paths(layout: Layout, file_type: FileType, module: ModuleLookup) -> list[str]:
+def candidate_paths(layout: Layout, file_type: FileType, module: ModuleQuery) -> list[str]:
     """Relative paths where `file_type` of `module` may sit on a source with `layout`, in try order."""
     if file_type in _OWN_TYPES and module.object_type != _OWN_TYPES[file_type]:
         return []

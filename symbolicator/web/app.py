@@ -1,41 +1,27 @@
 """`create_app(settings)`: the whole service as one aiohttp application.
 
-Resources (storage, caches, the upload service, the worker pool, the fetcher) are
-opened in a cleanup context, so tests and `serve` start and stop the same way. Two
-apps in one process share none of those; they do share the per-process memos of
-opened converted files and parsed manifests (`service/native_modules.py`,
-`service/js_lookup.py`, `service/minidump_cfi.py`), which are keyed by content and
-so safe to share, and which a `Services` composition root is meant to own (issue 12).
+Everything that lives as long as the service (storage, caches, the worker pool, the upload
+service, the fetcher, the job registry, the native and JS services with their memos) is one
+`Services` (`service/services.py`), opened in the app's one cleanup context and closed there,
+so tests and `serve` start and stop the same way. Two apps in one process share nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import Caches, Coalescer
-from symbolicator.caching.shared import SharedCache
-from symbolicator.config import Settings, StorageSettings, jobs_per_scope
-from symbolicator.fetch import Fetcher
-from symbolicator.metrics import Metrics, cache_gauges
-from symbolicator.pids import process_alive
-from symbolicator.service.jobs import JobRegistry
-from symbolicator.service.uploads import UploadService
-from symbolicator.service.workers import WorkerPool
-from symbolicator.storage.base import Storage
-from symbolicator.storage.configured import open_shared_storage, open_storage
+from symbolicator.config import Settings
+from symbolicator.metrics import Metrics
+from symbolicator.service.services import Services, StorageFactory
+from symbolicator.storage.configured import open_storage
 from symbolicator.web import (
     health,
+    jobs,
     minidump,
-    requests,
     symbolicate,
     symbolicate_any,
     symbolicate_js,
@@ -47,18 +33,12 @@ from symbolicator.web.server import body_deadline_middleware
 from symbolicator.web.state import (
     AUTH,
     CACHES,
-    COALESCER,
-    FETCHER,
-    INDEXES,
-    JOBS,
     METRICS,
+    SERVICES,
     SETTINGS,
     STORAGE,
     UPLOADS,
-    WORKERS,
 )
-
-StorageFactory = Callable[[StorageSettings], Storage]
 
 
 @web.middleware
@@ -74,43 +54,12 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
-async def _resources(app: web.Application, storage_factory: StorageFactory) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    storage = storage_factory(settings.storage)
-    app[STORAGE] = storage
-    app[INDEXES] = IndexReader(storage)
-    c, s3 = settings.cache, settings.storage.s3
-    shared_store = open_shared_storage(c.shared, c.shared_endpoint_url or s3.endpoint_url,
-                                       c.shared_region or s3.region)
-    shared = SharedCache(shared_store, app[METRICS].shared_cache_event) if shared_store is not None else None
-    caches = Caches.open(c.dir, c.downloads_max_bytes, c.derived_max_bytes, shared)
-    app[CACHES] = caches
-    app[METRICS].add_collector(lambda: cache_gauges(caches))
-    work_dir = own_work_dir(settings.cache.dir / "tmp" / "assemble")
-    app[UPLOADS] = UploadService(settings, storage, app[METRICS], work_dir)
-    app[WORKERS] = WorkerPool(settings.workers, settings.limits.worker_max_memory_bytes)
-    warming = asyncio.ensure_future(app[WORKERS].warm())
-    app[FETCHER] = Fetcher(settings.fetch, allowed_hosts=settings.fetch.allowed_hosts,
-                           allowed_networks=settings.fetch.allowed_networks)
-    yield
-    warming.cancel()
-    await app[FETCHER].close()
-    app[JOBS].cancel_all()
-    app[UPLOADS].close()
-    if shared is not None:
-        await shared.close()
-    app[WORKERS].close()
-    caches.close()
-
-
-def own_work_dir(root: Path) -> Path:
-    """`root/<pid>`: processes sharing the cache folder (`serve --processes`) each empty their own
-    at start, never another's files in flight; folders of processes gone are removed."""
-    if root.is_dir():
-        for old in root.iterdir():
-            if old.name.isdigit() and not process_alive(int(old.name)):
-                shutil.rmtree(old, ignore_errors=True)
-    return root / str(os.getpid())
+async def _services(app: web.Application, storage_factory: StorageFactory) -> AsyncIterator[None]:
+    """Open the service's parts at start-up and close them at shutdown, also when start-up fails."""
+    async with Services.open(app[SETTINGS], app[METRICS], storage_factory=storage_factory) as services:
+        app[SERVICES] = services
+        app[STORAGE], app[CACHES], app[UPLOADS] = services.storage, services.caches, services.uploads
+        yield
 
 
 def create_app(settings: Settings, *, storage_factory: StorageFactory = open_storage) -> web.Application:
@@ -122,13 +71,10 @@ def create_app(settings: Settings, *, storage_factory: StorageFactory = open_sto
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[AUTH] = Authenticator(settings)
-    app[JOBS] = JobRegistry(settings.limits.max_concurrent_jobs, settings.limits.job_timeout_s,
-                            jobs_per_scope(settings.limits))
-    app[COALESCER] = Coalescer()
-    app.cleanup_ctx.append(functools.partial(_resources, storage_factory=storage_factory))
+    app.cleanup_ctx.append(functools.partial(_services, storage_factory=storage_factory))
     app.add_routes(health.routes)
     app.add_routes(uploads.routes)
-    app.add_routes(requests.routes)
+    app.add_routes(jobs.routes)
     app.add_routes(symbolicate.routes)
     app.add_routes(symbolicate_js.routes)
     app.add_routes(symbolicate_any.routes)

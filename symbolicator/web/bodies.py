@@ -39,7 +39,8 @@ import orjson
 from aiohttp import web
 
 from symbolicator.config import LimitsSettings
-from symbolicator.errors import BadRequest, PayloadTooLarge
+from symbolicator.errors import BadRequest
+from symbolicator.service.request_limits import check_counts
 from symbolicator.web.state import SETTINGS
 
 PARSE_IN_THREAD_BYTES = 1 << 20
@@ -111,30 +112,3 @@ def parse_request(raw: bytes, limits: LimitsSettings, build: Callable[[Any], T])
     body = loads(raw, limits.max_json_depth)
     check_counts(body, limits)
     return build(body)
-
-
-def check_counts(body: Any, limits: LimitsSettings) -> None:
-    """PayloadTooLarge when a body holds more stack traces, modules or frames than the limits take."""
-    if isinstance(body, dict):
-        for key, limit, setting in (("stacktraces", limits.max_stacktraces_per_request, "max_stacktraces_per_request"),
-                                    ("modules", limits.max_modules_per_request, "max_modules_per_request")):
-            entries = body.get(key)
-            if isinstance(entries, (list, dict)) and len(entries) > limit:
-                raise PayloadTooLarge(f"the request has {len(entries)} {key}; limits.{setting} is {limit}")
-    check_frame_count(body, limits.max_frames_per_request)
-
-
-def check_frame_count(body: Any, limit: int) -> None:
-    """PayloadTooLarge when `stacktraces[].frames` hold more than `limit` frames in all.
-
-    413 rather than 422: the request is well formed, only larger than this
-    server takes, exactly like a body over `max_body_bytes`, and a client
-    treats both the same way (do not retry as is; split or trim). Shapes that
-    are wrong are skipped here and left to the request model's 422.
-    """
-    traces = body.get("stacktraces") if isinstance(body, dict) else None
-    if not isinstance(traces, list):
-        return
-    count = sum(len(frames) for t in traces if isinstance(t, dict) and isinstance(frames := t.get("frames"), list))
-    if count > limit:
-        raise PayloadTooLarge(f"the request has {count} frames; limits.max_frames_per_request is {limit}")

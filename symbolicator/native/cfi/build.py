@@ -23,8 +23,8 @@ from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.cfi import compact_unwind
 from symbolicator.native.cfi.cache import CacheBuilder
 from symbolicator.native.cfi.dwarf_cfi import Fde, iter_fdes
+from symbolicator.native.dwarf.macho import open_slice
 from symbolicator.native.elf_headers import ELF_MAGIC
-from symbolicator.native.macho_dwarf import open_slice
 from symbolicator.native.macho_headers import FAT_MAGIC, FAT_MAGIC_64, THIN_MAGICS
 from symbolicator.types import Arch
 

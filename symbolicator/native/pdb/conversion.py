@@ -29,7 +29,7 @@ import numpy as np
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native.dwarf import LINE_DTYPE, STEP_DTYPE, DwarfData, unit_steps
-from symbolicator.native.dwarf_units import NODE_DTYPE, Collector
+from symbolicator.native.dwarf.units import NODE_DTYPE, Collector
 from symbolicator.native.pdb.inline_tree import InlineTree, Segment, add_procedure
 from symbolicator.native.pdb.inlinees import InlineeNames
 from symbolicator.native.pdb.modules import ModuleDebug, read_module

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from symbolicator.native.dwarf_units import Collector
+from symbolicator.native.dwarf.units import Collector
 from symbolicator.native.pdb.modules import Procedure
 
 _U32 = 0xFFFFFFFF

@@ -7,7 +7,7 @@ for a wrong shape, ids normalised through `types.py`), then:
    addresses by binary search over the load addresses, `rel:N` directly);
    modules without `image_size` reach up to the next module, as in Symbolicator;
 2. only the modules some frame points into are resolved, concurrently, by the
-   caller's `resolve` (the service's cached `ModuleLookup`, or the CLI's folder
+   caller's `resolve` (the service's cached `ModuleResolver`, or the CLI's folder
    search): unreferenced ones stay `unused`;
 3. each thread goes through the caller-address heuristic (`caller_addr`), and
    each frame is looked up at `file_vaddr = addr − image_addr + image_vmaddr`;
@@ -32,7 +32,7 @@ from typing import Any
 from symbolicator.errors import FrameStatus, InvalidId, InvalidShape, ObjectFileStatus
 from symbolicator.native.caller_addr import FrameAddr, lookup_addresses, parse_register
 from symbolicator.native.demangle import demangle
-from symbolicator.service.native_modules import ResolvedModule
+from symbolicator.service.native.modules import ResolvedModule
 from symbolicator.types import Arch, CodeId, DebugId
 
 _ADDR_MODE = re.compile(r"^rel:(\d{1,9})$")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native.dwarf_forms import Reader, Strings
+from symbolicator.native.dwarf.forms import Reader, Strings
 
 END_OF_SEQUENCE = -1
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from symbolicator.errors import InvalidShape
-from symbolicator.service.js import JsRequest
+from symbolicator.service.js.request import JsRequest
 from symbolicator.service.native import NativeRequest
 
 JS_PLATFORMS = frozenset({"javascript", "node"})

@@ -1,8 +1,8 @@
-"""Running symbolication requests as jobs: `?timeout`, `?scope`, `GET /requests/{id}`.
+"""The HTTP side of jobs: `?timeout`, `?scope`, `GET /requests/{id}`.
 
-Every symbolication endpoint hands its work to `run_job`, which answers with
-Symbolicator's envelope (`completed` with the payload flattened in, `pending`,
-`failed`, `timeout`, `internal_error`).
+Every symbolication endpoint hands its work to `run_job`, which starts it in the job
+registry (`service/jobs.py`) and answers with Symbolicator's envelope (`completed` with
+the payload flattened in, `pending`, `failed`, `timeout`, `internal_error`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import orjson
 from aiohttp import web
 
 from symbolicator.errors import InvalidShape, invalid_shape
-from symbolicator.fetch_tenants import fetches_for
 from symbolicator.types import GLOBAL_SCOPE, Scope
-from symbolicator.web.state import AUTH, JOBS, SETTINGS
+from symbolicator.web.state import AUTH, SERVICES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -45,13 +44,11 @@ def request_timeout(request: web.Request) -> float | None:
 
 
 async def run_job(request: web.Request, scope: Scope, work: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
-    """Authorise, start `work` as a job, and answer its envelope (or `pending`)."""
-    request.app[AUTH].require_symbolicate(request, scope)
+    """Start `work` as a job and answer its envelope (or `pending`); the handler has authorised the
+    request already, before reading its body."""
     timeout = request_timeout(request)
-    jobs = request.app[JOBS]
-    with fetches_for(str(scope), request.app[SETTINGS].fetch.max_fetches_per_request):
-        job = jobs.submit(scope, work)  # the job's task copies the context: its fetches are the scope's
-    return json_response(await jobs.wait(job, timeout))
+    return json_response(await request.app[SERVICES].jobs.run(scope, work, timeout,
+                                                     request.app[SETTINGS].fetch.max_fetches_per_request))
 
 
 def json_response(value: Any) -> web.Response:
@@ -63,6 +60,6 @@ def json_response(value: Any) -> web.Response:
 async def poll(request: web.Request) -> web.Response:
     scope = request_scope(request)
     request.app[AUTH].require_symbolicate(request, scope)
-    jobs = request.app[JOBS]
+    jobs = request.app[SERVICES].jobs
     job = jobs.get(request.match_info["request_id"], scope)
     return json_response(await jobs.wait(job, request_timeout(request)))

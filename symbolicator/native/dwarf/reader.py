@@ -1,10 +1,10 @@
 """DWARF of one object → line rows, function ranges and the inline tree, ready for the symcache.
 
 The container does not matter here: ELF (this module, through pyelftools'
-section headers) and Mach-O (`macho_dwarf`) both hand over a dict of raw,
+section headers) and Mach-O (`macho.py`) both hand over a dict of raw,
 decompressed section bytes keyed by the DWARF name without prefix
 (`debug_info`, `debug_line`, …). `read_dwarf` then decodes the line programs
-(`dwarf_lines`) and walks the DIEs (`dwarf_units`), and resolves function
+(`lines.py`) and walks the DIEs (`units.py`), and resolves function
 names across `abstract_origin` / `specification` chains with a cycle guard.
 """
 
@@ -22,9 +22,9 @@ import numpy as np
 import zstandard
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
-from symbolicator.native.dwarf_forms import Strings
-from symbolicator.native.dwarf_lines import END_OF_SEQUENCE, decode_line_program
-from symbolicator.native.dwarf_units import NO_NAME, NODE_DTYPE, Collector, UnitWalker
+from symbolicator.native.dwarf.forms import Strings
+from symbolicator.native.dwarf.lines import END_OF_SEQUENCE, decode_line_program
+from symbolicator.native.dwarf.units import NO_NAME, NODE_DTYPE, Collector, UnitWalker
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore, open_spill_file
 
 DWARF_SECTIONS = ("debug_info", "debug_abbrev", "debug_line", "debug_str", "debug_line_str", "debug_str_offsets",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from symbolicator.native.apple_crash import (
+from symbolicator.native.apple_crash.model import (
     AppleCrashReport,
     AppleFrame,
     AppleThread,

@@ -1,7 +1,7 @@
 """Low-level DWARF decoding shared by the line-program and unit readers.
 
 `Reader` is a cursor over one section's bytes for the cold parts (headers,
-abbreviations); the hot loops in `dwarf_units` and `dwarf_lines` inline their
+abbreviations); the hot loops in `units.py` and `lines.py` inline their
 own LEB128 decoding instead. `FORM_SIZES` gives the fixed size of a form for a
 unit's address and offset sizes, or None when the size is in the data.
 """

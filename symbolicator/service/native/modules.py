@@ -1,7 +1,7 @@
 """Finding, fetching and converting the debug file of one module, once.
 
 A native request names modules by debug id. For each module a frame points
-into, `ModuleLookup.resolve` answers a `ResolvedModule`: an open symcache plus
+into, `ModuleResolver.resolve` answers a `ResolvedModule`: an open symcache plus
 what the response says about the module (`debug_status`, `features`, `arch`,
 `candidates`). The order of places looked at is docs/api.md's: the scope's own
 uploads (through the debug-id index the upload path writes), then external
@@ -22,7 +22,7 @@ vouches that it is unchanged, `IndexReader`: one stat of it on local storage,
 one read of the scope's generation marker per request on S3), so an upload is
 seen at once, with no negative entry to clear. What it points to never changes
 meaning (content SHA-1 + version), so an opened symcache and its meta stay in a
-small per-process LRU: on local storage a warm module costs one stat of its
+small LRU the service owns (`NativeService`): on local storage a warm module costs one stat of its
 index and nothing else (no thread, no cache-database transaction, no file open,
 and the names the symcache decoded stay decoded).
 """
@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import CacheEntry, Caches, Coalescer, get_or_compute
+from symbolicator.caching import CacheEntry, get_or_compute
 from symbolicator.caching.memo import OpenedFiles
 from symbolicator.config import Settings
 from symbolicator.errors import (
@@ -51,18 +50,16 @@ from symbolicator.errors import (
     SymbolicatorError,
     UnsupportedFormat,
 )
-from symbolicator.fetch import Fetcher
 from symbolicator.metrics import Metrics
 from symbolicator.native import objects
 from symbolicator.native.dwarf import MAX_SECTION_BYTES
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
+from symbolicator.service.parts import ServiceParts
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerPool
-from symbolicator.sources import FilesystemSource, SourcePlan, fingerprint, plan_sources
-from symbolicator.sources import ModuleLookup as SourceModule
-from symbolicator.sources.native import Purpose, find_debug_file
-from symbolicator.storage.base import Storage
+from symbolicator.sources import FilesystemSource, ModuleQuery, SourcePlan, fingerprint, plan_sources
+from symbolicator.sources.download import S3Clients
+from symbolicator.sources.search import Purpose, find_debug_file
 from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 
 log = logging.getLogger(__name__)
@@ -86,7 +83,7 @@ OPEN_SYMCACHE_BYTES = 2 << 30  # mapped, not resident: the page cache decides wh
 class ResolvedModule:
     """What one module lookup found. `image_vmaddr` is the debug file's stated
     load address (docs/api.md); `symcache` is open when `status` is FOUND.
-    A `shared` symcache belongs to the process-wide LRU: `close` leaves it open."""
+    A `shared` symcache belongs to the service's LRU: `close` leaves it open."""
 
     status: ObjectFileStatus
     symcache: SymCache | None = None
@@ -103,8 +100,8 @@ class ResolvedModule:
 
 
 @dataclass(frozen=True)
-class _Opened:
-    """A symcache opened once for the process, with the meta its address arithmetic needs."""
+class OpenedSymcache:
+    """A symcache opened once for the service, with the meta its address arithmetic needs."""
 
     symcache: SymCache
     image_vmaddr: int
@@ -113,7 +110,12 @@ class _Opened:
     size: int
 
 
-_opened: OpenedFiles[_Opened] = OpenedFiles(OPEN_SYMCACHES, OPEN_SYMCACHE_BYTES)
+SymcacheMemo = OpenedFiles[OpenedSymcache]
+
+
+def symcache_memo() -> SymcacheMemo:
+    """The opened symcaches of one service (`NativeService` owns it; every request's resolver shares it)."""
+    return OpenedFiles(OPEN_SYMCACHES, OPEN_SYMCACHE_BYTES)
 
 
 def features_json(info: objects.ObjectInfo) -> dict[str, bool]:
@@ -154,24 +156,34 @@ def convert_debug_file(src: str, out: str, arch: str | None,
             "file_format": info.file_format}
 
 
-class ModuleLookup:
-    """Module lookup for one app: storage, caches, coalescer and worker pool it shares."""
+@dataclass(frozen=True)
+class NativeDeps(ServiceParts):
+    """What native lookups share for the service's lifetime (`NativeService` holds one): its parts,
+    and the memos that outlive a request (opened symcaches, S3 clients of symbol sources)."""
+
+    metrics: Metrics
+    symcaches: SymcacheMemo = field(default_factory=symcache_memo)
+    s3_clients: S3Clients = field(default_factory=S3Clients)
+
+
+class ModuleResolver:
+    """Module lookup for one request: what it shares is the service's (`NativeDeps`), the scope's
+    index readers are its own (`NativeService.resolver` makes one per request)."""
 
     result_type: type[ResolvedModule] = ResolvedModule  # the CFI lookup (service/minidump_cfi.py) extends it
     purpose: Purpose = "debug"  # which file of an external source serves best (sources/native.py)
 
-    def __init__(self, settings: Settings, storage: Storage, index_reader: IndexReader, caches: Caches,
-                 coalescer: Coalescer, workers: WorkerPool, metrics: Metrics, fetcher: Fetcher | None = None) -> None:
-        self.settings = settings
-        self.storage = storage
-        self.index_reader = index_reader
+    def __init__(self, deps: NativeDeps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.storage = deps.storage
         self._indexes: dict[Scope, ScopeIndexes] = {}
-        self.caches = caches
-        self.coalescer = coalescer
-        self.workers = workers
-        self.fetcher = fetcher
-        self.conversions = metrics.native_conversions
-        self.downloads = metrics.native_downloads
+        self.caches = deps.caches
+        self.coalescer = deps.coalescer
+        self.workers = deps.workers
+        self.fetcher = deps.fetcher
+        self.conversions = deps.metrics.native_conversions
+        self.downloads = deps.metrics.native_downloads
 
     async def resolve(self, scope: Scope, debug_id: DebugId | None, code_id: CodeId | None, module_type: str,
                       code_file: str | None, debug_file: str | None,
@@ -189,7 +201,7 @@ class ModuleLookup:
             try:
                 scope_indexes = self._indexes.get(scope)
                 if scope_indexes is None:
-                    scope_indexes = self._indexes[scope] = ScopeIndexes(self.index_reader, scope)
+                    scope_indexes = self._indexes[scope] = ScopeIndexes(self.deps.index_reader, scope)
                 index = await scope_indexes.first([keys.debug_id_index(scope, debug_id)])
             except (StorageError, ValueError) as exc:
                 log.warning("reading the debug-id index of %s in %s failed: %s", debug_id, scope, exc)
@@ -206,7 +218,7 @@ class ModuleLookup:
             result.candidates.append({"source": source_id, "location": sources.not_found_message,
                                       "download": {"status": "notfound"}})
         if module_type in ("elf", "macho", "wasm") and (sources.plan.sources or sources.plan.skipped):
-            wanted = SourceModule(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
+            wanted = ModuleQuery(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
             await self._from_sources(wanted, sources, result)
         return result
 
@@ -228,7 +240,7 @@ class ModuleLookup:
         sc_key = keys.cache_key("symcache", SYMCACHE_VERSION, sha1, arch or "any")
         meta_key = keys.cache_key("symcache-meta", SYMCACHE_VERSION, sha1, arch or "any")
         derived = self.caches.derived
-        opened = await _opened.get(derived, sc_key, companions=(meta_key,))
+        opened = await self.deps.symcaches.get(derived, sc_key, companions=(meta_key,))
         if opened is not None:
             return self._found(result, candidate, opened)
 
@@ -281,20 +293,21 @@ class ModuleLookup:
                 log.info("symcache %s unusable (%s); rebuilding", sc_key, exc)
                 await asyncio.to_thread(derived.delete, sc_key)
                 continue
-            return self._found(result, candidate, _opened.put(sc_key, opened, size=opened.size, path=entry.path))
+            kept = self.deps.symcaches.put(sc_key, opened, size=opened.size, path=entry.path)
+            return self._found(result, candidate, kept)
         return self._failed(result, candidate, None, "the converted file could not be opened")
 
-    def _open(self, meta_key: str, entry: CacheEntry) -> _Opened:
+    def _open(self, meta_key: str, entry: CacheEntry) -> OpenedSymcache:
         meta_entry = self.caches.derived.get(meta_key)
         if meta_entry is None or meta_entry.path is None:
             raise FileNotFoundError(meta_key)
         meta = json.loads(meta_entry.path.read_bytes())
         assert entry.path is not None
-        return _Opened(SymCache.open(entry.path), int(meta["image_vmaddr"]), Arch.parse(meta["arch"]),
+        return OpenedSymcache(SymCache.open(entry.path), int(meta["image_vmaddr"]), Arch.parse(meta["arch"]),
                        dict(meta["features"]), entry.path.stat().st_size)
 
     @staticmethod
-    def _found(result: ResolvedModule, candidate: dict[str, Any], opened: _Opened) -> bool:
+    def _found(result: ResolvedModule, candidate: dict[str, Any], opened: OpenedSymcache) -> bool:
         result.status = ObjectFileStatus.FOUND
         result.symcache, result.shared = opened.symcache, True
         result.image_vmaddr, result.arch, result.features = opened.image_vmaddr, opened.arch, dict(opened.features)
@@ -318,7 +331,7 @@ class ModuleLookup:
             result.status = status
         return False
 
-    async def _from_sources(self, module: SourceModule, sources: RequestSources, result: ResolvedModule) -> None:
+    async def _from_sources(self, module: ModuleQuery, sources: RequestSources, result: ResolvedModule) -> None:
         """Search the external sources (config, then allowed request sources): one search per
         plan and debug id at a time, its outcome cached (the file in the downloads cache, its
         candidates beside it; not found 1 h, malformed 24 h; fetch errors not at all)."""
@@ -333,7 +346,8 @@ class ModuleLookup:
             if self.fetcher is None and any(not isinstance(s, FilesystemSource) for s in sources.plan.sources):
                 raise _SearchFailed(ObjectFileStatus.OTHER, [])
             found = await find_debug_file(sources.plan, module, downloads.temp_dir, fetcher=self.fetcher,  # type: ignore[arg-type]
-                                          max_bytes=self.settings.limits.max_download_bytes, purpose=self.purpose)
+                                          max_bytes=self.settings.limits.max_download_bytes, purpose=self.purpose,
+                                          s3_clients=self.deps.s3_clients)
             meta: dict[str, Any] = {"candidates": found.candidates}
             if found.path is None:
                 if found.status not in ("missing", "malformed"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native import dwarf_forms as F
+from symbolicator.native.dwarf import forms as F
 
 MAX_RANGE_ENTRIES = 1_000_000
 

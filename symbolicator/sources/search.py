@@ -20,8 +20,8 @@ What counts as best depends on the purpose, as Symbolicator's `ObjectPurpose`:
 Every place looked at becomes a Symbolicator candidate (`{source, location, download}`),
 including request sources that were skipped and why. Downloads land in `dest_dir` under
 fresh names; everything but the returned file is deleted, also on cancellation. Caching,
-negative entries and coalescing are the caller's: this module keeps no state across calls
-except the S3 clients of `download`.
+negative entries and coalescing are the caller's, and so are the S3 clients (`S3Clients`, which the
+native service keeps for its lifetime): this module keeps no state across calls.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ from symbolicator.sources.config import (
     SourceFilters,
     SourcePlan,
 )
-from symbolicator.sources.download import download, location
+from symbolicator.sources.download import S3Clients, download, location
 from symbolicator.sources.layouts import (
     BREAKPAD,
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,
     FileType,
-    ModuleLookup,
+    ModuleQuery,
     candidate_paths,
 )
 from symbolicator.types import Arch
@@ -101,13 +101,14 @@ class _Hit:
         return (f.has_debug_info, self.file_type in DEBUG_FILE_TYPES.values(), f.has_symbols)
 
 
-async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path, *,
-                          fetcher: Fetcher, max_bytes: int, purpose: Purpose = "debug") -> SourceLookupResult:
+async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path, *,
+                          fetcher: Fetcher, max_bytes: int, purpose: Purpose = "debug",
+                          s3_clients: S3Clients | None = None) -> SourceLookupResult:
     """The best debug, code or `.sym` file for `module` and `purpose` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
         raise ValueError(f"external sources serve ELF, Mach-O and wasm modules, not {module.object_type!r}")
     types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type], BREAKPAD)
-    return await _search(sources, module, dest_dir, types, fetcher, max_bytes, purpose)
+    return await _search(sources, module, dest_dir, types, fetcher, max_bytes, purpose, s3_clients)
 
 
 def _suits(hit: _Hit, purpose: Purpose) -> bool:
@@ -120,10 +121,11 @@ def _enough(hit: _Hit, purpose: Purpose) -> bool:
     return purpose != "debug" or hit.info.features.has_debug_info
 
 
-async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLookup, dest_dir: Path,
+async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleQuery, dest_dir: Path,
                   file_types: Sequence[FileType], fetcher: Fetcher, max_bytes: int,
-                  purpose: Purpose) -> SourceLookupResult:
+                  purpose: Purpose, s3_clients: S3Clients | None) -> SourceLookupResult:
     plan = sources if isinstance(sources, SourcePlan) else SourcePlan(tuple(sources))
+    s3_clients = s3_clients if s3_clients is not None else S3Clients()  # one search: one client per source
     candidates: list[dict[str, Any]] = [_candidate(s.id, s.reason, "notfound") for s in plan.skipped]
     misses: set[str] = set()
     best: _Hit | None = None
@@ -139,7 +141,8 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLo
             for ft in types:
                 for rel in candidate_paths(source.layout, ft, module):
                     looked = True
-                    hit = await _try(source, rel, ft, module, dest_dir, fetcher, max_bytes, candidates, misses)
+                    hit = await _try(source, rel, ft, module, dest_dir, fetcher, max_bytes, s3_clients, candidates,
+                                     misses)
                     if hit is None:
                         continue
                     if not _suits(hit, purpose):
@@ -164,14 +167,14 @@ async def _search(sources: SourcePlan | Sequence[SourceConfig], module: ModuleLo
     return SourceLookupResult(None, None, candidates, _miss_status(misses))
 
 
-async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: FileType, module: ModuleLookup,
-               dest_dir: Path, fetcher: Fetcher, max_bytes: int, candidates: list[dict[str, Any]],
-               misses: set[str]) -> _Hit | None:
+async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: FileType, module: ModuleQuery,
+               dest_dir: Path, fetcher: Fetcher, max_bytes: int, s3_clients: S3Clients,
+               candidates: list[dict[str, Any]], misses: set[str]) -> _Hit | None:
     """Download and verify one location; records its candidate; a verified hit or None."""
     loc = location(source, rel)
     dest = dest_dir / f"{uuid.uuid4().hex}.download"
     try:
-        await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes)
+        await download(source, rel, dest, fetcher=fetcher, max_bytes=max_bytes, s3_clients=s3_clients)
         info = await asyncio.to_thread(verify, dest, module, ft)
     except DownloadMiss as miss:
         dest.unlink(missing_ok=True)
@@ -190,7 +193,7 @@ async def _try(source: FilesystemSource | HttpSource | S3Source, rel: str, ft: F
     return _Hit(dest, info, source.id, ft, loc)
 
 
-def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
+def verify(path: Path, module: ModuleQuery, file_type: FileType) -> ObjectInfo:
     """The object in the file at `path` that is `module`; raises DownloadMiss("malformed") otherwise."""
     try:
         objects = identify(path)
@@ -210,7 +213,7 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
                                     f"arch={module.arch.value} (the file has: {found or 'nothing'})")
 
 
-def _ids_match(o: ObjectInfo, m: ModuleLookup) -> bool:
+def _ids_match(o: ObjectInfo, m: ModuleQuery) -> bool:
     compared = False
     if m.debug_id is not None and o.debug_id is not None:
         if o.debug_id != m.debug_id:
@@ -227,7 +230,7 @@ def _family(arch: Arch) -> Arch:
     return _ARCH_FAMILY.get(arch, arch)
 
 
-def accepts(filters: SourceFilters, file_type: FileType, module: ModuleLookup) -> bool:
+def accepts(filters: SourceFilters, file_type: FileType, module: ModuleQuery) -> bool:
     """Whether a source's filters let it be asked for `file_type` of `module`
     (docs/configuration.md, "Symbol sources")."""
     if filters.filetypes and file_type not in filters.filetypes:

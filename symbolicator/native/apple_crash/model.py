@@ -1,14 +1,14 @@
-"""Apple crash reports as data: the model both formats parse into, and the request it becomes.
+"""Apple crash reports as data: the model both formats parse into, and the helpers they share.
 
 `/applecrashreport` and `symbolicator symbolicate crash.ips` take either of Apple's
 two formats and must end up where `/symbolicate` starts: stack traces with
 registers, and Mach-O modules (UUID, load address, size). Parsing is pure and
 linear in the input; it knows nothing of debug files.
 
-* legacy `.crash` text (`apple_crash_text.py`): header lines, `Thread N` sections,
+* legacy `.crash` text (`text.py`): header lines, `Thread N` sections,
   the crashed thread's register dump, `Binary Images:`. Older `.ips` files
   (bug_type 109) are a JSON header line followed by this text.
-* modern `.ips` (`apple_crash_ips.py`): a JSON header line, then one JSON body
+* modern `.ips` (`ips.py`): a JSON header line, then one JSON body
   (`usedImages`, `threads`, `exception`, `faultingThread`, ...).
 
 Mapped the way Symbolicator maps them (`symbolicator-native`, `apple.rs`):
@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Literal
 
 from symbolicator.errors import MalformedObject
 from symbolicator.types import Arch, CodeId, DebugId
@@ -146,20 +146,6 @@ _CODE_TYPES = {
 }  # fmt: skip
 
 
-def parse_apple_crash_report(data: bytes | str) -> AppleCrashReport:
-    """Parse `.crash` text or `.ips` JSON; anything else raises `MalformedCrashReport`."""
-    from symbolicator.native.apple_crash_ips import parse_ips
-    from symbolicator.native.apple_crash_text import parse_crash_text
-
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    text = text.lstrip("\ufeff \t\r\n")
-    if not text:
-        raise MalformedCrashReport("empty crash report")
-    if text.startswith("{"):
-        return parse_ips(text)
-    return parse_crash_text(text)
-
-
 def signal_number(text: str | None) -> int | None:
     """`SIGSEGV`, `EXC_BAD_ACCESS (SIGSEGV)` or `Segmentation fault: 11` → 11."""
     if not text:
@@ -240,59 +226,3 @@ class ImageFinder:
         if pos >= 0 and addr < self._ends[pos]:
             return self._order[pos]
         return None
-
-
-def _frame_json(frame: AppleFrame) -> dict[str, Any]:
-    out: dict[str, Any] = {"instruction_addr": f"0x{frame.instruction_addr:x}"}
-    if frame.module:
-        out["package"] = frame.module
-    if frame.symbol:
-        out["symbol"] = frame.symbol
-        if frame.symbol_offset is not None and frame.symbol_offset <= frame.instruction_addr:
-            out["sym_addr"] = f"0x{frame.instruction_addr - frame.symbol_offset:x}"
-    return out
-
-
-def _module_json(image: BinaryImage) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "type": "macho",
-        "code_id": str(image.code_id),
-        "code_file": image.path or image.name,
-        "debug_id": str(image.debug_id),
-        "debug_file": image.path or image.name,
-        "image_addr": f"0x{image.image_addr:x}",
-    }
-    if image.image_size:
-        out["image_size"] = image.image_size
-    return out
-
-
-def to_symbolicate_request(report: AppleCrashReport, *, platform: str | None = None) -> dict[str, Any]:
-    """The `/symbolicate` body (docs/api.md) for this report, without `sources`/`options`,
-    which are the caller's. No `signal`: Symbolicator sends none for Apple reports."""
-    stacktraces = []
-    for thread in report.threads:
-        st: dict[str, Any] = {"thread_id": thread.id}
-        name = thread.name or thread.dispatch_queue
-        if name:
-            st["thread_name"] = name
-        st["is_requesting"] = thread.crashed
-        st["registers"] = {k: f"0x{v:x}" for k, v in thread.registers.items()}
-        st["frames"] = [_frame_json(f) for f in thread.frames]
-        stacktraces.append(st)
-    body: dict[str, Any] = {"stacktraces": stacktraces, "modules": [_module_json(i) for i in report.binary_images]}
-    if platform is not None:
-        body["platform"] = platform
-    return body
-
-
-def response_fields(report: AppleCrashReport) -> dict[str, Any]:
-    """What Symbolicator adds to the native response for an Apple report."""
-    out: dict[str, Any] = {"system_info": report.system_info.to_json(), "crashed": True}
-    if report.timestamp is not None:
-        out["timestamp"] = report.timestamp
-    if report.crash_reason is not None:
-        out["crash_reason"] = report.crash_reason
-    if report.crash_details is not None:
-        out["crash_details"] = report.crash_details
-    return out

@@ -25,9 +25,9 @@ from typing import Any, Literal
 import numpy as np
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native import dwarf_forms as F
-from symbolicator.native.dwarf_forms import Reader, Strings
-from symbolicator.native.dwarf_ranges import RangeReader
+from symbolicator.native.dwarf import forms as F
+from symbolicator.native.dwarf.forms import Reader, Strings
+from symbolicator.native.dwarf.ranges import RangeReader
 
 # Attribute slots decoded for the interesting tags.
 S_NAME, S_LINKAGE, S_LOW, S_HIGH, S_RANGES, S_ORIGIN, S_SPEC = 0, 1, 2, 3, 4, 5, 6

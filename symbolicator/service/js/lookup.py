@@ -5,7 +5,7 @@ whose `code_file` is the `abs_path` (or, once the minified file is in hand, its
 `//# debugId=` comment) → the files of bundles already opened for this request
 and the scope's release/dist index, by URL candidates → the minified file's
 `SourceMap`/`X-SourceMap` header or last `sourceMappingURL` comment (relative,
-absolute or `data:`) → scraping (`js_scraping.py`).
+absolute or `data:`) → scraping (`scraping.py`).
 
 Costs are paid once. A bundle is downloaded once into the downloads cache
 (keyed by its storage key: bundles are content-addressed, so the key never
@@ -17,7 +17,7 @@ SHA-1 and its member name, a scraped or embedded one by the SHA-256 of its
 bytes, so a warm lookup never reads a map just to hash it. Downloads and
 conversions are coalesced per key: 50 concurrent events needing one map cause
 one download and one conversion. Opened caches (by their content key),
-minified line indexes and bundle manifests stay in small per-process LRUs, so
+minified line indexes and bundle manifests stay in small LRUs the service owns (`JsMemos`), so
 a warm request reads no JSON and no ZIP member and touches no cache database:
 its only I/O is the release index lookup, which sees a new upload at once.
 """
@@ -37,16 +37,14 @@ from prometheus_client import Counter
 
 from symbolicator import keys
 from symbolicator.artifacts import indexes
-from symbolicator.artifacts.bundles import (
+from symbolicator.artifacts.bundle_archive import (
     BundleFile,
     open_zip,
     read_bundle,
     read_capped,
 )
-from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import Caches, Coalescer, get_or_compute
+from symbolicator.caching import get_or_compute
 from symbolicator.caching.memo import Lru, OpenedFiles
-from symbolicator.config import Settings
 from symbolicator.errors import (
     CacheFormatError,
     FormatError,
@@ -59,11 +57,10 @@ from symbolicator.errors import (
     WorkerCrashed,
     WorkerOutOfMemory,
 )
-from symbolicator.fetch import Fetcher
-from symbolicator.service.js import JsRequest, Module, is_valid_abs_path, symbolicate
-from symbolicator.service.js_scraping import Scraper
+from symbolicator.service.js.request import JsRequest, Module, is_valid_abs_path, symbolicate
+from symbolicator.service.js.scraping import Scraper
+from symbolicator.service.parts import ServiceParts
 from symbolicator.service.stored_files import ScopeIndexes, cached_download
-from symbolicator.service.workers import WorkerPool
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
@@ -75,17 +72,21 @@ from symbolicator.sourcemaps.urls import (
     is_data_url,
     resolve_map_location,
 )
-from symbolicator.storage.base import Storage
 from symbolicator.types import DebugId, Scope
 
 log = logging.getLogger(__name__)
 BUNDLE_CACHE_VERSION = 1
 
 
-_caches: OpenedFiles[SmCache] = OpenedFiles(128)
-_lines: Lru[str, LineIndex] = Lru(256, 256 * 1024 * 1024)
-_comments: Lru[str, Comments] = Lru(4096)
-_manifests: Lru[str, dict[str, BundleFile]] = Lru(64)
+@dataclass(frozen=True)
+class JsMemos:
+    """What one service keeps open across requests (`JsService` owns one), all keyed by content:
+    opened sourcemap caches, minified files' line indexes and end comments, bundle manifests."""
+
+    caches: OpenedFiles[SmCache] = field(default_factory=lambda: OpenedFiles(128))
+    lines: Lru[str, LineIndex] = field(default_factory=lambda: Lru(256, 256 * 1024 * 1024))
+    comments: Lru[str, Comments] = field(default_factory=lambda: Lru(4096))
+    manifests: Lru[str, dict[str, BundleFile]] = field(default_factory=lambda: Lru(64))
 
 
 @dataclass(frozen=True)
@@ -135,17 +136,11 @@ def _write_inputs(paths: tuple[Path, Path], data: tuple[bytes, bytes]) -> None:
 
 
 @dataclass(frozen=True)
-class JsDeps:
-    """What a JS request needs from the app."""
+class JsDeps(ServiceParts):
+    """What a JS request needs from the service (`JsService` holds one for its lifetime)."""
 
-    settings: Settings
-    storage: Storage
-    index_reader: IndexReader
-    caches: Caches
-    coalescer: Coalescer
-    workers: WorkerPool
-    fetcher: Fetcher | None
     conversions: Counter | None = None
+    memos: JsMemos = field(default_factory=JsMemos)
 
 
 @dataclass
@@ -245,14 +240,14 @@ class JsLookup:
             return None
 
     async def _line_index(self, found: JsFile) -> LineIndex:
-        lines = _lines.get(found.identity)
+        lines = self.deps.memos.lines.get(found.identity)
         if lines is not None:
             return lines
 
         async def read_and_index() -> LineIndex:
             data = await found.read()
             fresh = await asyncio.to_thread(lambda: LineIndex(data.decode("utf-8", "replace")))
-            _lines.put(found.identity, fresh, len(data))
+            self.deps.memos.lines.put(found.identity, fresh, len(data))
             return fresh
 
         return await self.deps.coalescer.run(f"lines:{found.identity}", read_and_index)
@@ -331,15 +326,15 @@ class JsLookup:
         Coalesced by content: a bundle's text and line index are held once however many
         requests arrive for it at the same time (each read of a 60 MB bundle costs ~300 MB).
         """
-        lines, comments = _lines.get(minified.identity), _comments.get(minified.identity)
+        lines, comments = self.deps.memos.lines.get(minified.identity), self.deps.memos.comments.get(minified.identity)
         if lines is not None and comments is not None:
             return lines, comments
 
         async def read_and_scan() -> tuple[LineIndex, Comments]:
             data = await minified.read()
             fresh_lines, fresh_comments = await asyncio.to_thread(inspect_minified, data)
-            _lines.put(minified.identity, fresh_lines, len(data))
-            _comments.put(minified.identity, fresh_comments)
+            self.deps.memos.lines.put(minified.identity, fresh_lines, len(data))
+            self.deps.memos.comments.put(minified.identity, fresh_comments)
             return fresh_lines, fresh_comments
 
         return await self.deps.coalescer.run(f"inspect:{minified.identity}", read_and_scan)
@@ -390,7 +385,7 @@ class JsLookup:
     async def _find_file(self, url: str) -> JsFile:
         candidates = indexes.url_candidates(url)
         for bundle_key in list(self._open_bundles):
-            manifest = _manifests.get(bundle_key)
+            manifest = self.deps.memos.manifests.get(bundle_key)
             for candidate in candidates if manifest else ():
                 entry = manifest.get(candidate) if manifest else None
                 if entry is not None:
@@ -427,7 +422,7 @@ class JsLookup:
     async def _open_bundle(self, bundle_key: str) -> None:
         """Make the bundle's files findable for this request: from its memoized manifest (bundles are
         content-addressed), else by downloading it."""
-        if _manifests.get(bundle_key) is not None:
+        if self.deps.memos.manifests.get(bundle_key) is not None:
             self._open_bundles[bundle_key] = None
             return
         await self._bundle(bundle_key)
@@ -439,7 +434,7 @@ class JsLookup:
         entry = await cached_download(storage, downloads, self.deps.coalescer, key, bundle_key)
         if entry.path is None:
             raise LookupFailure(JsErrorKind.MISSING_SOURCE)
-        if _manifests.get(bundle_key) is None:
+        if self.deps.memos.manifests.get(bundle_key) is None:
             limits = self.deps.settings.limits
             try:
                 bundle = await asyncio.to_thread(read_bundle, entry.path, limits.max_bundle_entries,
@@ -448,7 +443,7 @@ class JsLookup:
                 log.warning("stored bundle %s cannot be read: %s", bundle_key, exc)
                 raise LookupFailure(JsErrorKind.MISSING_SOURCE) from exc
             by_url = {f.url: f for f in bundle.files if f.url}
-            _manifests.put(bundle_key, by_url)
+            self.deps.memos.manifests.put(bundle_key, by_url)
         self._open_bundles[bundle_key] = None
         return entry.path
 
@@ -514,7 +509,7 @@ class JsLookup:
                     path.unlink(missing_ok=True)
             return out
 
-        cached = await _caches.get(derived, key, sourcemap.url)
+        cached = await self.deps.memos.caches.get(derived, key, sourcemap.url)
         if cached is not None:
             return cached
         for attempt in range(2):
@@ -528,7 +523,7 @@ class JsLookup:
                     raise
                 await asyncio.to_thread(derived.delete, key)
                 continue
-            return _caches.put(key, opened, sourcemap.url, path=entry.path)
+            return self.deps.memos.caches.put(key, opened, sourcemap.url, path=entry.path)
         raise MalformedSourceMap(f"{sourcemap.url}: the sourcemap cache cannot be built")
 
 

@@ -2,9 +2,9 @@
 
 The work splits in two. *Finding* the minified file and its map for an `abs_path`
 (uploads, `sourceMappingURL`, scraping, conversion in the worker pool) is
-`js_lookup.JsLookup`, which hands back a `Module`. *Mapping* a frame through a
+`lookup.JsLookup`, which hands back a `Module`. *Mapping* a frame through a
 module is here, and it is the same code for the service and for the offline
-`symbolicator symbolicate` command (`js_offline.py` builds its modules from
+`symbolicator symbolicate` command (`offline.py` builds its modules from
 folders), so both print the same JSON.
 
 Per-frame failures are data (docs/api.md): the frame comes back unchanged,

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from symbolicator.errors import FormatError, InvalidId, JsErrorKind
-from symbolicator.service.js import JsRequest, Module, ScrapingOptions, symbolicate
+from symbolicator.service.js.request import JsRequest, Module, ScrapingOptions, symbolicate
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
 from symbolicator.sourcemaps.smcache import SmCache, build_from_sources

@@ -2,7 +2,7 @@
 
 FILE is a minidump (`symbolicate_minidump.py`), an Apple crash report (`.crash` text or `.ips` JSON), a Symbolicator
 `/symbolicate` JSON request, or a JavaScript stack trace (handed to
-`symbolicator.service.js_offline`). For native input every DIR is searched
+`symbolicator.service.js.offline`). For native input every DIR is searched
 recursively for ELF and Mach-O files (dSYM bundles are folders of those), indexed
 by debug id; the request then runs through the same `service.native` code as
 `POST /symbolicate`, with symcaches from the offline cache (`offline_cache.py`)
@@ -32,15 +32,13 @@ from symbolicator.commands.offline_cache import OfflineCache, identity
 from symbolicator.commands.symbolicate_wasm import has_wasm_frames, run_wasm_trace
 from symbolicator.errors import FormatError, JsErrorKind, ObjectFileStatus, SymbolicatorError, UnreadableInput
 from symbolicator.native import objects
-from symbolicator.native.apple_crash import (
-    parse_apple_crash_report,
-    response_fields,
-    to_symbolicate_request,
-)
+from symbolicator.native.apple_crash import MalformedCrashReport
 from symbolicator.native.symcache import SYMCACHE_VERSION, SymCache
-from symbolicator.service import js_mixed, native
-from symbolicator.service.js_offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
-from symbolicator.service.native_modules import ResolvedModule, features_json
+from symbolicator.service import native
+from symbolicator.service.js import mixed as js_mixed
+from symbolicator.service.js.offline import offline_js_payload, symbolicate_js_request, symbolicate_trace
+from symbolicator.service.native.apple import apple_crash_request, symbolicate_apple_crash
+from symbolicator.service.native.modules import ResolvedModule, features_json
 from symbolicator.sourcemaps.smcache import (
     SOURCEMAP_CACHE_VERSION,
     SmCache,
@@ -99,7 +97,7 @@ def _is_js_request(body: dict[str, Any]) -> bool:
 
 
 def _is_mixed_request(body: dict[str, Any]) -> bool:
-    """JS and native frames in one body: the `/symbolicate-any` shape (service/js_mixed.py)."""
+    """JS and native frames in one body: the `/symbolicate-any` shape (service/js/mixed.py)."""
     traces = body["stacktraces"] if isinstance(body["stacktraces"], list) else []
     frames = [f for t in traces if isinstance(t, dict) and isinstance(t.get("frames"), list)
               for f in t["frames"] if isinstance(f, dict)]
@@ -175,7 +173,7 @@ class SymbolFolders:
 
 
 def map_opener(cache: OfflineCache) -> Callable[[Path | None, bytes | None, Path, str, str], SmCache]:
-    """`js_offline`'s map hook: sourcemap caches kept in the offline cache."""
+    """`service/js/offline.py`'s map hook: sourcemap caches kept in the offline cache."""
 
     def open_map(map_path: Path | None, embedded: bytes | None, js_path: Path, text: str, label: str) -> SmCache:
         def build() -> bytearray:
@@ -252,19 +250,17 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
                 sys.stdout.write(format_trace("", [_js_frame(f) for f in trace.get("frames", [])]) + "\n")
             _explain_js(result.get("errors") or [], False)
         return 0
-    extra: dict[str, Any] = {}
+    folders = SymbolFolders(dirs, cache if cache.store is not None else None)
     if kind == "apple":
         _check_ips_header(args.file, text)
         try:
-            report = parse_apple_crash_report(text)
-        except FormatError as exc:
+            crash = apple_crash_request(text, {})
+        except MalformedCrashReport as exc:
             raise UnreadableInput(f"{args.file}: read as an Apple crash report, but {exc}") from None
-        body = to_symbolicate_request(report)
-        extra = response_fields(report)
-    req = native.NativeRequest.from_json(body)
-    folders = SymbolFolders(dirs, cache if cache.store is not None else None)
-    payload = asyncio.run(native.symbolicate(req, folders.resolve))
-    result = {"status": "completed", **extra, **payload}
+        payload = asyncio.run(symbolicate_apple_crash(crash, folders.resolve))
+    else:
+        payload = asyncio.run(native.symbolicate(native.NativeRequest.from_json(body), folders.resolve))
+    result = {"status": "completed", **payload}
     if args.json:
         print(json.dumps(result, indent=2))
     else:

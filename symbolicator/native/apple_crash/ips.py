@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from symbolicator.native.apple_crash import (
+from symbolicator.native.apple_crash.model import (
     AppleCrashReport,
     AppleFrame,
     AppleThread,
@@ -33,6 +33,7 @@ from symbolicator.native.apple_crash import (
     parse_timestamp,
     signal_number,
 )
+from symbolicator.native.apple_crash.text import parse_crash_text
 from symbolicator.types import Arch
 
 _U64 = 2**64
@@ -101,8 +102,6 @@ def parse_ips(text: str) -> AppleCrashReport:
         raise MalformedCrashReport(".ips is truncated: nothing follows the header line")
     if not body_text.lstrip().startswith("{"):
         if str(header.get("bug_type", "")) in ("", "109") and header:
-            from symbolicator.native.apple_crash_text import parse_crash_text
-
             return parse_crash_text(body_text)
         raise MalformedCrashReport(".ips body is not JSON (expected an object after the header line)")
     body = _obj(_loads(body_text, ".ips body"), ".ips body")
