@@ -68,7 +68,7 @@ from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 log = logging.getLogger(__name__)
 
 UPLOADS_SOURCE = "uploads"
-SUPPORTED_TYPES = frozenset({"elf", "macho", "unknown"})
+SUPPORTED_TYPES = frozenset({"elf", "macho", "pe", "unknown"})
 NO_FEATURES = {"has_debug_info": False, "has_unwind_info": False, "has_symbols": False, "has_sources": False}
 _KIND_ORDER = {"debuginfo": 0, "executable": 1, "breakpad": 2}
 _OUTCOME_STATUS = {
@@ -142,6 +142,11 @@ def convert_debug_file(src: str, out: str, arch: str | None,
 
         Path(out).write_bytes(build_symcache(src))
         return {"arch": info.arch.value, "image_vmaddr": 0, "features": features_json(info), "file_format": "breakpad"}
+    if info.file_format == "pdb":  # addresses are RVAs: image_vmaddr 0 (docs/formats.md, "PE + PDB")
+        from symbolicator.native.pe.pdb_engine import build_pdb_symcache
+
+        Path(out).write_bytes(build_pdb_symcache(src))
+        return {"arch": info.arch.value, "image_vmaddr": 0, "features": features_json(info), "file_format": "pdb"}
     with open(out, "wb") as fh:
         symcache_build.build_into(fh, src, info.arch if len(infos) > 1 else None, max_section_bytes=max_section_bytes,
                                   memory_bytes=memory_bytes, spill_dir=spill_dir)
@@ -199,7 +204,7 @@ class ModuleLookup:
         if not files and result.status == ObjectFileStatus.MISSING:
             result.candidates.append({"source": source_id, "location": sources.not_found_message,
                                       "download": {"status": "notfound"}})
-        if module_type in ("elf", "macho") and (sources.plan.sources or sources.plan.skipped):
+        if module_type in ("elf", "macho", "pe") and (sources.plan.sources or sources.plan.skipped):
             wanted = SourceModule(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
             await self._from_sources(wanted, sources, result)
         return result

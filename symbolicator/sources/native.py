@@ -3,7 +3,7 @@
 The native service asks its scope's uploads first; when they have nothing it calls
 `find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…)`. Sources are tried in
 order; on each, the debug file type first, then the code file (docs/configuration.md, "Symbol sources": ELF debug >
-ELF code, dSYM > Mach-O code), each at every path its layout gives. A download only counts
+ELF code, dSYM > Mach-O code, PDB > PE), each at every path its layout gives. A download only counts
 once `objects.identify` has read it and one object in it has the module's ids (and a
 compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
 The search stops at the first hit that carries DWARF (or the first source bundle); otherwise the best hit seen is kept
@@ -45,6 +45,7 @@ from symbolicator.sources.download import download, location
 from symbolicator.sources.layouts import (
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,
+    FILE_FORMATS,
     FileType,
     ModuleLookup,
     candidate_paths,
@@ -96,7 +97,7 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
                           fetcher: Fetcher, max_bytes: int) -> SourceLookupResult:
     """The best debug (else code) file for `module` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
-        raise ValueError(f"external sources serve ELF and Mach-O modules, not {module.object_type!r}")
+        raise ValueError(f"external sources serve ELF, Mach-O and PE modules, not {module.object_type!r}")
     types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type])
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes)
 
@@ -181,7 +182,7 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
         raise DownloadMiss("malformed", str(e)) from None
     except OSError as e:
         raise DownloadMiss("error", f"cannot read the download: {e}") from None
-    want = "sourcebundle" if file_type == "sourcebundle" else module.object_type
+    want = FILE_FORMATS[file_type]
     same_ids = [o for o in objects if o.file_format == want and not o.artifact_bundle and _ids_match(o, module)]
     if module.arch is not Arch.UNKNOWN:
         exact = [o for o in same_ids if o.arch is module.arch]
@@ -194,9 +195,12 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
 
 
 def _ids_match(o: ObjectInfo, m: ModuleLookup) -> bool:
+    """Same ids. A PDB (or PE) of the module's GUID may have a higher age, never a lower one: Microsoft's symbol
+    server answers a request for an age with a later rebuild of the same PDB, and Symbolicator accepts it (its
+    `validate_object_ids`). ELF and Mach-O debug ids have no age, so for them this is equality."""
     compared = False
     if m.debug_id is not None and o.debug_id is not None:
-        if o.debug_id != m.debug_id:
+        if o.debug_id.uuid != m.debug_id.uuid or o.debug_id.appendix < m.debug_id.appendix:
             return False
         compared = True
     if m.code_id is not None and o.code_id is not None:
