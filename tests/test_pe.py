@@ -179,7 +179,7 @@ def test_every_truncation_of_the_headers_is_a_typed_error(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("offset", "fmt", "value", "error", "message"), [
-    (0x3C, "<I", 0x7FFF_FFF0, UnsupportedFormat, "without a PE signature"),
+    (0x3C, "<I", 0x7FFF_FFF0, UnsupportedFormat, "without a PE/COFF header"),
     (0x78 + 4 + 2, "<H", 0xFFFF, MalformedObject, "section"),  # NumberOfSections
     (0x78 + 24, "<H", 0x1234, MalformedObject, "optional header magic"),
     (0x78 + 4 + 16, "<H", 8, MalformedObject, "optional header of 8 bytes"),
@@ -207,7 +207,7 @@ def test_a_codeview_path_without_nul_and_a_dos_program(tmp_path: Path) -> None:
     with pytest.raises(MalformedObject, match="no terminating NUL"):
         identify(tmp_path / "nul.exe")
     (tmp_path / "dos.exe").write_bytes(b"MZ" + b"\0" * 62)
-    with pytest.raises(UnsupportedFormat, match="DOS program"):
+    with pytest.raises(UnsupportedFormat, match="DOS. program without a PE/COFF header"):
         identify(tmp_path / "dos.exe")
 
 

@@ -139,12 +139,12 @@ def read_pe(data: Buffer) -> PeImage:
     """Parse the headers of the PE image `data`; raises `MalformedObject` / `UnsupportedFormat`."""
     b = _Bytes(data)
     if b.take(0, 2, "DOS header") != DOS_MAGIC:
-        raise UnsupportedFormat("not a PE image: no MZ header")
+        raise UnsupportedFormat("not a debug file: no MZ header")
     if b.size < 0x40:
         raise MalformedObject(f"malformed PE: {b.size} bytes, shorter than the DOS header")
     (e_lfanew,) = struct.unpack("<I", b.take(0x3C, 4, "DOS header"))
     if e_lfanew + 4 > b.size or b.take(e_lfanew, 4, "PE signature") != PE_SIGNATURE:
-        raise UnsupportedFormat("not a PE image: an MZ file without a PE signature (a DOS program?)")
+        raise UnsupportedFormat("not a debug file: an MZ (DOS) program without a PE/COFF header")
     machine, n_sections, timestamp, sym_ptr, n_symbols, opt_size, characteristics = _COFF.unpack(
         b.take(e_lfanew + 4, _COFF.size, "COFF header"))
     opt = e_lfanew + 4 + _COFF.size
