@@ -9,11 +9,14 @@ tests/test_pe_service.py.
 
 from __future__ import annotations
 
+import json
+import os
 import posixpath
 import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +256,40 @@ def test_pe_and_pdb_paths_follow_the_symbol_server_rules(layout: str, file_type:
 def test_lowercase_casing_reaches_the_pe_paths() -> None:
     assert candidate_paths(Layout(type="symstore", casing="lowercase"), "pe", PE_MODULE) == [
         "app.exe/a81e53c66000/app.exe"]
+
+
+# ------------------------------------------------------------------------------------------ resolve, offline
+
+def resolve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "symbolicator", "resolve", "--no-cache", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def test_resolve_an_exe_alone_takes_vas_and_rvas(tmp_path: Path) -> None:
+    """No PDB beside it: the exe's exports answer, for a VA (what llvm-symbolizer takes) and an RVA alike."""
+    shutil.copyfile(APP, tmp_path / "app.exe")
+    out = resolve("--debug-file", str(tmp_path / "app.exe"), "--json", "0x1400010a8", "0x10a8", "0x140001058",
+                  "0x112a")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["address"] for line in lines] == ["0x1400010a8", "0x10a8", "0x140001058", "0x112a"]
+    assert [[f["function"] for f in line["frames"]] for line in lines] == [
+        ["exported_entry"], ["exported_entry"], [], []]
+    assert "PDB" not in out.stderr  # nothing was found, so nothing was refused
+
+
+@needs_llvm
+def test_resolve_a_mingw_exe_alone_equals_llvm_symbolizer_on_its_dwarf(tmp_path: Path) -> None:
+    exe = shutil.copyfile(MG, tmp_path / "mg.exe")
+    pe = read_pe(MG.read_bytes())
+    text = pe.section(".text")
+    assert text is not None
+    vas = [pe.image_base + rva for rva in range(text.rva, text.rva + 0x800, 0x2B)]
+    out = resolve("--debug-file", str(exe), "--json", *map(hex, vas))
+    assert out.returncode == 0, out.stderr
+    got = [[{**f, "abs_path": f["file"], "lineno": f["line"], "status": "symbolicated"} for f in
+            json.loads(line)["frames"]] for line in out.stdout.splitlines()]
+    want = llvm_symbolize(without_codeview(MG, tmp_path / "truth.exe"), vas)
+    assert sum(1 for w in want if w) >= 30
+    assert [ours(g) for g in got] == want

@@ -55,11 +55,12 @@ from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 SOURCE_BUNDLE_MAGIC = b"SYSB"
 BREAKPAD_MAGIC = b"MODULE "  # `breakpad_sym.MAGIC`: a `.sym` file starts with its MODULE line
 PE_MAGIC = b"MZ"  # `native/pe/headers.DOS_MAGIC`
+PDB_MAGIC = b"Microsoft C/C++ MSF 7.00"  # an MSF 7 container: a PDB (`native/pdb/`)
 MAX_MANIFEST_BYTES = 64 << 20
 COPY_CHUNK = 1 << 20
 _JS_FILE_TYPES = {"minified_source", "source_map", "indexed_ram_bundle"}
 _OTHER_FORMATS = [
-    (b"MZ", "a PE/COFF executable"), (b"Microsoft C/C++ MSF 7.00", "a PDB file"),
+    (b"MZ", "a PE/COFF executable"), (PDB_MAGIC, "a PDB file"),
     (b"BSJB", "a portable PDB file"), (b"\0asm", "a WebAssembly module"),
     (b"MODULE ", "a Breakpad symbol file"), (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "a gzip stream"), (b"!<arch>\n", "an ar archive (static library)"),

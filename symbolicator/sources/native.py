@@ -195,12 +195,10 @@ def verify(path: Path, module: ModuleLookup, file_type: FileType) -> ObjectInfo:
 
 
 def _ids_match(o: ObjectInfo, m: ModuleLookup) -> bool:
-    """Same ids. A PDB (or PE) of the module's GUID may have a higher age, never a lower one: Microsoft's symbol
-    server answers a request for an age with a later rebuild of the same PDB, and Symbolicator accepts it (its
-    `validate_object_ids`). ELF and Mach-O debug ids have no age, so for them this is equality."""
+    """Same ids; a PDB (or PE) may have a higher age than asked for, never a lower one (`DebugId.serves`)."""
     compared = False
     if m.debug_id is not None and o.debug_id is not None:
-        if o.debug_id.uuid != m.debug_id.uuid or o.debug_id.appendix < m.debug_id.appendix:
+        if not o.debug_id.serves(m.debug_id):
             return False
         compared = True
     if m.code_id is not None and o.code_id is not None:
