@@ -72,6 +72,12 @@ def truth(exe: Path, pdb: Path, rvas: list[int], work: Path) -> list[list[tuple[
     return [chain(a) for a in llvm_symbolize(folder / exe.name, [IMAGE_BASE + r for r in rvas])]
 
 
+def resolved(stdout: str) -> list[list[tuple[str, str | None, int | None]]]:
+    """`resolve --json` output as chains."""
+    return [chain([{"function": f["function"], "abs_path": f["file"], "lineno": f["line"]} for f in answer["frames"]])
+            for answer in map(json.loads, stdout.splitlines())]
+
+
 def agreement(got: list[list[tuple[str, str | None, int | None]]],
               want: list[list[tuple[str, str | None, int | None]]]) -> tuple[int, int]:
     compared = [(g, w) for g, w in zip(got, want, strict=True) if w]
@@ -105,8 +111,8 @@ def test_uploaded_exe_and_pdb_answer_like_llvm_symbolizer(uploader: str, tmp_pat
         root = tmp_path / "svc" / "uploads"
         for debug_id, exe, pdb in ((APP_DEBUG_ID, APP, APP_PDB), (MG_DEBUG_ID, MG, MG_PDB)):
             stored = CodeId(debug_id.replace("-", ""))
-            assert (root / keys.debug_file(Scope(SCOPE), stored, ObjectKind.EXECUTABLE)).read_bytes() == exe.read_bytes()
-            assert (root / keys.debug_file(Scope(SCOPE), stored, ObjectKind.DEBUGINFO)).read_bytes() == pdb.read_bytes()
+            for kind, path in ((ObjectKind.EXECUTABLE, exe), (ObjectKind.DEBUGINFO, pdb)):
+                assert (root / keys.debug_file(Scope(SCOPE), stored, kind)).read_bytes() == path.read_bytes()
         app = symbolicate(svc, request(pe_module(), app_rvas)).json()
         mg = symbolicate(svc, request(pe_module(MG_DEBUG_ID, MG_CODE_ID, "mg", 0x3C000), mg_rvas)).json()
     finally:
@@ -140,7 +146,8 @@ def test_symstore_pdb_of_another_build_is_refused_and_the_exe_answers(service_fa
     assert module["debug_status"] == "found" and module["features"]["has_debug_info"] is False
     refused = next(c for c in module["candidates"] if c["location"] == wrong.as_uri())
     assert refused["download"]["status"] == "malformed"
-    assert f"debug_id={APP_DEBUG_ID}" in refused["download"]["details"] and MG_DEBUG_ID in refused["download"]["details"]
+    details = refused["download"]["details"]
+    assert f"debug_id={APP_DEBUG_ID}" in details and MG_DEBUG_ID in details
     assert answer["stacktraces"][0]["frames"][0]["function"] == "exported_entry"
 
     beside = tmp_path / "beside"
@@ -167,8 +174,7 @@ def test_resolve_refuses_a_pdb_of_another_build_beside_the_exe(tmp_path: Path) -
     out = resolve("--debug-file", str(folder / "mg.exe"), "--json", *map(hex, vas))
     assert out.returncode == 0, out.stderr
     assert "PDB refused" in out.stderr and "another build" in out.stderr and APP_DEBUG_ID in out.stderr
-    got = [chain([{"function": f["function"], "abs_path": f["file"], "lineno": f["line"]} for f in json.loads(x)["frames"]])
-           for x in out.stdout.splitlines()]
+    got = resolved(out.stdout)
     own = [chain(a) for a in llvm_symbolize(without_codeview(MG, tmp_path / "mg.exe"), vas)]
     assert got == own
 
@@ -187,8 +193,7 @@ def test_resolve_an_exe_with_its_pdb_and_the_pdb_alone(tmp_path: Path) -> None:
                                   (folder / "app.exe", rvas), (folder / "app.pdb", rvas)):
         out = resolve("--debug-file", str(debug_file), "--json", *map(hex, addresses))
         assert out.returncode == 0 and "refused" not in out.stderr, out.stderr
-        answers.append([chain([{"function": f["function"], "abs_path": f["file"], "lineno": f["line"]}
-                               for f in json.loads(x)["frames"]]) for x in out.stdout.splitlines()])
+        answers.append(resolved(out.stdout))
     assert answers[0] == answers[1] == answers[2]
     agreed, compared = agreement(answers[0], truth(APP, APP_PDB, rvas, tmp_path))
     assert compared >= 80 and agreed / compared >= 0.995, (agreed, compared)
