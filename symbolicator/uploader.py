@@ -93,7 +93,7 @@ def is_debug_file(path: Path) -> bool:
             head = f.read(4)
     except OSError:
         return False
-    return head in _OBJECT_MAGICS or head[:2] == b"MZ"  # a PE image (`native/pe/`)
+    return head in _OBJECT_MAGICS or head[:2] == b"MZ" or head == b"Micr"  # a PE image, an MSF 7 PDB
 
 
 def find_files(paths: Iterable[Path]) -> Found:

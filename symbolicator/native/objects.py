@@ -128,7 +128,8 @@ def identify(path: Path) -> list[ObjectInfo]:
 def check_magic(head: bytes, size: int) -> None:
     """UnsupportedFormat unless `head` (a file's first 32 bytes) starts a file `identify` reads: lets an upload be
     refused while its client still waits for the answer."""
-    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, *THIN_MAGICS) or head.startswith((BREAKPAD_MAGIC, PE_MAGIC)) or (
+    if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, *THIN_MAGICS) or head.startswith(
+            (BREAKPAD_MAGIC, PE_MAGIC, PDB_MAGIC)) or (
             len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
         return
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
