@@ -293,3 +293,22 @@ def test_resolve_a_mingw_exe_alone_equals_llvm_symbolizer_on_its_dwarf(tmp_path:
     want = llvm_symbolize(without_codeview(MG, tmp_path / "truth.exe"), vas)
     assert sum(1 for w in want if w) >= 30
     assert [ours(g) for g in got] == want
+
+
+def test_symbolicate_a_request_with_a_pe_module_offline(tmp_path: Path) -> None:
+    """`symbolicate request.json --symbols DIR` finds the exe by the module's debug id among the files."""
+    symbols = tmp_path / "symbols"
+    symbols.mkdir()
+    shutil.copyfile(APP, symbols / "app.exe")
+    body = {"stacktraces": [{"frames": [{"instruction_addr": hex(0x7FF6_A000_0000 + 0x10A8)}]}],
+            "modules": [{"type": "pe", "debug_id": "58a7559e-63b7-40ac-4c4c-44205044422e-1", "code_id": "a81e53c66000",
+                         "code_file": "C:\\app\\app.exe", "debug_file": "app.pdb", "image_addr": "0x7ff6a0000000",
+                         "image_size": 24576}]}
+    (tmp_path / "request.json").write_text(json.dumps(body))
+    out = subprocess.run([sys.executable, "-m", "symbolicator", "symbolicate", str(tmp_path / "request.json"),
+                          "--symbols", str(symbols), "--json", "--no-cache"], capture_output=True, text=True,
+                         timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["modules"][0]["debug_status"] == "found"
+    assert answer["stacktraces"][0]["frames"][0]["function"] == "exported_entry"
