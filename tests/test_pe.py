@@ -312,3 +312,51 @@ def test_symbolicate_a_request_with_a_pe_module_offline(tmp_path: Path) -> None:
     answer = json.loads(out.stdout)
     assert answer["modules"][0]["debug_status"] == "found"
     assert answer["stacktraces"][0]["frames"][0]["function"] == "exported_entry"
+
+
+def synthetic_pe(n_sections: int, n_names: int) -> bytes:
+    """A PE32+ image with `n_sections` section headers and an export table of `n_names` names, the kind
+    of header a hostile upload can carry: every section but the last maps the same 512 bytes at its
+    own RVA, and the export directory and its tables fill the last one."""
+    data_at = (0x148 + 40 * n_sections + 0x1FF) & ~0x1FF
+    last_rva = 0x1000 * n_sections
+    names_rva, ordinals_rva, name_rva = last_rva + 0x40, last_rva + 0x40 + 4 * n_names, last_rva + 0x40 + 6 * n_names
+    block = bytearray(0x40 + 6 * n_names + 16)
+    struct.pack_into("<IIHHIIIIIII", block, 0, 0, 0, 0, 0, name_rva, 1, 1, n_names, last_rva + 0x28, names_rva,
+                     ordinals_rva)
+    struct.pack_into("<I", block, 0x28, last_rva + 0x30)  # the one function, at an RVA inside the block
+    struct.pack_into(f"<{n_names}I", block, 0x40, *([name_rva] * n_names))
+    block[6 * n_names + 0x40:6 * n_names + 0x42] = b"f\0"
+    head = bytearray(data_at)
+    head[:2] = b"MZ"
+    struct.pack_into("<I", head, 0x3C, 0x40)
+    head[0x40:0x44] = b"PE\0\0"
+    struct.pack_into("<HHIIIHH", head, 0x44, 0x8664, n_sections, 0, 0, 0, 240, 0x22)
+    struct.pack_into("<HxxxxxxxxxxxxxxxxxxxxxxQ", head, 0x58, 0x20B, IMAGE_BASE)
+    struct.pack_into("<I", head, 0x58 + 56, last_rva + 0x1000)
+    struct.pack_into("<III", head, 0x58 + 108, 16, last_rva, 0x28)  # the directory alone: no forwarders
+    for i in range(n_sections - 1):
+        struct.pack_into("<8sIIII", head, 0x148 + 40 * i, b".s", 0x200, 0x1000 * (i + 1), 0x200, data_at)
+    struct.pack_into("<8sIIII", head, 0x148 + 40 * (n_sections - 1), b".edata", len(block), last_rva, len(block),
+                     data_at + 0x200)
+    return bytes(head + bytes(0x200) + block)
+
+
+IMAGE_BASE = 0x1_4000_0000
+
+
+def test_many_sections_and_exports_stay_cheap(tmp_path: Path) -> None:
+    """65,535 section headers and 50,000 export names (a 3 MB file): header reading and the export
+    symbols are O((sections + exports) · log sections), not their product (an hour before)."""
+    import time
+
+    target = tmp_path / "wide.exe"
+    target.write_bytes(synthetic_pe(65_535, 50_000))
+    start = time.monotonic()
+    (info,) = identify(target)
+    pe = read_pe(target.read_bytes())
+    assert len(pe.sections) == 65_535 and info.features.has_symbols
+    exports = read_exports(target.read_bytes(), pe)
+    assert len(exports) == 50_000 and exports[0] == (0x1000 * 65_535 + 0x30, "f")
+    SymCache.from_bytes(build(target))
+    assert time.monotonic() - start < 60

@@ -16,7 +16,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from symbolicator.native.dwarf import DWARF_SECTIONS
-from symbolicator.native.pe.headers import Buffer, PeImage, read_exports
+from symbolicator.native.pe.headers import Buffer, PeImage, SectionIndex, read_exports
 from symbolicator.native.symtab import Symbol
 
 
@@ -24,9 +24,10 @@ def pe_symbols(data: Buffer, pe: PeImage) -> list[Symbol]:
     """The named exports as symbols at virtual addresses, each bounded by the next one or its section's end."""
     exports = read_exports(data, pe)
     starts = [rva for rva, _ in exports]
+    sections = SectionIndex(pe.sections, lambda s: s.virtual_size)
     out: list[Symbol] = []
     for i, (rva, name) in enumerate(exports):
-        section = next((s for s in pe.sections if s.rva <= rva < s.rva + s.virtual_size), None)
+        section = sections.at(rva)
         if section is None:
             continue  # an export outside every section points at nothing
         end = section.rva + section.virtual_size
