@@ -62,17 +62,20 @@ def symbolic_object(path: Path) -> Any:
 # ------------------------------------------------------------------------------------------ identification
 
 @pytest.mark.skipif(READOBJ is None, reason="llvm-readobj is not installed")
-@pytest.mark.parametrize("path", [APP, MG], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [APP, MG, PE / "app_x86.exe", PE / "app_arm64.exe"], ids=lambda p: p.name)
 def test_ids_agree_with_llvm_readobj_and_symbolic(path: Path) -> None:
-    (info,) = identify(path)
-    truth, theirs = readobj(path), symbolic_object(path)
+    """x86_64 (MSVC ABI and MinGW), x86 (PE32) and arm64 images."""
     import uuid
 
-    assert info.file_format == "pe" and info.arch is Arch.X86_64 and info.object_type == "executable"
+    (info,) = identify(path)
+    truth = readobj(path)
+    (theirs,) = symbolic.debuginfo.Archive.open(str(path)).iter_objects()
+    assert info.file_format == "pe" and info.object_type == "executable"
+    assert info.arch.value == theirs.arch
     assert info.code_id == CodeId(f"{truth['timestamp']:08X}{truth['size_of_image']:x}".lower())
     assert info.debug_id == DebugId(uuid.UUID(bytes_le=truth["guid_le"]), truth["age"])
     assert info.debug_link == truth["pdb"] == f"{path.stem}.pdb"
-    assert info.image_vmaddr == truth["image_base"] == 0x140000000
+    assert info.image_vmaddr == truth["image_base"] == (0x400000 if "x86." in path.name else 0x140000000)
     assert str(info.code_id) == theirs.code_id and str(info.debug_id) == theirs.debug_id
     assert theirs.file_format == "pe" and theirs.kind == "exe"
     names = {"symtab": info.features.has_symbols, "debug": info.features.has_debug_info,

@@ -6,7 +6,7 @@ bytes, `objects.identify` (what uploads and source lookups do), `native_modules.
 ImageBase, serialised as a response is; then `pairing.find_pdb` with the PDB named in the
 CodeView record (a fuzzed path, looked for beside the scratch file only).
 
-Seeds are the committed fixtures (tests/fixtures/pe: clang + lld-link, MSVC ABI and MinGW with
+Seeds are the committed fixtures (tests/fixtures/pe: clang + lld-link, MSVC ABI x86_64 and PE32 x86, MinGW with
 DWARF). Both engines edit what the reader trusts (`object_layout._pe`: e_lfanew, COFF and optional
 header fields, data directories, section headers, the debug and export directories, the CodeView
 age) and the section bytes, or truncate; atheris also mutates bytes its own way.
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 LOOKUPS = 256
 LOOKUP_STEP = 0x10
 _PE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "pe"
-SEEDS = {"pe-msvc-abi-exports": "app.exe", "pe-mingw-dwarf": "mg.exe"}
+SEEDS = {"pe-msvc-abi-exports": "app.exe", "pe-mingw-dwarf": "mg.exe", "pe32-x86": "app_x86.exe"}
 KINDS = ("field", "field", "field", "field", "region", "smash", "flip", "truncate")
 
 
