@@ -66,7 +66,54 @@ def layout(data: bytes) -> Layout:
         _macho(data, 0, len(data), out)
     elif data[:4] in _FAT:
         _fat(data, out)
+    elif data[:2] == b"MZ":
+        _pe(data, out)
     return out
+
+
+def _pe(data: bytes, out: Layout) -> None:
+    """DOS `e_lfanew`, the COFF and optional headers, the data directories, the section table, and the
+    debug / export directories and the CodeView record where the section table places them."""
+    if not out.add(0x3C, "I", "<", ["e_lfanew"], data):
+        return
+    (pe,) = struct.unpack_from("<I", data, 0x3C)
+    coff = pe + 4
+    if not out.add(coff, "HHIIIHH", "<", ["machine", "nsections", "timestamp", "symptr", "nsyms", "optsize", "chars"],
+                   data):
+        return
+    n_sections, opt_size = struct.unpack_from("<H", data, coff + 2)[0], struct.unpack_from("<H", data, coff + 16)[0]
+    opt = coff + 20
+    if not out.add(opt, "H", "<", ["opt_magic"], data):
+        return
+    plus = struct.unpack_from("<H", data, opt)[0] == 0x20B
+    out.add(opt + 24, "Q" if plus else "4xI", "<", ["image_base"] if plus else ["", "image_base"], data)
+    out.add(opt + 56, "I", "<", ["size_of_image"], data)
+    dirs = opt + (108 if plus else 92)
+    out.add(dirs, "I", "<", ["ndirs"], data)
+    for i in range(16):
+        out.add(dirs + 4 + 8 * i, "II", "<", [f"dir{i}_rva", f"dir{i}_size"], data)
+    sections: list[tuple[int, int, int]] = []
+    for i in range(min(n_sections, 64)):
+        at = opt + opt_size + 40 * i
+        if not out.add(at, "8xIIIIIIHHI", "<", ["", "vsize", "rva", "rawsize", "rawptr", "", "", "", "", ""], data):
+            break
+        vsize, rva, raw_size, raw_ptr = struct.unpack_from("<IIII", data, at + 8)
+        sections.append((rva, raw_ptr, min(raw_size, vsize) if vsize else raw_size))
+        name = data[at:at + 8].rstrip(b"\0").decode("latin-1")
+        if raw_ptr + raw_size <= len(data) and raw_size:
+            out.regions.append((raw_ptr, raw_size, name))
+
+    def offset(rva: int) -> int | None:
+        return next((ptr + rva - r for r, ptr, size in sections if r <= rva < r + size), None)
+
+    for index, fmt, names in ((0, "IIHHIIIIIII", ["", "", "", "", "name", "base", "nfuncs", "nnames", "funcs",
+                                                  "names", "ordinals"]),
+                              (6, "IIHHIIII", ["", "", "", "", "type", "datasize", "", "dataptr"])):
+        if dirs + 8 + 8 * index <= len(data):
+            at = offset(struct.unpack_from("<I", data, dirs + 4 + 8 * index)[0])
+            if at is not None and out.add(at, fmt, "<", names, data) and index == 6:
+                pointer = struct.unpack_from("<I", data, at + 24)[0]
+                out.add(pointer, "4x16sI", "<", ["", "", "cv_age"], data)
 
 
 def _elf(data: bytes, out: Layout) -> None:

@@ -115,6 +115,13 @@ class DebugId:
         base = str(self.uuid)
         return f"{base}-{self.appendix:x}" if self.appendix else base
 
+    def serves(self, wanted: DebugId) -> bool:
+        """Whether a file with this debug id may answer for a module that asks for `wanted`: the same UUID and
+        an appendix (PDB age) at least as high. Microsoft's symbol server answers a request for one age with a
+        later rebuild of the same PDB, and Symbolicator accepts that (its `validate_object_ids`); a lower age
+        or another GUID is another build. Without an appendix (ELF, Mach-O) this is equality."""
+        return self.uuid == wanted.uuid and self.appendix >= wanted.appendix
+
     @property
     def breakpad(self) -> str:
         """`UUID` upper hex without dashes followed by the appendix in hex."""

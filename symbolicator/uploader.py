@@ -94,7 +94,7 @@ def is_debug_file(path: Path) -> bool:
             head = f.read(4)
     except OSError:
         return False
-    return head in _OBJECT_MAGICS
+    return head in _OBJECT_MAGICS or head[:2] == b"MZ" or head == b"Micr"  # a PE image, an MSF 7 PDB
 
 
 def find_files(paths: Iterable[Path]) -> Found:

@@ -325,8 +325,8 @@ def test_identical_bundle_under_a_new_release_is_indexed(s3_service: tuple[Servi
 def test_chunk_upload_advertises_only_what_is_accepted(s3_service: tuple[ServiceProcess, S3Storage]) -> None:
     svc, _ = s3_service
     options = requests.get(f"{svc.url}/api/0/organizations/acme/chunk-upload/", headers=bearer(TOKEN), timeout=30).json()
-    assert sorted(options["accept"]) == ["artifact_bundles", "artifact_bundles_v2", "debug_files", "release_files",
-                                         "sources"]
+    assert sorted(options["accept"]) == ["artifact_bundles", "artifact_bundles_v2", "debug_files", "pdbs",
+                                         "release_files", "sources"]
 
 
 @pytest.mark.parametrize("major", ["3", "2"])

@@ -52,7 +52,12 @@ def feature_names(info: objects.ObjectInfo) -> list[str]:
 
 
 def storage_id(info: objects.ObjectInfo) -> CodeId:
-    """The id a file is stored under: the code id; source bundles without one use the debug id."""
+    """The id a file is stored under: the code id; source bundles without one use the debug id.
+
+    A PE image and its PDB share the lowercase breakpad form of their debug id (`<guid hex><age hex>`), as
+    `symsorter`'s unified layout stores them: `executable` and `debuginfo` side by side."""
+    if info.file_format in ("pe", "pdb") and info.debug_id is not None:
+        return CodeId(info.debug_id.breakpad.lower())
     if info.code_id is not None:
         return info.code_id
     if info.file_format in ("sourcebundle", "breakpad") and info.debug_id is not None:

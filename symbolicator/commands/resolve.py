@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -26,6 +26,7 @@ from symbolicator.commands import offline_cache
 from symbolicator.errors import FormatError, UsageError
 
 if TYPE_CHECKING:
+    from symbolicator.native.objects import ObjectInfo
     from symbolicator.native.symcache import Frame, SymCache
 
 
@@ -38,11 +39,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
         "in order, and an input that is not an address is echoed back and reported on stderr (exit 1).",
     )
     parser.add_argument("--debug-file", required=True, metavar="F",
-                        help="ELF file, Mach-O file, fat file, .dSYM bundle or wasm module (addresses: module offsets)")
+                        help="ELF file, Mach-O file, fat file, .dSYM bundle, PE image (.exe/.dll, its PDB found "
+                             "beside it), PDB, or wasm module (addresses: module offsets)")
     parser.add_argument("--arch", metavar="A", help="architecture slice of a fat file (x86_64, arm64, …)")
     parser.add_argument("--json", action="store_true", help="one JSON object per address (NDJSON)")
     offline_cache.add_arguments(parser)
-    parser.add_argument("addresses", nargs="*", metavar="ADDR", help="hex file address, 0x optional")
+    parser.add_argument("addresses", nargs="*", metavar="ADDR",
+                        help="hex file address, 0x optional (PE: a VA at or above the ImageBase, else an RVA; "
+                             "PDB: an RVA)")
     return parser
 
 
@@ -108,8 +112,10 @@ def load_symcache(debug_file: str, arch: str | None, cache: offline_cache.Offlin
     return SymCache.open(made) if isinstance(made, Path) else SymCache.from_bytes(bytes(made))
 
 
-def resolve_lines(cache: SymCache, inputs: Iterable[str], as_json: bool, out: TextIO, err: TextIO) -> int:
-    """One answer per input, in order; 1 when some input was not an address."""
+def resolve_lines(cache: SymCache, inputs: Iterable[str], as_json: bool, out: TextIO, err: TextIO,
+                  rebase: Callable[[int], int] | None = None) -> int:
+    """One answer per input, in order; 1 when some input was not an address. `rebase` turns an input address
+    into the symcache's (PE: VA or RVA, `resolve_pe`); the answer names the address as given."""
     status = 0
     for text in inputs:
         address = parse_address(text)
@@ -118,9 +124,9 @@ def resolve_lines(cache: SymCache, inputs: Iterable[str], as_json: bool, out: Te
             status = 1
             out.write(json.dumps({"input": text, "error": "not a hex address"}) + "\n" if as_json else text + "\n")
         elif as_json:
-            out.write(format_json(address, cache.lookup(address)) + "\n")
+            out.write(format_json(address, cache.lookup(rebase(address) if rebase else address)) + "\n")
         else:
-            out.write(format_text(cache.lookup(address)) + "\n")
+            out.write(format_text(cache.lookup(rebase(address) if rebase else address)) + "\n")
         out.flush()
     return status
 
@@ -132,11 +138,32 @@ def run(args: argparse.Namespace) -> int:
     if args.arch and Arch.parse(args.arch) == Arch.UNKNOWN:
         raise UsageError(f"unknown architecture {args.arch!r}")
     cache = offline_cache.OfflineCache.from_args(args)
+    rebase = None
     try:
-        symcache = load_symcache(args.debug_file, args.arch, cache)
+        pe = _pe_info(args.debug_file)
+        if pe is not None:
+            from symbolicator.commands import resolve_pe
+
+            symcache, rebase = resolve_pe.load(Path(args.debug_file), pe, cache)
+        else:
+            symcache = load_symcache(args.debug_file, args.arch, cache)
     except ArchitectureRequired as exc:
         raise UsageError(f"{args.debug_file} is a fat file; pick a slice with --arch "
                          f"(one of: {', '.join(exc.arches)})") from None
     finally:
         cache.close()
-    return resolve_lines(symcache, _inputs(args, sys.stdin), args.json, sys.stdout, sys.stderr)
+    return resolve_lines(symcache, _inputs(args, sys.stdin), args.json, sys.stdout, sys.stderr, rebase)
+
+
+def _pe_info(debug_file: str) -> ObjectInfo | None:
+    """The PE image or PDB at `debug_file` (by its magic, then `identify`), else None."""
+    from symbolicator.native.objects import PDB_MAGIC, PE_MAGIC, identify
+
+    path = Path(debug_file)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(len(PDB_MAGIC))
+    if not head.startswith((PE_MAGIC, PDB_MAGIC)):
+        return None
+    return identify(path)[0]

@@ -122,7 +122,8 @@ class SymbolFolders:
     def _add(self, path: Path) -> None:
         try:
             with open(path, "rb") as f:
-                if f.read(4) not in _MAGICS:
+                head = f.read(4)
+                if head not in _MAGICS and head[:2] != objects.PE_MAGIC and head != objects.PDB_MAGIC[:4]:
                     return
             infos = objects.identify(path)
         except (OSError, FormatError):
@@ -162,6 +163,10 @@ class SymbolFolders:
                 from symbolicator.native.breakpad_symcache import build_symcache as build_breakpad
 
                 return build_breakpad(path)
+            if info.file_format == "pdb":
+                from symbolicator.native.pdb import build_symcache as build_pdb_symcache
+
+                return build_pdb_symcache(path)
             from symbolicator.native.symcache_build import build as build_symcache
 
             return build_symcache(path, arch)

@@ -1,7 +1,7 @@
 """Object identification: what an uploaded or downloaded file is, read from its headers.
 
 `identify(path)` sniffs the first bytes and returns one `ObjectInfo` per object in the file:
-one for an ELF file, a thin Mach-O or a source bundle, one per arch slice for a universal
+one for an ELF file, a thin Mach-O, a PE image or a source bundle, one per arch slice for a universal
 (fat) Mach-O. Upload/assemble code stores each object under
 `keys.debug_file(scope, code_id, object_kind)`; lookup code uses the same values, so both agree
 on ids by construction.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import struct
 import tempfile
@@ -54,13 +55,14 @@ from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 
 SOURCE_BUNDLE_MAGIC = b"SYSB"
 BREAKPAD_MAGIC = b"MODULE "  # `breakpad_sym.MAGIC`: a `.sym` file starts with its MODULE line
+PE_MAGIC = b"MZ"  # `native/pe/headers.DOS_MAGIC`
 PDB_MAGIC = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\0\0\0"  # `pdb.MSF_MAGIC`: the whole 32-byte head
 MAX_MANIFEST_BYTES = 64 << 20
 COPY_CHUNK = 1 << 20
 _JS_FILE_TYPES = {"minified_source", "source_map", "indexed_ram_bundle"}
 _OTHER_FORMATS = [
-    (b"MZ", "a PE/COFF executable"), (b"Microsoft C/C++ MSF 7.00", "a PDB file"),
-    (b"BSJB", "a portable PDB file"),
+    (b"MZ", "a PE/COFF executable"), (PDB_MAGIC, "a PDB file"),
+    (b"BSJB", "a portable PDB file"), (b"\0asm", "a WebAssembly module"),
     (b"MODULE ", "a Breakpad symbol file"), (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "a gzip stream"), (b"!<arch>\n", "an ar archive (static library)"),
 ]
@@ -83,8 +85,9 @@ class ObjectInfo:
     `offset`/`size` (bytes) locate it in the file: the whole file unless `fat` (then
     `copy_slice` extracts it). `code_id` is the ELF build-id hex or the Mach-O UUID hex;
     `debug_id` the Sentry/Breakpad debug id. `image_vmaddr` is the stated address of the lowest
-    ELF PT_LOAD or the Mach-O `__TEXT` segment (docs/api.md). `object_name` is the ELF DT_SONAME,
-    the Mach-O LC_ID_DYLIB install name or a source bundle's `object_name`, when present.
+    ELF PT_LOAD, the Mach-O `__TEXT` segment or the PE ImageBase (docs/api.md). `object_name` is the ELF DT_SONAME,
+    the Mach-O LC_ID_DYLIB install name, the PE export directory's DLL name or a source bundle's `object_name`,
+    when present. `debug_link` names the separate debug file: ELF `.gnu_debuglink`, the PDB path of a PE.
     `artifact_bundle` marks a JS artifact bundle (also `file_format == "sourcebundle"`).
     """
 
@@ -127,7 +130,7 @@ def check_magic(head: bytes, size: int) -> None:
     """UnsupportedFormat unless `head` (a file's first 32 bytes) starts a file `identify` reads: lets an upload be
     refused while its client still waits for the answer."""
     if head[:4] in (ELF_MAGIC, SOURCE_BUNDLE_MAGIC, WASM_MAGIC, *THIN_MAGICS) or head.startswith(
-            (BREAKPAD_MAGIC, PDB_MAGIC)) or (
+            (BREAKPAD_MAGIC, PE_MAGIC, PDB_MAGIC)) or (
             len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
         return
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
@@ -150,7 +153,33 @@ def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
         return [wasm_info(f, size)]
     if head == PDB_MAGIC:
         return [_pdb_info(f, size)]
+    if head[:2] == PE_MAGIC:
+        return [_pe_info(f, size)]
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
+
+
+def _pe_info(f: BinaryIO, size: int) -> ObjectInfo:
+    """A PE image (`native/pe/`): code id from its headers, debug id and PDB name from its CodeView record.
+
+    Always `EXECUTABLE`, even with MinGW's DWARF inside: its PDB is the `DEBUGINFO` under the same id."""
+    from symbolicator.native.pe import read_pe
+
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        pe = read_pe(mm)
+    return ObjectInfo(
+        file_format="pe",
+        arch=pe.arch,
+        code_id=pe.code_id,
+        debug_id=pe.debug_id,
+        object_kind=ObjectKind.EXECUTABLE,
+        object_type="library" if pe.is_dll else "executable",
+        features=ObjectFeatures(has_debug_info=pe.has_dwarf, has_symbols=pe.export_count > 0,
+                                has_unwind_info=pe.has_exception_dir),
+        size=size,
+        object_name=pe.dll_name,
+        debug_link=pe.codeview.pdb_path if pe.codeview is not None else None,
+        image_vmaddr=pe.image_base,
+    )
 
 
 def _elf_info(f: BinaryIO, size: int) -> ObjectInfo:

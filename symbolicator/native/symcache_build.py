@@ -22,6 +22,9 @@ from typing import IO, Any, cast
 from symbolicator.errors import MalformedObject, SymbolicatorError, UnsupportedFormat
 from symbolicator.native.dwarf import MAX_SECTION_BYTES, InflateToFile, elf_dwarf_sections, read_dwarf
 from symbolicator.native.dwarf.macho import dsym_payload, macho_dwarf_sections, open_slice
+from symbolicator.native.pe.headers import DOS_MAGIC as PE_DOS_MAGIC
+from symbolicator.native.pe.headers import read_pe
+from symbolicator.native.pe.symbols import pe_dwarf_sections, pe_symbols
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget
 from symbolicator.native.symcache_write import write, write_to
 from symbolicator.native.symtab import Symbol, elf_symbols, macho_symbols
@@ -79,7 +82,7 @@ def _elf(data: mmap.mmap, max_section_bytes: int, budget: Budget | None) -> Load
 @contextmanager
 def open_object(path: str | Path, arch: Arch | str | None = None, max_section_bytes: int = MAX_SECTION_BYTES,
                 budget: Budget | None = None) -> Iterator[LoadedObject]:
-    """The DWARF and symbols of an ELF file, Mach-O slice or dSYM, mapped for the `with` block.
+    """The DWARF and symbols of an ELF file, Mach-O slice, dSYM or PE image, mapped for the `with` block.
 
     `max_section_bytes` caps each decompressed DWARF section (a bigger one is `MalformedObject`).
     The file is memory-mapped, never read into memory as a whole; with a `budget`, big
@@ -107,6 +110,8 @@ def open_object(path: str | Path, arch: Arch | str | None = None, max_section_by
             mm.close()
             raise
         loaded = LoadedObject(wasm.sections, wasm.symbols, Arch.WASM32, True, mm, address_shift=wasm.address_shift)
+    if magic[:2] == PE_DOS_MAGIC:
+        loaded = _pe(p)
         try:
             yield loaded
         finally:
@@ -123,7 +128,7 @@ def open_object(path: str | Path, arch: Arch | str | None = None, max_section_by
         finally:
             _close(loaded)
         return
-    raise UnsupportedFormat(f"{p}: neither ELF, Mach-O nor wasm")
+    raise UnsupportedFormat(f"{p}: neither ELF, Mach-O, PE nor wasm")
 
 
 def _map(p: Path) -> mmap.mmap:
@@ -133,6 +138,18 @@ def _map(p: Path) -> mmap.mmap:
             return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError as exc:
             raise MalformedObject(f"{p}: empty file") from exc
+
+
+def _pe(path: Path) -> LoadedObject:
+    """A PE image mapped: its exports and DWARF sections at virtual addresses (`native/pe/symbols.py`)."""
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        pe = read_pe(mm)
+        return LoadedObject(pe_dwarf_sections(mm, pe), pe_symbols(mm, pe), pe.arch, True, mm)
+    except BaseException:
+        mm.close()
+        raise
 
 
 def _close(loaded: LoadedObject) -> None:
@@ -160,7 +177,7 @@ def build_into(out: IO[bytes], path: str | Path, arch: Arch | str | None = None,
                symbol_file: str | Path | None = None, max_section_bytes: int = MAX_SECTION_BYTES,
                memory_bytes: int = DEFAULT_MEMORY_BYTES, spill_dir: str | Path | None = None,
                budget: Budget | None = None) -> int:
-    """Convert a debug file (ELF, Mach-O slice, dSYM bundle) into a symcache written to `out`.
+    """Convert a debug file (ELF, Mach-O slice, dSYM bundle, PE image) into a symcache written to `out`.
 
     `symbol_file`: the stripped binary a split debug file belongs to; its
     symbol table is used when it has one (what llvm-symbolizer does when it

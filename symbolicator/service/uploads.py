@@ -62,10 +62,10 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-ACCEPT = ["debug_files", "release_files", "sources", "artifact_bundles", "artifact_bundles_v2"]
-"""What the service takes (ELF, Mach-O, source bundles, JS artifact bundles), no more: sentry-cli 2.x reads this
-list. `release_files` because 2.x uploads artifact bundles only when it is there (else it falls back to the
-per-file release API, which the service does not have)."""
+ACCEPT = ["debug_files", "release_files", "pdbs", "sources", "artifact_bundles", "artifact_bundles_v2"]
+"""What the service takes (ELF, Mach-O, PE and PDB, source bundles, JS artifact bundles), no more: sentry-cli 2.x
+reads this list (without `pdbs` it skips PE and PDB files). `release_files` because 2.x uploads artifact bundles
+only when it is there (else it falls back to the per-file release API, which the service does not have)."""
 CHUNKS_PER_REQUEST = 64
 TRANSIENT_TTL_S = 600.0
 Publish = Callable[[Path, "PartCopier | None"], dict[str, Any]]

@@ -2,10 +2,11 @@
 
 The rules are Symbolicator's (`symbolicator-sources/src/paths.rs`), so a bucket sorted by
 `symsorter`, a debuginfod mirror, a GDB `.build-id` tree or an LLDB UUID folder works as a
-source unchanged. Only what this service symbolicates is mapped: ELF, Mach-O and wasm objects
-(`elf_code`, `elf_debug`, `mach_code`, `mach_debug`, `wasm_code`, `wasm_debug`; wasm takes
-ELF's GDB paths in the native layout and Mach-O's id rule in the unified one, as Symbolicator)
-and their `sourcebundle`s; other file types give no path.
+source unchanged. Only what this service symbolicates is mapped: ELF, Mach-O, wasm and PE objects
+(`elf_code`, `elf_debug`, `mach_code`, `mach_debug`, `wasm_code`, `wasm_debug`, `pe`, `pdb`; wasm
+takes ELF's GDB paths in the native layout and Mach-O's id rule in the unified one, as Symbolicator),
+Breakpad `.sym` files and `sourcebundle`s; other file types give no path. PE and PDB files sit at
+Microsoft symbol server paths on every layout but `debuginfod` (`unified`: the lowercase breakpad debug id).
 
 Path safety: ids are hex by construction (`CodeId`, `DebugId`), but the symstore and breakpad
 forms embed the *basename* of `code_file` / `debug_file`, which a request
@@ -24,18 +25,22 @@ from typing import Literal
 from symbolicator.sources.config import Layout
 from symbolicator.types import Arch, CodeId, DebugId
 
-ObjectType = Literal["elf", "macho", "wasm"]
-FileType = Literal["elf_code", "elf_debug", "mach_code", "mach_debug", "wasm_code", "wasm_debug", "breakpad",
-                   "sourcebundle"]
+ObjectType = Literal["elf", "macho", "pe", "wasm"]
+FileType = Literal["elf_code", "elf_debug", "mach_code", "mach_debug", "wasm_code", "wasm_debug", "pe", "pdb",
+                   "breakpad", "sourcebundle"]
 
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-DEBUG_FILE_TYPES: dict[str, FileType] = {"elf": "elf_debug", "macho": "mach_debug", "wasm": "wasm_debug"}
-CODE_FILE_TYPES: dict[str, FileType] = {"elf": "elf_code", "macho": "mach_code", "wasm": "wasm_code"}
+DEBUG_FILE_TYPES: dict[str, FileType] = {"elf": "elf_debug", "macho": "mach_debug", "wasm": "wasm_debug", "pe": "pdb"}
+CODE_FILE_TYPES: dict[str, FileType] = {"elf": "elf_code", "macho": "mach_code", "wasm": "wasm_code", "pe": "pe"}
 BREAKPAD: FileType = "breakpad"
 _OWN_TYPES: dict[FileType, str] = {"elf_code": "elf", "elf_debug": "elf", "mach_code": "macho", "mach_debug": "macho",
-                                   "wasm_code": "wasm", "wasm_debug": "wasm"}
+                                   "wasm_code": "wasm", "wasm_debug": "wasm", "pe": "pe", "pdb": "pe"}
+FILE_FORMATS: dict[FileType, str] = {"elf_code": "elf", "elf_debug": "elf", "mach_code": "macho", "mach_debug": "macho",
+                                     "wasm_code": "wasm", "wasm_debug": "wasm", "pe": "pe", "pdb": "pdb",
+                                     "breakpad": "breakpad", "sourcebundle": "sourcebundle"}
+"""The `ObjectInfo.file_format` a download of each file type must have."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,9 @@ def _breakpad(m: ModuleQuery) -> str | None:
 
 
 def _native(ft: FileType, m: ModuleQuery) -> list[str]:
+    if ft in ("pe", "pdb"):
+        path = _symstore(ft, m, ssqp=False)
+        return [] if path is None else [path]
     if ft in ("elf_code", "elf_debug", "wasm_code", "wasm_debug"):
         gdb = _gdb(m)
         return [] if gdb is None else [gdb + (".debug" if ft in ("elf_debug", "wasm_debug") else "")]
@@ -127,10 +135,35 @@ def _native(ft: FileType, m: ModuleQuery) -> list[str]:
     return out + [primary]
 
 
+def _pe_code_id(m: ModuleQuery, ssqp: bool) -> str | None:
+    """`<TIMESTAMP upper><SizeOfImage lower>` as symstore writes a PE's folder (all lowercase for SSQP)."""
+    if m.code_id is None or len(m.code_id.value) <= 8:
+        return None
+    cid = m.code_id.value
+    return cid if ssqp else cid[:8].upper() + cid[8:]
+
+
+def _pdb_signature(m: ModuleQuery, ssqp: bool) -> str | None:
+    """`<GUID upper hex><age lower hex>` (SSQP: lowercase GUID, uppercase age)."""
+    if m.debug_id is None:
+        return None
+    guid, age = m.debug_id.uuid.hex, m.debug_id.appendix
+    return f"{guid}{age:X}" if ssqp else f"{guid.upper()}{age:x}"
+
+
 def _symstore(ft: FileType, m: ModuleQuery, ssqp: bool) -> str | None:
     code_file = safe_basename(m.code_file)
     if code_file is not None and ssqp:
         code_file = code_file.lower()
+    if ft == "pe":
+        cid = _pe_code_id(m, ssqp)
+        return f"{code_file}/{cid}/{code_file}" if cid and code_file else None
+    if ft == "pdb":
+        debug_file = safe_basename(m.debug_file)
+        if debug_file is not None and ssqp:
+            debug_file = debug_file.lower()
+        sig = _pdb_signature(m, ssqp)
+        return f"{debug_file}/{sig}/{debug_file}" if sig and debug_file else None
     if ft == "elf_code":
         return f"{code_file}/elf-buildid-{m.code_id}/{code_file}" if m.code_id and code_file else None
     if ft == "elf_debug":
@@ -154,6 +187,8 @@ def _symstore_index2(ft: FileType, m: ModuleQuery) -> str | None:
 def _unified_id(ft: FileType, m: ModuleQuery) -> str | None:
     if ft in ("sourcebundle", "breakpad"):
         ft = CODE_FILE_TYPES[m.object_type]
+    if ft in ("pe", "pdb"):
+        return m.debug_id.breakpad.lower() if m.debug_id is not None else None
     if ft in ("elf_code", "elf_debug"):
         return m.code_id.value if m.code_id else None
     if m.code_id is not None:
@@ -162,9 +197,9 @@ def _unified_id(ft: FileType, m: ModuleQuery) -> str | None:
 
 
 def _unified(ft: FileType, m: ModuleQuery) -> str | None:
-    suffix = {"elf_code": "executable", "mach_code": "executable", "wasm_code": "executable", "elf_debug": "debuginfo",
-              "mach_debug": "debuginfo", "wasm_debug": "debuginfo", "breakpad": "breakpad",
-              "sourcebundle": "sourcebundle"}[ft]
+    suffix = {"elf_code": "executable", "mach_code": "executable", "wasm_code": "executable", "pe": "executable",
+              "elf_debug": "debuginfo", "mach_debug": "debuginfo", "wasm_debug": "debuginfo", "pdb": "debuginfo",
+              "breakpad": "breakpad", "sourcebundle": "sourcebundle"}[ft]
     fid = _unified_id(ft, m)
     return f"{fid[:2]}/{fid[2:]}/{suffix}" if fid and len(fid) > 2 else None
 
@@ -179,6 +214,10 @@ def candidate_paths(layout: Layout, file_type: FileType, module: ModuleQuery) ->
     """Relative paths where `file_type` of `module` may sit on a source with `layout`, in try order."""
     if file_type in _OWN_TYPES and module.object_type != _OWN_TYPES[file_type]:
         return []
+    if (file_type in ("pe", "pdb")) != (module.object_type == "pe") and file_type != "sourcebundle":
+        return []
+    if file_type == "sourcebundle" and module.object_type == "pe":
+        return []  # PE source bundles (`<pdb stem>.src.zip`) are not read here
     paths: list[str | None]
     if layout.type == "native":
         paths = list(_native(file_type, module))

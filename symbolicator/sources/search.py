@@ -4,7 +4,7 @@ The native service asks its scope's uploads first; when they have nothing it cal
 `find_debug_file(plan, module, dest_dir, fetcher=…, max_bytes=…, purpose=…)`. Sources are tried
 in order; on each, the debug file type first, then the code file, then the Breakpad `.sym` file
 (docs/configuration.md, "Symbol sources": ELF debug > ELF code > breakpad, dSYM > Mach-O code >
-breakpad, wasm debug > wasm code > breakpad; Symbolicator's `FileType::from_object_type`), each at
+breakpad, wasm debug > wasm code > breakpad, PDB > PE; Symbolicator's `FileType::from_object_type`), each at
 every path its layout gives. A
 download only counts once `objects.identify` has read it and one object in it has the module's
 ids (and a compatible arch): anything else at the right path is a `malformed` candidate, never a hit.
@@ -53,6 +53,7 @@ from symbolicator.sources.layouts import (
     BREAKPAD,
     CODE_FILE_TYPES,
     DEBUG_FILE_TYPES,
+    FILE_FORMATS,
     FileType,
     ModuleQuery,
     candidate_paths,
@@ -106,7 +107,7 @@ async def find_debug_file(sources: SourcePlan | Sequence[SourceConfig], module: 
                           s3_clients: S3Clients | None = None) -> SourceLookupResult:
     """The best debug, code or `.sym` file for `module` and `purpose` on `sources`; downloads go to `dest_dir`."""
     if module.object_type not in DEBUG_FILE_TYPES:
-        raise ValueError(f"external sources serve ELF, Mach-O and wasm modules, not {module.object_type!r}")
+        raise ValueError(f"external sources serve ELF, Mach-O, PE and wasm modules, not {module.object_type!r}")
     types = (DEBUG_FILE_TYPES[module.object_type], CODE_FILE_TYPES[module.object_type], BREAKPAD)
     return await _search(sources, module, dest_dir, types, fetcher, max_bytes, purpose, s3_clients)
 
@@ -201,7 +202,7 @@ def verify(path: Path, module: ModuleQuery, file_type: FileType) -> ObjectInfo:
         raise DownloadMiss("malformed", str(e)) from None
     except OSError as e:
         raise DownloadMiss("error", f"cannot read the download: {e}") from None
-    want = file_type if file_type == BREAKPAD else module.object_type
+    want = FILE_FORMATS[file_type]
     same_ids = [o for o in objects if o.file_format == want and not o.artifact_bundle and _ids_match(o, module)]
     if module.arch is not Arch.UNKNOWN:
         exact = [o for o in same_ids if o.arch is module.arch]
@@ -214,9 +215,10 @@ def verify(path: Path, module: ModuleQuery, file_type: FileType) -> ObjectInfo:
 
 
 def _ids_match(o: ObjectInfo, m: ModuleQuery) -> bool:
+    """Same ids; a PDB (or PE) may have a higher age than asked for, never a lower one (`DebugId.serves`)."""
     compared = False
     if m.debug_id is not None and o.debug_id is not None:
-        if o.debug_id != m.debug_id:
+        if not o.debug_id.serves(m.debug_id):
             return False
         compared = True
     if m.code_id is not None and o.code_id is not None:

@@ -65,7 +65,7 @@ from symbolicator.types import GLOBAL_SCOPE, Arch, CodeId, DebugId, Scope
 log = logging.getLogger(__name__)
 
 UPLOADS_SOURCE = "uploads"
-SUPPORTED_TYPES = frozenset({"elf", "macho", "wasm", "unknown"})
+SUPPORTED_TYPES = frozenset({"elf", "macho", "pe", "wasm", "unknown"})
 NO_FEATURES = {"has_debug_info": False, "has_unwind_info": False, "has_symbols": False, "has_sources": False}
 _KIND_ORDER = {"debuginfo": 0, "executable": 1, "breakpad": 2}
 _OUTCOME_STATUS = {
@@ -217,7 +217,7 @@ class ModuleResolver:
         if not files and result.status == ObjectFileStatus.MISSING:
             result.candidates.append({"source": source_id, "location": sources.not_found_message,
                                       "download": {"status": "notfound"}})
-        if module_type in ("elf", "macho", "wasm") and (sources.plan.sources or sources.plan.skipped):
+        if module_type in ("elf", "macho", "pe", "wasm") and (sources.plan.sources or sources.plan.skipped):
             wanted = ModuleQuery(module_type, debug_id, code_id, Arch.UNKNOWN, code_file, debug_file)  # type: ignore[arg-type]
             await self._from_sources(wanted, sources, result)
         return result
