@@ -14,6 +14,7 @@ their parameter list, files and lines exactly, the whole inline chain, innermost
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from tests.test_pe_uploads import (
 PE = Path(__file__).parent / "fixtures" / "pe"
 APP, APP_PDB, MG, MG_PDB = PE / "app.exe", PE / "app.pdb", PE / "mg.exe", PE / "mg.pdb"
 IMAGE_BASE = 0x1_4000_0000
+_CLOSE_TEMPLATES = re.compile(r">\s+(?=>)")
 
 
 def text_rvas(exe: Path, step: int = 1, limit: int | None = None) -> list[int]:
@@ -58,9 +60,10 @@ def text_rvas(exe: Path, step: int = 1, limit: int | None = None) -> list[int]:
 
 
 def chain(frames: list[dict[str, Any]]) -> list[tuple[str, str | None, int | None]]:
-    """(function up to its parameter list, file, line) per frame, innermost first."""
-    return [((f.get("function") or "").split("(")[0], f.get("abs_path"), f.get("lineno")) for f in frames
-            if f.get("status", "symbolicated") == "symbolicated"]
+    """(function up to its parameter list, file, line) per frame, innermost first; `> >` read as
+    `>>` (the IPI keeps clang's spelling, llvm-symbolizer closes templates tight: docs/formats.md)."""
+    return [(_CLOSE_TEMPLATES.sub(">", (f.get("function") or "").split("(")[0]), f.get("abs_path"), f.get("lineno"))
+            for f in frames if f.get("status", "symbolicated") == "symbolicated"]
 
 
 def truth(exe: Path, pdb: Path, rvas: list[int], work: Path) -> list[list[tuple[str, str | None, int | None]]]:
@@ -78,10 +81,26 @@ def resolved(stdout: str) -> list[list[tuple[str, str | None, int | None]]]:
             for answer in map(json.loads, stdout.splitlines())]
 
 
+def referee(pdb: Path, rvas: list[int]) -> list[list[tuple[str | None, int | None]]]:
+    """PyPI `symbolic`'s (file, line) chain per RVA: the second reader, for the rows where
+    llvm-symbolizer 14 is wrong (an inlined frame given the next row's line when the line changes
+    without the code offset changing; docs/formats.md, "PDB")."""
+    cache = symbolic_object(pdb).make_symcache()
+    return [[(loc.full_path or None, loc.line or None) for loc in cache.lookup(rva)] for rva in rvas]
+
+
 def agreement(got: list[list[tuple[str, str | None, int | None]]],
-              want: list[list[tuple[str, str | None, int | None]]]) -> tuple[int, int]:
-    compared = [(g, w) for g, w in zip(got, want, strict=True) if w]
-    return sum(g == w for g, w in compared), len(compared)
+              want: list[list[tuple[str, str | None, int | None]]],
+              second: list[list[tuple[str | None, int | None]]]) -> tuple[int, int]:
+    """Addresses llvm-symbolizer names, and how many of them we answer alike: the same chain, or
+    the same functions with exactly `symbolic`'s files and lines (as tests/test_pdb.py counts)."""
+    agreed = compared = 0
+    for g, w, s in zip(got, want, second, strict=True):
+        if not w:
+            continue
+        compared += 1
+        agreed += g == w or ([f for f, _, _ in g] == [f for f, _, _ in w] and [(p, li) for _, p, li in g] == s)
+    return agreed, compared
 
 
 # ------------------------------------------------------------------------------------------ identity
@@ -123,7 +142,7 @@ def test_uploaded_exe_and_pdb_answer_like_llvm_symbolizer(uploader: str, tmp_pat
         assert module["candidates"][0]["location"].endswith("/debuginfo")  # the PDB, before the exe
         groups = by_original_index(answer["stacktraces"][0]["frames"])
         got = [chain(groups[i]) for i in range(len(rvas))]
-        agreed, compared = agreement(got, truth(exe, pdb, rvas, tmp_path))
+        agreed, compared = agreement(got, truth(exe, pdb, rvas, tmp_path), referee(pdb, rvas))
         assert compared >= (250 if exe == APP else 60) and agreed / compared >= 0.995, (exe.name, agreed, compared)
     outer = next(g for g in (chain(by_original_index(app["stacktraces"][0]["frames"])[i])
                              for i in range(len(app_rvas))) if len(g) == 3)
@@ -187,6 +206,6 @@ def test_resolve_an_exe_with_its_pdb_and_the_pdb_alone(tmp_path: Path) -> None:
         assert out.returncode == 0 and "refused" not in out.stderr, out.stderr
         answers.append(resolved(out.stdout))
     assert answers[0] == answers[1] == answers[2]
-    agreed, compared = agreement(answers[0], truth(APP, APP_PDB, rvas, tmp_path))
+    agreed, compared = agreement(answers[0], truth(APP, APP_PDB, rvas, tmp_path), referee(APP_PDB, rvas))
     assert compared >= 80 and agreed / compared >= 0.995, (agreed, compared)
 

@@ -110,6 +110,11 @@ def open_object(path: str | Path, arch: Arch | str | None = None, max_section_by
             mm.close()
             raise
         loaded = LoadedObject(wasm.sections, wasm.symbols, Arch.WASM32, True, mm, address_shift=wasm.address_shift)
+        try:
+            yield loaded
+        finally:
+            _close(loaded)
+        return
     if magic[:2] == PE_DOS_MAGIC:
         loaded = _pe(p)
         try:
