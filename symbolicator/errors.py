@@ -36,6 +36,7 @@ below `web/` knows about HTTP::
         ├── MalformedObject         a broken ELF / Mach-O / DWARF / bundle
         │   └── MalformedMinidump   a broken minidump (also a BadRequest: 400)
         ├── MalformedSourceMap      a broken source map
+        ├── MalformedMapping        not a ProGuard / R8 mapping file
         ├── CacheFormatError        a cache file truncated, foreign or of another version: rebuild
         └── UnreadableInput         `symbolicate FILE`: none of the inputs it understands
 
@@ -78,6 +79,7 @@ __all__ = [
     "LookupFailure",
     "MalformedMinidump",
     "MalformedObject",
+    "MalformedMapping",
     "MalformedSourceMap",
     "MissingChunk",
     "NamesOverBudget",
@@ -244,6 +246,10 @@ class MalformedObject(FormatError):
 class MalformedMinidump(MalformedObject, BadRequest):
     """Not a minidump, or a truncated / hostile one: a `FormatError` for the CLI and a
     `BadRequest` (400) for `/minidump`. The message names the stream and the offset."""
+
+
+class MalformedMapping(FormatError):
+    """A ProGuard / R8 mapping that maps no class (`proguard.mapping`)."""
 
 
 class MalformedSourceMap(FormatError):

@@ -1,0 +1,228 @@
+"""Reading a ProGuard / R8 mapping file into plain records (docs/formats.md, JVM / ProGuard).
+
+Member lines are cut exactly where ProGuard 6.2.2's `MappingReader` cuts them (by the positions
+of `:`, ` `, `(`, `)` and `->`), because retrace's answers depend on those cuts: the single
+original line `…:81 -> main` means lines 81..81, a missing original range means "same as the
+obfuscated one", and `a.b.C.m` names a method inlined from another class. Comment lines are
+skipped by retrace; R8 puts JSON in some of them, which this reader also keeps: the class's
+`sourceFile`, `com.android.tools.r8.synthesized`, `…outline`, `…outlineCallsite` and
+`…rewriteFrame`. A line the reader cannot cut is skipped, as `symbolic` does (retrace would stop
+with an exception); a file with no class line at all is not a mapping.
+
+The mapping's UUID is Sentry's: uuid5 of the whole file in the namespace
+uuid5(NAMESPACE_DNS, "guardsquare.com").
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+
+from symbolicator.errors import MalformedMapping
+
+PROGUARD_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "guardsquare.com")
+R8_SYNTHESIZED = "com.android.tools.r8.synthesized"
+R8_OUTLINE = "com.android.tools.r8.outline"
+R8_OUTLINE_CALLSITE = "com.android.tools.r8.outlineCallsite"
+R8_REWRITE_FRAME = "com.android.tools.r8.rewriteFrame"
+R8_SOURCE_FILE = "sourceFile"
+
+
+def mapping_uuid(data: bytes) -> uuid.UUID:
+    """Sentry's debug id of a ProGuard mapping (what sentry-cli and symbolic compute)."""
+    return uuid.uuid5(PROGUARD_NAMESPACE, data.decode("utf-8", errors="replace"))
+
+
+@dataclass
+class RewriteRule:
+    """An R8 `rewriteFrame`: when every condition holds, apply the actions to the frames."""
+
+    conditions: list[str]
+    actions: list[str]
+
+
+@dataclass
+class Member:
+    """One method line. Line numbers are 1-based, 0 when absent.
+
+    `obf_first..obf_last` is the range in the obfuscated code; `orig_first..orig_last` the
+    original range (both equal to the obfuscated range when the line gives none, as retrace
+    reads it). `original_class` is the class the method comes from (another one when inlined).
+    """
+
+    obf_name: str
+    original_class: str
+    name: str
+    return_type: str
+    arguments: str
+    obf_first: int
+    obf_last: int
+    orig_first: int
+    orig_last: int
+    synthesized: bool = False
+    outline: bool = False
+    outline_positions: dict[int, int] | None = None  # outlineCallsite: outline position -> line here
+    rewrite_rules: list[RewriteRule] = field(default_factory=list)
+
+
+@dataclass
+class FieldMember:
+    obf_name: str
+    type: str
+    name: str
+
+
+@dataclass
+class ClassMapping:
+    """`original -> obfuscated:` and what follows it, in file order."""
+
+    original: str
+    obfuscated: str
+    source_file: str | None = None
+    synthesized: bool = False
+    members: list[Member] = field(default_factory=list)
+    fields: list[FieldMember] = field(default_factory=list)
+
+
+@dataclass
+class Mapping:
+    classes: list[ClassMapping]
+    has_line_info: bool
+
+
+def parse(data: bytes) -> Mapping:
+    """Read a mapping file. Raises `MalformedMapping` if no line of it maps a class."""
+    text = data.decode("utf-8", errors="replace")
+    classes: list[ClassMapping] = []
+    current: ClassMapping | None = None
+    last_member: Member | None = None
+    has_line_info = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            _apply_comment(line[1:].strip(), current, last_member)
+            continue
+        if line.endswith(":"):
+            current = _class_line(line)
+            last_member = None
+            if current is not None:
+                classes.append(current)
+            continue
+        if current is None:
+            continue
+        member = _member_line(line, current)
+        if isinstance(member, Member):
+            current.members.append(member)
+            last_member = member
+            has_line_info = has_line_info or member.obf_last != 0
+        elif isinstance(member, FieldMember):
+            current.fields.append(member)
+            last_member = None
+    if not classes:
+        raise MalformedMapping("not a ProGuard mapping: no line maps a class")
+    return Mapping(classes, has_line_info)
+
+
+def _class_line(line: str) -> ClassMapping | None:
+    arrow = line.find("->")
+    if arrow < 0:
+        return None
+    colon = line.find(":", arrow + 2)
+    if colon < 0:
+        return None
+    original, obfuscated = line[:arrow].strip(), line[arrow + 2 : colon].strip()
+    if not original or not obfuscated:
+        return None
+    return ClassMapping(original, obfuscated)
+
+
+def _find(line: str, char: str, start: int) -> int:
+    return -1 if start < 0 else line.find(char, start)
+
+
+def _member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
+    """Cut a member line at the same positions as ProGuard 6.2.2's MappingReader."""
+    c1 = line.find(":")
+    c2 = _find(line, ":", c1 + 1) if c1 >= 0 else -1
+    space = line.find(" ", c2 + 2)
+    arg_open = line.find("(", space + 1)
+    arg_close = _find(line, ")", arg_open + 1) if arg_open >= 0 else -1
+    c3 = _find(line, ":", arg_close + 1) if arg_close >= 0 else -1
+    c4 = _find(line, ":", c3 + 1) if c3 >= 0 else -1
+    after = c4 if c4 >= 0 else c3 if c3 >= 0 else arg_close if arg_close >= 0 else space
+    arrow = line.find("->", after + 1)
+    if space < 0 or arrow < 0:
+        return None
+    type_ = line[c2 + 1 : space].strip()
+    name = line[space + 1 : arg_open if arg_open >= 0 else arrow].strip()
+    new_name = line[arrow + 2 :].strip()
+    member_class = owner.original
+    dot = name.rfind(".")
+    if dot >= 0:
+        member_class, name = name[:dot], name[dot + 1 :]
+    if not type_ or not name or not new_name:
+        return None
+    if arg_close < 0:
+        return FieldMember(new_name, type_, name)
+    try:
+        obf_first = obf_last = 0
+        if c2 >= 0:
+            obf_first, obf_last = int(line[:c1].strip()), int(line[c1 + 1 : c2].strip())
+        orig_first, orig_last = obf_first, obf_last
+        if c3 >= 0:
+            orig_first = int(line[c3 + 1 : c4 if c4 > 0 else arrow].strip())
+            orig_last = orig_first if c4 < 0 else int(line[c4 + 1 : arrow].strip())
+    except ValueError:
+        return None
+    arguments = line[arg_open + 1 : arg_close].strip()
+    return Member(new_name, member_class, name, type_, arguments, obf_first, obf_last, orig_first, orig_last)
+
+
+def _apply_comment(text: str, current: ClassMapping | None, member: Member | None) -> None:
+    """Keep what R8's JSON comments say about the class or member just above them."""
+    if not text.startswith("{"):
+        return
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return
+    if not isinstance(info, dict):
+        return
+    kind = info.get("id")
+    if member is not None:
+        if kind == R8_SYNTHESIZED:
+            member.synthesized = True
+        elif kind == R8_OUTLINE:
+            member.outline = True
+        elif kind == R8_OUTLINE_CALLSITE:
+            member.outline_positions = _positions(info.get("positions"))
+        elif kind == R8_REWRITE_FRAME:
+            conditions, actions = _strings(info.get("conditions")), _strings(info.get("actions"))
+            if conditions is not None and actions is not None:
+                member.rewrite_rules.append(RewriteRule(conditions, actions))
+        return
+    if current is None:
+        return
+    if kind == R8_SOURCE_FILE and isinstance(info.get("fileName"), str):
+        current.source_file = info["fileName"]
+    elif kind == R8_SYNTHESIZED:
+        current.synthesized = True
+
+
+def _strings(value: object) -> list[str] | None:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
+    return None
+
+
+def _positions(value: object) -> dict[int, int] | None:
+    if not isinstance(value, dict):
+        return None
+    out: dict[int, int] = {}
+    for key, line in value.items():
+        if isinstance(line, int) and str(key).isdigit():
+            out[int(key)] = line
+    return out
