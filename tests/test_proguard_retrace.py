@@ -1,0 +1,108 @@
+"""The JVM engine against ProGuard's own retrace, on real obfuscated traces and hand-edited ones.
+
+Expectations are retrace's output, recorded by tests/fixtures/jvm/build.sh (which this test
+runs in `--check` mode, so CI re-derives them from the Java sources) and, for the real traces,
+run again here. Nothing is taken from this project's output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from symbolicator.errors import CacheFormatError, MalformedMapping
+from symbolicator.proguard import convert, load
+from symbolicator.proguard.cache import ProguardCache
+from symbolicator.proguard.mapping import mapping_uuid
+from symbolicator.proguard.remap import Remapper
+from symbolicator.proguard.retrace import retrace_text
+
+JVM = Path(__file__).parent / "fixtures" / "jvm"
+RETRACE_JAR = "/usr/share/java/proguard-retrace.jar"
+SCENARIOS = ["validate", "parse", "worker", "wrapped"]
+HANDWRITTEN = {"ambiguous": "mapping.txt", "line-endings": "mapping.txt", "edge-trace": "handwritten/edge-mapping.txt"}
+
+
+def remapper(mapping: str = "mapping.txt") -> Remapper:
+    return Remapper(load((JVM / mapping).read_bytes()))
+
+
+def test_build_script_reproduces_the_fixtures() -> None:
+    """javac + ProGuard + the obfuscated jar + retrace give the committed files again."""
+    out = subprocess.run([str(JVM / "build.sh"), "--check"], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_real_traces_match_retrace(scenario: str) -> None:
+    trace = JVM / "traces" / f"{scenario}.txt"
+    live = subprocess.run(["java", "-jar", RETRACE_JAR, str(JVM / "mapping.txt"), str(trace)],
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert live == (JVM / "expected" / f"{scenario}.txt").read_text()
+    assert retrace_text(remapper(), trace.read_text()) == live
+
+
+@pytest.mark.parametrize("name", sorted(HANDWRITTEN))
+def test_hand_edited_traces_match_retrace(name: str) -> None:
+    """Ambiguous frames, no line, line 0, negative lines, unknown classes, `~[jar]`, odd spacing,
+    CR line ends, a mapping with methods without lines, `:0:0`, inlining from another class,
+    renamed duplicates, indented and garbage lines."""
+    text = (JVM / "handwritten" / f"{name}.txt").read_bytes().decode("utf-8")
+    expected = (JVM / "expected" / f"handwritten-{name}.txt").read_text(encoding="utf-8")
+    assert retrace_text(remapper(HANDWRITTEN[name]), text) == expected
+
+
+def test_inlined_frames_expand_innermost_first() -> None:
+    frames = remapper().transform("com.example.b.a", "a", 1022)
+    assert [(f.class_name, f.method, f.line) for f in frames] == [
+        ("com.example.util.Processor", "validate", 22),
+        ("com.example.util.Processor", "handle", 16),
+    ]
+
+
+def test_a_line_beyond_java_int_is_left_alone() -> None:
+    """Retrace 6.2.2 stops with NumberFormatException on it; the line is printed unchanged."""
+    line = "\tat com.example.b.a.a(SourceFile:99999999999)"
+    assert retrace_text(remapper(), line + "\n") == line + "\n"
+
+
+def test_mapping_uuid_is_sentrys() -> None:
+    """uuid5(uuid5(NAMESPACE_DNS, "guardsquare.com"), text), as symbolic computes it."""
+    symbolic = pytest.importorskip("symbolic")
+    data = (JVM / "mapping.txt").read_bytes()
+    assert mapping_uuid(data) == symbolic.ProguardMapper.open(str(JVM / "mapping.txt")).uuid
+    assert mapping_uuid(data) == uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_DNS, "guardsquare.com"), data.decode())
+
+
+def test_cache_keeps_uuid_and_line_info() -> None:
+    cache = ProguardCache(convert((JVM / "mapping.txt").read_bytes()))
+    assert cache.uuid == mapping_uuid((JVM / "mapping.txt").read_bytes())
+    assert cache.has_line_info
+    assert cache.remap_class("com.example.b.a") == "com.example.util.Processor"
+    assert cache.remap_class("com.example.b") is None
+    assert cache.field_names("com.example.util.Processor", "b") == [("int", "calls")]
+
+
+def test_cache_refuses_cut_altered_and_foreign_bytes() -> None:
+    data = convert((JVM / "mapping.txt").read_bytes())
+    with pytest.raises(CacheFormatError, match="size"):
+        ProguardCache(data[:-1])
+    altered = bytearray(data)
+    altered[-3] ^= 0xFF
+    with pytest.raises(CacheFormatError, match="checksum"):
+        ProguardCache(bytes(altered))
+    with pytest.raises(CacheFormatError, match="not a ProGuard cache"):
+        ProguardCache(b"SYMCACHE" + data[8:])
+    with pytest.raises(CacheFormatError, match="version"):
+        ProguardCache(data[:8] + (99).to_bytes(4, "little") + data[12:])
+    with pytest.raises(CacheFormatError, match="header"):
+        ProguardCache(data[:10])
+
+
+@pytest.mark.parametrize("text", [b"", b"hello world\n", b"\x89PNG\r\n\x1a\n", b"    1:1:void a() -> b\n"])
+def test_not_a_mapping_is_a_typed_error(text: bytes) -> None:
+    with pytest.raises(MalformedMapping):
+        convert(text)
