@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from symbolicator.proguard.cache import MemberRow, ProguardCache
 
+R8_SYNTHETIC_SOURCE = "R8$$SyntheticClass"
+
 
 @dataclass(frozen=True)
 class RemappedFrame:
@@ -71,10 +73,18 @@ class Remapper:
     def original_class(self, class_name: str) -> str:
         return self.cache.remap_class(class_name) or class_name
 
+    def r8_source_file(self, original_class: str) -> str | None:
+        """The R8 `sourceFile` of a class; R8's placeholder for synthetic classes becomes the
+        class's simple name, as `symbolic` answers."""
+        source_file = self.cache.source_file(original_class)
+        if source_file == R8_SYNTHETIC_SOURCE:
+            return original_class[original_class.rfind(".") + 1 :]
+        return source_file
+
     def _frame(self, member: MemberRow, line: int) -> RemappedFrame:
         return RemappedFrame(
             member.original_class, member.name, original_line(member, line),
-            retrace_source_file(member.original_class), self.cache.source_file(member.original_class), member,
+            retrace_source_file(member.original_class), self.r8_source_file(member.original_class), member,
         )
 
     def candidates(self, class_name: str, method: str, line: int) -> list[RemappedFrame]:
@@ -88,7 +98,7 @@ class Remapper:
         if frames:
             return frames
         original = self.original_class(class_name)
-        return [RemappedFrame(original, method, line, retrace_source_file(original), self.cache.source_file(original))]
+        return [RemappedFrame(original, method, line, retrace_source_file(original), self.r8_source_file(original))]
 
     def remap_method(self, class_name: str, method: str) -> tuple[str, str] | None:
         """Class and method when every mapping line of the obfuscated method names one method."""
