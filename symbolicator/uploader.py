@@ -31,12 +31,14 @@ import aiohttp
 
 from symbolicator.artifacts.bundles import MAGIC
 from symbolicator.errors import UploadError
+from symbolicator.proguard.mapping import looks_like_mapping
 
 JS_EXTENSIONS = (".js", ".mjs", ".cjs", ".map", ".jsbundle", ".bundle")
 _DEBUG_ID_COMMENT = re.compile(rb"//# debugId=([0-9a-fA-F-]{32,40})\s*$", re.M)
 _SOURCEMAP_COMMENT = re.compile(rb"//[#@] sourceMappingURL=(\S+)\s*$", re.M)
 _OBJECT_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
                   b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", MAGIC, b"MODU")
+PROGUARD_NAME = "mapping.txt"  # the name Android builds give a ProGuard / R8 mapping
 POLL_INTERVAL_S = 1.0
 
 
@@ -87,13 +89,14 @@ class Found:
     js_roots: list[tuple[Path, list[Path]]] = field(default_factory=list)
 
 
-def is_debug_file(path: Path) -> bool:
+def is_debug_file(path: Path, mappings: bool = False) -> bool:
+    """By magic; with `mappings`, a ProGuard mapping's first line counts too (it has no magic)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(32)
     except OSError:
         return False
-    return head in _OBJECT_MAGICS
+    return head[:4] in _OBJECT_MAGICS or (mappings and looks_like_mapping(head))
 
 
 def find_files(paths: Iterable[Path]) -> Found:
@@ -103,7 +106,7 @@ def find_files(paths: Iterable[Path]) -> Found:
         if root.is_file():
             if root.suffix in JS_EXTENSIONS:
                 found.js_roots.append((root.parent, [root]))
-            elif is_debug_file(root):
+            elif is_debug_file(root, mappings=True):
                 found.debug_files.append(root)
             else:
                 raise UploadError(f"{root}: neither a debug file nor a JavaScript file or source map")
@@ -117,7 +120,7 @@ def find_files(paths: Iterable[Path]) -> Found:
                 p = Path(dirpath) / fn
                 if p.suffix in JS_EXTENSIONS:
                     js.append(p)
-                elif p.is_file() and not p.is_symlink() and is_debug_file(p):
+                elif p.is_file() and not p.is_symlink() and is_debug_file(p, mappings=fn == PROGUARD_NAME):
                     found.debug_files.append(p)
         if js:
             found.js_roots.append((root, js))

@@ -28,12 +28,14 @@ members are found under that name, all class lines of the same original name tog
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import uuid
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from symbolicator.errors import CacheFormatError
 from symbolicator.proguard.mapping import FieldMember, Mapping, Member, RewriteRule
@@ -155,7 +157,7 @@ def build(mapping: Mapping, mapping_id: uuid.UUID) -> bytes:
 class ProguardCache:
     """Reads cache bytes (a `bytes`, or an `mmap` of the cache file) without copying tables."""
 
-    def __init__(self, data: bytes | memoryview) -> None:
+    def __init__(self, data: bytes | memoryview | mmap.mmap) -> None:
         view = memoryview(data)
         if len(view) < HEADER.size:
             raise CacheFormatError("ProGuard cache: shorter than its header")
@@ -182,6 +184,16 @@ class ProguardCache:
         self._string_offsets = view[self._offsets : self._blob].cast("B").cast("I")
         if any(o > blob_size for o in (self._string_offsets[0], self._string_offsets[-1])):
             raise CacheFormatError("ProGuard cache: string table out of bounds")
+
+    @classmethod
+    def open(cls, path: str | Path) -> ProguardCache:
+        """Memory-map a cache file; a cut, altered or outdated file raises `CacheFormatError`."""
+        with open(path, "rb") as fh:
+            try:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError as exc:  # empty file
+                raise CacheFormatError("ProGuard cache: empty file") from exc
+        return cls(mm)
 
     def _bytes(self, index: int) -> bytes:
         if index == NONE:

@@ -15,8 +15,11 @@ uuid5(NAMESPACE_DNS, "guardsquare.com").
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from symbolicator.errors import MalformedMapping
@@ -29,9 +32,57 @@ R8_REWRITE_FRAME = "com.android.tools.r8.rewriteFrame"
 R8_SOURCE_FILE = "sourceFile"
 
 
-def mapping_uuid(data: bytes) -> uuid.UUID:
-    """Sentry's debug id of a ProGuard mapping (what sentry-cli and symbolic compute)."""
-    return uuid.uuid5(PROGUARD_NAMESPACE, data.decode("utf-8", errors="replace"))
+# The first bytes of a mapping: an R8 header comment, or a class line `pkg.Cls -> a.b:` (maybe cut).
+_HEAD = re.compile(rb"#.*|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
+
+
+def mapping_uuid(data: bytes | Iterable[bytes]) -> uuid.UUID:
+    """Sentry's debug id of a ProGuard mapping: uuid5 of the file's bytes (as sentry-cli and symbolic
+    compute it), from the whole file or its pieces in order."""
+    digest = hashlib.sha1(PROGUARD_NAMESPACE.bytes)
+    for piece in [data] if isinstance(data, bytes) else data:
+        digest.update(piece)
+    return uuid.UUID(bytes=digest.digest()[:16], version=5)
+
+
+def looks_like_mapping(head: bytes) -> bool:
+    """Whether a file's first bytes (up to its first line end) can start a mapping file."""
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    return _HEAD.fullmatch(first) is not None if first else False
+
+
+@dataclass(frozen=True)
+class MappingSummary:
+    """What identifying an uploaded mapping needs, read in one pass without keeping the file."""
+
+    uuid: uuid.UUID
+    classes: int
+    has_line_info: bool
+
+
+def scan(lines: Iterable[bytes]) -> MappingSummary:
+    """The UUID and line-info flag of a mapping read line by line (bytes with their line ends).
+
+    Raises `MalformedMapping` when no line maps a class, as `parse` does.
+    """
+    digest = hashlib.sha1(PROGUARD_NAMESPACE.bytes)
+    classes = 0
+    has_line_info = False
+    owner: ClassMapping | None = None
+    for raw in lines:
+        digest.update(raw)
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith(":"):
+            owner = _class_line(line)
+            classes += owner is not None
+        elif owner is not None and not has_line_info:
+            member = _member_line(line, owner)
+            has_line_info = isinstance(member, Member) and member.obf_last != 0
+    if not classes:
+        raise MalformedMapping("not a ProGuard mapping: no line maps a class")
+    return MappingSummary(uuid.UUID(bytes=digest.digest()[:16], version=5), classes, has_line_info)
 
 
 @dataclass

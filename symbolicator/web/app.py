@@ -37,6 +37,7 @@ from symbolicator.web import (
     symbolicate,
     symbolicate_any,
     symbolicate_js,
+    symbolicate_jvm,
     uploads,
 )
 from symbolicator.web.auth import Authenticator
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(requests.routes)
     app.add_routes(symbolicate.routes)
     app.add_routes(symbolicate_js.routes)
+    app.add_routes(symbolicate_jvm.routes)
     app.add_routes(symbolicate_any.routes)
     app.add_routes(minidump.routes)
     return app
