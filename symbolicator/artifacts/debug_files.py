@@ -20,6 +20,7 @@ from typing import Any
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.artifacts.bundles import read_bundle
+from symbolicator.artifacts.mapping_archives import mapping_entries
 from symbolicator.artifacts.pipeline import PartCopier
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native import objects
@@ -75,6 +76,10 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
     backend instead of being sent again; `copier`, when its key is the one the file gets, has composed it already
     while the chunks arrived (`artifacts.pipeline`), and publishing only completes it.
     """
+    with mapping_entries(path, work_dir, max_entries, max_uncompressed) as mappings:
+        if mappings:
+            return [p for m in mappings for p in publish(storage, scope, m, file_sha1, f"proguard/{m.name}",
+                                                         work_dir, max_entries, max_uncompressed)]
     infos = [_proguard_named(info, name) for info in objects.identify(path)]
     if not infos:
         raise UnsupportedFormat("the file holds no object")

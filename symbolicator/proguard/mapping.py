@@ -30,10 +30,13 @@ R8_OUTLINE = "com.android.tools.r8.outline"
 R8_OUTLINE_CALLSITE = "com.android.tools.r8.outlineCallsite"
 R8_REWRITE_FRAME = "com.android.tools.r8.rewriteFrame"
 R8_SOURCE_FILE = "sourceFile"
+HEAD_BYTES = 32  # what upload identification reads of a file's start (`objects.check_magic`)
 
 
-# The first bytes of a mapping: an R8 header comment, or a class line `pkg.Cls -> a.b:` (maybe cut).
-_HEAD = re.compile(rb"#.*|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
+# The first line of a mapping: an R8 header comment, or a class line `pkg.Cls -> a.b:`; `_CUT` is
+# what the start of such a line looks like when the bytes end inside it.
+_FIRST = re.compile(rb"\s*(?:#.*|[A-Za-z_$][A-Za-z0-9_$.]* -> [A-Za-z_$][A-Za-z0-9_$.]*:)\s*")
+_CUT = re.compile(rb"#.*|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
 
 
 def mapping_uuid(data: bytes | Iterable[bytes]) -> uuid.UUID:
@@ -46,9 +49,13 @@ def mapping_uuid(data: bytes | Iterable[bytes]) -> uuid.UUID:
 
 
 def looks_like_mapping(head: bytes) -> bool:
-    """Whether a file's first bytes (up to its first line end) can start a mapping file."""
-    first = head.split(b"\n", 1)[0].rstrip(b"\r")
-    return _HEAD.fullmatch(first) is not None if first else False
+    """Whether a file's first `HEAD_BYTES` bytes can start a mapping: a whole first line must be a
+    comment or a class line; a first line cut by the end of `head` must start like one. A
+    shorter `head` is the whole file."""
+    first, newline, _ = head.partition(b"\n")
+    if newline or len(head) < HEAD_BYTES:
+        return _FIRST.fullmatch(first) is not None
+    return _CUT.fullmatch(first) is not None if first else False
 
 
 @dataclass(frozen=True)
