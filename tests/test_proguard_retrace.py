@@ -106,3 +106,22 @@ def test_cache_refuses_cut_altered_and_foreign_bytes() -> None:
 def test_not_a_mapping_is_a_typed_error(text: bytes) -> None:
     with pytest.raises(MalformedMapping):
         convert(text)
+
+
+def test_line_numbers_outside_java_ints_skip_the_line() -> None:
+    """Found by the fuzzer: such a number stopped the cache build with struct.error (retrace 6.2.2
+    stops with NumberFormatException on it); the line is skipped, as symbolic skips it."""
+    mapping = b"a.A -> a:\n    1:99999999999:void f() -> a\n    1_0:12:void g() -> a\n    -3:-1:void h():5:7 -> a\n"
+    remapper = Remapper(load(mapping))
+    assert [(f.method, f.line) for f in remapper.candidates("a", "a", -2)] == [("h", 6)]
+    assert [(f.method, f.line) for f in remapper.candidates("a", "a", 0)] == [("h", 5)]
+
+
+def test_negative_lines_are_read_as_retrace_reads_them(tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.txt"
+    mapping.write_bytes(b"a.A -> a:\n    -3:-1:void h():5:7 -> a\n    2:4:void k() -> b\n")
+    trace = tmp_path / "trace.txt"
+    trace.write_text("x.Y: z\n\tat a.a(SourceFile:-2)\n\tat a.a(SourceFile)\n\tat a.b(SourceFile:-2)\n")
+    live = subprocess.run(["java", "-jar", RETRACE_JAR, str(mapping), str(trace)],
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert retrace_text(Remapper(load(mapping.read_bytes())), trace.read_text()) == live

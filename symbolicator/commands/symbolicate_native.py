@@ -203,6 +203,14 @@ def run(args: argparse.Namespace) -> int:
         finally:
             cache.close()
     text = path.read_bytes().decode("utf-8", errors="replace")
+    if args.mapping or args.mapping_uuid:
+        from symbolicator.commands.symbolicate_jvm import run_jvm
+
+        cache = OfflineCache.from_args(args)
+        try:
+            return run_jvm(args, text, dirs, cache)
+        finally:
+            cache.close()
     try:
         kind, body = detect(text, path.suffix)
     except UnreadableInput as exc:
@@ -219,6 +227,11 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
     opener = map_opener(cache)
     if kind == "js":
         if not any(f.abs_path and f.lineno is not None for f in parse_trace(text).frames):
+            from symbolicator.commands.symbolicate_jvm import is_java_trace
+
+            if is_java_trace(text):
+                raise UnreadableInput(f"{args.file}: a Java stack trace: give its ProGuard mapping with --mapping FILE "
+                                      "or --mapping-uuid UUID")
             raise UnreadableInput(
                 f"{args.file}: read as a JavaScript stack trace (it is not JSON and has no crash-report header), "
                 f"but no line is a stack frame with a file and a line; expected {_KINDS}")

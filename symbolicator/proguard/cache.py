@@ -9,8 +9,8 @@ members up without parsing anything. Layout (little-endian, u32 fields)::
     classes  (obfuscated, original)[n_classes]             sorted by obfuscated name
     groups   (original, source_file, flags, first_member, n_members, first_field, n_fields)
              [n_groups]                                     sorted by original name
-    members  (obf_name, original_class, name, return_type, arguments, obf_first, obf_last,
-              orig_first, orig_last, flags, extra)[n_members]
+    members  (obf_name, original_class, name, return_type, arguments, i32 obf_first, i32 obf_last,
+              i32 orig_first, i32 orig_last, flags, extra)[n_members]
                                                             per group, sorted by obf_name, file order kept
     fields   (obf_name, type, name)[n_fields]              per group, sorted by obf_name
     strings  u32 offset[n_strings + 1], then the UTF-8 blob
@@ -46,7 +46,7 @@ NONE = 0xFFFFFFFF
 HEADER = struct.Struct("<8sII16sIIIIIII")
 CLASS = struct.Struct("<II")
 GROUP = struct.Struct("<IIIIIII")
-MEMBER = struct.Struct("<IIIIIIIIIII")
+MEMBER = struct.Struct("<IIIIIiiiiII")  # line numbers are Java ints
 FIELD = struct.Struct("<III")
 FLAG_LINE_INFO = 1
 FLAG_SYNTHESIZED = 1

@@ -228,15 +228,29 @@ def _member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
     try:
         obf_first = obf_last = 0
         if c2 >= 0:
-            obf_first, obf_last = int(line[:c1].strip()), int(line[c1 + 1 : c2].strip())
+            obf_first, obf_last = _java_int(line[:c1]), _java_int(line[c1 + 1 : c2])
         orig_first, orig_last = obf_first, obf_last
         if c3 >= 0:
-            orig_first = int(line[c3 + 1 : c4 if c4 > 0 else arrow].strip())
-            orig_last = orig_first if c4 < 0 else int(line[c4 + 1 : arrow].strip())
+            orig_first = _java_int(line[c3 + 1 : c4 if c4 > 0 else arrow])
+            orig_last = orig_first if c4 < 0 else _java_int(line[c4 + 1 : arrow])
     except ValueError:
         return None
     arguments = line[arg_open + 1 : arg_close].strip()
     return Member(new_name, member_class, name, type_, arguments, obf_first, obf_last, orig_first, orig_last)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _java_int(text: str) -> int:
+    """`Integer.parseInt` of the trimmed text (ASCII digits); ValueError where it throws."""
+    text = text.strip()
+    if not _INT.fullmatch(text):
+        raise ValueError(text)
+    value = int(text)
+    if not -(2**31) <= value < 2**31:
+        raise ValueError(text)
+    return value
 
 
 def _apply_comment(text: str, current: ClassMapping | None, member: Member | None) -> None:
