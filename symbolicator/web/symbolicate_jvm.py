@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,6 @@ async def symbolicate_jvm_endpoint(request: web.Request) -> web.Response:
     async def work() -> dict[str, Any]:
         uuids = [m.uuid for m in jvm_request.modules if m.type == "proguard"]
         remappers, errors = await lookup.open_all(uuids)
-        return symbolicate(jvm_request, remappers, errors)
+        return await asyncio.to_thread(symbolicate, jvm_request, remappers, errors)  # CPU work: off the loop
 
     return await run_job(request, scope, work)
