@@ -55,10 +55,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
 
 
 def run(args: argparse.Namespace) -> int:
-    from symbolicator.commands.symbolicate_native import run as run_offline
+    if args.mapping or args.mapping_uuid:
+        from symbolicator.commands.symbolicate_jvm import run as run_jvm  # imports no other engine
 
-    if not args.symbols and not args.mapping:
-        parser_error = "the following arguments are required: --symbols (or --mapping for a Java trace)"
-        raise UsageError(parser_error)
+        return run_jvm(args)
+    if not args.symbols:
+        raise UsageError("the following arguments are required: --symbols (or --mapping for a Java trace)")
+    from symbolicator.commands.symbolicate_native import run as run_offline
 
     return run_offline(args)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from symbolicator.commands.offline_cache import OfflineCache, identity
-from symbolicator.errors import FormatError, UnreadableInput, UsageError
+from symbolicator.errors import FormatError, SymbolicatorError, UnreadableInput, UsageError
 from symbolicator.proguard import convert
 from symbolicator.proguard.cache import PROGUARD_CACHE_VERSION, ProguardCache
 from symbolicator.proguard.mapping import HEAD_BYTES, looks_like_mapping, scan
@@ -63,9 +63,22 @@ def open_mapping(path: Path, cache: OfflineCache) -> ProguardCache:
     return ProguardCache.open(made) if isinstance(made, Path) else ProguardCache(bytes(made))
 
 
-def run_jvm(args: argparse.Namespace, text: str, dirs: list[Path], cache: OfflineCache) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.mapping and args.mapping_uuid:
         raise UsageError("give either --mapping or --mapping-uuid, not both")
+    dirs = [Path(d) for d in args.symbols]
+    for d in dirs:
+        if not d.is_dir():
+            raise SymbolicatorError(f"--symbols {d}: {'not a folder' if d.exists() else 'no such folder'}")
+    text = Path(args.file).read_bytes().decode("utf-8", errors="replace")
+    cache = OfflineCache.from_args(args)
+    try:
+        return _run(args, text, dirs, cache)
+    finally:
+        cache.close()
+
+
+def _run(args: argparse.Namespace, text: str, dirs: list[Path], cache: OfflineCache) -> int:
     path = Path(args.mapping) if args.mapping else find_mapping(dirs, DebugId.parse(args.mapping_uuid))
     if not is_java_trace(text):
         raise UnreadableInput(f"{args.file}: read as a Java stack trace (a mapping was given), "

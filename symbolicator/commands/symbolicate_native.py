@@ -203,14 +203,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             cache.close()
     text = path.read_bytes().decode("utf-8", errors="replace")
-    if args.mapping or args.mapping_uuid:
-        from symbolicator.commands.symbolicate_jvm import run_jvm
-
-        cache = OfflineCache.from_args(args)
-        try:
-            return run_jvm(args, text, dirs, cache)
-        finally:
-            cache.close()
     try:
         kind, body = detect(text, path.suffix)
     except UnreadableInput as exc:
