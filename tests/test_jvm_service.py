@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,22 @@ def test_bad_bodies_are_422(svc: ServiceProcess) -> None:
                           timeout=30)
         assert r.status_code == 422, (body, r.text)
     assert requests.get(f"{svc.url}/healthcheck", timeout=10).text == "ok"
+
+
+def metric(svc: ServiceProcess, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", requests.get(svc.url + "/metrics", timeout=10).text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_concurrent_requests_share_one_conversion(svc: ServiceProcess) -> None:
+    mapping = (JVM / "mapping.txt").read_bytes()
+    upload = requests.post(f"{svc.url}/api/0/projects/acme/web/files/dsyms/",
+                           headers={"Authorization": f"Bearer {TOKEN}"}, files={"file": ("mapping.txt", mapping)},
+                           timeout=60)
+    assert upload.status_code == 201, upload.text
+    body = request_for((JVM / "traces" / "validate.txt").read_text(), str(mapping_uuid(mapping)))
+    expected = sections((JVM / "expected" / "validate.txt").read_text())
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: symbolicate(svc, body), range(20)))
+    assert all(answered_frames(a) == expected for a in answers)
+    assert metric(svc, "symbolicator_jvm_conversions_total") == 1

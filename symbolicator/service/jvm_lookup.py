@@ -21,6 +21,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from symbolicator import keys
 from symbolicator.artifacts.indexes import IndexReader
 from symbolicator.caching import Caches, Coalescer, get_or_compute
@@ -47,6 +49,7 @@ class JvmDeps:
     caches: Caches
     coalescer: Coalescer
     workers: WorkerPool
+    conversions: Counter
 
 
 def convert_mapping_file(src: str, out: str) -> None:
@@ -109,6 +112,7 @@ class MappingLookup:
             out = await asyncio.to_thread(derived.temp_path, ".pgcache")
             try:
                 await deps.workers.run(convert_mapping_file, str(downloaded.path), str(out))
+                deps.conversions.inc()
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise

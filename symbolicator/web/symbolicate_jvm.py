@@ -11,7 +11,7 @@ from symbolicator.service.jvm import JvmRequest, symbolicate
 from symbolicator.service.jvm_lookup import JvmDeps, MappingLookup
 from symbolicator.web.bodies import read_request
 from symbolicator.web.requests import request_scope, run_job
-from symbolicator.web.state import AUTH, CACHES, COALESCER, INDEXES, STORAGE, WORKERS
+from symbolicator.web.state import AUTH, CACHES, COALESCER, INDEXES, METRICS, STORAGE, WORKERS
 
 routes = web.RouteTableDef()
 
@@ -22,7 +22,8 @@ async def symbolicate_jvm_endpoint(request: web.Request) -> web.Response:
     app = request.app
     app[AUTH].require_symbolicate(request, scope)
     jvm_request = await read_request(request, JvmRequest.from_json)
-    lookup = MappingLookup(JvmDeps(app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS]), scope)
+    deps = JvmDeps(app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS], app[METRICS].jvm_conversions)
+    lookup = MappingLookup(deps, scope)
 
     async def work() -> dict[str, Any]:
         uuids = [m.uuid for m in jvm_request.modules if m.type == "proguard"]
