@@ -36,6 +36,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 from symbolicator.errors import CacheFormatError
 from symbolicator.proguard.mapping import FieldMember, Mapping, Member, RewriteRule
@@ -51,6 +52,8 @@ FIELD = struct.Struct("<III")
 FLAG_LINE_INFO = 1
 FLAG_SYNTHESIZED = 1
 FLAG_OUTLINE = 2
+MEMO_ENTRIES = 1 << 16
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,10 @@ class ProguardCache:
         self.uuid = uuid.UUID(bytes=bytes(raw_uuid))
         self.has_line_info = bool(flags & FLAG_LINE_INFO)
         self._string_offsets = view[self._offsets : self._blob].cast("B").cast("I")
-        if any(o > blob_size for o in (self._string_offsets[0], self._string_offsets[-1])):
+        self._memo: dict[tuple[str, str, str], object] = {}
+        offsets = self._string_offsets
+        if offsets[0] != 0 or offsets[-1] != blob_size or any(
+                offsets[i] > offsets[i + 1] for i in range(n_strings)):
             raise CacheFormatError("ProGuard cache: string table out of bounds")
 
     @classmethod
@@ -200,10 +206,8 @@ class ProguardCache:
             return b""
         if index >= self._n_strings:
             raise CacheFormatError("ProGuard cache: string index out of range")
-        start, end = self._string_offsets[index], self._string_offsets[index + 1]
-        if not start <= end <= len(self._view) - self._blob:
-            raise CacheFormatError("ProGuard cache: string out of bounds")
-        return bytes(self._view[self._blob + start : self._blob + end])
+        blob = self._blob  # offsets were checked to rise within the blob when the cache was opened
+        return bytes(self._view[blob + self._string_offsets[index] : blob + self._string_offsets[index + 1]])
 
     def _str(self, index: int) -> str | None:
         return None if index == NONE else self._bytes(index).decode("utf-8")
@@ -213,7 +217,21 @@ class ProguardCache:
         keys = _Keys(lambda i: self._bytes(row.unpack_from(self._view, base + i * row.size)[0]), count)
         return bisect_left(keys, key)
 
+    def _memoized(self, key: tuple[str, str, str], compute: Callable[[], T]) -> T:
+        """Answers of this (immutable) cache, kept per process up to `MEMO_ENTRIES`: a trace names few
+        classes many times, and a binary search over strings costs a few microseconds a probe."""
+        if key in self._memo:
+            return cast(T, self._memo[key])
+        value = compute()
+        if len(self._memo) >= MEMO_ENTRIES:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
+
     def remap_class(self, obfuscated: str) -> str | None:
+        return self._memoized(("class", obfuscated, ""), lambda: self._remap_class(obfuscated))
+
+    def _remap_class(self, obfuscated: str) -> str | None:
         key = obfuscated.encode("utf-8")
         i = self._search(self._classes, self._n_classes, CLASS, key)
         if i < self._n_classes:
@@ -223,6 +241,9 @@ class ProguardCache:
         return None
 
     def _group(self, original: str) -> tuple[int, ...] | None:
+        return self._memoized(("group", original, ""), lambda: self._find_group(original))
+
+    def _find_group(self, original: str) -> tuple[int, ...] | None:
         key = original.encode("utf-8")
         i = self._search(self._groups, self._n_groups, GROUP, key)
         if i < self._n_groups:
@@ -242,6 +263,10 @@ class ProguardCache:
 
     def members(self, original_class: str, obf_name: str) -> list[MemberRow]:
         """Every method line of the class renamed to `obf_name`, in file order."""
+        return list(self._memoized(("members", original_class, obf_name),
+                                   lambda: tuple(self._find_members(original_class, obf_name))))
+
+    def _find_members(self, original_class: str, obf_name: str) -> list[MemberRow]:
         group = self._group(original_class)
         if group is None:
             return []
