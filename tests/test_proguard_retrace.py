@@ -125,3 +125,16 @@ def test_negative_lines_are_read_as_retrace_reads_them(tmp_path: Path) -> None:
     live = subprocess.run(["java", "-jar", RETRACE_JAR, str(mapping), str(trace)],
                           capture_output=True, text=True, timeout=120, check=True).stdout
     assert retrace_text(Remapper(load(mapping.read_bytes())), trace.read_text()) == live
+
+
+@pytest.mark.parametrize(("head", "taken"), [
+    (b"# compiler: R8\n# compiler_version: 8.3", True), (b"com.example.MainActivity -> com.", True),
+    (b"a.A -> a:\n    1:1:void f() -> a\n", True), (b"#!/bin/sh\necho hi\n", False), (b"Notes\nmore\n", False),
+    (b"Notes", False), (b"hello world, this is a text file", False), (b"\x7fELF\x02\x01", False),
+])
+def test_upload_identification_takes_mapping_heads_only(head: bytes, taken: bool) -> None:
+    """A mapping has no magic: a text that is none must still be refused from its first 32 bytes,
+    before sentry-cli 3 (no --wait) stops listening (docs/uploads.md)."""
+    from symbolicator.proguard.mapping import looks_like_mapping
+
+    assert looks_like_mapping(head[:32]) is taken

@@ -33,10 +33,12 @@ R8_SOURCE_FILE = "sourceFile"
 HEAD_BYTES = 32  # what upload identification reads of a file's start (`objects.check_magic`)
 
 
-# The first line of a mapping: an R8 header comment, or a class line `pkg.Cls -> a.b:`; `_CUT` is
-# what the start of such a line looks like when the bytes end inside it.
-_FIRST = re.compile(rb"\s*(?:#.*|[A-Za-z_$][A-Za-z0-9_$.]* -> [A-Za-z_$][A-Za-z0-9_$.]*:)\s*")
-_CUT = re.compile(rb"#.*|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
+# The first line of a mapping: an R8 header comment (not any `#` line: a shell script is no
+# mapping), or a class line `pkg.Cls -> a.b:`; `_CUT` is the start of such a line when the bytes
+# end inside it.
+_R8_HEADER = rb"# ?(?:compiler|min_api|pg_map_|common_typos_disable|\{).*"
+_FIRST = re.compile(rb"\s*(?:" + _R8_HEADER + rb"|[A-Za-z_$][A-Za-z0-9_$.]* -> [A-Za-z_$][A-Za-z0-9_$.]*:)\s*")
+_CUT = re.compile(_R8_HEADER + rb"|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
 
 
 def mapping_uuid(data: bytes | Iterable[bytes]) -> uuid.UUID:
