@@ -138,3 +138,33 @@ def test_upload_identification_takes_mapping_heads_only(head: bytes, taken: bool
     from symbolicator.proguard.mapping import looks_like_mapping
 
     assert looks_like_mapping(head[:32]) is taken
+
+
+def test_the_fast_member_path_cuts_as_the_general_one() -> None:
+    """`mapping._member_line` takes a regex shortcut for the common line shape; on any line it must
+    answer what the MappingReader-shaped cutter answers."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from symbolicator.proguard.mapping import _RANGED, ClassMapping, _cut_member_line, _member_line
+
+    owner = ClassMapping("pkg.Owner", "a")
+    # Valid pieces more often than not, so most lines take the shortcut and every field is compared.
+    piece = st.sampled_from(["1", "0", "2147483647", "007", "12", "35", "2147483648", "99999999999", "-3", "٣", "x"])
+    word = st.sampled_from(["void", "int", "a.b.C", "m", "<init>", "pkg.Other.m", "a.", "é", "a b", "a:b", ""])
+    args = st.sampled_from(["", "int", "int, java.lang.String", "int[]", "(", ")", " x ", "a:b"])
+    orig = st.sampled_from(["", ":{c}", ":{c}:{d}", ":{c}", ":{c}:{d}", ":{c}:"])
+    lines = st.sampled_from(["{a}:{b}:", "{a}:{b}:", "{a}:{b}:", "", "{a}:"])
+    shortcut = 0
+
+    @settings(max_examples=1500, deadline=None, database=None)
+    @given(piece, piece, word, word, args, orig, piece, piece, word, lines)
+    def check(a: str, b: str, type_: str, name: str, arguments: str, orig: str, c: str, d: str,
+              new: str, lines: str) -> None:
+        nonlocal shortcut
+        line = f"{lines.format(a=a, b=b)}{type_} {name}({arguments}){orig.format(c=c, d=d)} -> {new}"
+        assert _member_line(line, owner) == _cut_member_line(line, owner), line
+        shortcut += _RANGED.fullmatch(line) is not None
+
+    check()
+    assert shortcut > 40

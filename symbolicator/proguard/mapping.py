@@ -203,7 +203,34 @@ def _find(line: str, char: str, start: int) -> int:
     return -1 if start < 0 else line.find(char, start)
 
 
+# The common shape of a method line with lines: where it matches, it cuts exactly where
+# `_cut_member_line` does (types and names hold no space, colon or parenthesis; numbers are plain
+# digits), and is about three times faster. Anything else takes the general path.
+_NUMBER = r"([0-9]{1,10})"
+_RANGED = re.compile(rf"{_NUMBER}:{_NUMBER}:([^\s:()]+) ([^\s:()]+)\(([^():]*)\)"
+                     rf"(?::{_NUMBER}(?::{_NUMBER})?)? -> ([^\s:]+)")
+
+
 def _member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
+    m = _RANGED.fullmatch(line)
+    if m is None:
+        return _cut_member_line(line, owner)
+    a, b, type_, name, arguments, c, d, new_name = m.groups()
+    obf_first, obf_last = int(a), int(b)
+    orig_first = int(c) if c is not None else obf_first
+    orig_last = int(d) if d is not None else orig_first if c is not None else obf_last
+    if max(obf_first, obf_last, orig_first, orig_last) >= 2**31:
+        return None
+    member_class = owner.original
+    dot = name.rfind(".")
+    if dot >= 0:
+        member_class, name = name[:dot], name[dot + 1 :]
+        if not name:
+            return None
+    return Member(new_name, member_class, name, type_, arguments.strip(), obf_first, obf_last, orig_first, orig_last)
+
+
+def _cut_member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
     """Cut a member line at the same positions as ProGuard 6.2.2's MappingReader."""
     c1 = line.find(":")
     c2 = _find(line, ":", c1 + 1) if c1 >= 0 else -1
