@@ -151,7 +151,8 @@ def test_the_fast_member_path_cuts_as_the_general_one() -> None:
     owner = ClassMapping("pkg.Owner", "a")
     # Valid pieces more often than not, so most lines take the shortcut and every field is compared.
     piece = st.sampled_from(["1", "0", "2147483647", "007", "12", "35", "2147483648", "99999999999", "-3", "٣", "x"])
-    word = st.sampled_from(["void", "int", "a.b.C", "m", "<init>", "pkg.Other.m", "a.", "é", "a b", "a:b", ""])
+    word = st.sampled_from(["void", "int", "a.b.C", "m", "<init>", "pkg.Other.m", "a.", "é", "a b", "a:b", "",
+                            "\x01int", "a\x85", "b\u2028"])
     args = st.sampled_from(["", "int", "int, java.lang.String", "int[]", "(", ")", " x ", "a:b"])
     orig = st.sampled_from(["", ":{c}", ":{c}:{d}", ":{c}", ":{c}:{d}", ":{c}:"])
     lines = st.sampled_from(["{a}:{b}:", "{a}:{b}:", "{a}:{b}:", "", "{a}:"])
@@ -168,3 +169,21 @@ def test_the_fast_member_path_cuts_as_the_general_one() -> None:
 
     check()
     assert shortcut > 40
+
+
+def test_mapping_lines_end_and_trim_as_in_java(tmp_path: Path) -> None:
+    """Found by the fuzzer: a CR inside a `\\n` line was one line to the upload's scan and two to the
+    parser. Both now read lines as Java's readLine and trim as String.trim, as retrace does."""
+    import io
+
+    from symbolicator.proguard.mapping import parse, scan
+
+    mapping = tmp_path / "mapping.txt"
+    mapping.write_bytes(b"a.A -> a:\r    1:3:void f():10:12 -> a\r\nb.B -> b:\x01\n\x02  4:4:void g():7 -> a\x1f\n")
+    trace = tmp_path / "trace.txt"
+    trace.write_text("x.Y: z\n\tat a.a(SourceFile:2)\n\tat b.a(SourceFile:4)\n")
+    live = subprocess.run(["java", "-jar", RETRACE_JAR, str(mapping), str(trace)],
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "a.A.f(A.java:11)" in live and "b.B.g(B.java:7)" in live
+    assert retrace_text(Remapper(load(mapping.read_bytes())), trace.read_text()) == live
+    assert scan(io.BytesIO(mapping.read_bytes())).classes == len(parse(mapping.read_bytes()).classes) == 2

@@ -41,6 +41,15 @@ _FIRST = re.compile(rb"\s*(?:" + _R8_HEADER + rb"|[A-Za-z_$][A-Za-z0-9_$.]* -> [
 _CUT = re.compile(_R8_HEADER + rb"|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
 
 
+_LINE_BREAK = re.compile("\r\n|\r|\n")  # where Java's readLine ends a line
+_TRIMMED = "".join(map(chr, range(0x21)))
+
+
+def _trim(text: str) -> str:
+    """Java's `String.trim()`: every character up to U+0020 off both ends (and no other)."""
+    return text.strip(_TRIMMED)
+
+
 def mapping_uuid(data: bytes | Iterable[bytes]) -> uuid.UUID:
     """Sentry's debug id of a ProGuard mapping: uuid5 of the file's bytes (as sentry-cli and symbolic
     compute it), from the whole file or its pieces in order."""
@@ -80,15 +89,16 @@ def scan(lines: Iterable[bytes]) -> MappingSummary:
     owner: ClassMapping | None = None
     for raw in lines:
         digest.update(raw)
-        line = raw.decode("utf-8", errors="replace").strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith(":"):
-            owner = _class_line(line)
-            classes += owner is not None
-        elif owner is not None and not has_line_info:
-            member = _member_line(line, owner)
-            has_line_info = isinstance(member, Member) and member.obf_last != 0
+        for part in _LINE_BREAK.split(raw.decode("utf-8", errors="replace")):
+            line = _trim(part)
+            if not line or line.startswith("#"):
+                continue
+            if line.endswith(":"):
+                owner = _class_line(line)
+                classes += owner is not None
+            elif owner is not None and not has_line_info:
+                member = _member_line(line, owner)
+                has_line_info = isinstance(member, Member) and member.obf_last != 0
     if not classes:
         raise MalformedMapping("not a ProGuard mapping: no line maps a class")
     return MappingSummary(uuid.UUID(bytes=digest.digest()[:16], version=5), classes, has_line_info)
@@ -158,12 +168,12 @@ def parse(data: bytes) -> Mapping:
     current: ClassMapping | None = None
     last_member: Member | None = None
     has_line_info = False
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in _LINE_BREAK.split(text):
+        line = _trim(raw)
         if not line:
             continue
         if line.startswith("#"):
-            _apply_comment(line[1:].strip(), current, last_member)
+            _apply_comment(_trim(line[1:]), current, last_member)
             continue
         if line.endswith(":"):
             current = _class_line(line)
@@ -193,7 +203,7 @@ def _class_line(line: str) -> ClassMapping | None:
     colon = line.find(":", arrow + 2)
     if colon < 0:
         return None
-    original, obfuscated = line[:arrow].strip(), line[arrow + 2 : colon].strip()
+    original, obfuscated = _trim(line[:arrow]), _trim(line[arrow + 2 : colon])
     if not original or not obfuscated:
         return None
     return ClassMapping(original, obfuscated)
@@ -204,11 +214,11 @@ def _find(line: str, char: str, start: int) -> int:
 
 
 # The common shape of a method line with lines: where it matches, it cuts exactly where
-# `_cut_member_line` does (types and names hold no space, colon or parenthesis; numbers are plain
-# digits), and is about three times faster. Anything else takes the general path.
+# `_cut_member_line` does (types and names hold no character that Java's trim removes, no colon
+# or parenthesis; numbers are plain digits), and is about three times faster. Anything else takes the general path.
 _NUMBER = r"([0-9]{1,10})"
-_RANGED = re.compile(rf"{_NUMBER}:{_NUMBER}:([^\s:()]+) ([^\s:()]+)\(([^():]*)\)"
-                     rf"(?::{_NUMBER}(?::{_NUMBER})?)? -> ([^\s:]+)")
+_RANGED = re.compile(rf"{_NUMBER}:{_NUMBER}:([^\x00-\x20:()]+) ([^\x00-\x20:()]+)\(([^():]*)\)"
+                     rf"(?::{_NUMBER}(?::{_NUMBER})?)? -> ([^\x00-\x20:]+)")
 
 
 def _member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
@@ -227,7 +237,7 @@ def _member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
         member_class, name = name[:dot], name[dot + 1 :]
         if not name:
             return None
-    return Member(new_name, member_class, name, type_, arguments.strip(), obf_first, obf_last, orig_first, orig_last)
+    return Member(new_name, member_class, name, type_, _trim(arguments), obf_first, obf_last, orig_first, orig_last)
 
 
 def _cut_member_line(line: str, owner: ClassMapping) -> Member | FieldMember | None:
@@ -243,9 +253,9 @@ def _cut_member_line(line: str, owner: ClassMapping) -> Member | FieldMember | N
     arrow = line.find("->", after + 1)
     if space < 0 or arrow < 0:
         return None
-    type_ = line[c2 + 1 : space].strip()
-    name = line[space + 1 : arg_open if arg_open >= 0 else arrow].strip()
-    new_name = line[arrow + 2 :].strip()
+    type_ = _trim(line[c2 + 1 : space])
+    name = _trim(line[space + 1 : arg_open if arg_open >= 0 else arrow])
+    new_name = _trim(line[arrow + 2 :])
     member_class = owner.original
     dot = name.rfind(".")
     if dot >= 0:
@@ -264,7 +274,7 @@ def _cut_member_line(line: str, owner: ClassMapping) -> Member | FieldMember | N
             orig_last = orig_first if c4 < 0 else _java_int(line[c4 + 1 : arrow])
     except ValueError:
         return None
-    arguments = line[arg_open + 1 : arg_close].strip()
+    arguments = _trim(line[arg_open + 1 : arg_close])
     return Member(new_name, member_class, name, type_, arguments, obf_first, obf_last, orig_first, orig_last)
 
 
@@ -273,7 +283,7 @@ _INT = re.compile(r"[+-]?[0-9]+")
 
 def _java_int(text: str) -> int:
     """`Integer.parseInt` of the trimmed text (ASCII digits); ValueError where it throws."""
-    text = text.strip()
+    text = _trim(text)
     if not _INT.fullmatch(text):
         raise ValueError(text)
     value = int(text)
