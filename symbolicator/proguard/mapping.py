@@ -41,7 +41,7 @@ _FIRST = re.compile(rb"\s*(?:" + _R8_HEADER + rb"|[A-Za-z_$][A-Za-z0-9_$.]* -> [
 _CUT = re.compile(_R8_HEADER + rb"|[A-Za-z_$][A-Za-z0-9_$.]*(?:$| (?:$|-(?:$|>(?:$| (?:$|[A-Za-z0-9_$.]*:?$)))))")
 
 
-_LINE_BREAK = re.compile("\r\n|\r|\n")  # where Java's readLine ends a line
+LINE_BREAK = re.compile("\r\n|\r|\n")  # where Java's readLine ends a line
 _TRIMMED = "".join(map(chr, range(0x21)))
 
 
@@ -89,7 +89,7 @@ def scan(lines: Iterable[bytes]) -> MappingSummary:
     owner: ClassMapping | None = None
     for raw in lines:
         digest.update(raw)
-        for part in _LINE_BREAK.split(raw.decode("utf-8", errors="replace")):
+        for part in LINE_BREAK.split(raw.decode("utf-8", errors="replace")):
             line = _trim(part)
             if not line or line.startswith("#"):
                 continue
@@ -168,7 +168,7 @@ def parse(data: bytes) -> Mapping:
     current: ClassMapping | None = None
     last_member: Member | None = None
     has_line_info = False
-    for raw in _LINE_BREAK.split(text):
+    for raw in LINE_BREAK.split(text):
         line = _trim(raw)
         if not line:
             continue

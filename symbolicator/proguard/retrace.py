@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from symbolicator.proguard.mapping import LINE_BREAK
 from symbolicator.proguard.remap import RemappedFrame, Remapper
 
 _ANY = "[^\\n\\r\\u0085\\u2028\\u2029]"  # Java's `.`
@@ -31,13 +32,12 @@ FRAME_PATTERN = re.compile(
     rf'|(?:(?:{_ANY}*?[:"]\s+)?({_CLASS})(?::{_ANY}*)?)',
     re.ASCII,
 )
-_LINES = re.compile(r"\r\n|\r|\n")
 _JAVA_INT = 2**31
 
 
 def split_lines(text: str) -> list[str]:
     """Lines as Java's `readLine` reads them (no empty last line after a final terminator)."""
-    lines = _LINES.split(text)
+    lines = LINE_BREAK.split(text)
     if lines and lines[-1] == "":
         lines.pop()
     return lines
