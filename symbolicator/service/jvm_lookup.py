@@ -92,6 +92,11 @@ class MappingLookup:
         except StorageError as exc:
             log.warning("fetching mapping %s failed: %s", key, exc)
             return "missing"
+        except Exception:
+            # A bug on one mapping must not fail the request: Symbolicator answers `missing` for
+            # every error that is not about the file itself.
+            log.exception("opening mapping %s failed", key)
+            return "missing"
         if isinstance(cache, str):
             return cache
         return cache if cache.has_line_info else "no_line_info"
