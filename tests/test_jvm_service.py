@@ -188,3 +188,13 @@ def test_concurrent_requests_share_one_conversion(svc: ServiceProcess) -> None:
         answers = list(pool.map(lambda _: symbolicate(svc, body), range(20)))
     assert all(answered_frames(a) == expected for a in answers)
     assert metric(svc, "symbolicator_jvm_conversions_total") == 1
+
+
+@pytest.mark.parametrize("cli", [SENTRY_CLI, SENTRY_CLI_2], ids=["3", "2"])
+def test_sentry_cli_reads_the_same_uuid(cli: list[str], tmp_path: Path) -> None:
+    """`sentry-cli debug-files check` names the mapping `proguard` with the debug id we compute.
+    (`debug-files upload` finds no debug file in a folder of mappings: `upload-proguard` is the way.)"""
+    out = subprocess.run([*cli, "debug-files", "check", str(JVM / "mapping.txt")], capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, timeout=60, check=False)
+    assert "Type: proguard" in out.stdout, out.stdout + out.stderr
+    assert f"Debug ID: {mapping_uuid((JVM / 'mapping.txt').read_bytes())}" in out.stdout
