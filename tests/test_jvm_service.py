@@ -198,3 +198,31 @@ def test_sentry_cli_reads_the_same_uuid(cli: list[str], tmp_path: Path) -> None:
                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, timeout=60, check=False)
     assert "Type: proguard" in out.stdout, out.stdout + out.stderr
     assert f"Debug ID: {mapping_uuid((JVM / 'mapping.txt').read_bytes())}" in out.stdout
+
+
+@pytest.mark.s3
+def test_on_s3_the_mapping_is_stored_at_its_key_and_found(seaweed: Any, service_factory: Any, tmp_path: Path) -> None:
+    """The same path on the S3 backend (SeaweedFS): the object at the unified key, the index read
+    through the scope's generation marker."""
+    from symbolicator import keys
+    from symbolicator.storage.s3 import S3Storage
+    from symbolicator.types import CodeId, ObjectKind, Scope
+
+    bucket = f"jvm-{os.urandom(4).hex()}"
+    seaweed.make_bucket(bucket)
+    s3 = {"bucket": bucket, "prefix": "sym/", "endpoint_url": seaweed.endpoint_url, "region": "us-east-1"}
+    svc = service_factory({
+        "storage": {"backend": "s3", "s3": s3}, "cache": {"dir": str(tmp_path / "cache")},
+        "auth": {"tokens": {TOKEN: {"scopes": ["acme/*"], "rights": ["upload", "symbolicate"]}}},
+    }, env={"AWS_ACCESS_KEY_ID": seaweed.access_key, "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1"})
+    mapping = JVM / "mapping.txt"
+    uuid = mapping_uuid(mapping.read_bytes())
+    sentry_cli(svc, SENTRY_CLI, tmp_path, "upload-proguard", str(mapping))
+    wait_until_found(svc, str(uuid))
+    reader = S3Storage(access_key=seaweed.access_key, secret_key=seaweed.secret_key, **s3)
+    stored = tmp_path / "stored"
+    reader.get_to_path(keys.debug_file(Scope("acme/web"), CodeId(uuid.hex), ObjectKind.PROGUARD), stored)
+    assert stored.read_bytes() == mapping.read_bytes()
+    answer = symbolicate(svc, request_for((JVM / "traces" / "parse.txt").read_text(), str(uuid)))
+    assert answered_frames(answer) == sections((JVM / "expected" / "parse.txt").read_text())
