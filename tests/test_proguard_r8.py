@@ -5,8 +5,9 @@ every frame of every method line, at the first, last and a missing line of its r
 remap to the same class, method, line and R8 `sourceFile`. Its Python binding remaps one frame
 at a time, so for outlines and `rewriteFrame` (whole-trace rules) the expectation is built from
 symbolic's frames and the numbers the mapping's JSON gives, read here from the file.
-Line 0 is left out: symbolic 13.9 answers nothing there, retrace (and so this engine) every
-candidate (docs/formats.md).
+Line 0 is where the two readings part: retrace matches every method line there, symbolic (and
+Symbolicator) only ranges that hold 0, which R8 writes; the endpoint reads it as Symbolicator
+does (`zero_is_a_line`), the text retrace as retrace (docs/formats.md).
 """
 
 from __future__ import annotations
@@ -31,22 +32,37 @@ def frames_of_every_line(path: Path) -> list[tuple[str, str, int]]:
     out = []
     for cls in parse(path.read_bytes()).classes:
         for member in cls.members:
-            for line in sorted({member.obf_first, member.obf_last, member.obf_last + 1} - {0}):
+            for line in sorted({member.obf_first, member.obf_last, member.obf_last + 1, 0, 3}):
                 out.append((cls.obfuscated, member.obf_name, line))
     return out
 
 
-@pytest.mark.parametrize("path", [R8, JVM / "mapping.txt"], ids=["r8-hand-written", "proguard-real"])
+MAPPINGS = [R8, JVM / "mapping.txt", JVM / "handwritten" / "edge-mapping.txt"]
+# Where the edge mapping's readers part, this engine reads as ProGuard's MappingReader (retrace's
+# recorded answers, test_proguard_retrace.py): a member line indented by 6 spaces (symbolic skips
+# it) and an obfuscated class name given twice (symbolic keeps the first class's methods under the
+# last class's name; retrace looks methods up under the last one only).
+READ_AS_RETRACE = {("pkg.Plain", "e"), ("a", "a")}
+
+
+@pytest.mark.parametrize("path", MAPPINGS, ids=["r8-hand-written", "proguard-real", "hand-written-edges"])
 def test_every_frame_remaps_as_symbolic(path: Path) -> None:
+    """Symbolicator's reading (`zero_is_a_line`, what `/symbolicate-jvm` uses), line 0 and
+    method lines without a range included; where it and retrace agree, retrace's reading too."""
     oracle = symbolic.ProguardMapper.open(str(path))
     remapper = Remapper(load(path.read_bytes()))
     frames = frames_of_every_line(path)
     assert len(frames) > 20
     for class_name, method, line in frames:
+        if (class_name, method) in READ_AS_RETRACE:
+            continue
         expected = [(f.class_name, f.method, f.line, f.file) for f in oracle.remap_frame(class_name, method, line)]
         got = [(f.class_name, f.method, f.line, f.r8_source_file)
-               for f in remapper.candidates(class_name, method, line)]
+               for f in remapper.candidates(class_name, method, line, zero_is_a_line=True)]
         assert got == expected, (class_name, method, line)
+        retrace = remapper.candidates(class_name, method, line)
+        if line != 0 and all(f.member is not None and f.member.obf_last != 0 for f in retrace):
+            assert [(f.class_name, f.method, f.line, f.r8_source_file) for f in retrace] == expected
 
 
 def test_classes_and_methods_remap_as_symbolic() -> None:

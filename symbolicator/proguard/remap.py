@@ -87,10 +87,19 @@ class Remapper:
             retrace_source_file(member.original_class), self.r8_source_file(member.original_class), member,
         )
 
-    def candidates(self, class_name: str, method: str, line: int) -> list[RemappedFrame]:
-        """The frames of every matching method line; empty when none matches."""
+    def candidates(self, class_name: str, method: str, line: int, zero_is_a_line: bool = False) -> list[RemappedFrame]:
+        """The frames of every matching method line; empty when none matches.
+
+        `zero_is_a_line`: Symbolicator's (and `symbolic`'s) reading, for `/symbolicate-jvm`: line 0
+        is looked up like any line (R8 writes ranges from 0) instead of matching every method line
+        as in retrace, and a method line without a range answers line 0.
+        """
         original = self.original_class(class_name)
-        return [self._frame(m, line) for m in self.cache.members(original, method) if matches(m, line)]
+        if not zero_is_a_line:
+            return [self._frame(m, line) for m in self.cache.members(original, method) if matches(m, line)]
+        return [self._frame(m, 0 if m.obf_last == 0 and m.orig_first == 0 else line)
+                for m in self.cache.members(original, method)
+                if m.obf_last == 0 or m.obf_first <= line <= m.obf_last]
 
     def transform(self, class_name: str, method: str | None, line: int) -> list[RemappedFrame]:
         """Retrace's answer for one frame: the candidates, or the frame with its class remapped."""
@@ -107,7 +116,7 @@ class Remapper:
         return names.pop() if len(names) == 1 else None
 
     def remap_stacktrace(
-        self, frames: list[tuple[str, str, int]], exception: str | None = None
+        self, frames: list[tuple[str, str, int]], exception: str | None = None, zero_is_a_line: bool = False
     ) -> list[list[RemappedFrame]]:
         """Remap (class, method, line) frames, innermost first: one list of frames per input frame.
 
@@ -123,7 +132,7 @@ class Remapper:
             if outline_position is not None:
                 line = self._outline_line(class_name, method, line, outline_position)
                 outline_position = None
-            expanded = self.candidates(class_name, method, line)
+            expanded = self.candidates(class_name, method, line, zero_is_a_line)
             if expanded and any(f.member is not None and f.member.outline for f in expanded):
                 outline_position = line
                 out.append([])

@@ -125,7 +125,7 @@ def remap_frames(remappers: list[Remapper], frames: list[dict[str, Any]], releas
             break
         triples = [(innermost_first[i]["module"], innermost_first[i]["function"], innermost_first[i].get("lineno") or 0)
                    for i in todo]
-        remapped = remapper.remap_stacktrace(triples, exception if todo[0] == 0 else None)
+        remapped = remapper.remap_stacktrace(triples, exception if todo[0] == 0 else None, zero_is_a_line=True)
         for i, triple, frames_out in zip(todo, triples, remapped, strict=True):
             if frames_out or _is_outline(remapper, triple):
                 expansions[i] = _full(innermost_first[i], frames_out, release_package)
@@ -137,7 +137,7 @@ def remap_frames(remappers: list[Remapper], frames: list[dict[str, Any]], releas
 
 
 def _is_outline(remapper: Remapper, triple: tuple[str, str, int]) -> bool:
-    return any(f.member is not None and f.member.outline for f in remapper.candidates(*triple))
+    return any(f.member is not None and f.member.outline for f in remapper.candidates(*triple, zero_is_a_line=True))
 
 
 def _full(frame: dict[str, Any], remapped: list[RemappedFrame], release_package: str | None) -> list[dict[str, Any]]:
