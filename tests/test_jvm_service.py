@@ -90,12 +90,18 @@ def answered_frames(answer: dict[str, Any]) -> list[list[tuple[str, str, int]]]:
     return [[(f["module"], f["function"], f["lineno"]) for f in reversed(st["frames"])] for st in answer["stacktraces"]]
 
 
-@pytest.mark.parametrize("uploader", ["sentry-cli-3", "sentry-cli-2-forced-uuid", "symbolicator"])
+@pytest.mark.parametrize("uploader", ["sentry-cli-3", "sentry-cli-3-forced-uuid", "sentry-cli-2-forced-uuid",
+                                      "symbolicator"])
 def test_uploaded_mapping_remaps_real_traces_as_retrace(svc: ServiceProcess, tmp_path: Path, uploader: str) -> None:
     mapping = JVM / "mapping.txt"
     uuid = str(mapping_uuid(mapping.read_bytes()))
     if uploader == "sentry-cli-3":
         out = sentry_cli(svc, SENTRY_CLI, tmp_path, "upload-proguard", str(mapping))
+        assert f"UPLOADED {uuid} (Proguard mapping)" in out
+        wait_until_found(svc, uuid)
+    elif uploader == "sentry-cli-3-forced-uuid":
+        uuid = FORCED_UUID
+        out = sentry_cli(svc, SENTRY_CLI, tmp_path, "upload-proguard", "--uuid", uuid, str(mapping))
         assert f"UPLOADED {uuid} (Proguard mapping)" in out
         wait_until_found(svc, uuid)
     elif uploader == "sentry-cli-2-forced-uuid":
