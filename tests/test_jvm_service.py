@@ -166,6 +166,7 @@ BAD_BODIES: list[Any] = [
     {"stacktraces": [{"frames": [{"module": "a"}]}]},
     {"stacktraces": [{"frames": [{"module": "a", "function": "b", "lineno": "12"}]}]},
     {"exceptions": [{"type": 1}]}, {"classes": [3]}, {"release_package": 5},
+    {"options": {"apply_source_context": "yes"}}, {"options": []},
 ]
 
 
@@ -232,3 +233,33 @@ def test_on_s3_the_mapping_is_stored_at_its_key_and_found(seaweed: Any, service_
     assert stored.read_bytes() == mapping.read_bytes()
     answer = symbolicate(svc, request_for((JVM / "traces" / "parse.txt").read_text(), str(uuid)))
     assert answered_frames(answer) == sections((JVM / "expected" / "parse.txt").read_text())
+
+
+def test_source_context_from_a_jvm_source_bundle(svc: ServiceProcess, tmp_path: Path) -> None:
+    """sentry-cli bundles the app's sources (`debug-files bundle-jvm`) and uploads the bundle; frames
+    get the lines around retrace's line from the real source file."""
+    bundle_id = "3a5f2c61-8a9b-4c2d-9e1f-0123456789ab"
+    sentry_cli(svc, SENTRY_CLI, tmp_path, "debug-files", "bundle-jvm", "--output", str(tmp_path / "bundle"),
+               "--debug-id", bundle_id, str(JVM / "src"))
+    sentry_cli(svc, SENTRY_CLI, tmp_path, "debug-files", "upload", "--type", "jvm", "--wait", str(tmp_path / "bundle"))
+    mapping = JVM / "mapping.txt"
+    uuid = str(mapping_uuid(mapping.read_bytes()))
+    sentry_cli(svc, SENTRY_CLI, tmp_path, "upload-proguard", str(mapping))
+    wait_until_found(svc, uuid)
+    body = request_for((JVM / "traces" / "wrapped.txt").read_text(), uuid)
+    body["modules"].append({"uuid": bundle_id, "type": "source"})
+    answer = symbolicate(svc, body)
+    checked = 0
+    for frame in (f for st in answer["stacktraces"] for f in st["frames"]):
+        path = JVM / "src" / (frame["module"].split("$")[0].replace(".", "/") + ".java")
+        if not path.exists():
+            assert "context_line" not in frame  # the JDK's own frames
+            continue
+        lines, n = path.read_text().split("\n"), frame["lineno"]
+        assert frame["context_line"] == lines[n - 1]
+        assert frame["pre_context"] == lines[max(0, n - 6):n - 1]
+        assert frame["post_context"] == lines[n:n + 5]
+        checked += 1
+    assert checked == 6
+    body["options"] = {"apply_source_context": False}
+    assert all("context_line" not in f for st in symbolicate(svc, body)["stacktraces"] for f in st["frames"])

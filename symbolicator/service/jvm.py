@@ -15,11 +15,13 @@ command uses it as the service does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from symbolicator.errors import InvalidShape
 from symbolicator.proguard.remap import RemappedFrame, Remapper
+from symbolicator.service.jvm_sources import apply_context
 from symbolicator.types import DebugId
 
 FRAME_FIELDS = ("function", "module", "filename", "abs_path", "lineno", "in_app", "index", "platform",
@@ -42,6 +44,7 @@ class JvmRequest:
     modules: list[JvmModule]
     release_package: str | None
     classes: list[str]
+    apply_source_context: bool = True
 
     @classmethod
     def from_json(cls, body: Any) -> JvmRequest:
@@ -61,7 +64,12 @@ class JvmRequest:
         classes = _list(body, "classes")
         if not all(isinstance(c, str) for c in classes):
             raise InvalidShape("classes must be a list of strings")
-        return cls(exceptions, stacktraces, modules, package, [str(c) for c in classes])
+        options = body.get("options")
+        options = {} if options is None else options
+        apply_context = options.get("apply_source_context", True) if isinstance(options, dict) else None
+        if not isinstance(apply_context, bool):
+            raise InvalidShape("options must be an object; options.apply_source_context a boolean")
+        return cls(exceptions, stacktraces, modules, package, [str(c) for c in classes], apply_context)
 
 
 def _list(body: dict[str, Any], key: str) -> list[Any]:
@@ -185,8 +193,10 @@ def remap_classes(remappers: list[Remapper], classes: list[str]) -> dict[str, st
     return out
 
 
-def symbolicate(request: JvmRequest, remappers: list[Remapper], errors: list[dict[str, str]]) -> dict[str, Any]:
-    """The completed answer, given the mappings that could be opened and the errors of the others.
+def symbolicate(request: JvmRequest, remappers: list[Remapper], errors: list[dict[str, str]],
+                source_lines: Callable[[str], list[str] | None] | None = None) -> dict[str, Any]:
+    """The completed answer, given the mappings that could be opened and the errors of the others;
+    `source_lines` gives a bundled file's lines by URL (`jvm_sources.py`) for source context.
 
     A stack trace is paired with the exception of the same position when the request has as
     many exceptions as stack traces (Sentry's order): R8 `rewriteFrame` rules need its class.
@@ -197,5 +207,8 @@ def symbolicate(request: JvmRequest, remappers: list[Remapper], errors: list[dic
     for i, frames in enumerate(request.stacktraces):
         thrown = f"{exceptions[i]['module']}.{exceptions[i]['type']}" if paired else None
         stacktraces.append({"frames": remap_frames(remappers, frames, request.release_package, thrown)})
+    if request.apply_source_context and source_lines is not None:
+        for trace in stacktraces:
+            apply_context(trace["frames"], source_lines)
     return {"exceptions": exceptions, "stacktraces": stacktraces,
             "classes": remap_classes(remappers, request.classes), "errors": errors}

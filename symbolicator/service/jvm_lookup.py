@@ -72,6 +72,28 @@ class MappingLookup:
         errors = [{"uuid": str(u), "type": r} for u, r in zip(uuids, results, strict=True) if isinstance(r, str)]
         return remappers, errors
 
+    async def source_bundles(self, uuids: list[DebugId]) -> list[Path]:
+        """The downloaded JVM source bundles of these debug ids that the scope has, in request order."""
+        found = await asyncio.gather(*(self._source_bundle(u) for u in uuids))
+        return [p for p in found if p is not None]
+
+    async def _source_bundle(self, debug_id: DebugId) -> Path | None:
+        if self.scope == GLOBAL_SCOPE:
+            return None
+        try:
+            index = await self.indexes.first([keys.debug_id_index(self.scope, debug_id)])
+            files = [f for f in (index or {}).get("files", []) if f.get("kind") == ObjectKind.SOURCEBUNDLE.value]
+            if not files:
+                return None
+            key = str(files[0]["key"])
+            sha1 = str(files[0].get("sha1") or hashlib.sha1(key.encode()).hexdigest())
+            entry = await cached_download(self.deps.storage, self.deps.caches.downloads, self.deps.coalescer,
+                                          keys.cache_key("jvm-source-upload", 1, key, sha1), key)
+        except (StorageError, ValueError) as exc:
+            log.warning("fetching source bundle %s in %s failed: %s", debug_id, self.scope, exc)
+            return None
+        return None if entry.is_negative else entry.path
+
     async def open(self, debug_id: DebugId) -> ProguardCache | str:
         """The opened cache of the mapping, or the error kind."""
         if self.scope == GLOBAL_SCOPE:

@@ -9,9 +9,10 @@ from aiohttp import web
 
 from symbolicator.service.jvm import JvmRequest, symbolicate
 from symbolicator.service.jvm_lookup import JvmDeps, MappingLookup
+from symbolicator.service.jvm_sources import JvmSources
 from symbolicator.web.bodies import read_request
 from symbolicator.web.requests import request_scope, run_job
-from symbolicator.web.state import AUTH, CACHES, COALESCER, INDEXES, METRICS, STORAGE, WORKERS
+from symbolicator.web.state import AUTH, CACHES, COALESCER, INDEXES, METRICS, SETTINGS, STORAGE, WORKERS
 
 routes = web.RouteTableDef()
 
@@ -25,9 +26,20 @@ async def symbolicate_jvm_endpoint(request: web.Request) -> web.Response:
     deps = JvmDeps(app[STORAGE], app[INDEXES], app[CACHES], app[COALESCER], app[WORKERS], app[METRICS].jvm_conversions)
     lookup = MappingLookup(deps, scope)
 
+    limits = app[SETTINGS].limits
+
     async def work() -> dict[str, Any]:
-        uuids = [m.uuid for m in jvm_request.modules if m.type == "proguard"]
-        remappers, errors = await lookup.open_all(uuids)
-        return await asyncio.to_thread(symbolicate, jvm_request, remappers, errors)  # CPU work: off the loop
+        remappers, errors = await lookup.open_all([m.uuid for m in jvm_request.modules if m.type == "proguard"])
+        bundles = await lookup.source_bundles([m.uuid for m in jvm_request.modules if m.type == "source"]) \
+            if jvm_request.apply_source_context else []
+
+        def answer() -> dict[str, Any]:  # CPU work and ZIP reads: off the loop
+            sources = JvmSources(bundles, limits.max_bundle_entries, limits.max_bundle_uncompressed_bytes)
+            try:
+                return symbolicate(jvm_request, remappers, errors, sources.lines)
+            finally:
+                sources.close()
+
+        return await asyncio.to_thread(answer)
 
     return await run_job(request, scope, work)
