@@ -36,6 +36,7 @@ below `web/` knows about HTTP::
         ├── MalformedObject         a broken ELF / Mach-O / DWARF / bundle
         │   └── MalformedMinidump   a broken minidump (the API answers any FormatError with 400)
         ├── MalformedSourceMap      a broken source map
+        ├── MalformedMapping        not a ProGuard / R8 mapping file
         ├── CacheFormatError        a cache file truncated, foreign or of another version: rebuild
         └── UnreadableInput         `symbolicate FILE`: none of the inputs it understands
 
@@ -84,6 +85,7 @@ __all__ = [
     "LookupFailure",
     "MalformedMinidump",
     "MalformedObject",
+    "MalformedMapping",
     "MalformedSourceMap",
     "MissingChunk",
     "NamesOverBudget",
@@ -266,6 +268,10 @@ class MalformedObject(FormatError):
 class MalformedMinidump(MalformedObject):
     """Not a minidump, or a truncated / hostile one (exit 1 on the CLI, 400 on `/minidump` like
     every `FormatError` in a request's body). The message names the stream and the offset."""
+
+
+class MalformedMapping(FormatError):
+    """A ProGuard / R8 mapping that maps no class (`proguard.mapping`)."""
 
 
 class MalformedSourceMap(FormatError):

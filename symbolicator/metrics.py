@@ -74,6 +74,9 @@ class Metrics:
         self.js_conversions = Counter(
             "symbolicator_js_conversions", "Source maps converted to sourcemap caches", registry=r
         )
+        self.jvm_conversions = Counter(
+            "symbolicator_jvm_conversions", "ProGuard mappings converted to ProGuard caches", registry=r
+        )
         self.native_downloads = Counter(
             "symbolicator_native_downloads", "Debug files downloaded for native lookups", registry=r
         )

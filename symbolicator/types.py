@@ -191,3 +191,4 @@ class ObjectKind(str, enum.Enum):
     EXECUTABLE = "executable"
     SOURCEBUNDLE = "sourcebundle"
     BREAKPAD = "breakpad"
+    PROGUARD = "proguard"

@@ -32,12 +32,14 @@ import aiohttp
 from symbolicator.artifacts.bundle_archive import MAGIC
 from symbolicator.errors import UploadError
 from symbolicator.native.wasm.module import WASM_MAGIC
+from symbolicator.proguard.mapping import looks_like_mapping
 
 JS_EXTENSIONS = (".js", ".mjs", ".cjs", ".map", ".jsbundle", ".bundle")
 _DEBUG_ID_COMMENT = re.compile(rb"//# debugId=([0-9a-fA-F-]{32,40})\s*$", re.M)
 _SOURCEMAP_COMMENT = re.compile(rb"//[#@] sourceMappingURL=(\S+)\s*$", re.M)
 _OBJECT_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
                   b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", MAGIC, b"MODU", WASM_MAGIC)
+PROGUARD_NAME = "mapping.txt"  # the name Android builds give a ProGuard / R8 mapping
 POLL_INTERVAL_S = 1.0
 
 
@@ -88,13 +90,15 @@ class Found:
     js_roots: list[tuple[Path, list[Path]]] = field(default_factory=list)
 
 
-def is_debug_file(path: Path) -> bool:
+def is_debug_file(path: Path, mappings: bool = False) -> bool:
+    """By magic; with `mappings`, a ProGuard mapping's first line counts too (it has no magic)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(32)
     except OSError:
         return False
-    return head in _OBJECT_MAGICS or head[:2] == b"MZ" or head == b"Micr"  # a PE image, an MSF 7 PDB
+    return head[:4] in _OBJECT_MAGICS or head[:2] == b"MZ" or head[:4] == b"Micr" or (  # PE, MSF 7 PDB
+        mappings and looks_like_mapping(head))
 
 
 def find_files(paths: Iterable[Path]) -> Found:
@@ -109,7 +113,7 @@ def find_files(paths: Iterable[Path]) -> Found:
                     found.js_roots.append((root.parent, [root]))
                 elif root not in same:
                     same.append(root)
-            elif is_debug_file(root):
+            elif is_debug_file(root, mappings=True):
                 found.debug_files.append(root)
             else:
                 raise UploadError(f"{root}: neither a debug file nor a JavaScript file or source map")
@@ -123,7 +127,7 @@ def find_files(paths: Iterable[Path]) -> Found:
                 p = Path(dirpath) / fn
                 if p.suffix in JS_EXTENSIONS:
                     js.append(p)
-                elif p.is_file() and not p.is_symlink() and is_debug_file(p):
+                elif p.is_file() and not p.is_symlink() and is_debug_file(p, mappings=fn == PROGUARD_NAME):
                     found.debug_files.append(p)
         if js:
             found.js_roots.append((root, js))

@@ -109,3 +109,24 @@ def test_cache_answers_the_last_32_bit_column_like_the_map() -> None:
     cache = SmCache.from_bytes(build_from_map(sm))
     assert cache.lookup(1, 2**32) == sm.lookup(1, 2**32) is not None
     assert cache.lookup(1, 2**32 + 1) is None
+
+
+def test_mapping_line_number_past_32_bits_is_skipped() -> None:
+    """Found by hypothesis on `proguard`: `1:99999999999:…` stopped the cache build with struct.error."""
+    from symbolicator.proguard import load
+
+    data = b"a.A -> a:\n    1:99999999999:void f() -> a\n    2:3:void g() -> a\n"
+    assert [m.name for m in load(data).members("a.A", "a")] == ["g"]
+    replay("proguard", data)
+
+
+def test_mapping_cr_inside_a_line_splits_it_for_scan_and_parse_alike() -> None:
+    """Found by atheris on `proguard` (differential): a CR inside a `\\n`-ended line made the upload's
+    `scan` count one class fewer than `parse`; both split lines as Java's readLine now."""
+    import io
+
+    from symbolicator.proguard.mapping import parse, scan
+
+    data = b"a.A -> a:\n    1:1:void f() -> a\r\x00:\n"  # `\x00:` is a line of its own, and no class line
+    assert scan(io.BytesIO(data)).classes == len(parse(data).classes) == 1
+    replay("proguard", data)

@@ -332,10 +332,12 @@ def test_chunk_upload_advertises_only_what_is_accepted(s3_service: tuple[Service
 @pytest.mark.parametrize("major", ["3", "2"])
 def test_a_refused_file_is_an_error_for_sentry_cli(s3_service: tuple[ServiceProcess, S3Storage], tmp_path: Path,
                                                    major: str) -> None:
-    """Issue 17.2: `upload-proguard` printed UPLOADED and exited 0 while the server stored "not a debug file"."""
+    """Issue 17.2: `upload-proguard` printed UPLOADED and exited 0 while the server stored "not a debug file".
+
+    Mappings are debug files now (issue 16, tests/test_jvm_service.py): a text that is none is refused."""
     svc, s3 = s3_service
     mapping = tmp_path / "mapping.txt"
-    mapping.write_text("com.example.MainActivity -> com.example.a:\n    void onCreate(android.os.Bundle) -> a\n")
+    mapping.write_text("Release notes\n    nothing mapped here\n")
     out = sentry_cli(svc, "upload-proguard", "--uuid", "0b5c5a1e-5c7a-4f5e-9d2a-6c1c4b7f2e11", str(mapping),
                      cwd=tmp_path, major=major)
     print(out.returncode, out.stdout, out.stderr)

@@ -8,9 +8,11 @@ assemble state (written by the caller last) is what tells a client "done".
 
 from __future__ import annotations
 
+import re
 import tempfile
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,12 @@ from typing import Any
 from symbolicator import keys
 from symbolicator.artifacts import indexes
 from symbolicator.artifacts.bundle_archive import read_bundle
+from symbolicator.artifacts.mapping_archives import mapping_entries
 from symbolicator.artifacts.pipeline import PartCopier
 from symbolicator.errors import MalformedObject, UnsupportedFormat
 from symbolicator.native import objects
 from symbolicator.storage.base import Storage
-from symbolicator.types import CodeId, Scope
+from symbolicator.types import CodeId, DebugId, Scope
 
 _DATA_TYPE = {"executable": "exe", "library": "lib", "debug_companion": "dbg", "object": "rel", "other": "other"}
 """symbolic's ObjectKind names, which sentry-cli parses (`src` for source bundles)."""
@@ -60,7 +63,7 @@ def storage_id(info: objects.ObjectInfo) -> CodeId:
         return CodeId(info.debug_id.breakpad.lower())
     if info.code_id is not None:
         return info.code_id
-    if info.file_format in ("sourcebundle", "breakpad") and info.debug_id is not None:
+    if info.file_format in ("sourcebundle", "breakpad", "proguard") and info.debug_id is not None:
         return CodeId(info.debug_id.uuid.hex)
     raise MalformedObject(
         "the file has no build-id/UUID, so it could not be found again: link with -Wl,--build-id"
@@ -78,7 +81,11 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
     backend instead of being sent again; `copier`, when its key is the one the file gets, has composed it already
     while the chunks arrived (`artifacts.pipeline`), and publishing only completes it.
     """
-    infos = objects.identify(path)
+    with mapping_entries(path, work_dir, max_entries, max_uncompressed) as mappings:
+        if mappings:
+            return [p for m in mappings for p in publish(storage, scope, m, file_sha1, f"proguard/{m.name}",
+                                                         work_dir, max_entries, max_uncompressed)]
+    infos = [_proguard_named(info, name) for info in objects.identify(path)]
     if not infos:
         raise UnsupportedFormat("the file holds no object")
     if infos[0].file_format == "sourcebundle":
@@ -116,6 +123,18 @@ def publish(storage: Storage, scope: Scope, path: Path, file_sha1: str, name: st
     if any(p.info.debug_id is not None for p in out):
         indexes.mark_changed(storage, scope)
     return out
+
+
+_PROGUARD_NAME = re.compile(r"(?:^|/)proguard/([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\.txt$")
+
+
+def _proguard_named(info: objects.ObjectInfo, name: str) -> objects.ObjectInfo:
+    """A mapping uploaded as `proguard/<uuid>.txt` (`sentry-cli upload-proguard --uuid`, which Android
+    builds use: the app reports that UUID) is found by that UUID, not by its content's."""
+    m = _PROGUARD_NAME.search(name)
+    if info.file_format != "proguard" or m is None:
+        return info
+    return replace(info, debug_id=DebugId(uuid.UUID(m.group(1))))
 
 
 def dif_json(published: list[Published], file_sha1: str, name: str) -> dict[str, Any]:

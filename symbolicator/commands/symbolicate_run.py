@@ -225,6 +225,11 @@ def _symbolicate(args: argparse.Namespace, text: str, kind: str, body: Any, dirs
         return run_wasm_trace(text, SymbolFolders(dirs, cache if cache.store is not None else None), bool(args.json))
     if kind == "js":
         if not any(f.abs_path and f.lineno is not None for f in parse_trace(text).frames):
+            from symbolicator.commands.symbolicate_jvm import is_java_trace
+
+            if is_java_trace(text):
+                raise UnreadableInput(f"{args.file}: a Java stack trace: give its ProGuard mapping with --mapping FILE "
+                                      "or --mapping-uuid UUID")
             raise UnreadableInput(
                 f"{args.file}: read as a JavaScript stack trace (it is not JSON and has no crash-report header), "
                 f"but no line is a stack frame with a file and a line; expected {_KINDS}")

@@ -51,6 +51,7 @@ from symbolicator.native.macho_headers import (
     read_thin,
 )
 from symbolicator.native.wasm.module import WASM_MAGIC
+from symbolicator.proguard.mapping import looks_like_mapping, scan
 from symbolicator.types import Arch, CodeId, DebugId, ObjectKind
 
 SOURCE_BUNDLE_MAGIC = b"SYSB"
@@ -133,6 +134,8 @@ def check_magic(head: bytes, size: int) -> None:
             (BREAKPAD_MAGIC, PE_MAGIC, PDB_MAGIC)) or (
             len(head) >= 4 and struct.unpack(">I", head[:4])[0] in (FAT_MAGIC, FAT_MAGIC_64)):
         return
+    if looks_like_mapping(head):  # a ProGuard mapping: text, read whole when assembled
+        return
     raise UnsupportedFormat(f"not a debug file: {describe_bytes(head, size)}")
 
 
@@ -147,6 +150,8 @@ def _identify(f: BinaryIO, size: int, head: bytes) -> list[ObjectInfo]:
         return [_bundle_info(f, size)]
     if head.startswith(BREAKPAD_MAGIC):
         return [_breakpad_info(f, size)]
+    if looks_like_mapping(head):
+        return [_proguard_info(f, size)]
     if head[:4] == WASM_MAGIC:
         from symbolicator.native.wasm.identify import wasm_info
 
@@ -232,6 +237,21 @@ def _pdb_info(f: BinaryIO, size: int) -> ObjectInfo:
         object_kind=ObjectKind.DEBUGINFO,
         object_type="debug_companion",
         features=ObjectFeatures(has_debug_info=found.has_debug_info, has_symbols=found.has_symbols),
+        size=size,
+    )
+
+
+def _proguard_info(f: BinaryIO, size: int) -> ObjectInfo:
+    """A ProGuard / R8 mapping (`proguard/mapping.py`): its debug id is Sentry's mapping UUID."""
+    summary = scan(f)
+    return ObjectInfo(
+        file_format="proguard",
+        arch=Arch.UNKNOWN,
+        code_id=None,
+        debug_id=DebugId(summary.uuid),
+        object_kind=ObjectKind.PROGUARD,
+        object_type="other",
+        features=ObjectFeatures(has_debug_info=summary.has_line_info, has_symbols=True),
         size=size,
     )
 

@@ -34,6 +34,7 @@ from symbolicator.pids import process_alive
 from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.js.mixed import MixedRequest, symbolicate_mixed
 from symbolicator.service.js.service import JsService
+from symbolicator.service.jvm_service import JvmService
 from symbolicator.service.native.modules import RequestSources
 from symbolicator.service.native.service import NativeService
 from symbolicator.service.parts import ServiceParts
@@ -63,6 +64,7 @@ class Services:
     coalescer: Coalescer
     native: NativeService
     js: JsService
+    jvm: JvmService
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -97,7 +99,8 @@ class Services:
             coalescer = Coalescer()
             parts = ServiceParts(settings, storage, indexes, caches, coalescer, workers, fetcher)
             yield cls(settings, metrics, storage, indexes, caches, shared, workers, uploads, fetcher, jobs, coalescer,
-                      NativeService(parts, metrics), JsService(parts, metrics))
+                      NativeService(parts, metrics), JsService(parts, metrics),
+                      JvmService(parts, metrics))
 
     async def symbolicate_any(self, mixed: MixedRequest, scope: Scope,
                               sources: RequestSources | None = None) -> dict[str, Any]:

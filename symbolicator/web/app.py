@@ -25,6 +25,7 @@ from symbolicator.web import (
     symbolicate,
     symbolicate_any,
     symbolicate_js,
+    symbolicate_jvm,
     uploads,
 )
 from symbolicator.web.auth import Authenticator
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, storage_factory: StorageFactory = open_sto
     app.add_routes(jobs.routes)
     app.add_routes(symbolicate.routes)
     app.add_routes(symbolicate_js.routes)
+    app.add_routes(symbolicate_jvm.routes)
     app.add_routes(symbolicate_any.routes)
     app.add_routes(minidump.routes)
     return app
