@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from symbolicator.commands.offline_cache import OfflineCache, identity
-from symbolicator.errors import FormatError, SymbolicatorError, UnreadableInput, UsageError
+from symbolicator.errors import FormatError, InvalidId, SymbolicatorError, UnreadableInput, UsageError
 from symbolicator.proguard import convert
 from symbolicator.proguard.cache import PROGUARD_CACHE_VERSION, ProguardCache
 from symbolicator.proguard.mapping import HEAD_BYTES, looks_like_mapping, scan
@@ -79,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, text: str, dirs: list[Path], cache: OfflineCache) -> int:
-    path = Path(args.mapping) if args.mapping else find_mapping(dirs, DebugId.parse(args.mapping_uuid))
+    try:
+        wanted = None if args.mapping else DebugId.parse(args.mapping_uuid)
+    except InvalidId as exc:
+        raise UsageError(f"--mapping-uuid: {exc}") from None
+    path = Path(args.mapping) if wanted is None else find_mapping(dirs, wanted)
     if not is_java_trace(text):
         raise UnreadableInput(f"{args.file}: read as a Java stack trace (a mapping was given), "
                               "but no line is a frame like `at pkg.Cls.method(File.java:12)`")

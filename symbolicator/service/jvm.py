@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from symbolicator.errors import InvalidShape
+from symbolicator.errors import InvalidShape, invalid_shape
 from symbolicator.proguard.remap import RemappedFrame, Remapper
 from symbolicator.service.jvm_sources import apply_context
 from symbolicator.types import DebugId
@@ -107,7 +107,8 @@ def _frame(value: Any, where: str, position: int) -> dict[str, Any]:
 def _module(value: Any, i: int) -> JvmModule:
     if not isinstance(value, dict) or value.get("type") not in MODULE_TYPES or not isinstance(value.get("uuid"), str):
         raise InvalidShape(f"modules[{i}] must be {{\"uuid\": …, \"type\": \"proguard\" | \"source\"}}")
-    return JvmModule(DebugId.parse(value["uuid"]), value["type"])
+    with invalid_shape(f"modules[{i}].uuid"):
+        return JvmModule(DebugId.parse(value["uuid"]), value["type"])
 
 
 def remap_exception(remappers: list[Remapper], exception: dict[str, str]) -> dict[str, str] | None:
