@@ -148,3 +148,11 @@ def native_source_search(kind: str, plan_hash: str, debug_id: str, names: tuple[
     (`rewrite_first_module`) is another search."""
     digest = hashlib.sha1("\0".join(n or "" for n in names).encode("utf-8")).hexdigest()
     return cache_key(kind, 1, plan_hash, debug_id, digest, purpose)
+
+
+def js_original_names(version: int, identity: str, grammar: str) -> str:
+    """The converted functions of an original JS/TS source fetched apart from its map
+    (`sourcemaps/original_names.py`): by the file's content identity (`lookup.JsFile.identity`) and
+    the grammar its name selects, since one text parses differently as TypeScript."""
+    digest = hashlib.sha256(f"{identity}\0{grammar}".encode("utf-8", "surrogatepass")).hexdigest()
+    return cache_key("js-original-names", version, digest)

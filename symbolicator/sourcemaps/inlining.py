@@ -145,7 +145,7 @@ def inlined_functions(sm: SourceMap, minified: Sequence[ScopeLike], max_memory: 
         inner = _innermost(scopes, _original_keys(sm, at))
         named = inner >= 0
         orig[at[named]] = inner[named] + len(names)
-        names.extend(_name(scope) for scope in scopes)
+        names.extend(scope_label(scope) for scope in scopes)
     if rule == "always" or not len(minified):
         return names, orig
     first = _scope_origins(sm, minified)
@@ -157,5 +157,6 @@ def inlined_functions(sm: SourceMap, minified: Sequence[ScopeLike], max_memory: 
     return names, index
 
 
-def _name(scope: ScopeName) -> str:
+def scope_label(scope: ScopeName) -> str:
+    """How an original function names a frame: its name, ANONYMOUS for an anonymous one."""
     return scope.name if scope.name is not None else ANONYMOUS

@@ -497,6 +497,7 @@ class SmCache:
         if self.is_hermes and not self._in_same_function(line, column - 1, key & 0xFFFFFFFF):
             return None
         function = self._str(self._token_functions[i])
+        from_original = function is not None
         if function is None:
             function = self.function_at(line, column)
         return Token(
@@ -509,6 +510,7 @@ class SmCache:
             in_app=not self._flags[src] & _IGNORED,
             generated_line=(key >> 32) + 1,
             generated_column=(key & 0xFFFFFFFF) + 1,
+            function_from_original=from_original,
         )
 
     def _in_same_function(self, line: int, offset: int, mapped_offset: int) -> bool:
@@ -533,6 +535,13 @@ class SmCache:
         """Original name of the function enclosing 1-based `line`/`column`, if known."""
         i = bisect_right(self._scope_keys, ((line - 1) << 32) | (column - 1)) - 1
         return self._str(self._scope_names[i]) if i >= 0 else None
+
+    def names_from_fetched_original(self, token: Token) -> bool:
+        """Whether `token`'s function should come from its original source fetched apart from the map
+        (docs/javascript.md, step 2): the map carries no text for that source, nothing closer to the
+        original (Metro's function maps) named it, and the name pass was not skipped."""
+        return (not token.function_from_original and not self.names_skipped
+                and self.source_content(token.source_index) is None)
 
     def source_content(self, source_index: int) -> str | None:
         contents = self._views[_Section.CONTENTS]

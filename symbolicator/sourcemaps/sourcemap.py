@@ -54,6 +54,8 @@ class Token:
     `generated_line`/`generated_column` are where the matched mapping starts.
     `function` is the enclosing original function (None when unknown or
     anonymous); `in_app` is False for sources on the map's ignore list.
+    `function_from_original`: `function` comes from the original code (Metro's function maps, or the
+    original source of inlined code), not from the minified file's scopes.
     """
 
     source: str
@@ -65,6 +67,7 @@ class Token:
     in_app: bool
     generated_line: int
     generated_column: int
+    function_from_original: bool = False
 
 
 @dataclass(frozen=True, slots=True)

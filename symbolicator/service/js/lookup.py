@@ -57,6 +57,7 @@ from symbolicator.errors import (
     WorkerCrashed,
     WorkerOutOfMemory,
 )
+from symbolicator.service.js.fetched_names import original_names
 from symbolicator.service.js.request import JsRequest, Module, is_valid_abs_path, symbolicate
 from symbolicator.service.js.scraping import Scraper
 from symbolicator.service.parts import ServiceParts
@@ -64,6 +65,7 @@ from symbolicator.service.stored_files import ScopeIndexes, cached_download
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.facebook import is_hermes_bytecode
 from symbolicator.sourcemaps.inject import existing_debug_id
+from symbolicator.sourcemaps.original_names import OriginalNames
 from symbolicator.sourcemaps.smcache import SOURCEMAP_CACHE_VERSION, SmCache, build_from_sources
 from symbolicator.sourcemaps.urls import (
     InvalidBase64SourceMap,
@@ -81,12 +83,14 @@ BUNDLE_CACHE_VERSION = 1
 @dataclass(frozen=True)
 class JsMemos:
     """What one service keeps open across requests (`JsService` owns one), all keyed by content:
-    opened sourcemap caches, minified files' line indexes and end comments, bundle manifests."""
+    opened sourcemap caches, minified files' line indexes and end comments, bundle manifests,
+    converted functions of originals fetched apart from their maps (`fetched_names.py`)."""
 
     caches: OpenedFiles[SmCache] = field(default_factory=lambda: OpenedFiles(128))
     lines: Lru[str, LineIndex] = field(default_factory=lambda: Lru(256, 256 * 1024 * 1024))
     comments: Lru[str, Comments] = field(default_factory=lambda: Lru(4096))
     manifests: Lru[str, dict[str, BundleFile]] = field(default_factory=lambda: Lru(64))
+    names: Lru[str, OriginalNames] = field(default_factory=lambda: Lru(1024, 64 * 1024 * 1024))
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class JsLookup:
         self._modules: dict[str, asyncio.Task[Module]] = {}
         self._files: dict[str, asyncio.Task[JsFile]] = {}
         self._sources: dict[str, asyncio.Task[Sequence[str] | None]] = {}
+        self._names: dict[str, asyncio.Task[OriginalNames | None]] = {}
         self._open_bundles: dict[str, None] = {}
         options = request.scraping
         self.scraper = Scraper(deps.fetcher, deps.caches, deps.coalescer, deps.settings.scraping, options.enabled,
@@ -231,6 +236,23 @@ class JsLookup:
         if task is None:
             task = self._sources[url] = asyncio.ensure_future(self._original_source(url))
         return await asyncio.shield(task)
+
+    async def original_function(self, url: str, line: int, column: int) -> str | None:
+        """The function enclosing a 1-based position of an original without `sourcesContent`, fetched
+        like `original_source` ("" anonymous; None: outside every function, or the original is not
+        to be had)."""
+        task = self._names.get(url)
+        if task is None:
+            task = self._names[url] = asyncio.ensure_future(self._original_names(url))
+        names = await asyncio.shield(task)
+        return names.function_at(line, column) if names is not None else None
+
+    async def _original_names(self, url: str) -> OriginalNames | None:
+        try:
+            found = await self.find_file(url)
+        except LookupFailure:
+            return None
+        return await original_names(self.deps, found)
 
     async def _original_source(self, url: str) -> Sequence[str] | None:
         try:
@@ -533,7 +555,8 @@ async def symbolicate_js(request: JsRequest, deps: JsDeps, scope: Scope) -> dict
     paths = {_abs_path(f) for t in request.stacktraces for f in t["frames"]
              if isinstance(f.get("lineno"), int) and f["lineno"] >= 1}
     await asyncio.gather(*(lookup.module(p) for p in paths if is_valid_abs_path(p)))
-    payload = await symbolicate(request, lookup.module, lookup.original_source)
+    payload = await symbolicate(request, lookup.module, lookup.original_source,
+                                original_function=lookup.original_function)
     payload["scraping_attempts"] = lookup.scraping_attempts()
     payload["used_artifact_bundles"] = list(lookup.used_bundles)
     return payload

@@ -254,6 +254,9 @@ _NAMINGS: weakref.WeakKeyDictionary[SmCache, dict[int, SourceNaming]] = weakref.
 
 GetModule = Callable[[str], Awaitable[Module]]
 OriginalSource = Callable[[str], Awaitable["Sequence[str] | None"]]
+OriginalFunction = Callable[[str, int, int], Awaitable[str | None]]
+"""`(source URL, 1-based original line, column)` → the function enclosing it in the fetched original
+("" anonymous; None: no answer): `lookup.JsLookup.original_function`."""
 
 
 @dataclass
@@ -267,8 +270,10 @@ class FrameMapper:
     """Maps the frames of one request through modules; collects `errors`."""
 
     def __init__(self, get_module: GetModule, original_source: OriginalSource, apply_source_context: bool,
-                 valid_abs_path: Callable[[Any], bool] | None = None) -> None:
+                 valid_abs_path: Callable[[Any], bool] | None = None,
+                 original_function: OriginalFunction | None = None) -> None:
         self.get_module = get_module
+        self.original_function = original_function
         self.valid_abs_path = valid_abs_path or is_valid_abs_path
         self.original_source = original_source
         self.apply_source_context = apply_source_context
@@ -336,6 +341,10 @@ class FrameMapper:
         out["filename"] = naming.filename
         out["lineno"], out["colno"] = token.original_line, token.original_column
         scope_name = token.function
+        if self.original_function is not None and module.cache.names_from_fetched_original(token):
+            fetched = await self.original_function(token.source, token.original_line, token.original_column)
+            if fetched is not None:  # the original function, fetched (step 2 of docs/javascript.md)
+                scope_name = fetched or None
         if scope_name and scope_name.startswith("$async$"):
             scope_name = token.name or scope_name
         out["function"] = function_name(frame.get("function"), scope_name, callsite)
@@ -441,12 +450,15 @@ def generate_module(abs_path: str) -> str:
 
 
 async def symbolicate(request: JsRequest, get_module: GetModule, original_source: OriginalSource,
-                      valid_abs_path: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+                      valid_abs_path: Callable[[Any], bool] | None = None,
+                      original_function: OriginalFunction | None = None) -> dict[str, Any]:
     """The completed payload (without `status`): stacktraces, raw_stacktraces, errors.
 
-    `valid_abs_path` replaces the URL check (offline traces name relative files).
+    `valid_abs_path` replaces the URL check (offline traces name relative files); `original_function`
+    names frames in flagged originals the map carries no text of (None: not looked for).
     """
-    engine = FrameMapper(get_module, original_source, request.apply_source_context, valid_abs_path)
+    engine = FrameMapper(get_module, original_source, request.apply_source_context, valid_abs_path,
+                         original_function)
     stacktraces, raw_stacktraces = [], []
     for trace in request.stacktraces:
         frames, raw = await engine.stacktrace(trace["frames"], request.callee_first)
