@@ -19,8 +19,9 @@ import asyncio
 import json
 import shutil
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -64,7 +65,7 @@ def named_right(answer: dict[str, Any], names: list[str | None]) -> tuple[int, i
     """(frames named as TypeScript names them, frames TypeScript names, the misses)."""
     got = [f.get("function") for t in answer["stacktraces"] for f in t["frames"]]
     assert len(got) == len(names)
-    pairs = [(want, have) for want, have in zip(names, got) if want]
+    pairs = [(want, have) for want, have in zip(names, got, strict=True) if want]
     misses = [(want, have) for want, have in pairs if want != have]
     return len(pairs) - len(misses), len(pairs), misses
 
@@ -149,26 +150,30 @@ def site_tree(root: Path, bundle: str, with_originals: bool) -> Path:
     return root
 
 
-def test_originals_uploaded_in_an_artifact_bundle_name_the_inlined_frames(service: ServiceProcess,
-                                                                           tmp_path: Path) -> None:
-    bundle = "rollup-nosources"
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_originals_uploaded_in_an_artifact_bundle_name_the_inlined_frames(service: ServiceProcess, tmp_path: Path,
+                                                                           bundle: str) -> None:
     url = "https://cdn.example.org/assets/app.min.js"
     stacktraces, names = traces(bundle, url)
     answers = {}
-    for release, with_originals in (("nosrc-1", False), ("nosrc-2", True)):
-        root = site_tree(tmp_path / release, bundle, with_originals)
+    for n, with_originals in enumerate((False, True)):
+        release = f"{bundle}-{n}"
+        root = site_tree(tmp_path / release, bundle, False)
         # --no-rewrite: sentry-cli would otherwise copy the originals into the map's sourcesContent.
-        sentry_cli(service, tmp_path, "sourcemaps", "upload", "--release", release, "--url-prefix", "~",
-                   "--ext", "js", "--ext", "map", "--ext", "ts", "--no-rewrite", "--wait", str(root))
-        answers[release] = post(service, {"release": release, "stacktraces": stacktraces,
-                                          "scraping": {"enabled": False}})
-    before, total, misses = named_right(answers["nosrc-1"], names)
+        upload = ("sourcemaps", "upload", "--release", release, "--ext", "js", "--ext", "map", "--ext", "ts",
+                  "--no-rewrite", "--wait")
+        sentry_cli(service, tmp_path, *upload, "--url-prefix", "~", str(root))
+        if with_originals:  # rollup's sources resolve to `~/src/…`; webpack's are `webpack:///./src/…`
+            prefix = "~/src" if bundle.startswith("rollup") else "webpack:///./src"
+            sentry_cli(service, tmp_path, *upload, "--url-prefix", prefix, str(SRC))
+        answers[n] = post(service, {"release": release, "stacktraces": stacktraces, "scraping": {"enabled": False}})
+    before, total, misses = named_right(answers[0], names)
     assert before < total - 5, misses  # the inlined `sortBy`, `retry`, `handlers.onClick`, `Cart.#priceOf`…
-    after, total, misses = named_right(answers["nosrc-2"], names)
+    after, total, misses = named_right(answers[1], names)
     assert after == total, misses
-    frame = answers["nosrc-2"]["stacktraces"][0]["frames"][-1]
-    assert frame["abs_path"].startswith("https://cdn.example.org/src/") and "context_line" in frame
-    assert all(f["data"]["resolved_with"] == "release" for t in answers["nosrc-2"]["stacktraces"] for f in t["frames"])
+    frames = [f for t in answers[1]["stacktraces"] for f in t["frames"]]
+    assert all(f["data"]["resolved_with"] == "release" and "context_line" in f for f in frames)
+    print(f"{bundle}: {before}/{total} named right without the originals, {after}/{total} with")
 
 
 async def test_originals_scraped_from_the_website_name_the_inlined_frames(service: ServiceProcess) -> None:
