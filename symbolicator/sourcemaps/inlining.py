@@ -25,6 +25,9 @@ scopes' names, which are right there. Which name wins in a parsed source (`Rule`
   terser-minified rollup and webpack output it leaves 2.6 % of frames wrong (code terser moved
   rather than inlined, `#private` names it mangled), `always` none (docs/javascript.md).
 
+A source the map carries no text for is named later, from the original fetched apart from the map
+(`original_names.py`, `service/js/fetched_names.py`), by the same parse.
+
 Each original source is parsed within the function-name pass's memory budget
 (`limits.js_names_max_memory_bytes`), one at a time (each tree is freed before the next parse);
 a source over it keeps the minified-scope naming.

@@ -12,9 +12,10 @@ Costs are paid once. A bundle is downloaded once into the downloads cache
 changes meaning); a map is converted once, in the worker pool, into a sourcemap
 cache stored in the derived cache under the content identity of the map and of
 the minified file (its scopes give function names) plus
-`SOURCEMAP_CACHE_VERSION`. A file inside a bundle is identified by the bundle's
-SHA-1 and its member name, a scraped or embedded one by the SHA-256 of its
-bytes, so a warm lookup never reads a map just to hash it. Downloads and
+`SOURCEMAP_CACHE_VERSION`; an original fetched apart from a map without
+`sourcesContent` is converted once for function names (`fetched_names.py`).
+A file inside a bundle is identified by the bundle's SHA-1 and its member name,
+a scraped or embedded one by the SHA-256 of its bytes, so a warm lookup never reads a map just to hash it. Downloads and
 conversions are coalesced per key: 50 concurrent events needing one map cause
 one download and one conversion. Opened caches (by their content key),
 minified line indexes and bundle manifests stay in small LRUs the service owns (`JsMemos`), so
