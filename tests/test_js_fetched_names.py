@@ -38,11 +38,12 @@ from tests.support.websites import Website
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "js_scopes"
 SRC = FIXTURES / "src"
-BUNDLES = ("rollup-nosources", "webpack-nosources")
+OUT = FIXTURES / "out_nosources"
+BUNDLES = ("rollup", "webpack")
 
 
 def expected(bundle: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / "out" / bundle / "app.min.js.expected.json").read_text())
+    data: dict[str, Any] = json.loads((OUT / bundle / "app.min.js.expected.json").read_text())
     return data
 
 
@@ -73,8 +74,8 @@ def named_right(answer: dict[str, Any], names: list[str | None]) -> tuple[int, i
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_cache_names_every_mapped_position_as_the_typescript_compiler_does(bundle: str) -> None:
     """The converted original of each source, asked at the original position of every mapping."""
-    mappings = json.loads((FIXTURES / "out" / bundle / "app.min.js.mappings.json").read_text())
-    sources = json.loads((FIXTURES / "out" / bundle / "app.min.js.map").read_text())["sources"]
+    mappings = json.loads((OUT / bundle / "app.min.js.mappings.json").read_text())
+    sources = json.loads((OUT / bundle / "app.min.js.map").read_text())["sources"]
     caches = {name: OriginalNames(original_names.build(name, (SRC / name).read_bytes()))
               for name in {Path(s).name for s in sources}}
     checked = 0
@@ -144,7 +145,7 @@ def site_tree(root: Path, bundle: str, with_originals: bool) -> Path:
     """`assets/app.min.js` + map, and the originals at `src/` where the map's sources point."""
     (root / "assets").mkdir(parents=True)
     for name in ("app.min.js", "app.min.js.map"):
-        shutil.copy(FIXTURES / "out" / bundle / name, root / "assets" / name)
+        shutil.copy(OUT / bundle / name, root / "assets" / name)
     if with_originals:
         shutil.copytree(SRC, root / "src", ignore=shutil.ignore_patterns("vendor.js"))
     return root
@@ -177,11 +178,11 @@ def test_originals_uploaded_in_an_artifact_bundle_name_the_inlined_frames(servic
 
 
 async def test_originals_scraped_from_the_website_name_the_inlined_frames(service: ServiceProcess) -> None:
-    bundle = "rollup-nosources"  # webpack's sources are `webpack:///` URLs: nothing to scrape
+    bundle = "rollup"  # webpack's sources are `webpack:///` URLs: nothing to scrape
     # The map's sources are `../../src/…`: from `/with/build/assets/` they are `/with/src/…`.
     async with Website() as site:
         for name in ("app.min.js", "app.min.js.map"):
-            body = (FIXTURES / "out" / bundle / name).read_bytes()
+            body = (OUT / bundle / name).read_bytes()
             site.add_body(f"/with/build/assets/{name}", body)
             site.add_body(f"/without/build/assets/{name}", body)
         for original in SRC.iterdir():
@@ -205,13 +206,13 @@ async def test_originals_scraped_from_the_website_name_the_inlined_frames(servic
 
 async def test_concurrent_events_fetch_and_convert_each_original_once(tmp_path: Path) -> None:
     """20 events at once on a fresh service: each original is fetched once and converted once."""
-    bundle = "rollup-nosources"
+    bundle = "rollup"
     svc = ServiceProcess(tmp_path, {"storage": {"backend": "local", "local_dir": str(tmp_path / "uploads")},
                                     "cache": {"dir": str(tmp_path / "cache")},
                                     "fetch": {"allow_private_addresses": True}, "workers": 1})
     async with Website() as site:
         for name in ("app.min.js", "app.min.js.map"):
-            site.add_body(f"/c/build/assets/{name}", (FIXTURES / "out" / bundle / name).read_bytes())
+            site.add_body(f"/c/build/assets/{name}", (OUT / bundle / name).read_bytes())
         for original in SRC.iterdir():
             site.add_body(f"/c/src/{original.name}", original.read_bytes())
         stacktraces, names = traces(bundle, site.url("/c/build/assets/app.min.js"))
