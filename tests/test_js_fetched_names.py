@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from symbolicator.errors import CacheFormatError
+from symbolicator.service.js.offline import symbolicate_js_request
 from symbolicator.sourcemaps import original_names
 from symbolicator.sourcemaps.original_names import OriginalNames
 from tests.support.service import ServiceProcess
@@ -202,6 +203,19 @@ async def test_originals_scraped_from_the_website_name_the_inlined_frames(servic
         assert found[site.url("/with/src/main.ts")] == "success"
         lost = {a["url"]: a.get("reason") for a in answers["without"]["scraping_attempts"]}
         assert lost[site.url("/without/src/main.ts")] == "not_found"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_offline_symbolicate_names_from_the_originals_on_disk(tmp_path: Path, bundle: str) -> None:
+    """`symbolicator symbolicate --symbols DIR` (the same frame code): originals beside the build."""
+    counts = []
+    for with_originals in (False, True):
+        root = site_tree(tmp_path / str(with_originals), bundle, with_originals)
+        stacktraces, names = traces(bundle, str(root / "assets" / "app.min.js"))
+        answer = symbolicate_js_request({"stacktraces": stacktraces}, [root])
+        counts.append(named_right(answer, names))
+    (before, total, _), (after, _, misses) = counts
+    assert before < total - 5 and after == total, misses
 
 
 async def test_concurrent_events_fetch_and_convert_each_original_once(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ beside it. The frames then go through the very code the endpoint uses
 answer, and the text output is a V8-style trace of the original positions.
 
 Sources resolve against the map's path on disk, so frames point at the real
-original files, and originals without `sourcesContent` are read from there.
+original files, and originals without `sourcesContent` are read from there (for source context,
+and parsed once each for function names, as the service parses fetched originals).
 
 Only files inside the folders are read: a trace naming `/etc/…`, or a
 `sourceMappingURL` of `../../secret.map`, finds nothing unless the caller allows
@@ -36,6 +37,8 @@ from symbolicator.errors import FormatError, InvalidId, JsErrorKind
 from symbolicator.service.js.request import JsRequest, Module, ScrapingOptions, symbolicate
 from symbolicator.sourcemaps.context import LineIndex
 from symbolicator.sourcemaps.inject import existing_debug_id
+from symbolicator.sourcemaps.original_names import OriginalNames
+from symbolicator.sourcemaps.original_names import build as build_original_names
 from symbolicator.sourcemaps.smcache import SmCache, build_from_sources
 from symbolicator.sourcemaps.stacktrace import TraceFrame, format_trace, parse_trace
 from symbolicator.sourcemaps.urls import (
@@ -121,18 +124,23 @@ def _path_of(location: str) -> str:
     return location.split("?", 1)[0].split("#", 1)[0]
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     with open(path, "rb") as f:
-        return f.read(MAX_FILE_BYTES).decode("utf-8", "replace")
+        return f.read(MAX_FILE_BYTES)
+
+
+def _read_text(path: Path) -> str:
+    return _read_bytes(path).decode("utf-8", "replace")
 
 
 class OfflineModules:
-    """`get_module` / `original_source` for `service.js.symbolicate`, from folders."""
+    """`get_module` / `original_source` / `original_function` for `service.js.symbolicate`, from folders."""
 
     def __init__(self, dirs: SymbolDirs, open_map: MapOpener | None = None) -> None:
         self.dirs = dirs
         self.open_map = open_map or _open_map
         self._modules: dict[str, Module] = {}
+        self._names: dict[str, OriginalNames | None] = {}
 
     async def module(self, abs_path: str) -> Module:
         if abs_path not in self._modules:
@@ -142,6 +150,15 @@ class OfflineModules:
     async def original_source(self, url: str) -> Sequence[str] | None:
         found = self.dirs.find(url)
         return LineIndex(_read_text(found)) if found else None
+
+    async def original_function(self, url: str, line: int, column: int) -> str | None:
+        """The function enclosing a position of an original on disk that the map has no text for,
+        parsed once per file as the service parses a fetched one (`sourcemaps/original_names.py`)."""
+        if url not in self._names:
+            found = self.dirs.find(url)
+            self._names[url] = OriginalNames(build_original_names(str(found), _read_bytes(found))) if found else None
+        names = self._names[url]
+        return names.function_at(line, column) if names is not None else None
 
     def _module(self, abs_path: str) -> Module:
         module = Module(abs_path)
@@ -209,7 +226,8 @@ async def offline_js_payload(request: JsRequest, symbol_dirs: Sequence[Path], *,
     """The `/symbolicate-js` payload of a parsed request, from folders (also the JS half of `/symbolicate-any`)."""
     modules = OfflineModules(SymbolDirs(symbol_dirs, trace_paths), open_map)
     request = replace(request, scraping=ScrapingOptions(enabled=False))
-    payload = await symbolicate(request, modules.module, modules.original_source, _named_file)
+    payload = await symbolicate(request, modules.module, modules.original_source, _named_file,
+                                original_function=modules.original_function)
     return {**payload, "scraping_attempts": [], "used_artifact_bundles": []}
 
 
