@@ -15,9 +15,9 @@ the minified file (its scopes give function names) plus
 `SOURCEMAP_CACHE_VERSION`; an original fetched apart from a map without
 `sourcesContent` is converted once for function names (`fetched_names.py`).
 A file inside a bundle is identified by the bundle's SHA-1 and its member name,
-a scraped or embedded one by the SHA-256 of its bytes, so a warm lookup never reads a map just to hash it. Downloads and
-conversions are coalesced per key: 50 concurrent events needing one map cause
-one download and one conversion. Opened caches (by their content key),
+a scraped or embedded one by the SHA-256 of its bytes, so a warm lookup never
+reads a map just to hash it. Downloads and conversions are coalesced per key:
+50 concurrent events needing one map cause one download and one conversion. Opened caches (by their content key),
 minified line indexes and bundle manifests stay in small LRUs the service owns (`JsMemos`), so
 a warm request reads no JSON and no ZIP member and touches no cache database:
 its only I/O is the release index lookup, which sees a new upload at once.
@@ -249,9 +249,13 @@ class JsLookup:
         return names.function_at(line, column) if names is not None else None
 
     async def _original_names(self, url: str) -> OriginalNames | None:
+        """A store that is down costs the names, not the frame."""
         try:
             found = await self.find_file(url)
         except LookupFailure:
+            return None
+        except SymbolicatorError as exc:
+            log.warning("looking up the original %s for names failed: %s", url, exc)
             return None
         return await original_names(self.deps, found)
 
