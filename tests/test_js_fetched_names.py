@@ -205,6 +205,28 @@ async def test_originals_scraped_from_the_website_name_the_inlined_frames(servic
         assert lost[site.url("/without/src/main.ts")] == "not_found"
 
 
+async def test_originals_that_are_not_code_cost_the_names_not_the_frames(service: ServiceProcess) -> None:
+    """Binary junk, a 500 and an empty file where the originals should be: every frame is still mapped."""
+    bundle = "rollup"
+    async with Website() as site:
+        for name in ("app.min.js", "app.min.js.map"):
+            site.add_body(f"/bad/build/assets/{name}", (OUT / bundle / name).read_bytes())
+        site.add_body("/bad/src/main.ts", bytes(range(256)) * 64)
+        site.add_status("/bad/src/flows.js", 500)
+        site.add_body("/bad/src/geometry.ts", b"")
+        site.add_body("/bad/src/shop.js", b"class {{{ ((( => function")
+        stacktraces, _ = traces(bundle, site.url("/bad/build/assets/app.min.js"))
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{service.url}/symbolicate-js", params={"scope": "acme/web"},
+                                    json={"stacktraces": stacktraces}) as r:
+                assert r.status == 200
+                answer = await r.json()
+    assert answer["status"] == "completed"
+    frames = [f for t in answer["stacktraces"] for f in t["frames"]]
+    assert len(frames) == 78 and all(f["data"]["symbolicated"] for f in frames)
+    assert requests.get(f"{service.url}/healthcheck", timeout=10).ok
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_offline_symbolicate_names_from_the_originals_on_disk(tmp_path: Path, bundle: str) -> None:
     """`symbolicator symbolicate --symbols DIR` (the same frame code): originals beside the build."""
