@@ -34,7 +34,7 @@ from symbolicator.pids import process_alive
 from symbolicator.service.jobs import JobRegistry
 from symbolicator.service.js.mixed import MixedRequest, symbolicate_mixed
 from symbolicator.service.js.service import JsService
-from symbolicator.service.jvm_service import JvmService
+from symbolicator.service.jvm.service import JvmService
 from symbolicator.service.native.modules import RequestSources
 from symbolicator.service.native.service import NativeService
 from symbolicator.service.parts import ServiceParts

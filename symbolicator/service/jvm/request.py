@@ -21,7 +21,7 @@ from typing import Any
 
 from symbolicator.errors import InvalidShape, invalid_shape
 from symbolicator.proguard.remap import RemappedFrame, Remapper
-from symbolicator.service.jvm_sources import apply_context
+from symbolicator.service.jvm.sources import apply_context
 from symbolicator.types import DebugId
 
 FRAME_FIELDS = ("function", "module", "filename", "abs_path", "lineno", "in_app", "index", "platform",

@@ -12,9 +12,9 @@ from typing import Any
 
 from symbolicator.config import LimitsSettings
 from symbolicator.metrics import Metrics
-from symbolicator.service.jvm import JvmRequest, symbolicate
-from symbolicator.service.jvm_lookup import JvmDeps, MappingLookup
-from symbolicator.service.jvm_sources import JvmSources
+from symbolicator.service.jvm.lookup import JvmDeps, MappingLookup
+from symbolicator.service.jvm.request import JvmRequest, symbolicate
+from symbolicator.service.jvm.sources import JvmSources
 from symbolicator.service.parts import ServiceParts
 from symbolicator.types import Scope
 
