@@ -1,6 +1,6 @@
 """The on-disk caches (downloads + derived, see `store`) and per-key coalescing (`coalesce`)."""
 
-from symbolicator.caching.coalesce import Coalescer, get_or_compute
+from symbolicator.caching.coalesce import Coalescer, conversion_output, get_or_compute
 from symbolicator.caching.store import NEGATIVE_TTL, CacheEntry, Caches, CacheStore
 from symbolicator.errors import EntryTooLarge
 
@@ -10,6 +10,7 @@ __all__ = [
     "CacheStore",
     "Caches",
     "Coalescer",
+    "conversion_output",
     "EntryTooLarge",
     "get_or_compute",
 ]

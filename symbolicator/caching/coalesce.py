@@ -21,7 +21,8 @@ coalesced per key, with outcomes and format errors stored as negative entries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -59,6 +60,18 @@ class Coalescer:
             del self._tasks[key]
         if not task.cancelled():
             task.exception()  # retrieved: no "never retrieved" warning when every waiter left
+
+
+@contextlib.asynccontextmanager
+async def conversion_output(store: CacheStore, suffix: str) -> AsyncIterator[Path]:
+    """A new temp file in `store` for a conversion (a `compute`) to write; removed when the
+    conversion fails, so a crashed worker or a malformed input leaves nothing behind."""
+    out = await asyncio.to_thread(store.temp_path, suffix)
+    try:
+        yield out
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
 
 
 async def get_or_compute(store: CacheStore, coalescer: Coalescer, key: str, compute: Compute) -> CacheEntry:

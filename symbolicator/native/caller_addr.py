@@ -36,7 +36,6 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from symbolicator.errors import InvalidShape
 from symbolicator.types import Arch
 
 SIGILL = 4
@@ -172,18 +171,19 @@ def frame_adjustment(frame: FrameAddr, default: Adjustment) -> Adjustment:
 def parse_register(name: str, value: object) -> int:
     """A register value as sent on the wire: an int, or hex with or without `0x`; 64 bits at most.
 
-    `value` is whatever the JSON held: any other type is the caller's mistake (422), not ours.
+    `value` is whatever the JSON held; anything else is a `ValueError` (request models make it
+    their 422: engines carry no HTTP meaning).
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidShape(f"register {name!r}: expected a hex string or an integer, got {value!r:.80}")
+        raise ValueError(f"register {name!r}: expected a hex string or an integer, got {value!r:.80}")
     if isinstance(value, int):
         if not 0 <= value < 1 << 64:
-            raise InvalidShape(f"register {name!r}: value {value} outside 0..2^64-1")
+            raise ValueError(f"register {name!r}: value {value} outside 0..2^64-1")
         return value
     text = value.strip()
     digits = text[2:] if text[:2] in ("0x", "0X") else text
     if not digits or len(digits) > 16 or not all(c in "0123456789abcdefABCDEF" for c in digits):
-        raise InvalidShape(f"register {name!r}: invalid hex value {value!r}")
+        raise ValueError(f"register {name!r}: invalid hex value {value!r}")
     return int(digits, 16)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.caching import CacheEntry, get_or_compute
+from symbolicator.caching import CacheEntry, conversion_output, get_or_compute
 from symbolicator.errors import (
     FormatError,
     ObjectFileStatus,
@@ -101,14 +101,10 @@ class CfiLookup(ModuleResolver):
             if downloaded.is_negative:
                 return downloaded.outcome or Outcome.NOT_FOUND
             assert downloaded.path is not None
-            out = await asyncio.to_thread(derived.temp_path, ".cficache")
-            try:
+            async with conversion_output(derived, ".cficache") as out:
                 meta = await self.workers.run(convert_cfi, str(downloaded.path), str(out), arch)
                 self.cfi_conversions.inc()
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
-            except BaseException:
-                out.unlink(missing_ok=True)
-                raise
             return out
 
         for _ in range(2):

@@ -25,7 +25,7 @@ from prometheus_client import Counter
 
 from symbolicator import keys
 from symbolicator.artifacts.indexes import IndexReader
-from symbolicator.caching import Caches, Coalescer, get_or_compute
+from symbolicator.caching import Caches, Coalescer, conversion_output, get_or_compute
 from symbolicator.caching.memo import OpenedFiles
 from symbolicator.errors import FormatError, Outcome, StorageError
 from symbolicator.proguard import convert
@@ -136,13 +136,9 @@ class MappingLookup:
                                                keys.cache_key("jvm-upload", 1, key, sha1), key)
             if downloaded.is_negative or downloaded.path is None:
                 return downloaded.outcome or Outcome.NOT_FOUND
-            out = await asyncio.to_thread(derived.temp_path, ".pgcache")
-            try:
+            async with conversion_output(derived, ".pgcache") as out:
                 await deps.workers.run(convert_mapping_file, str(downloaded.path), str(out))
                 deps.conversions.inc()
-            except BaseException:
-                out.unlink(missing_ok=True)
-                raise
             return out
 
         for _ in range(2):

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from symbolicator import keys
-from symbolicator.caching import CacheEntry, get_or_compute
+from symbolicator.caching import CacheEntry, conversion_output, get_or_compute
 from symbolicator.caching.memo import OpenedFiles
 from symbolicator.config import Settings
 from symbolicator.errors import (
@@ -256,8 +256,7 @@ class ModuleResolver:
             if downloaded.is_negative:
                 return downloaded.outcome or Outcome.NOT_FOUND
             assert downloaded.path is not None
-            out = await asyncio.to_thread(derived.temp_path, ".symcache")
-            try:
+            async with conversion_output(derived, ".symcache") as out:
                 limits = self.settings.limits
                 meta = await self.workers.run(convert_debug_file, str(downloaded.path), str(out), arch,
                                               limits.max_decompressed_section_bytes, limits.conversion_memory_bytes,
@@ -266,9 +265,6 @@ class ModuleResolver:
                 await asyncio.to_thread(derived.put_bytes, meta_key, json.dumps(meta).encode())
                 if shared is not None:
                     await shared.publish(sc_key, out, {"meta": meta}, derived)
-            except BaseException:
-                out.unlink(missing_ok=True)
-                raise
             return out
 
         for _ in range(2):

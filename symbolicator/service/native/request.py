@@ -230,7 +230,10 @@ def _thread(value: Any, index: int) -> RawThread:
     if not isinstance(registers, dict):
         raise InvalidShape(f"{where}.registers must be an object")
     for name, reg in registers.items():
-        parse_register(name, reg)
+        try:
+            parse_register(name, reg)
+        except ValueError as exc:
+            raise InvalidShape(f"{where}.registers: {exc}") from None
     fields = {k: value[k] for k in _THREAD_FIELDS if value.get(k) is not None}
     return RawThread(fields, registers, tuple(_frame(f, f"{where}.frames[{i}]") for i, f in enumerate(frames)))
 
