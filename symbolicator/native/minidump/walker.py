@@ -165,12 +165,15 @@ class Walker:
         cfa = (regs[base_name] + rules.cfa_offset) & _MASK
         caller = {name: regs[name] for name in self.callee_saved if name in regs}
         ra: int | None = None
+        sp = cfa
         for reg, kind, off in rules.rules:
             value = self._recover(kind, off, cfa, regs, stack, reg)
             if reg == self.ra_reg:
                 ra = value
                 continue
             name = self.dwarf_names.get(reg)
+            if name == self.sp and kind == RuleKind.OFFSET and value is not None:
+                sp = value  # saved in a machine frame (Windows x64 PUSH_MACHFRAME), as rust-minidump reads `$rsp:`
             if name is None or name == self.sp:
                 continue
             if value is None:
@@ -186,7 +189,7 @@ class Walker:
             if "fp" in caller:
                 caller["fp"] &= self.pointer_mask
         caller[self.pc] = ra
-        caller[self.sp] = cfa
+        caller[self.sp] = sp
         return WalkedFrame(ra, "cfi", caller)
 
     def _recover(self, kind: RuleKind, off: int, cfa: int, regs: dict[str, int], stack: Stack,
@@ -260,8 +263,9 @@ class Walker:
         if module.has_function is not None:
             return module.has_function(addr - module.base)
         if module.cfi is not None and module.cfi.rows:
-            # Our stand-in for rust-minidump's "a symbol covers it": an FDE covers it.
-            return module.cfi.lookup(addr - module.base + module.cfi.image_vmaddr) is not None
+            # Our stand-in for rust-minidump's "a symbol covers it": an FDE covers it (in a PE, whose
+            # leaf functions have no unwind entry, any address from its first function on).
+            return module.cfi.covers(addr - module.base + module.cfi.image_vmaddr)
         return True
 
     def _by_scan(self, regs: dict[str, int], stack: Stack, first: bool) -> WalkedFrame | None:
