@@ -9,12 +9,13 @@ Mozilla's `dump_syms` turn into `STACK CFI`, and what the walker needs for the m
 crash dumps in the field (sentry-native / Crashpad on Windows).
 
 The codes become DWARF-style rows (`Fde`): at the function's entry the CFA is `rsp + 8` and
-the return address at CFA − 8; each prolog operation takes effect at its code offset, so a
-frame stopped inside the prolog unwinds by what has run so far (dump_syms writes only the
-final state, for the whole function). `PUSH_NONVOL` saves a register 8 bytes further down,
-`ALLOC_SMALL` / `ALLOC_LARGE` grow the frame, `SET_FPREG` moves the CFA onto the frame
-register (`CFA = reg + size − 16·FrameOffset`: later `rsp` changes, `alloca` included, no
-longer matter), `SAVE_NONVOL(_FAR)` saves a register at an offset from `rsp` at that point.
+the return address at CFA − 8; each prolog operation takes effect at its code offset (from the
+end of the prolog on, whatever its offset), so a frame stopped inside the prolog unwinds by
+what has run so far (dump_syms writes only the final state, for the whole function).
+`PUSH_NONVOL` saves a register 8 bytes further down, `ALLOC_SMALL` / `ALLOC_LARGE` grow the
+frame, `SET_FPREG` moves the CFA onto the frame register (`CFA = reg + size − 16·FrameOffset`:
+later `rsp` changes, `alloca` included, no longer matter), `SAVE_NONVOL(_FAR)` saves a register
+at an offset from `rsp` at that point.
 `SAVE_XMM128(_FAR)` is skipped (the walker tracks no vector registers). `PUSH_MACHFRAME` (an
 interrupt or exception entry: the hardware pushed RIP, CS, EFLAGS, RSP, SS, after an error
 code when its info is 1) takes the return address and the caller's `rsp` from that frame: an
@@ -59,14 +60,14 @@ Take = Callable[[int, int, str], bytes]
 class _Info:
     """One `UNWIND_INFO`: its codes as (prolog offset, operation, info, extra slots) in array order."""
 
-    __slots__ = ("chained", "codes", "frame_offset", "frame_reg")
+    __slots__ = ("chained", "codes", "frame_offset", "frame_reg", "prolog_size")
 
     def __init__(self, take: Take, rva: int) -> None:
         head = take(rva, 4, "UNWIND_INFO")
         version, flags = head[0] & 7, head[0] >> 3
         if version not in (1, 2):
             raise MalformedObject(f"PE unwind: UNWIND_INFO version {version} at RVA {rva:#x}")
-        count = head[2]
+        self.prolog_size, count = head[1], head[2]
         self.frame_reg, self.frame_offset = head[3] & 0xF, head[3] >> 4
         slots = struct.unpack(f"<{count}H", take(rva + 4, 2 * count, "unwind codes")) if count else ()
         codes: list[tuple[int, int, int, tuple[int, ...]]] = []
@@ -135,21 +136,25 @@ class _State:
 
 
 def _relative_rows(chain: tuple[_Info, ...]) -> list[tuple[int, RuleKey]]:
-    """Rows at offsets from the function's start: the parents' codes all applied (their prologs
-    ran in the primary function), then the function's own codes at their prolog offsets."""
-    state = _State()
-    for parent in reversed(chain[1:]):
-        for _offset, op, arg, extra in reversed(parent.codes):
-            state.apply(parent, op, arg, extra)
+    """Rows at offsets from the function's start, as `RtlVirtualUnwind` decides at each pc: the
+    parents' codes all apply (their prologs ran in the primary function), the function's own
+    only where the pc is past their code offset (every one from the end of the prolog on).
+    Hand-written prologs may list a code at offset 0 after later ones, so each row is
+    evaluated afresh rather than as a running prefix."""
     own = chain[0]
-    rows = [(0, state.key())]
-    for offset, op, arg, extra in reversed(own.codes):
-        state.apply(own, op, arg, extra)
-        at = max(offset, rows[-1][0])  # prolog order has rising offsets; a hostile table may not
-        if rows[-1][0] == at:
-            rows[-1] = (at, state.key())
-        else:
-            rows.append((at, state.key()))
+    offsets = sorted({min(offset, own.prolog_size) for offset, *_ in own.codes} | {0})
+    rows: list[tuple[int, RuleKey]] = []
+    for at in offsets:
+        state = _State()
+        for parent in reversed(chain[1:]):
+            for _offset, op, arg, extra in reversed(parent.codes):
+                state.apply(parent, op, arg, extra)
+        for offset, op, arg, extra in reversed(own.codes):
+            if min(offset, own.prolog_size) <= at:
+                state.apply(own, op, arg, extra)
+        key = state.key()
+        if not rows or rows[-1][1] != key:
+            rows.append((at, key))
     return rows
 
 
