@@ -60,16 +60,18 @@ Take = Callable[[int, int, str], bytes]
 class _Info:
     """One `UNWIND_INFO`: its codes as (prolog offset, operation, info, extra slots) in array order."""
 
-    __slots__ = ("chained", "codes", "frame_offset", "frame_reg", "prolog_size")
+    __slots__ = ("chained", "codes", "frame_offset", "frame_reg", "prolog_size", "raw")
 
     def __init__(self, take: Take, rva: int) -> None:
         head = take(rva, 4, "UNWIND_INFO")
+        self.raw = head + take(rva + 4, 2 * head[2], "unwind codes")
+        """What the rows depend on: functions with the same prolog share it, and their rows."""
         version, flags = head[0] & 7, head[0] >> 3
         if version not in (1, 2):
             raise MalformedObject(f"PE unwind: UNWIND_INFO version {version} at RVA {rva:#x}")
         self.prolog_size, count = head[1], head[2]
         self.frame_reg, self.frame_offset = head[3] & 0xF, head[3] >> 4
-        slots = struct.unpack(f"<{count}H", take(rva + 4, 2 * count, "unwind codes")) if count else ()
+        slots = struct.unpack_from(f"<{count}H", self.raw, 4) if count else ()
         codes: list[tuple[int, int, int, tuple[int, ...]]] = []
         i = 0
         while i < count:
@@ -167,20 +169,18 @@ def fdes(take: Take, exception_dir: tuple[int, int], image_base: int) -> Iterato
         raise MalformedObject(f"PE unwind: {count} RUNTIME_FUNCTION entries")
     table = take(rva, count * _FUNCTION.size, "exception directory") if count else b""
     read_info = functools.lru_cache(maxsize=4096)(lambda at: _Info(take, at))
-    memo: dict[tuple[int, ...], list[tuple[int, RuleKey]]] = {}
+    memo: dict[tuple[bytes, ...], list[tuple[int, RuleKey]]] = {}
     for begin, end, unwind in _FUNCTION.iter_unpack(table):
         if end <= begin or unwind == 0:
             continue
         if unwind & 1:  # an indirect entry: the RVA of another RUNTIME_FUNCTION, whose unwind info is used
             unwind = _FUNCTION.unpack(take(unwind & ~1, 12, "indirect RUNTIME_FUNCTION"))[2] & ~1
-        chain_rvas = [unwind]
-        chain = [read_info(chain_rvas[0])]
-        while chain[-1].chained is not None:
+        chain = [read_info(unwind)]
+        while (parent := chain[-1].chained) is not None:
             if len(chain) >= MAX_CHAIN:
                 raise MalformedObject(f"PE unwind: a chain of more than {MAX_CHAIN} UNWIND_INFOs at {begin:#x}")
-            chain_rvas.append(chain[-1].chained)
-            chain.append(read_info(chain_rvas[-1]))
-        key = tuple(chain_rvas)
+            chain.append(read_info(parent))
+        key = tuple(info.raw for info in chain)
         rows = memo.get(key)
         if rows is None:
             rows = memo[key] = _relative_rows(tuple(chain))
