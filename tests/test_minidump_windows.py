@@ -35,8 +35,9 @@ from symbolicator.native.objects import identify
 from symbolicator.native.pdb.code_map import function_ranges
 from symbolicator.native.pe import read_pe
 from tests.support.minidump import DUMP_SYMS, STACKWALK, needs_stackwalk, post_dump, score, walked_addresses
-from tests.support.native_service import start_service, upload
+from tests.support.native_service import start_service
 from tests.support.service import ServiceProcess
+from tests.support.tools import sentry_cli
 
 W = Path(__file__).resolve().parent / "fixtures/minidump_windows"
 DUMPS = ["worker", "main"]
@@ -328,10 +329,13 @@ def assert_answer_like_stackwalk(name: str, body: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    service = start_service(tmp_path_factory.mktemp("minidump-windows"))
+    """The images and PDBs uploaded by sentry-cli, as a Windows build's are."""
+    work = tmp_path_factory.mktemp("minidump-windows")
+    rights = {"scopes": ["acme/web"], "rights": ["upload", "symbolicate"]}
+    service = start_service(work / "svc", auth={"tokens": {"sntryu_test": rights}})  # tools.sentry_cli's token
     try:
-        for path in IMAGES + PDBS:
-            upload(service, path)
+        out = sentry_cli(service, work, "debug-files", "upload", "--wait", str(W / "out"))
+        assert all(p.name in out for p in IMAGES + PDBS), out
         yield service
     finally:
         service.stop()
