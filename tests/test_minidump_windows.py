@@ -72,7 +72,7 @@ def walk(name: str, caches: Caches, code_maps: bool = True) -> list[list[tuple[i
         cfi, code = caches.get(m.debug_id, (None, None))
         check = (lambda c: lambda offset: c.covers(offset))(code) if code is not None and code_maps else None
         modules.append(WalkModule(m.base, m.size, cfi, check))
-    walker = Walker(dump.arch, modules)
+    walker = Walker(dump.arch, modules, frame_pointers=False)  # off on Windows, as in process.walk
     out = []
     for thread in dump.threads:
         crashed = dump.exception is not None and dump.exception.thread_id == thread.thread_id

@@ -105,7 +105,9 @@ def walk(path: str, cfi_paths: dict[int, str], max_frames: int | None = None,
     modules = [WalkModule(m.base, m.size, _open_cfi(cfi_paths[i]) if i in cfi_paths else None,
                           _code_check(_open_cfi(code_paths[i])) if code_paths and i in code_paths else None)
                for i, m in enumerate(dump.modules)]
-    walker = Walker(dump.arch, modules, **({"max_frames": max_frames} if max_frames else {}))
+    windows = dump.system_info is not None and dump.system_info.os_name == "Windows"
+    walker = Walker(dump.arch, modules, **({"max_frames": max_frames} if max_frames else {}),
+                    frame_pointers=not windows)
     crashed = dump.exception.thread_id if dump.exception else None
     budget = MAX_TOTAL_FRAMES
     traces = []

@@ -108,8 +108,13 @@ def _non_canonical(ptr: int) -> bool:
 class Walker:
     """Walks threads of one dump: its arch and modules are fixed, each thread brings its stack."""
 
-    def __init__(self, arch: Arch, modules: Sequence[WalkModule], max_frames: int = MAX_FRAMES) -> None:
+    def __init__(self, arch: Arch, modules: Sequence[WalkModule], max_frames: int = MAX_FRAMES,
+                 frame_pointers: bool = True) -> None:
+        """`frame_pointers=False` for Windows x64, where rust-minidump skips that step: a frame
+        register may point into the middle of a frame (`SET_FPREG` with an offset), so only the
+        unwind info says where the frame ends."""
         self.arch = arch
+        self.frame_pointers = frame_pointers
         self.modules = Modules(modules)
         highest = max([(1 << 47) - 1, *(m.base + m.size for m in modules)])
         self.pointer_mask = (1 << highest.bit_length()) - 1 if highest < _MASK else _MASK
@@ -134,7 +139,10 @@ class Walker:
         regs = callee.registers
         frame = self._by_cfi(callee, stack, first)
         if frame is None:
-            frame = self._by_fp_arm64(regs, stack) if self.arch == Arch.ARM64 else self._by_frame_pointer(regs, stack)
+            if self.arch == Arch.ARM64:
+                frame = self._by_fp_arm64(regs, stack)
+            elif self.frame_pointers:
+                frame = self._by_frame_pointer(regs, stack)
         frame = frame or self._by_scan(regs, stack, first or (self.arch == Arch.ARM64 and callee.trust == "cfi"))
         if frame is None:
             return None
