@@ -18,6 +18,11 @@ library's CFI, ours beside building its symcache.
    functions (`tests/fixtures/compact_unwind/out/libmany_x86_64.dylib`, 747), each in a fresh
    child, best of the pairs.
 
+4. **x64 PE unwind tables.** `native.cfi.build.build` beside `symbolic`'s `CfiCache.from_object`
+   on a PE image's exception directory (wine's `kernelbase.dll`, 1,409 functions, 7,939 rows,
+   when wine is installed; else the Windows fixture's `crasher.exe`), each in a fresh
+   child, best of the pairs.
+
 Nothing here asserts a time; the machine is shared, so only the ratios mean something.
 """
 
@@ -84,6 +89,19 @@ def compact(pairs: int) -> dict[str, Any]:
     peer = [run_task("bench.minidump_bench:symbolic_compact_task", {"path": str(MACHO)}).seconds
             for _ in range(pairs)]
     return {"ours": ours, "peer": peer}
+
+
+PE_IMAGES = [Path("/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/kernelbase.dll"),
+             REPO / "tests/fixtures/minidump_windows/out/crasher.exe"]
+
+
+def pe_unwind(pairs: int) -> dict[str, Any]:
+    """Our PE unwind conversion beside symbolic's, on the first image of `PE_IMAGES` present."""
+    path = next(p for p in PE_IMAGES if p.exists())
+    ours = [run_task("bench.minidump_bench:compact_task", {"path": str(path)}) for _ in range(pairs)]
+    peer = [run_task("bench.minidump_bench:symbolic_compact_task", {"path": str(path)}).seconds
+            for _ in range(pairs)]
+    return {"ours": [s.seconds for s in ours], "peer": peer, "path": path, "rows": ours[0].extra["rows"]}
 
 
 def symcache_task(args: dict[str, Any]) -> Any:
@@ -153,7 +171,7 @@ def conversion(path: Path, pairs: int) -> dict[str, Any]:
 
 
 def render(warm: dict[str, Any], conv: dict[str, Any] | None, path: Path, command: str,
-           macho: dict[str, Any] | None = None) -> str:
+           macho: dict[str, Any] | None = None, pe: dict[str, Any] | None = None) -> str:
     o, t = min(warm["ours"]), min(warm["theirs"])
     lines = [
         "# Minidump benchmark (issue 14)", "",
@@ -173,6 +191,10 @@ def render(warm: dict[str, Any], conv: dict[str, Any] | None, path: Path, comman
         m, ms = min(macho["ours"]), min(macho["peer"])
         lines.append(f"| compact unwind of `{MACHO.name}` (747 functions) | {m * 1000:.0f} ms | "
                      f"{ms * 1000:.0f} ms (`symbolic` `CfiCache.from_object`) | {m / ms:.2f} |")
+    if pe is not None:
+        p, ps = min(pe["ours"]), min(pe["peer"])
+        lines.append(f"| x64 PE unwind tables of `{pe['path'].name}` ({pe['rows']} rows) | {p * 1000:.0f} ms | "
+                     f"{ps * 1000:.0f} ms (`symbolic` `CfiCache.from_object`) | {p / ps:.2f} |")
     lines += ["", f"Cold first request (conversions included): {warm['cold'] * 1000:.0f} ms.", "",
               "Samples (s): ours " + ", ".join(f"{x:.3f}" for x in warm["ours"]) + "; peer "
               + ", ".join(f"{x:.3f}" for x in warm["theirs"])]
@@ -193,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     warm = warm_dump(args.pairs)
     conv = None if args.no_conversion or not args.debug_file.exists() else conversion(args.debug_file, 2)
     text = render(warm, conv, args.debug_file, "python -m bench.minidump_bench " + " ".join(argv or sys.argv[1:]),
-                  compact(args.pairs))
+                  compact(args.pairs), pe_unwind(args.pairs))
     args.out.write_text(text)
     sys.stdout.write(text)
     return 0

@@ -39,6 +39,7 @@ def run_minidump(path: Path, folders: Any, as_json: bool, format_report: Any) ->
         arch: list[Arch | None] = [None]  # the dump's CPU: the slice of a universal Mach-O to read
 
         async def resolve_unwind(module: native.RawModule) -> ResolvedUnwind:
+            """The first file with unwind rows, and a PDB's code map wherever it comes."""
             result = ResolvedUnwind(ObjectFileStatus.MISSING)
             for candidate, _info in folders.by_id.get(module.debug_id, []) if module.debug_id else []:
                 try:
@@ -46,10 +47,14 @@ def run_minidump(path: Path, folders: Any, as_json: bool, format_report: Any) ->
                 except FormatError:
                     result.status = ObjectFileStatus.MALFORMED
                     continue
-                if meta["rows"]:
+                if meta.get("code_map") and result.code_path is None:
+                    result.code_path = Path(tmp, f"{module.index}.code.cficache")
+                    result.code_path.write_bytes(data)
+                if meta["rows"] and result.cfi_path is None:
                     out = Path(tmp, f"{module.index}.cficache")
                     out.write_bytes(data)
                     result.status, result.cfi_path = ObjectFileStatus.FOUND, out
+                if result.cfi_path is not None and (result.code_path is not None or module.type != "pe"):
                     return result
             return result
 

@@ -136,7 +136,9 @@ class SymbolFolders:
         result = ResolvedModule(ObjectFileStatus.MISSING)
         if module.debug_id is None:
             return result
-        found = sorted(self.by_id.get(module.debug_id, []), key=lambda e: not e[1].features.has_debug_info)
+        # Debug info first; a PDB before its image (a MinGW image carries the CRT's DWARF, not the program's).
+        found = sorted(self.by_id.get(module.debug_id, []),
+                       key=lambda e: (not e[1].features.has_debug_info, e[1].file_format == "pe"))
         for path, info in found:
             candidate: dict[str, Any] = {"source": "local", "location": path.resolve().as_uri()}
             result.candidates.append(candidate)

@@ -61,7 +61,8 @@ async def symbolicate_minidump(dump_path: Path, facts: dict[str, Any], fields: d
     try:
         cfi_paths = {i: str(u.cfi_path) for i, u in enumerate(unwinds)
                      if u.status == ObjectFileStatus.FOUND and u.cfi_path is not None}
-        traces = await run(walk, str(dump_path), cfi_paths)
+        code_paths = {i: str(u.code_path) for i, u in enumerate(unwinds) if u.code_path is not None}
+        traces = await run(walk, str(dump_path), cfi_paths, None, code_paths)
     finally:
         for u in unwinds:
             u.close()

@@ -11,7 +11,8 @@ per key, a broken file remembered as malformed.
 A file without unwind rows (a split debug file whose `.eh_frame` is NOBITS and that has no
 `.debug_frame`) does not end the search: the next stored file of the module (its executable)
 is tried, which is how a walk goes through a module by its `.eh_frame` when no debug file
-carries CFI.
+carries CFI. A PDB is such a file too (a PE image keeps its unwind tables), but its cache holds
+the code map of its symbols, which the walk's stack scanning asks (`code_path`).
 """
 
 from __future__ import annotations
@@ -47,22 +48,24 @@ class KnownCfiCaches:
 
     def __init__(self, max_items: int = KNOWN_CFI_CACHES) -> None:
         self.max_items = max_items
-        self._known: dict[str, tuple[Path, int]] = {}
+        self._known: dict[str, tuple[Path, int, bool]] = {}
 
-    def get(self, key: str) -> tuple[Path, int] | None:
+    def get(self, key: str) -> tuple[Path, int, bool] | None:
         return self._known.get(key)
 
-    def put(self, key: str, path: Path, rows: int) -> None:
-        self._known[key] = (path, rows)
+    def put(self, key: str, path: Path, rows: int, code_map: bool = False) -> None:
+        self._known[key] = (path, rows, code_map)
         while len(self._known) > self.max_items:
             del self._known[next(iter(self._known))]
 
 
 @dataclass
 class ResolvedUnwind(ResolvedModule):
-    """A module's unwind lookup: `cfi_path` is its CFI cache when `status` is FOUND."""
+    """A module's unwind lookup: `cfi_path` is its CFI cache when `status` is FOUND; `code_path` a
+    cache with the code map of its symbols (a PE module's PDB), when one was met on the way."""
 
     cfi_path: Path | None = None
+    code_path: Path | None = None
 
 
 def convert_cfi(src: str, out: str, arch: str | None = None) -> dict[str, Any]:
@@ -121,18 +124,22 @@ class CfiLookup(ModuleResolver):
                 status = ObjectFileStatus.MISSING if entry.outcome == Outcome.NOT_FOUND else ObjectFileStatus.MALFORMED
                 return self._unwind_failed(result, candidate, status, None)
             meta_entry = await asyncio.to_thread(derived.get, meta_key)
-            rows = json.loads(meta_entry.path.read_bytes()).get("rows", 0) if meta_entry and meta_entry.path else 1
-            self.known.put(key, entry.path, rows)
-            return self._found_cfi(result, candidate, entry.path, rows)
+            meta = json.loads(meta_entry.path.read_bytes()) if meta_entry and meta_entry.path else {"rows": 1}
+            rows, code_map = meta.get("rows", 0), bool(meta.get("code_map"))
+            self.known.put(key, entry.path, rows, code_map)
+            return self._found_cfi(result, candidate, entry.path, rows, code_map)
         return self._unwind_failed(result, candidate, ObjectFileStatus.OTHER, "the CFI cache could not be opened")
 
     @staticmethod
-    def _found_cfi(result: ResolvedModule, candidate: dict[str, Any], path: Path, rows: int) -> bool:
+    def _found_cfi(result: ResolvedModule, candidate: dict[str, Any], path: Path, rows: int,
+                   code_map: bool = False) -> bool:
         candidate.setdefault("download", {"status": "ok"})
         candidate["unwind"] = {"status": "ok"}
+        assert isinstance(result, ResolvedUnwind)
+        if code_map and result.code_path is None:
+            result.code_path = path
         if not rows:
             return False  # no unwind rows in this file: try the module's next one
-        assert isinstance(result, ResolvedUnwind)
         result.status, result.cfi_path = ObjectFileStatus.FOUND, path
         result.features = dict(result.features, has_unwind_info=True)
         return True

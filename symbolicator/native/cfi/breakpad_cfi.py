@@ -8,6 +8,9 @@ from that address on. Rules are postfix expressions; the forms `dump_syms` write
 * `$reg: $other`: the value of another register; `$reg: .undef`: not recoverable.
 
 Any other expression is kept as "an expression" (the walker falls back there), never guessed.
+
+The file's `FUNC` and `PUBLIC` records also go into the cache, as the code map stack scanning
+asks (`code_map.py`): the same question rust-minidump asks of the same file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from symbolicator.errors import MalformedObject
 from symbolicator.native.breakpad_sym import parse
+from symbolicator.native.cfi import code_map
 from symbolicator.native.cfi.cache import CacheBuilder
 from symbolicator.native.cfi.dwarf_cfi import Fde, RuleKey
 from symbolicator.native.cfi.rules import (
@@ -111,5 +115,9 @@ def build_from_sym(path: Path) -> tuple[bytes, dict[str, Any]]:
                 fde.rows.append((int(addr, 16), _key(state, regs, ra)))
         except ValueError as exc:
             raise MalformedObject(f"STACK CFI record {line[:80]!r}: {exc}") from exc
-    data, rows = CacheBuilder().add_all(fdes).build(sym.arch, 0)
-    return data, {"arch": sym.arch.value, "image_vmaddr": 0, "rows": rows, "sources": ["STACK CFI"] if rows else []}
+    funcs = sorted({(f.address, f.address + f.size) for f in sym.funcs})
+    publics = sorted({address for address, _name in sym.publics})
+    code = code_map.intervals(funcs, publics) if funcs or publics else None
+    data, rows = CacheBuilder().add_all(fdes).build(sym.arch, 0, code=code)
+    return data, {"arch": sym.arch.value, "image_vmaddr": 0, "rows": rows, "sources": ["STACK CFI"] if rows else [],
+                  "code_map": code is not None}

@@ -5,14 +5,17 @@ From a Mach-O image: its compact unwind (`__unwind_info`, `compact_unwind.py`), 
 executable itself): `.eh_frame` first (what the code unwinds with at run time, always in the
 executable), then `.debug_frame` for functions `.eh_frame` leaves out
 (`-fno-asynchronous-unwind-tables` builds); a split debug file keeps `.eh_frame` as NOBITS and
-is read for `.debug_frame` only. From a Breakpad `.sym` file: its `STACK CFI` records. A file
-with neither gives an empty cache (`rows == 0`): the walker then uses frame pointers and
+is read for `.debug_frame` only. From an x64 PE image: its exception directory (`.pdata` +
+`.xdata`, `pe_unwind.py`). From a Breakpad `.sym` file: its `STACK CFI` records. A file
+with none (a PDB: Windows keeps x64 unwind tables in the image) gives an empty cache
+(`rows == 0`): the module's next file is tried, else the walker uses frame pointers and
 scanning for that module.
 """
 
 from __future__ import annotations
 
 import functools
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,14 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from symbolicator.errors import MalformedObject, UnsupportedFormat
-from symbolicator.native.cfi import compact_unwind
-from symbolicator.native.cfi.cache import CacheBuilder
+from symbolicator.native.cfi import code_map, compact_unwind, pe_unwind
+from symbolicator.native.cfi.cache import SPARSE, CacheBuilder
 from symbolicator.native.cfi.dwarf_cfi import Fde, iter_fdes
 from symbolicator.native.dwarf.macho import open_slice
 from symbolicator.native.elf_headers import ELF_MAGIC
 from symbolicator.native.macho_headers import FAT_MAGIC, FAT_MAGIC_64, THIN_MAGICS
+from symbolicator.native.pdb.msf import MSF_MAGIC
+from symbolicator.native.pe.headers import DOS_MAGIC, read_pe, rva_reader
 from symbolicator.types import Arch
 
 MAX_CFI_SECTION_BYTES = 256 << 20
@@ -102,11 +107,42 @@ def build_from_macho(path: Path, arch: Arch | None = None) -> tuple[bytes, dict[
     return data, {"arch": arch.value, "image_vmaddr": sl.image_vmaddr, "rows": rows, "sources": sources}
 
 
+def build_from_pe(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The CFI cache of an x64 PE image, from its exception directory; other machines (x86 has
+    no unwind tables, ARM64's packed form is not read) give an empty cache."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pe = read_pe(data)
+        builder = CacheBuilder()
+        sources = []
+        if pe.arch == Arch.X86_64 and pe.exception_dir[1]:
+            builder.add_all(pe_unwind.fdes(rva_reader(data, pe), pe.exception_dir, pe.image_base))
+            sources.append(".pdata")
+    out, rows = builder.build(pe.arch, pe.image_base, SPARSE)
+    return out, {"arch": pe.arch.value, "image_vmaddr": pe.image_base, "rows": rows, "sources": sources}
+
+
+def build_from_pdb(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """A PDB has no unwind rows (Windows keeps them in the image): its cache holds only the code
+    map a stack scanner asks (`code_map.py`), at RVAs; `rows` 0, so the image is looked up next."""
+    from symbolicator.native.pdb.code_map import function_ranges
+    from symbolicator.native.pdb.identity import read_identity
+
+    funcs, publics = function_ranges(path)
+    arch = read_identity(path).arch
+    data, rows = CacheBuilder().build(arch, 0, code=code_map.intervals(funcs, publics))
+    return data, {"arch": arch.value, "image_vmaddr": 0, "rows": rows, "sources": ["PDB symbols"],
+                  "code_map": True}
+
+
 def build(path: Path, arch: Arch | None = None) -> tuple[bytes, dict[str, Any]]:
-    """The CFI cache of an ELF file, a Mach-O image (`arch`: the slice of a universal one) or a
-    Breakpad `.sym` file."""
+    """The CFI cache of an ELF file, a Mach-O image (`arch`: the slice of a universal one), a PE
+    image or a Breakpad `.sym` file; a PDB's is empty."""
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(len(MSF_MAGIC))
+    if head.startswith(DOS_MAGIC):
+        return build_from_pe(path)
+    if head == MSF_MAGIC:
+        return build_from_pdb(path)
     if head.startswith(ELF_MAGIC):
         return build_from_elf(path)
     if head[:4] in THIN_MAGICS or int.from_bytes(head[:4], "big") in (FAT_MAGIC, FAT_MAGIC_64):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +86,28 @@ def _open_cfi(path: str) -> CfiCache | None:
     return cache
 
 
-def walk(path: str, cfi_paths: dict[int, str], max_frames: int | None = None) -> list[dict[str, Any]]:
+def _code_check(cache: CfiCache | None) -> Callable[[int], bool] | None:
+    """`has_function` of a module: its code map, asked at module offsets."""
+    if cache is None or not cache.has_code_map:
+        return None
+    return lambda offset: cache.covers(offset + cache.image_vmaddr)
+
+
+def walk(path: str, cfi_paths: dict[int, str], max_frames: int | None = None,
+         code_paths: dict[int, str] | None = None) -> list[dict[str, Any]]:
     """One stack trace per thread, in the dump's order, frames innermost first.
 
     `cfi_paths` maps a module's index in the module list to its CFI cache (which scanning also
-    uses to tell return addresses from other pointers, `Walker._seems_valid`).
+    uses to tell return addresses from other pointers, `Walker._seems_valid`); `code_paths` to a
+    cache with the code map of its symbols (a PE module's PDB), which scanning asks instead.
     """
     dump = _read(path)
-    modules = [WalkModule(m.base, m.size, _open_cfi(cfi_paths[i]) if i in cfi_paths else None)
+    modules = [WalkModule(m.base, m.size, _open_cfi(cfi_paths[i]) if i in cfi_paths else None,
+                          _code_check(_open_cfi(code_paths[i])) if code_paths and i in code_paths else None)
                for i, m in enumerate(dump.modules)]
-    walker = Walker(dump.arch, modules, **({"max_frames": max_frames} if max_frames else {}))
+    windows = dump.system_info is not None and dump.system_info.os_name == "Windows"
+    walker = Walker(dump.arch, modules, **({"max_frames": max_frames} if max_frames else {}),
+                    frame_pointers=not windows)
     crashed = dump.exception.thread_id if dump.exception else None
     budget = MAX_TOTAL_FRAMES
     traces = []

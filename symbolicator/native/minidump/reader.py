@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from symbolicator.errors import MalformedMinidump
-from symbolicator.native.minidump import linux
+from symbolicator.native.minidump import linux, windows
 from symbolicator.native.minidump.context import read_context
 from symbolicator.native.minidump.memory import MemoryMap
 from symbolicator.types import Arch, CodeId, DebugId
@@ -90,6 +90,8 @@ class Exception_:
     flags: int
     address: int
     registers: dict[str, int]
+    parameters: tuple[int, ...] = ()
+    """ExceptionInformation (Windows: an access violation's kind and address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +117,21 @@ class Minidump:
         return self.system_info.cpu_arch if self.system_info else Arch.UNKNOWN
 
     @property
+    def crash_address(self) -> int | None:
+        """The address the crash is about (on Windows the one an access violation touched)."""
+        if self.exception is None:
+            return None
+        if self.system_info is not None and self.system_info.os_name == "Windows":
+            return windows.crash_address(self.exception.code, self.exception.address, self.exception.parameters)
+        return self.exception.address
+
+    @property
     def crash_reason(self) -> str | None:
-        return linux.crash_reason(self.exception.code, self.exception.flags) if self.exception else None
+        if self.exception is None:
+            return None
+        if self.system_info is not None and self.system_info.os_name == "Windows":
+            return windows.crash_reason(self.exception.code, self.exception.parameters)
+        return linux.crash_reason(self.exception.code, self.exception.flags)
 
 
 class _Cursor:
@@ -194,7 +209,7 @@ def _parse(view: memoryview) -> Minidump:
         timestamp=timestamp,
         system_info=system_info,
         threads=tuple(t for t, _ in threads),
-        modules=_modules(c, streams),
+        modules=_modules(c, streams, system_info is not None and system_info.os_name == "Windows"),
         exception=_exception(c, streams, arch),
         memory=MemoryMap(view, regions),
         process_id=_process_id(c, streams),
@@ -294,7 +309,9 @@ def _code_view(c: _Cursor, rva: int, size: int) -> tuple[DebugId | None, CodeId 
     return None, None, ""
 
 
-def _modules(c: _Cursor, streams: dict[int, tuple[int, int]]) -> tuple[Module, ...]:
+def _modules(c: _Cursor, streams: dict[int, tuple[int, int]], windows: bool) -> tuple[Module, ...]:
+    """On Windows a module's code id is its PE TimeDateStamp + SizeOfImage (as rust-minidump and
+    Symbolicator form it, `native/pe/headers.py`), whatever its CodeView record holds."""
     if MODULE_LIST not in streams:
         return ()
     rva, size = streams[MODULE_LIST]
@@ -303,10 +320,12 @@ def _modules(c: _Cursor, streams: dict[int, tuple[int, int]]) -> tuple[Module, .
     out = []
     for i in range(n):
         at = base + 108 * i
-        image_base, image_size, _cs, _ts, name_rva = c.unpack("<QIIII", at, "a module")
+        image_base, image_size, _cs, timestamp, name_rva = c.unpack("<QIIII", at, "a module")
         cv_size, cv_rva = c.unpack("<2I", at + 76, "a module")
         name = c.string(name_rva, "a module name")
         debug_id, code_id, debug_file = _code_view(c, cv_rva, cv_size)
+        if windows and code_id is None:
+            code_id = CodeId(f"{timestamp:08X}{image_size:x}".lower())
         out.append(Module(image_base, image_size, name, debug_file or name, debug_id, code_id))
     return tuple(out)
 
@@ -317,10 +336,11 @@ def _exception(c: _Cursor, streams: dict[int, tuple[int, int]], arch: Arch) -> E
     rva, size = streams[EXCEPTION]
     if size < 168:
         raise MalformedMinidump(f"the Exception stream has {size} bytes, expected 168")
-    tid, _align, code, flags, _record, address = c.unpack("<4IQQ", rva, "the Exception stream")
+    tid, _align, code, flags, _record, address, n_params = c.unpack("<4IQQI", rva, "the Exception stream")
+    parameters = c.unpack("<15Q", rva + 40, "the Exception stream")[:min(n_params, 15)]
     ctx_size, ctx_rva = c.unpack("<2I", rva + 160, "the Exception stream")
     registers = read_context(c.slice(ctx_rva, ctx_size, "the exception context"), arch) if ctx_size else {}
-    return Exception_(tid, code, flags, address, registers)
+    return Exception_(tid, code, flags, address, registers, parameters)
 
 
 def _process_id(c: _Cursor, streams: dict[int, tuple[int, int]]) -> int | None:

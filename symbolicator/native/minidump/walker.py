@@ -108,8 +108,13 @@ def _non_canonical(ptr: int) -> bool:
 class Walker:
     """Walks threads of one dump: its arch and modules are fixed, each thread brings its stack."""
 
-    def __init__(self, arch: Arch, modules: Sequence[WalkModule], max_frames: int = MAX_FRAMES) -> None:
+    def __init__(self, arch: Arch, modules: Sequence[WalkModule], max_frames: int = MAX_FRAMES,
+                 frame_pointers: bool = True) -> None:
+        """`frame_pointers=False` for Windows x64, where rust-minidump skips that step: a frame
+        register may point into the middle of a frame (`SET_FPREG` with an offset), so only the
+        unwind info says where the frame ends."""
         self.arch = arch
+        self.frame_pointers = frame_pointers
         self.modules = Modules(modules)
         highest = max([(1 << 47) - 1, *(m.base + m.size for m in modules)])
         self.pointer_mask = (1 << highest.bit_length()) - 1 if highest < _MASK else _MASK
@@ -134,7 +139,10 @@ class Walker:
         regs = callee.registers
         frame = self._by_cfi(callee, stack, first)
         if frame is None:
-            frame = self._by_fp_arm64(regs, stack) if self.arch == Arch.ARM64 else self._by_frame_pointer(regs, stack)
+            if self.arch == Arch.ARM64:
+                frame = self._by_fp_arm64(regs, stack)
+            elif self.frame_pointers:
+                frame = self._by_frame_pointer(regs, stack)
         frame = frame or self._by_scan(regs, stack, first or (self.arch == Arch.ARM64 and callee.trust == "cfi"))
         if frame is None:
             return None
@@ -165,12 +173,15 @@ class Walker:
         cfa = (regs[base_name] + rules.cfa_offset) & _MASK
         caller = {name: regs[name] for name in self.callee_saved if name in regs}
         ra: int | None = None
+        sp = cfa
         for reg, kind, off in rules.rules:
             value = self._recover(kind, off, cfa, regs, stack, reg)
             if reg == self.ra_reg:
                 ra = value
                 continue
             name = self.dwarf_names.get(reg)
+            if name == self.sp and kind == RuleKind.OFFSET and value is not None:
+                sp = value  # saved in a machine frame (Windows x64 PUSH_MACHFRAME), as rust-minidump reads `$rsp:`
             if name is None or name == self.sp:
                 continue
             if value is None:
@@ -186,7 +197,7 @@ class Walker:
             if "fp" in caller:
                 caller["fp"] &= self.pointer_mask
         caller[self.pc] = ra
-        caller[self.sp] = cfa
+        caller[self.sp] = sp
         return WalkedFrame(ra, "cfi", caller)
 
     def _recover(self, kind: RuleKind, off: int, cfa: int, regs: dict[str, int], stack: Stack,
@@ -260,8 +271,9 @@ class Walker:
         if module.has_function is not None:
             return module.has_function(addr - module.base)
         if module.cfi is not None and module.cfi.rows:
-            # Our stand-in for rust-minidump's "a symbol covers it": an FDE covers it.
-            return module.cfi.lookup(addr - module.base + module.cfi.image_vmaddr) is not None
+            # Our stand-in for rust-minidump's "a symbol covers it": an FDE covers it (in a PE, whose
+            # leaf functions have no unwind entry, any address from its first function on).
+            return module.cfi.covers(addr - module.base + module.cfi.image_vmaddr)
         return True
 
     def _by_scan(self, regs: dict[str, int], stack: Stack, first: bool) -> WalkedFrame | None:

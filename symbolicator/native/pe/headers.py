@@ -99,6 +99,8 @@ class PeImage:
     export_count: int
     export_dir: tuple[int, int]
     has_exception_dir: bool
+    exception_dir: tuple[int, int] = (0, 0)
+    """The exception directory's `(rva, size)`: x64 `RUNTIME_FUNCTION`s (`native/cfi/pe_unwind.py`)."""
 
     @property
     def code_id(self) -> CodeId:
@@ -188,6 +190,7 @@ def read_pe(data: Buffer) -> PeImage:
         export_count=export_count,
         export_dir=(export_rva, export_size),
         has_exception_dir=len(dirs) > _DIR_EXCEPTION and dirs[_DIR_EXCEPTION][1] > 0,
+        exception_dir=dirs[_DIR_EXCEPTION] if len(dirs) > _DIR_EXCEPTION else (0, 0),
     )
 
 
@@ -253,6 +256,12 @@ class _Image:
 
     def cstring(self, rva: int, what: str, limit: int = MAX_NAME_BYTES) -> str:
         return self.b.cstring(self.offset(rva, 1, what), what, limit)
+
+
+def rva_reader(data: Buffer, pe: PeImage) -> Callable[[int, int, str], bytes]:
+    """`take(rva, length, what)`: the image's bytes at an RVA, through its section table
+    (`MalformedObject` where no section's file data holds them)."""
+    return _Image(_Bytes(data), pe.sections).take
 
 
 def _codeview(image: _Image, rva: int, size: int) -> CodeView | None:
