@@ -12,20 +12,16 @@ read and dropped by `read_module`).
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
-from symbolicator.errors import MalformedObject
 from symbolicator.native.pdb.modules import read_module
-from symbolicator.native.pdb.msf import Msf, open_mapping
+from symbolicator.native.pdb.msf import opened_msf
 from symbolicator.native.pdb.streams import read_dbi, read_publics
 
 
 def function_ranges(path: str | Path) -> tuple[list[tuple[int, int]], list[int]]:
     """(procedure ranges as RVAs, public symbol RVAs in executable sections), both sorted."""
-    mapping = open_mapping(path)
-    try:
-        msf = Msf(mapping)
+    with opened_msf(path) as msf:
         dbi = read_dbi(msf)
         funcs: list[tuple[int, int]] = []
         for module in dbi.modules:
@@ -40,10 +36,3 @@ def function_ranges(path: str | Path) -> tuple[list[tuple[int, int]], list[int]]
         publics = sorted({dbi.sections[seg - 1].rva + off for seg, off, _name in read_publics(msf, dbi)
                           if 1 <= seg <= len(dbi.sections) and dbi.sections[seg - 1].executable})
         return sorted(set(funcs)), publics
-    except (struct.error, IndexError, ValueError, OverflowError) as exc:
-        raise MalformedObject(f"{path}: malformed PDB ({type(exc).__name__}: {exc})") from exc
-    finally:
-        try:
-            mapping.close()
-        except BufferError:
-            pass

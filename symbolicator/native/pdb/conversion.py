@@ -20,7 +20,6 @@ held; only the publics (one tuple each) and the interned file and function names
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from symbolicator.native.dwarf.units import NODE_DTYPE, Collector
 from symbolicator.native.pdb.inline_tree import InlineTree, Segment, add_procedure
 from symbolicator.native.pdb.inlinees import InlineeNames
 from symbolicator.native.pdb.modules import ModuleDebug, read_module
-from symbolicator.native.pdb.msf import Msf, open_mapping
+from symbolicator.native.pdb.msf import Msf, opened_msf
 from symbolicator.native.pdb.streams import Dbi, Names, read_dbi, read_info, read_publics
 from symbolicator.native.spill import DEFAULT_MEMORY_BYTES, Budget, ChunkStore, RunStore
 from symbolicator.native.symcache_write import write
@@ -222,9 +221,7 @@ def build_symcache(path: str | Path, memory_bytes: int = DEFAULT_MEMORY_BYTES,
                    spill_dir: str | Path | None = None) -> bytes:
     """Symcache bytes of a PDB (addresses are RVAs); `MalformedObject` for a broken one,
     `UnsupportedFormat` when it has neither procedures nor publics."""
-    mapping = open_mapping(path)
-    try:
-        msf = Msf(mapping)
+    with opened_msf(path) as msf:
         dbi = read_dbi(msf)
         if not dbi.sections:
             raise MalformedObject(f"{path}: the PDB has no section headers (segment:offset cannot become RVAs)")
@@ -237,10 +234,3 @@ def build_symcache(path: str | Path, memory_bytes: int = DEFAULT_MEMORY_BYTES,
             return write(conv.data, _symbol_table(conv.symbols, publics, dbi), dbi.arch)
         finally:
             conv.data.close()
-    except (struct.error, IndexError, ValueError, OverflowError, RecursionError) as exc:
-        raise MalformedObject(f"{path}: malformed PDB ({type(exc).__name__}: {exc})") from exc
-    finally:
-        try:
-            mapping.close()
-        except BufferError:
-            pass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from symbolicator.errors import MalformedObject
-from symbolicator.native.pdb.msf import Msf, open_mapping
+from symbolicator.native.pdb.msf import opened_msf
 from symbolicator.native.pdb.streams import DBI_STREAM, read_dbi, read_info
 from symbolicator.types import Arch
 
@@ -32,9 +32,7 @@ class PdbIdentity:
 
 def read_identity(path: str | Path) -> PdbIdentity:
     """The identity of the PDB at `path`; `MalformedObject` when it is not a readable PDB."""
-    mapping = open_mapping(path)
-    try:
-        msf = Msf(mapping)
+    with opened_msf(path) as msf:
         info = read_info(msf)
         if msf.stream(DBI_STREAM) is None:
             return PdbIdentity(info.guid, info.age, Arch.UNKNOWN, False, False)
@@ -43,11 +41,6 @@ def read_identity(path: str | Path) -> PdbIdentity:
         publics = msf.stream(dbi.publics)
         return PdbIdentity(info.guid, dbi.age or info.age, dbi.arch, has_debug,
                            publics is not None and publics.size > 0)
-    finally:
-        try:
-            mapping.close()
-        except BufferError:
-            pass
 
 
 def identity(path: str | Path) -> tuple[uuid.UUID, int]:

@@ -13,9 +13,11 @@ costs a bounded amount of work and never an `IndexError` deep inside a parser.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from symbolicator.errors import MalformedObject
@@ -145,3 +147,23 @@ def open_mapping(path: str | Path) -> mmap.mmap:
             return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError as exc:
             raise MalformedObject(f"{path}: empty file") from exc
+
+
+_BROKEN = (struct.error, IndexError, ValueError, OverflowError, RecursionError)
+
+
+@contextlib.contextmanager
+def opened_msf(path: str | Path) -> Iterator[Msf]:
+    """The PDB at `path` mapped and its container read, for the `with` block; what a broken file
+    makes the readers raise (out-of-range records, truncated structs) becomes `MalformedObject`.
+    The mapping is closed afterwards unless a view of it is still alive (then the GC closes it)."""
+    mapping = open_mapping(path)
+    try:
+        yield Msf(mapping)
+    except _BROKEN as exc:
+        raise MalformedObject(f"{path}: malformed PDB ({type(exc).__name__}: {exc})") from exc
+    finally:
+        try:
+            mapping.close()
+        except BufferError:
+            pass

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from symbolicator import keys
-from symbolicator.caching import get_or_compute
+from symbolicator.caching import conversion_output, get_or_compute
 from symbolicator.errors import CacheFormatError, SymbolicatorError, WorkerCrashed
 from symbolicator.sourcemaps.original_names import ORIGINAL_NAMES_VERSION, OriginalNames, build_file
 from symbolicator.sourcemaps.scopes import grammar_for
@@ -54,17 +54,15 @@ async def original_names(deps: JsDeps, found: JsFile) -> OriginalNames | None:
         if fetched is not None:
             return fetched[0]
         data = await found.read()
-        source, out = derived.temp_path(".orig"), derived.temp_path(".orignames")
+        source = await asyncio.to_thread(derived.temp_path, ".orig")
         try:
-            await asyncio.to_thread(source.write_bytes, data)
-            del data
-            await deps.workers.run(build_file, str(source), found.url, str(out),
-                                   deps.settings.limits.js_names_max_memory_bytes)
-            if shared is not None:
-                await shared.publish(key, out, {}, derived)
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
+            async with conversion_output(derived, ".orignames") as out:
+                await asyncio.to_thread(source.write_bytes, data)
+                del data
+                await deps.workers.run(build_file, str(source), found.url, str(out),
+                                       deps.settings.limits.js_names_max_memory_bytes)
+                if shared is not None:
+                    await shared.publish(key, out, {}, derived)
         finally:
             source.unlink(missing_ok=True)
         return out

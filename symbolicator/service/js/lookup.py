@@ -44,7 +44,7 @@ from symbolicator.artifacts.bundle_archive import (
     read_bundle,
     read_capped,
 )
-from symbolicator.caching import get_or_compute
+from symbolicator.caching import conversion_output, get_or_compute
 from symbolicator.caching.memo import Lru, OpenedFiles
 from symbolicator.errors import (
     CacheFormatError,
@@ -509,28 +509,25 @@ class JsLookup:
             if found is not None:  # converted by another instance
                 return found[0]
             data, source = await sourcemap.read(), await minified.read()
-            out = derived.temp_path(".smcache")
-            inputs = (derived.temp_path(".map"), derived.temp_path(".js"))
-            args = (str(inputs[0]), str(inputs[1]), str(out))
+            inputs = await asyncio.to_thread(lambda: (derived.temp_path(".map"), derived.temp_path(".js")))
             budget = self.deps.settings.limits.js_names_max_memory_bytes
             try:
-                await asyncio.to_thread(_write_inputs, inputs, (data, source))
-                try:
-                    await workers.run(convert_sourcemap_files, *args, budget)
-                except WorkerCrashed as exc:
-                    if isinstance(exc, WorkerOutOfMemory):
-                        raise  # a MemoryError in the name pass already skips names: this was the map
-                    # The name pass is the part a hostile minified file controls: positions without it.
-                    log.warning("converting %s with function names failed (%s); converting without", sourcemap.url,
-                                exc)
-                    await workers.run(convert_sourcemap_files, *args, 0)
-                if self.deps.conversions is not None:
-                    self.deps.conversions.inc()
-                if shared is not None:
-                    await shared.publish(key, out, {}, derived)
-            except BaseException:
-                out.unlink(missing_ok=True)
-                raise
+                async with conversion_output(derived, ".smcache") as out:
+                    args = (str(inputs[0]), str(inputs[1]), str(out))
+                    await asyncio.to_thread(_write_inputs, inputs, (data, source))
+                    try:
+                        await workers.run(convert_sourcemap_files, *args, budget)
+                    except WorkerCrashed as exc:
+                        if isinstance(exc, WorkerOutOfMemory):
+                            raise  # a MemoryError in the name pass already skips names: this was the map
+                        # The name pass is the part a hostile minified file controls: positions without it.
+                        log.warning("converting %s with function names failed (%s); converting without",
+                                    sourcemap.url, exc)
+                        await workers.run(convert_sourcemap_files, *args, 0)
+                    if self.deps.conversions is not None:
+                        self.deps.conversions.inc()
+                    if shared is not None:
+                        await shared.publish(key, out, {}, derived)
             finally:
                 for path in inputs:
                     path.unlink(missing_ok=True)
