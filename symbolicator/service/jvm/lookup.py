@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -39,17 +39,19 @@ from symbolicator.types import GLOBAL_SCOPE, DebugId, ObjectKind, Scope
 log = logging.getLogger(__name__)
 
 OPEN_CACHES = 32
-_opened: OpenedFiles[ProguardCache] = OpenedFiles(OPEN_CACHES)
 
 
 @dataclass(frozen=True)
 class JvmDeps:
+    """What JVM lookups share for the service's lifetime, the opened ProGuard caches included."""
+
     storage: Storage
     index_reader: IndexReader
     caches: Caches
     coalescer: Coalescer
     workers: WorkerPool
     conversions: Counter
+    opened: OpenedFiles[ProguardCache] = field(default_factory=lambda: OpenedFiles(OPEN_CACHES))
 
 
 def convert_mapping_file(src: str, out: str) -> None:
@@ -127,7 +129,7 @@ class MappingLookup:
         deps = self.deps
         derived = deps.caches.derived
         cache_key = keys.cache_key("proguard", PROGUARD_CACHE_VERSION, sha1)
-        opened = await _opened.get(derived, cache_key)
+        opened = await deps.opened.get(derived, cache_key)
         if opened is not None:
             return opened
 
@@ -156,5 +158,5 @@ class MappingLookup:
                 log.info("ProGuard cache %s unusable (%s); rebuilding", cache_key, exc)
                 await asyncio.to_thread(derived.delete, cache_key)
                 continue
-            return _opened.put(cache_key, cache, size=entry.path.stat().st_size, path=entry.path)
+            return deps.opened.put(cache_key, cache, size=entry.path.stat().st_size, path=entry.path)
         return "missing"
