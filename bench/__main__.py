@@ -1,6 +1,6 @@
 """One command for the engine benchmarks: ours beside the peers, in one run, as ratios.
 
-    python -m bench [--quick] [--only js|native|native-scale|upload|service|coalescing|cache|cli] [--no-profile] [--out PATH]
+    python -m bench [--quick] [--only PART ...] [--no-profile] [--out PATH]
     bench/run [same flags]
 
 Runs the JS figures (issue 3, `sourcemap_bench.py`), the native figures
@@ -15,8 +15,9 @@ survive a noisy machine (issue 5); absolute figures are for orientation.
 
 `--quick` uses small inputs (a ~1.8 MB map, a ~5 MiB-DWARF program, a 100 MiB
 upload) for development on a shared machine; its figures are labelled quick and
-go to `bench/RESULTS-quick.md` unless `--out` says otherwise, so a quick check
-never overwrites the full figures in `bench/RESULTS.md`. A missed target gets
+go to `bench/RESULTS-quick.md` unless `--out` says otherwise, as do those of
+`--only` runs, so a quick or partial check never overwrites the full figures in
+`bench/RESULTS.md`. A missed target gets
 cProfile's top entries of our side of it, from one more fresh child.
 """
 
@@ -40,12 +41,13 @@ from bench import (
     pdb_bench,
     service_load,
     sourcemap_bench,
+    wasm_scale,
 )
 from bench.report import Row, Section, machine, peer_versions, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 UPLOAD_MIB = {True: 100, False: 1100}
-PARTS = ("js", "native", "native-scale", "pdb", "upload", "service", "coalescing", "cache", "cli")
+PARTS = ("js", "native", "native-scale", "pdb", "wasm", "upload", "service", "coalescing", "cache", "cli")
 
 
 def _log(message: str) -> None:
@@ -148,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only this part (repeatable)")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling missed targets")
-    parser.add_argument("--out", type=Path, help="report path (default bench/RESULTS.md, quick: RESULTS-quick.md)")
+    parser.add_argument("--out", type=Path,
+                        help="report path (default bench/RESULTS.md; quick or --only: RESULTS-quick.md)")
     args = parser.parse_args(argv)
     parts = args.only or list(PARTS)
-    out = args.out or REPO / "bench" / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    # Only a full run replaces bench/RESULTS.md: a quick or partial one would drop the other parts' figures.
+    out = args.out or REPO / "bench" / ("RESULTS-quick.md" if args.quick or args.only else "RESULTS.md")
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = machine()
     t0 = time.perf_counter()
@@ -164,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(native_scale.run(args.quick, _log))
     if "pdb" in parts:
         sections.append(pdb_bench.run(args.quick, _log))
+    if "wasm" in parts:
+        sections.append(wasm_scale.run(args.quick, _log))
     if "upload" in parts:
         sections.append(run_upload(args.quick))
     if "service" in parts:
