@@ -159,7 +159,15 @@ class NameResolver:
         if line0 < 0 or col0 < 0 or line0 >= _U32 or col0 >= _U32:
             return range(0)
         key = (line0 << 32) | col0
-        return range(bisect_left(self._keys, key), bisect_right(self._keys, key))
+        keys = self._keys
+        first = bisect_left(keys, key)
+        end = first
+        # Keys are mostly unique: look one past before searching for the end of a run.
+        if end < len(keys) and keys[end] == key:
+            end += 1
+            if end < len(keys) and keys[end] == key:
+                end = bisect_right(keys, key, end)
+        return range(first, end)
 
     def __call__(self, line0: int, col0: int) -> str | None:
         names = self._names
