@@ -102,7 +102,8 @@ class ScopeName(NamedTuple):
 
     start/end: (line, column), 0-based, columns in UTF-16 code units, end exclusive.
     name: the original name per `NAMING`, None for anonymous scopes (callbacks, IIFEs).
-    A named tuple, as `PendingScope`: a bundle has tens of thousands.
+    A named tuple: a bundle has tens of thousands, and a frozen dataclass's `object.__setattr__`
+    per field made building them a fifth of the name resolution.
     """
 
     start_line: int
