@@ -18,15 +18,17 @@ from typing import Any
 
 import pytest
 import tree_sitter_javascript
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tree_sitter import Language, Parser, Query, QueryCursor
 
 from symbolicator.sourcemaps.inlining import NO_OVERRIDE, Rule, inlined_functions, suspect_sources
 from symbolicator.sourcemaps.scopes import (
+    _BOUND_TO,
     NAMING,
     SCOPE_TYPES,
     ScopeName,
+    _may_bind,
     collect_scopes,
     original_scopes,
     resolve_scopes,
@@ -431,3 +433,18 @@ def test_the_original_function_everywhere_beats_it_only_where_inlining_shows() -
             score, _ = cache_score(SmCache.from_bytes(build_from_map(sm, scopes, inlined=inlined)), rows)
             totals[rule] += round(score * len(rows))
     assert totals["always"] > totals["inlined"], totals
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(["=", "(", "async", " ", "\u2003", "\x1c", "x", "const ", ":", ";", "=>"]), max_size=7))
+def test_the_cheap_binding_test_never_drops_a_binding_the_regex_finds(parts: list[str]) -> None:
+    """`_may_bind` spares `_BOUND_TO`'s search where it cannot match: it must hold wherever it does."""
+    before = "".join(parts).rstrip()
+    if _BOUND_TO.search(before):
+        assert _may_bind(before)
+
+
+def test_the_cheap_binding_test_lets_every_binding_shape_through() -> None:
+    for text in ("const lookup =", "x = async", "handlers.onClick = async (", "a=(", "let b:T =", "y =\u2003("):
+        assert _BOUND_TO.search(text) and _may_bind(text), text
+    assert not _may_bind("foo(") and not _may_bind("a => (")

@@ -50,7 +50,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 import numpy as np
 import tree_sitter_javascript
@@ -97,12 +97,13 @@ _BOUND_TO = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ScopeName:
+class ScopeName(NamedTuple):
     """A function-like scope of the minified file.
 
     start/end: (line, column), 0-based, columns in UTF-16 code units, end exclusive.
     name: the original name per `NAMING`, None for anonymous scopes (callbacks, IIFEs).
+    A named tuple: a bundle has tens of thousands, and a frozen dataclass's `object.__setattr__`
+    per field made building them a fifth of the name resolution.
     """
 
     start_line: int
@@ -315,8 +316,21 @@ class _Original:
         if self.pattern is _OWN_NAME:
             m = self.pattern.match(line, col)
         else:
-            m = self.pattern.search(line[max(0, col - _LOOK_BACK) : col].rstrip())
+            before = line[max(0, col - _LOOK_BACK) : col].rstrip()
+            m = self.pattern.search(before) if _may_bind(before) else None
         return next((g for g in m.groups() if g), None) if m else None
+
+
+def _may_bind(before: str) -> bool:
+    """Whether `before` (right-stripped) can end as `_BOUND_TO` needs (`=`, then optionally
+    `async`, then optionally `(`): a cheap test from the end that spares the regex's search from
+    every start position on most lines (a call's `f(` before an arrow). `rstrip` and `\\s` agree
+    on what is whitespace."""
+    if before.endswith("("):
+        before = before[:-1].rstrip()
+    if before.endswith("async") and before[:-5].rstrip().endswith("="):
+        return True
+    return before.endswith("=")
 
 
 class _First:
@@ -379,6 +393,10 @@ class _Namer:
     def __init__(self, columns: _Columns, source: bytes) -> None:
         self._columns = columns
         self._source = source
+        # An object literal's binding, by node id: every function-valued property of the object
+        # asks for it (a bundle's tables of arrows ask thousands of times). Descriptions are
+        # immutable, so the scopes share one.
+        self._objects: dict[int, Name] = {}
 
     def _text(self, node: Node) -> str:
         """From the source bytes: `node.text` of a tree parsed through a read callback calls it again."""
@@ -415,7 +433,7 @@ class _Namer:
             if key == "constructor":
                 return _Format("class", owner)
         elif parent is not None and parent.type == "object":
-            owner = self._binding(parent)
+            owner = self._object_binding(parent)
         name = _Member(owner, key)
         for child in node.children:
             if child.type == "get":
@@ -449,7 +467,7 @@ class _Namer:
             return self._target(parent.child_by_field_name("left"))
         if kind == "pair" and _is_field(parent, "value", child):
             obj = parent.parent
-            owner = self._binding(obj) if obj is not None and obj.type == "object" else None
+            owner = self._object_binding(obj) if obj is not None and obj.type == "object" else None
             return _Member(owner, self._key(parent.child_by_field_name("key")))
         if kind in ("field_definition", "public_field_definition") and _is_field(parent, "value", child):
             body = parent.parent
@@ -462,6 +480,13 @@ class _Namer:
         if kind in ("required_parameter", "optional_parameter") and _is_field(parent, "value", child):
             return self._target(parent.child_by_field_name("pattern"))
         return None
+
+    def _object_binding(self, node: Node) -> Name:
+        """`_binding` of an object literal, once per object."""
+        key = node.id
+        if key not in self._objects:
+            self._objects[key] = self._binding(node)
+        return self._objects[key]
 
     def _target(self, node: Node | None) -> Name:
         """An assignment target: `x`, `a.b.c`, `this.x`; patterns give no name."""
@@ -526,9 +551,14 @@ def _member(owner: str | None, key: str | None) -> str | None:
     return NAMING["member"].format(owner=owner, key=key) if owner else key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PendingScope:
-    """A scope whose name is described but not yet resolved against a source map."""
+    """A scope whose name is described but not yet resolved against a source map.
+
+    Not frozen: one per scope of a bundle, built while the syntax tree is alive, where a frozen
+    dataclass's `object.__setattr__` per field took 2.5× as long (and a named tuple's 8 bytes
+    more are held at the conversion's peak).
+    """
 
     start_line: int
     start_col: int
@@ -571,12 +601,14 @@ def collect_scopes(minified_source: str | bytes, max_memory: int | None = None,
     columns = _Columns(source)
     namer = _Namer(columns, source)
     pending: list[PendingScope] = []
+    utf16 = None if source.isascii() else columns.utf16  # ASCII: byte columns are UTF-16 columns
     for i, node in enumerate(scope_nodes(tree.root_node, source, guard, grammar)):
         if i % _WALK_CHECK_EVERY == 0 and guard.over():
             raise NamesOverBudget(f"naming scopes outgrew the {max_memory}-byte budget of the function-name pass")
         (srow, scol), (erow, ecol) = node.start_point, node.end_point
-        pending.append(PendingScope(srow, columns.utf16(srow, scol), erow, columns.utf16(erow, ecol),
-                                    namer.scope(node)))
+        if utf16 is not None:
+            scol, ecol = utf16(srow, scol), utf16(erow, ecol)
+        pending.append(PendingScope(srow, scol, erow, ecol, namer.scope(node)))
     return pending
 
 

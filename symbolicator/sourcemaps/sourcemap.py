@@ -151,15 +151,26 @@ class NameResolver:
     def __init__(self, sourcemap: SourceMap) -> None:
         self._map = sourcemap
         self._keys = sourcemap.keys.data.cast("B").cast("Q")
+        # Called once or more per scope of a bundle: memoryviews index to plain ints, where
+        # numpy's scalar indexing costs several times as much.
+        self._names = _ints(sourcemap.segments.name)
 
     def _exact(self, line0: int, col0: int) -> range:
         if line0 < 0 or col0 < 0 or line0 >= _U32 or col0 >= _U32:
             return range(0)
         key = (line0 << 32) | col0
-        return range(bisect_left(self._keys, key), bisect_right(self._keys, key))
+        keys = self._keys
+        first = bisect_left(keys, key)
+        end = first
+        # Keys are mostly unique: look one past before searching for the end of a run.
+        if end < len(keys) and keys[end] == key:
+            end += 1
+            if end < len(keys) and keys[end] == key:
+                end = bisect_right(keys, key, end)
+        return range(first, end)
 
     def __call__(self, line0: int, col0: int) -> str | None:
-        names = self._map.segments.name
+        names = self._names
         at = self._exact(line0, col0)
         if not at and 0 <= line0 < _U32 and 0 <= col0 < _U32:
             # No mapping starts on the name token: the nearest one at or before it on the same line,
@@ -169,7 +180,7 @@ class NameResolver:
                 key = self._keys[before]
                 at = range(bisect_left(self._keys, key), before + 1)
         for i in at:
-            name = int(names[i])
+            name = names[i]
             if name != NONE:
                 return self._map.names[name]
         return None
@@ -186,22 +197,28 @@ class OriginalLineResolver(NameResolver):
     def __init__(self, sourcemap: SourceMap) -> None:
         super().__init__(sourcemap)
         self._lines: dict[int, LineIndex | None] = {}
+        s = sourcemap.segments
+        self._src, self._src_line, self._src_col = _ints(s.src), _ints(s.src_line), _ints(s.src_col)
 
     def __call__(self, line0: int, col0: int) -> tuple[str, int] | None:  # type: ignore[override]
-        s = self._map.segments
         for i in self._exact(line0, col0):
-            src = int(s.src[i])
+            src = self._src[i]
             if src == NONE:
                 continue
             if src not in self._lines:
                 content = self._map.sources_content[src]
                 self._lines[src] = LineIndex(content) if content is not None else None
             lines = self._lines[src]
-            line = int(s.src_line[i])
+            line = self._src_line[i]
             if lines is not None and line < len(lines):
-                return lines[line], int(s.src_col[i])
+                return lines[line], self._src_col[i]
             return None
         return None
+
+
+def _ints(column: np.ndarray) -> Sequence[int]:
+    """A column of `Segments` as a memoryview of plain ints (no copy when it is contiguous)."""
+    return np.ascontiguousarray(column, dtype=np.int32).data.cast("B").cast("i")
 
 
 def load_json(data: bytes | str) -> Any:
