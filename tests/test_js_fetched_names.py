@@ -32,7 +32,7 @@ from symbolicator.errors import CacheFormatError
 from symbolicator.service.js.offline import symbolicate_js_request
 from symbolicator.sourcemaps import original_names
 from symbolicator.sourcemaps.original_names import OriginalNames
-from tests.support.service import ServiceProcess
+from tests.support.service import LOOPBACK_FETCH, ServiceProcess, local_settings
 from tests.support.tools import sentry_cli
 from tests.support.websites import Website
 
@@ -124,12 +124,7 @@ def test_a_damaged_cache_is_refused(damage: str) -> None:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     work = tmp_path_factory.mktemp("js-fetched-names")
-    svc = ServiceProcess(work, {
-        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
-        "cache": {"dir": str(work / "cache")},
-        "fetch": {"allow_private_addresses": True, "read_timeout_s": 2.0, "total_timeout_s": 4.0},
-        "workers": 1,
-    })
+    svc = ServiceProcess(work, local_settings(work, fetch=LOOPBACK_FETCH))
     with svc:
         yield svc
 

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 import requests
 
-from tests.support.service import ServiceProcess
+from tests.support.service import LOOPBACK_FETCH, ServiceProcess, local_settings
 from tests.support.tools import sentry_cli
 from tests.support.websites import Website
 
@@ -59,13 +59,7 @@ def upload(svc: ServiceProcess, work: Path, kind: str, release: str, *args: str)
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     work = tmp_path_factory.mktemp("react-native")
-    svc = ServiceProcess(work, {
-        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
-        "cache": {"dir": str(work / "cache")},
-        "scope_aliases": {"42": "acme/web"},
-        "fetch": {"allow_private_addresses": True, "read_timeout_s": 2.0, "total_timeout_s": 4.0},
-        "workers": 1,
-    })
+    svc = ServiceProcess(work, local_settings(work, scope_aliases={"42": "acme/web"}, fetch=LOOPBACK_FETCH))
     with svc:
         # sentry-cli's default rewrite flattens Metro's index map and drops its function maps: `--no-rewrite`
         # keeps Metro's map as written. For Hermes it keeps them (the composed map is a regular one), but

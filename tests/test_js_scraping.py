@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, local_settings
 from tests.support.tools import SENTRY_CLI
 from tests.support.websites import Website
 
@@ -41,13 +41,8 @@ ORIGINAL = (JS / NODE["original"]["file"]).read_text().split("\n")
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     work = tmp_path_factory.mktemp("js-scraping")
-    svc = ServiceProcess(work, {
-        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
-        "cache": {"dir": str(work / "cache")},
-        "fetch": {"allow_private_addresses": True, "connect_timeout_s": 1.0, "read_timeout_s": 1.5,
-                  "total_timeout_s": 4.0},
-        "workers": 1,
-    })
+    svc = ServiceProcess(work, local_settings(work, fetch={
+        "allow_private_addresses": True, "connect_timeout_s": 1.0, "read_timeout_s": 1.5, "total_timeout_s": 4.0}))
     with svc:
         yield svc
 

@@ -29,7 +29,7 @@ from symbolicator.service.js.request import (
     generate_module,
     is_in_app,
 )
-from tests.support.service import ServiceProcess
+from tests.support.service import LOOPBACK_FETCH, ServiceProcess, local_settings
 from tests.support.tools import sentry_cli
 from tests.support.websites import Website
 
@@ -45,13 +45,7 @@ APP = (JS / "out/esbuild/app.js").read_bytes()
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     work = tmp_path_factory.mktemp("js-service")
-    svc = ServiceProcess(work, {
-        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
-        "cache": {"dir": str(work / "cache")},
-        "scope_aliases": {"42": "acme/web"},
-        "fetch": {"allow_private_addresses": True, "read_timeout_s": 2.0, "total_timeout_s": 4.0},
-        "workers": 1,
-    })
+    svc = ServiceProcess(work, local_settings(work, scope_aliases={"42": "acme/web"}, fetch=LOOPBACK_FETCH))
     with svc:
         dist = work / "dist"
         shutil.copytree(JS / "out/esbuild", dist)

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from symbolicator.service.js.offline import symbolicate_trace
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, local_settings
 from tests.support.tools import sentry_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,12 +32,7 @@ NODE = json.loads((JS / "expected/esbuild.node.json").read_text())["frames"]
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     work = tmp_path_factory.mktemp("js-parity")
-    svc = ServiceProcess(work, {
-        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
-        "cache": {"dir": str(work / "cache")},
-        "scope_aliases": {"42": "acme/web"},
-        "workers": 1,
-    })
+    svc = ServiceProcess(work, local_settings(work, scope_aliases={"42": "acme/web"}))
     with svc:
         dist = work / "dist"
         shutil.copytree(JS / "out/esbuild", dist)

@@ -19,14 +19,6 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.service import ServiceProcess
-from tests.support.tools import sentry_cli
-from tests.test_js_react_native import (
-    RN,
-    assert_as_metro_symbolicate,
-    expected,
-    hermes_frames,
-)
 from tests.support.native_service import (
     ELF,
     elf_info,
@@ -37,6 +29,14 @@ from tests.support.native_service import (
     sample_addresses,
     upload,
 )
+from tests.support.service import ServiceProcess, local_settings
+from tests.support.tools import sentry_cli
+from tests.test_js_react_native import (
+    RN,
+    assert_as_metro_symbolicate,
+    expected,
+    hermes_frames,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 NATIVE = ELF / "c_gcc_O2_dwarf5"
@@ -46,12 +46,7 @@ IMAGE_ADDR = 0x7F00_0000_0000
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     work = tmp_path_factory.mktemp("symbolicate-any")
-    svc = ServiceProcess(work, {
-        "storage": {"backend": "local", "local_dir": str(work / "uploads")},
-        "cache": {"dir": str(work / "cache")},
-        "scope_aliases": {"42": "acme/web"},
-        "workers": 1,
-    })
+    svc = ServiceProcess(work, local_settings(work, scope_aliases={"42": "acme/web"}))
     with svc:
         upload(svc, NATIVE)
         shutil.copytree(RN / "out/hermes", work / "hermes")

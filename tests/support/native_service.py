@@ -16,7 +16,7 @@ import pytest
 import requests
 from elftools.elf.elffile import ELFFile
 
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, local_settings
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = REPO / "tests/fixtures/native/out"
@@ -32,19 +32,8 @@ needs_llvm = pytest.mark.skipif(LLVM_SYMBOLIZER is None, reason="llvm-symbolizer
 # ---------------------------------------------------------------- shared helpers
 
 def native_settings(root: Path, **extra: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "storage": {"backend": "local", "local_dir": str(root / "uploads")},
-        "cache": {"dir": str(root / "cache")},
-        "auth": {"tokens": {TOKEN: {"scopes": [SCOPE], "rights": ["upload", "symbolicate"]}}},
-        "scope_aliases": {"42": SCOPE},
-        "workers": 1,
-    }
-    for key, value in extra.items():
-        if isinstance(value, dict):
-            base.setdefault(key, {}).update(value)
-        else:
-            base[key] = value
-    return base
+    return local_settings(root, auth={"tokens": {TOKEN: {"scopes": [SCOPE], "rights": ["upload", "symbolicate"]}}},
+                          scope_aliases={"42": SCOPE}, **extra)
 
 
 def start_service(root: Path, **extra: Any) -> ServiceProcess:

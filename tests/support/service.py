@@ -39,6 +39,26 @@ def toml_value(value: Any) -> str:
     raise TypeError(value)
 
 
+LOOPBACK_FETCH: dict[str, Any] = {"allow_private_addresses": True, "read_timeout_s": 2.0, "total_timeout_s": 4.0}
+"""Fetch settings for tests whose websites are loopback servers."""
+
+
+def local_settings(root: Path, **extra: Any) -> dict[str, Any]:
+    """A service on local storage and cache under `root` with one worker; each of `extra` replaces
+    a top-level setting, or for a table is merged into it."""
+    base: dict[str, Any] = {
+        "storage": {"backend": "local", "local_dir": str(root / "uploads")},
+        "cache": {"dir": str(root / "cache")},
+        "workers": 1,
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return base
+
+
 def write_toml(path: Path, settings: dict[str, Any]) -> Path:
     """Nested dicts become tables; everything else inline values."""
     lines: list[str] = []
