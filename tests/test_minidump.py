@@ -76,9 +76,8 @@ def walk_dump(name: str, caches: dict[Any, CfiCache]) -> list[list[tuple[int, st
     walker = Walker(dump.arch, [WalkModule(m.base, m.size, caches.get(m.debug_id)) for m in dump.modules])
     out = []
     for thread in dump.threads:
-        crashed = dump.exception is not None and dump.exception.thread_id == thread.thread_id
-        registers = dump.exception.registers if crashed and dump.exception else thread.registers
-        stack = Stack(thread.stack_start, dump.memory.read(thread.stack_start, thread.stack_size) or b"")
+        registers, memory = dump.start_context(thread)
+        stack = Stack(thread.stack_start, memory)
         out.append([(f.instruction, f.trust) for f in walker.walk(registers, stack)])
     return out
 

@@ -75,9 +75,8 @@ def walk(name: str, caches: Caches, code_maps: bool = True) -> list[list[tuple[i
     walker = Walker(dump.arch, modules, frame_pointers=False)  # off on Windows, as in process.walk
     out = []
     for thread in dump.threads:
-        crashed = dump.exception is not None and dump.exception.thread_id == thread.thread_id
-        registers = dump.exception.registers if crashed and dump.exception else thread.registers
-        stack = Stack(thread.stack_start, dump.memory.read(thread.stack_start, thread.stack_size) or b"")
+        registers, memory = dump.start_context(thread)
+        stack = Stack(thread.stack_start, memory)
         out.append([(f.instruction, f.trust) for f in walker.walk(registers, stack)])
     return out
 

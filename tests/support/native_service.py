@@ -16,7 +16,7 @@ import pytest
 import requests
 from elftools.elf.elffile import ELFFile
 
-from tests.support.service import ServiceProcess, local_settings
+from tests.support.service import ServiceProcess, local_settings, merged
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = REPO / "tests/fixtures/native/out"
@@ -32,8 +32,9 @@ needs_llvm = pytest.mark.skipif(LLVM_SYMBOLIZER is None, reason="llvm-symbolizer
 # ---------------------------------------------------------------- shared helpers
 
 def native_settings(root: Path, **extra: Any) -> dict[str, Any]:
-    return local_settings(root, auth={"tokens": {TOKEN: {"scopes": [SCOPE], "rights": ["upload", "symbolicate"]}}},
-                          scope_aliases={"42": SCOPE}, **extra)
+    base = local_settings(root, auth={"tokens": {TOKEN: {"scopes": [SCOPE], "rights": ["upload", "symbolicate"]}}},
+                          scope_aliases={"42": SCOPE})
+    return merged(base, extra)
 
 
 def start_service(root: Path, **extra: Any) -> ServiceProcess:

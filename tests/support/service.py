@@ -46,11 +46,15 @@ LOOPBACK_FETCH: dict[str, Any] = {"allow_private_addresses": True, "read_timeout
 def local_settings(root: Path, **extra: Any) -> dict[str, Any]:
     """A service on local storage and cache under `root` with one worker; each of `extra` replaces
     a top-level setting, or for a table is merged into it."""
-    base: dict[str, Any] = {
+    return merged({
         "storage": {"backend": "local", "local_dir": str(root / "uploads")},
         "cache": {"dir": str(root / "cache")},
         "workers": 1,
-    }
+    }, extra)
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with each of `extra` replacing a top-level setting, or for a table merged into it."""
     for key, value in extra.items():
         if isinstance(value, dict):
             base.setdefault(key, {}).update(value)

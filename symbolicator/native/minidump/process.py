@@ -108,14 +108,12 @@ def walk(path: str, cfi_paths: dict[int, str], max_frames: int | None = None,
     windows = dump.system_info is not None and dump.system_info.os_name == "Windows"
     walker = Walker(dump.arch, modules, **({"max_frames": max_frames} if max_frames else {}),
                     frame_pointers=not windows)
-    crashed = dump.exception.thread_id if dump.exception else None
     budget = MAX_TOTAL_FRAMES
     traces = []
     for thread in dump.threads:
-        requesting = thread.thread_id == crashed
-        registers = dump.exception.registers if requesting and dump.exception and dump.exception.registers \
-            else thread.registers
-        stack = Stack(thread.stack_start, dump.memory.read(thread.stack_start, thread.stack_size) or b"")
+        requesting = dump.is_requesting(thread)
+        registers, memory = dump.start_context(thread)
+        stack = Stack(thread.stack_start, memory)
         frames = walker.walk(registers, stack)[:max(budget, 0)] if budget > 0 else []
         budget -= len(frames)
         trace: dict[str, Any] = {"thread_id": thread.thread_id}

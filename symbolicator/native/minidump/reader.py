@@ -125,6 +125,18 @@ class Minidump:
             return windows.crash_address(self.exception.code, self.exception.address, self.exception.parameters)
         return self.exception.address
 
+    def is_requesting(self, thread: Thread) -> bool:
+        """Whether `thread` is the one the exception stream names (the crashed one)."""
+        return self.exception is not None and thread.thread_id == self.exception.thread_id
+
+    def start_context(self, thread: Thread) -> tuple[dict[str, int], bytes]:
+        """Where a walk of `thread` starts: its registers (the crashed thread's context at the fault,
+        when the exception stream has one) and its captured stack memory."""
+        exc = self.exception
+        registers = exc.registers if exc is not None and exc.registers and self.is_requesting(thread) \
+            else thread.registers
+        return registers, self.memory.read(thread.stack_start, thread.stack_size) or b""
+
     @property
     def crash_reason(self) -> str | None:
         if self.exception is None:
