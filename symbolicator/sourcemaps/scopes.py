@@ -1,10 +1,12 @@
 """Original function names from the scopes of a minified file.
 
 A source map's `names` only tell what identifier sits at a position; a stack frame wants the
-*enclosing function*. So we parse the minified source with tree-sitter (JavaScript grammar),
-collect every function-like scope with its extent, and name it from the tokens that carry a
-name in the original program — the function's own identifier, the class it belongs to, the
-variable or property it is assigned to — each mapped back through the source map.
+*enclosing function*. So we parse the minified source with tree-sitter (JavaScript grammar; in
+fact the file's skeleton, `skeleton.py`, where groups that hold no function are blanked: half
+the parse, the same scopes), collect every function-like scope with its extent, and name it
+from the tokens that carry a name in the original program — the function's own identifier,
+the class it belongs to, the variable or property it is assigned to — each mapped back through
+the source map.
 
 Why tokens map the way they do:
 - identifiers are mangled by minifiers, which record the original in the map's `names`, so an
@@ -55,9 +57,10 @@ from typing import Literal, NamedTuple, TypeAlias
 import numpy as np
 import tree_sitter_javascript
 import tree_sitter_typescript
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Language, Node, Parser, Tree
 
 from symbolicator.errors import NamesOverBudget
+from symbolicator.sourcemaps.skeleton import skeleton
 
 Resolve = Callable[[int, int], "str | None"]
 OriginalLine = Callable[[int, int], "tuple[str, int] | None"]
@@ -119,6 +122,9 @@ class ScopeName(NamedTuple):
 # watch is the bound.
 BYTES_PER_TOKEN = 150
 _READ_CHUNK = 64 * 1024
+# Bytes per source byte the skeleton's arrays take at most (skeleton.py): only built where the
+# budget surely holds them.
+_SKELETON_COST = 16
 _WALK_CHECK_EVERY = 4096
 _WORD = np.zeros(256, dtype=bool)
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$", dtype=np.uint8)] = True
@@ -579,30 +585,41 @@ def source_bytes(minified_source: str | bytes) -> bytes:
 
 
 def collect_scopes(minified_source: str | bytes, max_memory: int | None = None,
-                   grammar: Grammar = "javascript") -> list[PendingScope]:
+                   grammar: Grammar = "javascript", *, use_skeleton: bool = True) -> list[PendingScope]:
     """Every function-like scope of `minified_source`, sorted by start, outer before inner.
 
     Names are left as descriptions (`resolve_scopes` evaluates them), so the syntax tree is
     gone before the caller parses the map. Syntax errors do not stop extraction: tree-sitter
     recovers and the scopes it still recognises are returned. With `max_memory`, raises
     `NamesOverBudget` rather than grow the process by more (see the module docstring).
+
+    JavaScript is parsed as its skeleton (`skeleton.py`: the groups that hold no function
+    blanked, half the parse) when the budget holds the skeleton's arrays; `use_skeleton=False`
+    parses the whole file, which gives the same scopes (the tests and the fuzz target check it).
     """
     source = source_bytes(minified_source)
+    parsed = source
+    if use_skeleton and grammar == "javascript" and (max_memory is None
+                                                      or len(source) * _SKELETON_COST <= max_memory):
+        parsed = skeleton(source) or source
     if max_memory is not None:
-        cost = estimated_cost(source)
+        cost = estimated_cost(parsed)
         if cost > max_memory:
             raise NamesOverBudget(f"the syntax tree of this {len(source)}-byte file is estimated at {cost} bytes, "
                                   f"over the {max_memory}-byte budget of the function-name pass")
     guard = _Guard(max_memory)
-    parser = _parser(grammar)
-    tree = parser.parse(guard.reader(source)) if max_memory is not None else parser.parse(source)
+    tree = _parse(parsed, guard, grammar)
+    if parsed is not source and tree.root_node.has_error:
+        del tree  # the skeleton was misread (or the file has an error): the original decides
+        parsed = source
+        tree = _parse(parsed, guard, grammar)
     if guard.stopped:
         raise NamesOverBudget(f"parsing outgrew the {max_memory}-byte budget of the function-name pass")
     columns = _Columns(source)
     namer = _Namer(columns, source)
     pending: list[PendingScope] = []
     utf16 = None if source.isascii() else columns.utf16  # ASCII: byte columns are UTF-16 columns
-    for i, node in enumerate(scope_nodes(tree.root_node, source, guard, grammar)):
+    for i, node in enumerate(scope_nodes(tree.root_node, parsed, guard, grammar)):
         if i % _WALK_CHECK_EVERY == 0 and guard.over():
             raise NamesOverBudget(f"naming scopes outgrew the {max_memory}-byte budget of the function-name pass")
         (srow, scol), (erow, ecol) = node.start_point, node.end_point
@@ -610,6 +627,11 @@ def collect_scopes(minified_source: str | bytes, max_memory: int | None = None,
             scol, ecol = utf16(srow, scol), utf16(erow, ecol)
         pending.append(PendingScope(srow, scol, erow, ecol, namer.scope(node)))
     return pending
+
+
+def _parse(source: bytes, guard: _Guard, grammar: Grammar) -> Tree:
+    parser = _parser(grammar)
+    return parser.parse(guard.reader(source)) if guard.limit is not None else parser.parse(source)
 
 
 def resolve_scopes(
