@@ -55,6 +55,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("original_names", "fuzz.targets.original_names",
            "original sources (JavaScript / TypeScript `sourcesContent`) parsed for the names of inlined code",
            ("symbolicator.sourcemaps.scopes", "symbolicator.sourcemaps.inlining"), CORPUS / "sourcemap"),
+    Target("skeleton", "fuzz.targets.skeleton",
+           "a minified file's skeleton (function-free groups blanked) parsed for scopes, differential against the "
+           "whole parse", ("symbolicator.sourcemaps.skeleton",)),
     Target("objects", "fuzz.targets.objects",
            "ELF / Mach-O (thin + fat) identification, DWARF + symtab → symcache, lookups",
            ("symbolicator.native", "symbolicator.service.native.modules", "elftools")),

@@ -25,7 +25,9 @@ with numpy. A `/` starts a regular expression where an expression may start (aft
 `(`, `,`, `;`, a keyword such as `return`), as every JavaScript tokenizer without a parser
 decides. Anything this pass cannot read (an unterminated string, unbalanced brackets) gives no
 skeleton; a guess that was wrong shows as a syntax error in the skeleton's tree, and the caller
-then parses the original.
+then parses the original. (A file whose own syntax error sits inside a blanked group parses
+cleanly as a skeleton: its scopes are then those around the error, where tree-sitter's recovery
+of the whole file may lose some.)
 """
 
 from __future__ import annotations
