@@ -38,6 +38,7 @@ from symbolicator.sourcemaps.scopes import (
 from symbolicator.sourcemaps.smcache import SmCache, build_from_map, build_from_sources, flatten_scopes
 from symbolicator.sourcemaps.sourcemap import NameResolver, OriginalLineResolver
 from symbolicator.sourcemaps.sourcemap import parse as parse_sourcemap
+from tests.support.js_names import cache_score
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "js_scopes"
@@ -345,16 +346,6 @@ def minified_scopes(bundle: Path) -> tuple[Any, list[ScopeName]]:
     sm = parse_sourcemap(Path(f"{bundle}.map").read_bytes())
     scopes = resolve_scopes(collect_scopes(bundle.read_bytes()), NameResolver(sm), OriginalLineResolver(sm))
     return sm, scopes
-
-
-def cache_score(cache: SmCache, rows: list[list[Any]]) -> tuple[float, list[tuple[Any, Any]]]:
-    misses = []
-    for line, col, want, *_ in rows:
-        token = cache.lookup(line + 1, col + 1)
-        got = token.function if token else None
-        if got != want:
-            misses.append((want, got))
-    return 1 - len(misses) / len(rows), misses
 
 
 @pytest.mark.parametrize("bundle", APPS, ids=lambda b: b.parent.name)
