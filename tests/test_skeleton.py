@@ -8,12 +8,13 @@ tokens). Small cases pin the lexing decisions the blanking rests on.
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from symbolicator.sourcemaps.scopes import ScopeName, _parser, collect_scopes, resolve_scopes, token_count
-from symbolicator.sourcemaps.skeleton import skeleton
+from symbolicator.sourcemaps.skeleton import BYTES_PER_BRACKET, BYTES_PER_BYTE, skeleton
 
 FIXTURES = Path(__file__).parent / "fixtures"
 JS_FILES = sorted(p for pattern in ("**/*.js", "**/*.mjs", "**/*.bundle") for p in FIXTURES.glob(pattern)
@@ -94,3 +95,30 @@ def test_what_the_skeleton_cannot_read_is_parsed_whole(source: bytes) -> None:
     reduced = skeleton(source)
     assert reduced is None or not _parses_cleanly(reduced)
     assert _scopes(source, True) == _scopes(source, False)
+
+
+@pytest.mark.parametrize("source", [
+    (FIXTURES / "js_scopes" / "out" / "terser" / "vendor.min.js").read_bytes(),
+    b"()" * 100_000, b"(" * 100_000 + b")" * 100_000, b"{}" * 100_000, b"f(a)," * 40_000,
+    b'""' * 100_000, b"`${" * 50_000 + b"}`" * 50_000, b"=/a/" * 50_000,
+], ids=["bundle", "parens", "nested", "braces", "calls", "strings", "templates", "regex"])
+def test_what_the_skeleton_allocates_stays_under_its_own_bound(source: bytes) -> None:
+    """`BYTES_PER_BYTE` and `BYTES_PER_BRACKET` are what the budget check charges before any array
+    is made: measured here on real and crafted input, so the name pass's budget holds."""
+    brackets = sum(source.count(b) for b in (b"(", b")", b"{", b"}"))
+    tracemalloc.start()
+    try:
+        reduced = skeleton(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reduced is not None
+    assert peak <= len(source) * BYTES_PER_BYTE + brackets * BYTES_PER_BRACKET
+
+
+def test_the_skeleton_is_not_made_where_the_budget_cannot_hold_its_arrays() -> None:
+    source = b"f(a);" * 100_000
+    need = len(source) * BYTES_PER_BYTE + source.count(b"(") * 2 * BYTES_PER_BRACKET
+    assert skeleton(source, need + 1) is not None
+    assert skeleton(source, need - 1) is None
+    assert skeleton(source, len(source) * BYTES_PER_BYTE - 1) is None

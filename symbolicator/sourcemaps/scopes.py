@@ -122,9 +122,6 @@ class ScopeName(NamedTuple):
 # watch is the bound.
 BYTES_PER_TOKEN = 150
 _READ_CHUNK = 64 * 1024
-# Bytes per source byte the skeleton's arrays take at most (skeleton.py): only built where the
-# budget surely holds them.
-_SKELETON_COST = 16
 _WALK_CHECK_EVERY = 4096
 _WORD = np.zeros(256, dtype=bool)
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$", dtype=np.uint8)] = True
@@ -594,14 +591,13 @@ def collect_scopes(minified_source: str | bytes, max_memory: int | None = None,
     `NamesOverBudget` rather than grow the process by more (see the module docstring).
 
     JavaScript is parsed as its skeleton (`skeleton.py`: the groups that hold no function
-    blanked, half the parse) when the budget holds the skeleton's arrays; `use_skeleton=False`
+    blanked, half the parse) when the budget holds the skeleton's arrays (else the whole file); `use_skeleton=False`
     parses the whole file, which gives the same scopes (the tests and the fuzz target check it).
     """
     source = source_bytes(minified_source)
     parsed = source
-    if use_skeleton and grammar == "javascript" and (max_memory is None
-                                                      or len(source) * _SKELETON_COST <= max_memory):
-        parsed = skeleton(source) or source
+    if use_skeleton and grammar == "javascript":
+        parsed = skeleton(source, max_memory) or source
     if max_memory is not None:
         cost = estimated_cost(parsed)
         if cost > max_memory:

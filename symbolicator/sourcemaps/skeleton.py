@@ -71,15 +71,30 @@ _STEP = np.frombuffer(b"+-", dtype=np.uint8)
 _SPACES = np.zeros(256, dtype=bool)
 _SPACES[list(_SPACE)] = True
 
-IntArray = npt.NDArray[np.int64]
+IntArray = npt.NDArray[np.int32]
+# What `skeleton` allocates at most: per byte of source (its copies and masks) and per bracket
+# (positions, depths, the matching sort), measured with tracemalloc on bundles and on crafted
+# files of nothing but brackets, strings or templates (`tests/test_skeleton.py`).
+BYTES_PER_BYTE = 8
+BYTES_PER_BRACKET = 24
 
 
-def skeleton(source: bytes) -> bytes | None:
-    """`source` with every group that holds no scope blanked, or None when it cannot be read."""
+def skeleton(source: bytes, max_memory: int | None = None) -> bytes | None:
+    """`source` with every group that holds no scope blanked; None when it cannot be read, or when
+    its arrays would take more than `max_memory` bytes (checked before they are made)."""
+    n = len(source)
+    if max_memory is not None and n * BYTES_PER_BYTE > max_memory:
+        return None
     code = _without_literals(source)
     if code is None:
         return None
-    groups = _groups(code)
+    data = np.frombuffer(code, dtype=np.uint8)
+    delta = _DELTA[data]
+    at = np.flatnonzero(delta).astype(np.int32)
+    if max_memory is not None and n * BYTES_PER_BYTE + len(at) * BYTES_PER_BRACKET > max_memory:
+        return None
+    groups = _groups(data, delta[at], at)
+    del data, delta, at, code
     if groups is None:
         return None
     opens, closes, has_brace = groups
@@ -88,7 +103,7 @@ def skeleton(source: bytes) -> bytes | None:
     paren = raw[opens] == _OPEN_PAREN
     keep |= paren & _not_expressions(source, raw, opens, closes)
     keep |= closes - opens < 2
-    keep |= paren & _SPACES[raw[np.minimum(opens + 1, len(source) - 1)]]
+    keep |= paren & _SPACES[raw[np.minimum(opens + 1, n - 1)]]
     opens, closes, paren = opens[~keep], closes[~keep], paren[~keep]
     if len(opens) == 0:
         return source
@@ -98,13 +113,15 @@ def skeleton(source: bytes) -> bytes | None:
     outermost = np.ones(len(opens), dtype=bool)
     outermost[1:] = opens[1:] > reach[:-1]
     opens, closes, paren = opens[outermost], closes[outermost], paren[outermost]
-    edges = np.zeros(len(source) + 1, dtype=np.int8)
+    edges = np.zeros(n + 1, dtype=np.int8)
     edges[opens + 1] = 1
     edges[closes] -= 1
-    blank = np.cumsum(edges[:-1], dtype=np.int8).astype(bool)
+    blank = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+    del edges
     blank &= raw != ord("\n")
     out = raw.copy()
     out[blank] = ord(" ")
+    del blank
     out[opens[paren] + 1] = ord("0")
     return out.tobytes()
 
@@ -112,7 +129,7 @@ def skeleton(source: bytes) -> bytes | None:
 def _without_literals(source: bytes) -> bytearray | None:
     """`source` with strings, comments, template text and regular expressions zeroed, so only
     code brackets are left; None when one of them does not end."""
-    spans: list[tuple[int, int]] = []
+    code = bytearray(source)
     substitutions: list[int] = []  # open braces inside each `${` being read
     pos = 0
     next_token, next_in_template = _NEXT.search, _NEXT_IN_TEMPLATE.search
@@ -121,18 +138,18 @@ def _without_literals(source: bytes) -> bytearray | None:
         if m is None:
             if substitutions:
                 return None
-            break
+            return code
         at, pos = m.span()
         char = source[at]
         if pos - at > 1:  # a whole string
-            spans.append((at, pos))
+            code[at:pos] = bytes(pos - at)
         elif char == _BACKTICK or (char == _CLOSE_BRACE and not substitutions[-1]):
             if char == _CLOSE_BRACE:
                 substitutions.pop()
             end = _template_piece(source, at + 1, substitutions)
             if end is None:
                 return None
-            spans.append((at, end))
+            code[at:end] = bytes(end - at)
             pos = end
         elif char == _OPEN_BRACE:
             substitutions[-1] += 1
@@ -143,14 +160,10 @@ def _without_literals(source: bytes) -> bytearray | None:
             if end is None:
                 return None
             if end > pos:
-                spans.append((at, end))
+                code[at:end] = bytes(end - at)
             pos = end
         else:
             return None  # a quote that starts no string: it does not end on its line
-    code = bytearray(source)
-    for start, end in spans:
-        code[start:end] = bytes(end - start)
-    return code
 
 
 def _template_piece(source: bytes, at: int, substitutions: list[int]) -> int | None:
@@ -195,28 +208,26 @@ def _regex_may_start(source: bytes, at: int) -> bool:
     return source[start : before + 1] in _KEYWORDS_BEFORE_REGEX
 
 
-def _groups(code: bytearray) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]] | None:
-    """Matched `(…)` and `{…}` of the code: open and close offsets, and whether a `{` is inside;
-    None when they do not balance."""
-    data = np.frombuffer(code, dtype=np.uint8)
-    delta = _DELTA[data]
-    at = np.flatnonzero(delta).astype(np.int64)
+def _groups(data: npt.NDArray[np.uint8], steps: npt.NDArray[np.int8],
+            at: IntArray) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]] | None:
+    """Matched `(…)` and `{…}` of the code (`steps` +1/-1 at the brackets' offsets `at`): open
+    and close offsets, and whether a `{` is inside; None when they do not balance."""
     if len(at) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
-    steps = delta[at]
-    depth = np.cumsum(steps, dtype=np.int64)
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, bool)
+    depth = np.cumsum(steps, dtype=np.int32)
     if depth[-1] != 0 or depth.min() < 0:
         return None
     opening = steps > 0
-    level = np.where(opening, depth, depth + 1)
-    order = np.argsort(level, kind="stable")
+    depth[~opening] += 1  # a pair's open and close now share a level
+    order = np.argsort(depth, kind="stable")
+    del depth
     first, second = order[0::2], order[1::2]
     if not (opening[first].all() and not opening[second].any()):
         return None
     kinds = data[at]
     if not np.array_equal(kinds[first] == _OPEN_PAREN, kinds[second] == _CLOSE_PAREN):
         return None
-    braces = np.cumsum(kinds == _OPEN_BRACE)
+    braces = np.cumsum(kinds == _OPEN_BRACE, dtype=np.int32)
     has_brace = braces[second - 1] > braces[first]
     return at[first], at[second], has_brace
 
@@ -235,8 +246,8 @@ def _not_expressions(source: bytes, raw: npt.NDArray[np.uint8], opens: IntArray,
     """Parenthesised groups that may not be expressions: `for` heads, parameters (followed by
     `=>` or `{`), assignment targets (followed by `=`, `+=`, `++`…), and, to be safe, any group
     followed by a space."""
-    padded = np.concatenate([raw, np.zeros(4, np.uint8)])
-    b1, b2, b3, b4 = (padded[closes + k] for k in (1, 2, 3, 4))
+    last = len(raw) - 1
+    b1, b2, b3, b4 = (np.where(closes + k <= last, raw[np.minimum(closes + k, last)], 0) for k in (1, 2, 3, 4))
     eq = ord("=")
     doubled = b1 == b2
     result: npt.NDArray[np.bool_] = _SPACES[b1] | (b1 == ord("{"))
