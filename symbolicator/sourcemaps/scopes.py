@@ -94,6 +94,9 @@ _ASTRAL = re.compile(r"[\U00010000-\U0010ffff]")
 _LOOK_BACK = 200
 _PRIVATE_NAME = re.compile(r"#[A-Za-z_$][\w$]*")
 _OWN_NAME = re.compile(r"(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)\s*\(")
+# `function NAME(params)`, a TypeScript return type allowed, just before a body's `{`.
+_OWN_NAME_BEFORE = re.compile(r"(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)\s*(?:<[^()]*>)?\([^()]*\)"
+                              r"\s*(?::[^(){};=]*)?$")
 _BOUND_TO = re.compile(
     r"(?:\b(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::[^=;]*)?|([A-Za-z_$][\w$.]*)\s*)"
     r"=\s*(?:async\s*)?\(?\s*$"
@@ -303,17 +306,23 @@ class _Private(_At):
 
 
 class _Original:
-    """A name read from the original source line the scope's first token maps to."""
+    """A name read from the original source line the scope's first token maps to.
 
-    __slots__ = ("row", "col", "pattern")
+    A function's own name can also be read where its body's `{` maps, when no mapping starts on
+    its first token: Closure Compiler maps no token of a function's head (it turns
+    `async function runAll(){…}` + `runAll()` into `(async function(){…})()` and maps only from
+    the `{`). The `{` must map to a `{` that ends `function NAME(…)` in the original line.
+    """
 
-    def __init__(self, row: int, col: int, pattern: re.Pattern[str]) -> None:
-        self.row, self.col, self.pattern = row, col, pattern
+    __slots__ = ("row", "col", "pattern", "body")
+
+    def __init__(self, row: int, col: int, pattern: re.Pattern[str], body: tuple[int, int] | None = None) -> None:
+        self.row, self.col, self.pattern, self.body = row, col, pattern, body
 
     def eval(self, resolve: Resolve, original: OriginalLine | None) -> str | None:
         found = original(self.row, self.col) if original is not None else None
         if found is None:
-            return None
+            return self._from_body(original)
         line, col16 = found
         col = _utf16_to_index(line, col16)
         if self.pattern is _OWN_NAME:
@@ -322,6 +331,18 @@ class _Original:
             before = line[max(0, col - _LOOK_BACK) : col].rstrip()
             m = self.pattern.search(before) if _may_bind(before) else None
         return next((g for g in m.groups() if g), None) if m else None
+
+
+    def _from_body(self, original: OriginalLine | None) -> str | None:
+        found = original(*self.body) if original is not None and self.body is not None else None
+        if found is None:
+            return None
+        line, col16 = found
+        col = _utf16_to_index(line, col16)
+        if line[col : col + 1] != "{":
+            return None
+        m = _OWN_NAME_BEFORE.search(line, max(0, col - _LOOK_BACK), col)
+        return m.group(1) if m else None
 
 
 def _may_bind(before: str) -> bool:
@@ -416,14 +437,18 @@ class _Namer:
             return self._identifier(own)
         if kind == "arrow_function":
             return _First(self._binding(node), self._from_original(node, _BOUND_TO))
-        return _First(self._from_original(node, _OWN_NAME), self._from_original(node, _BOUND_TO),
-                      self._binding(node))
+        return _First(self._from_original(node, _OWN_NAME, node.child_by_field_name("body")),
+                      self._from_original(node, _BOUND_TO), self._binding(node))
 
-    def _from_original(self, node: Node, pattern: re.Pattern[str]) -> Name:
+    def _from_original(self, node: Node, pattern: re.Pattern[str], body: Node | None = None) -> Name:
         """A name the minifier dropped (`function increment(`, `const lookup =`), read from the
-        original line the scope's first token maps to."""
+        original line the scope's first token maps to (or, for an own name, its body's `{`)."""
         row, byte_col = node.start_point
-        return _Original(row, self._columns.utf16(row, byte_col), pattern)
+        at = None
+        if body is not None:
+            body_row, body_col = body.start_point
+            at = (body_row, self._columns.utf16(body_row, body_col))
+        return _Original(row, self._columns.utf16(row, byte_col), pattern, at)
 
     def _method(self, node: Node) -> Name:
         key = self._key(node.child_by_field_name("name"))
